@@ -1,0 +1,29 @@
+"""gdsim: simulate gradient-descent training fast, with PyTorch's semantics.
+
+Public API
+----------
+Linear, MLP
+    Models on one flat float64 parameter vector (torch's parameter order).
+SGD
+    ``torch.optim.SGD`` hyper-parameters and update.
+train
+    One training run, the whole loop compiled with Numba; returns a :class:`TrainResult`.
+datasets
+    Seeded datasets of the tutorials.
+kernels
+    The Numba kernels, importable from users' own ``@njit`` code.
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from . import datasets, kernels
+from .engine import TrainResult, train
+from .models import MLP, Linear
+from .optim import SGD
+
+try:
+    __version__ = version("gdsim")
+except PackageNotFoundError:  # running from a source tree that was not installed
+    __version__ = "0+unknown"
+
+__all__ = ["Linear", "MLP", "SGD", "train", "TrainResult", "datasets", "kernels", "__version__"]

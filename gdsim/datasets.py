@@ -1,0 +1,118 @@
+"""Seeded datasets for the tutorials' experiments.
+
+Every function draws from ``numpy.random.default_rng(seed)`` and returns float64 inputs
+``X [n, n_in]`` with targets ``Y [n, n_out]`` (regression) or int64 labels ``[n]``
+(classification).
+"""
+
+import numpy as np
+
+from ._validate import check_int, is_real_scalar
+from .models import MLP
+
+
+def _check_scale(name, value):
+    if not is_real_scalar(value) or not np.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return float(value)
+
+
+def tutorial_line(seed=0):
+    """The linear-regression tutorial's data: ``Y = -5 X + 0.4 N(0, 1)``.
+
+    ``X = arange(-5, 5, 0.1)`` as a column (100 points), noise drawn with
+    ``default_rng(seed).standard_normal((100, 1))``.
+
+    Parameters
+    ----------
+    seed : int, default 0
+
+    Returns
+    -------
+    X : numpy.ndarray, float64 (100, 1)
+    Y : numpy.ndarray, float64 (100, 1)
+    """
+    rng = np.random.default_rng(check_int("seed", seed, minimum=0))
+    X = np.arange(-5, 5, 0.1).reshape(-1, 1)
+    Y = -5 * X + 0.4 * rng.standard_normal(X.shape)
+    return X, Y
+
+
+def teacher_mlp(n=512, sizes=(10, 5, 1), activation="relu", noise=0.1, seed=0):
+    """Regression data labelled by a random "teacher" MLP, plus Gaussian noise.
+
+    ``X ~ N(0, 1)`` of shape ``(n, sizes[0])``; the teacher's parameters are
+    ``MLP(sizes, activation).init`` drawn from the same generator; ``Y = teacher(X) +
+    noise * N(0, 1)``.
+
+    Parameters
+    ----------
+    n : int, default 512
+    sizes : sequence of int, default (10, 5, 1)
+    activation : str, default "relu"
+    noise : float, default 0.1
+        Standard deviation of the label noise, ``>= 0``.
+    seed : int, default 0
+
+    Returns
+    -------
+    X : numpy.ndarray, float64 (n, sizes[0])
+    Y : numpy.ndarray, float64 (n, sizes[-1])
+    """
+    n = check_int("n", n, minimum=1)
+    noise = _check_scale("noise", noise)
+    teacher = MLP(sizes, activation=activation)
+    rng = np.random.default_rng(check_int("seed", seed, minimum=0))
+    X = rng.standard_normal((n, teacher.n_in))
+    theta = teacher.init(rng)
+    Y = teacher.predict(theta, X) + noise * rng.standard_normal((n, teacher.n_out))
+    return X, Y
+
+
+def random_regression(n=74, n_in=900, n_out=12, seed=0):
+    """Inputs and targets both pure Gaussian noise, as in the SGD tutorial with the
+    900 -> 90 -> 12 MLP (``torch.randn(batch, d_in)``, ``torch.randn(batch, d_out)``).
+
+    Returns
+    -------
+    X : numpy.ndarray, float64 (n, n_in)
+    Y : numpy.ndarray, float64 (n, n_out)
+    """
+    n = check_int("n", n, minimum=1)
+    n_in = check_int("n_in", n_in, minimum=1)
+    n_out = check_int("n_out", n_out, minimum=1)
+    rng = np.random.default_rng(check_int("seed", seed, minimum=0))
+    return rng.standard_normal((n, n_in)), rng.standard_normal((n, n_out))
+
+
+def blobs(n=300, n_classes=3, n_features=2, spread=1.0, box=5.0, seed=0):
+    """Gaussian blobs for classification (like ``sklearn.datasets.make_blobs``).
+
+    Class centres uniform in ``[-box, box]^n_features``; each sample is its centre plus
+    ``spread * N(0, 1)``; classes are as balanced as ``n`` allows and rows come in a
+    random order.
+
+    Parameters
+    ----------
+    n : int, default 300
+    n_classes : int, default 3
+    n_features : int, default 2
+    spread : float, default 1.0
+    box : float, default 5.0
+    seed : int, default 0
+
+    Returns
+    -------
+    X : numpy.ndarray, float64 (n, n_features)
+    labels : numpy.ndarray, int64 (n,), values in ``[0, n_classes)``
+    """
+    n = check_int("n", n, minimum=1)
+    n_classes = check_int("n_classes", n_classes, minimum=2)
+    n_features = check_int("n_features", n_features, minimum=1)
+    spread = _check_scale("spread", spread)
+    box = _check_scale("box", box)
+    rng = np.random.default_rng(check_int("seed", seed, minimum=0))
+    centres = rng.uniform(-box, box, size=(n_classes, n_features))
+    labels = rng.permutation(np.arange(n) % n_classes).astype(np.int64)
+    X = centres[labels] + spread * rng.standard_normal((n, n_features))
+    return X, labels

@@ -1,0 +1,317 @@
+"""Training runs: validate -> plan (flat arrays) -> jitted loop -> result.
+
+:func:`train` runs one training with ``torch.optim.SGD`` semantics; the whole loop over
+epochs and batches runs inside Numba (:func:`train_loop`).
+"""
+
+import dataclasses
+import math
+import os
+
+import numpy as np
+
+from ._jit import jit
+from ._validate import check_bool, check_int, is_real_scalar
+from .kernels import batch_loss, batch_loss_grad
+from .models import check_model
+from .optim import check_optimizer, sgd_update
+
+
+# ---------------------------------------------------------------------------------------
+# Plan
+# ---------------------------------------------------------------------------------------
+def batch_orders(n, epochs, shuffle=False, seed=0):
+    """Sample order of every epoch, int64 ``[epochs, n]``.
+
+    Parameters
+    ----------
+    n, epochs : int
+    shuffle : bool or array_like of int, shape (epochs, n)
+        False: data order every epoch. True: a fresh permutation per epoch, drawn from an
+        independent child stream of ``seed`` (``SeedSequence(seed).spawn(1)[0]``), so that
+        it is not correlated with ``model.init(seed)``. An array: the order itself, each
+        row a permutation of ``range(n)``.
+    seed : int
+
+    Returns
+    -------
+    numpy.ndarray, int64 (epochs, n)
+    """
+    if isinstance(shuffle, (bool, np.bool_)):
+        if not shuffle:
+            return np.tile(np.arange(n, dtype=np.int64), (epochs, 1))
+        rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])
+        return np.stack([rng.permutation(n) for _ in range(epochs)]).astype(np.int64)
+    order = np.asarray(shuffle)
+    if order.dtype.kind not in "iu" or order.shape != (epochs, n):
+        raise ValueError(f"shuffle must be True, False or an integer array of shape (epochs, n) = ({epochs}, {n}), "
+                         f"got {'dtype ' + str(order.dtype) + ', ' if order.dtype.kind not in 'iu' else ''}shape {order.shape}")
+    expected = np.arange(n)
+    for e in range(epochs):
+        if not np.array_equal(np.sort(order[e]), expected):
+            raise ValueError(f"shuffle[{e}] must be a permutation of range({n}) (each sample exactly once)")
+    return np.ascontiguousarray(order, dtype=np.int64)
+
+
+def steps_per_epoch(n, batch_size, drop_last):
+    """Number of updates per epoch: ``ceil(n / batch_size)``, or ``floor`` with ``drop_last``."""
+    return n // batch_size if drop_last else -(-n // batch_size)
+
+
+def _check_memory(nbytes, what, way_out):
+    """Refuse an allocation larger than the memory available now, before making it."""
+    try:
+        available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not on every platform
+        return
+    if nbytes > available:
+        raise ValueError(f"{what} needs {nbytes / 2**30:.1f} GiB but only {available / 2**30:.1f} GiB "
+                         f"of memory is free; {way_out}")
+
+
+# ---------------------------------------------------------------------------------------
+# The loop
+# ---------------------------------------------------------------------------------------
+@jit
+def _is_diverged(value, threshold):
+    return not math.isfinite(value) or value > threshold
+
+
+@jit
+def train_loop(theta, buf, sizes, activation, loss, reduction, X, Y, order, batch_size, drop_last,
+               lr, momentum, dampening, weight_decay, nesterov, maximize, divergence_factor,
+               epoch_loss, step_loss, params_history):
+    """Train one model with SGD over ``order.shape[0]`` epochs, in place.
+
+    Parameters
+    ----------
+    theta : float64[n_params]
+        Initial parameters; final parameters on return.
+    buf : float64[n_params]
+        Momentum buffer (scratch).
+    sizes, activation, loss, reduction
+        The model (see :mod:`gdsim.kernels`).
+    X : float64[n, n_in]
+    Y : float64[n, n_out] or float64[n, 1]
+    order : int64[epochs, n]
+        Sample order of each epoch; batches are consecutive runs of ``batch_size``.
+    batch_size : int
+    drop_last : bool
+        Skip each epoch's last batch when it is smaller than ``batch_size``.
+    lr : float64[n_steps]
+        Learning rate of each step.
+    momentum, dampening, weight_decay : float
+    nesterov, maximize : bool
+    divergence_factor : float
+        A loss above ``divergence_factor`` times the initial full-data loss counts as
+        divergence (``inf``: only NaN/inf do).
+    epoch_loss : float64[epochs + 1]
+        Output: full-data loss before each epoch and after the last.
+    step_loss : float64[n_steps]
+        Output: each batch's loss before its update.
+    params_history : float64[n_steps + 1, n_params] or float64[0, n_params]
+        Output when non-empty: parameters before the first step and after every step.
+
+    Returns
+    -------
+    (int, float)
+        The first step whose loss, evaluated before its update (the batch loss, or the
+        full-data loss at the start of an epoch), is non-finite or above the threshold,
+        and that loss; ``n_steps`` if only the final loss is; ``(-1, nan)`` if none.
+        The run always goes on to the end.
+    """
+    n = X.shape[0]
+    epochs = order.shape[0]
+    width = 0
+    for w in sizes:
+        width += w
+    acts = np.empty(width)
+    deltas = np.empty(width)
+    grad = np.empty(theta.shape[0])
+    all_rows = np.arange(n)
+    record = params_history.shape[0] > 0
+    if record:
+        params_history[0, :] = theta
+    threshold = np.inf
+    diverged_step = -1
+    diverged_loss = np.nan
+    step = 0
+    for epoch in range(epochs):
+        full = batch_loss(theta, sizes, activation, loss, reduction, X, Y, all_rows, acts)
+        epoch_loss[epoch] = full
+        if epoch == 0 and full > 0.0:
+            threshold = divergence_factor * full
+        if diverged_step < 0 and _is_diverged(full, threshold):
+            diverged_step = step
+            diverged_loss = full
+        for start in range(0, n, batch_size):
+            stop = min(start + batch_size, n)
+            if drop_last and stop - start < batch_size:
+                break
+            value = batch_loss_grad(theta, sizes, activation, loss, reduction, X, Y, order[epoch, start:stop],
+                                    grad, acts, deltas)
+            step_loss[step] = value
+            if diverged_step < 0 and _is_diverged(value, threshold):
+                diverged_step = step
+                diverged_loss = value
+            sgd_update(theta, grad, buf, lr[step], momentum, dampening, weight_decay, nesterov, maximize,
+                       step == 0)
+            step += 1
+            if record:
+                params_history[step, :] = theta
+    full = batch_loss(theta, sizes, activation, loss, reduction, X, Y, all_rows, acts)
+    epoch_loss[epochs] = full
+    if diverged_step < 0 and _is_diverged(full, threshold):
+        diverged_step = step
+        diverged_loss = full
+    return diverged_step, diverged_loss
+
+
+# ---------------------------------------------------------------------------------------
+# Public API
+# ---------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True, repr=False)
+class TrainResult:
+    """Outcome of :func:`gdsim.train`.
+
+    Attributes
+    ----------
+    params : numpy.ndarray (n_params,)
+        Final parameters.
+    epoch_loss : numpy.ndarray (epochs + 1,)
+        Full-data loss before each epoch and after the last.
+    step_loss : numpy.ndarray (n_steps,)
+        Loss of each step's batch, before its update.
+    params_history : numpy.ndarray (n_steps + 1, n_params) or None
+        Parameters before the first step and after each step (``record_params=True``).
+    diverged_step : int
+        First step whose loss (before its update) was non-finite or above
+        ``divergence_factor`` times the initial loss; ``n_steps`` if only the final loss
+        was; -1 if never.
+    diverged_loss : float
+        The loss that marked the divergence (NaN if none).
+    steps_per_epoch : int
+    """
+
+    params: np.ndarray
+    epoch_loss: np.ndarray
+    step_loss: np.ndarray
+    params_history: np.ndarray | None
+    diverged_step: int
+    diverged_loss: float
+    steps_per_epoch: int
+
+    @property
+    def diverged(self):
+        """True if the run diverged (see :attr:`diverged_step`)."""
+        return self.diverged_step >= 0
+
+    @property
+    def n_steps(self):
+        """Number of updates made."""
+        return self.step_loss.shape[0]
+
+    @property
+    def epoch_params(self):
+        """Parameters before each epoch and after the last, ``(epochs + 1, n_params)``.
+
+        Needs ``record_params=True``.
+        """
+        if self.params_history is None:
+            raise ValueError("epoch_params needs the run to be made with record_params=True")
+        return self.params_history[::self.steps_per_epoch]
+
+    def __repr__(self):
+        status = (f"diverged at step {self.diverged_step} (loss {self.diverged_loss:.4g})"
+                  if self.diverged else "did not diverge")
+        return (f"TrainResult({self.n_steps} steps, loss {self.epoch_loss[0]:.6g} -> {self.epoch_loss[-1]:.6g}, "
+                f"{status})")
+
+
+def train(model, X, Y, optimizer, *, epochs, batch_size=None, shuffle=False, seed=0, drop_last=False,
+          params0=None, record_params=False, divergence_factor=1e6):
+    """Train ``model`` on ``(X, Y)`` with ``optimizer``, like a PyTorch training loop.
+
+    Equivalent to (in float64)::
+
+        for epoch in range(epochs):
+            epoch_loss.append(loss(model, X, Y))
+            for batch in batches(order[epoch], batch_size, drop_last):
+                loss = criterion(model(X[batch]), Y[batch]); loss.backward()
+                step_loss.append(loss.item()); opt.step(); opt.zero_grad()
+        epoch_loss.append(loss(model, X, Y))
+
+    with the whole loop compiled by Numba.
+
+    Parameters
+    ----------
+    model : gdsim.Linear or gdsim.MLP
+    X : array_like (n, n_in)
+    Y : array_like
+        Targets ``(n, n_out)`` for MSE, integer labels ``(n,)`` for cross-entropy.
+    optimizer : gdsim.SGD
+    epochs : int
+        Number of passes over the data, ``>= 1``.
+    batch_size : int or None, default None
+        Samples per step, in ``[1, n]``; None means full batch (``n``).
+    shuffle : bool or array_like of int (epochs, n), default False
+        Sample order: data order, a fresh permutation per epoch drawn from ``seed``, or
+        the order itself (see :func:`batch_orders`).
+    seed : int, default 0
+        Seeds the initial parameters (``model.init(seed)``, when ``params0`` is None)
+        and the shuffles.
+    drop_last : bool, default False
+        Skip the last batch of an epoch when it is smaller than ``batch_size``.
+    params0 : array_like (n_params,), optional
+        Initial parameters (finite); default ``model.init(seed)``.
+    record_params : bool, default False
+        Keep the parameters after every step in ``params_history``.
+    divergence_factor : float or None, default 1e6
+        A loss above this factor times the initial full-data loss marks divergence
+        (non-finite losses always do); None: only non-finite losses. Divergence is
+        recorded, the run goes on to the end.
+
+    Returns
+    -------
+    TrainResult
+
+    Raises
+    ------
+    ValueError
+        For any invalid argument, before any work is done.
+    """
+    model = check_model(model)
+    optimizer = check_optimizer(optimizer)
+    X, Y = model.check_data(X, Y)
+    n = X.shape[0]
+    epochs = check_int("epochs", epochs, minimum=1)
+    batch_size = n if batch_size is None else check_int("batch_size", batch_size, minimum=1, maximum=n)
+    drop_last = check_bool("drop_last", drop_last)
+    seed = check_int("seed", seed, minimum=0)
+    record_params = check_bool("record_params", record_params)
+    if divergence_factor is None:
+        divergence_factor = math.inf
+    elif not is_real_scalar(divergence_factor) or not divergence_factor > 0:
+        raise ValueError(f"divergence_factor must be a number > 0 (or None), got {divergence_factor!r}")
+    per_epoch = steps_per_epoch(n, batch_size, drop_last)
+    n_steps = epochs * per_epoch
+    history_rows = n_steps + 1 if record_params else 0
+    # Everything the run allocates, checked before anything is allocated.
+    _check_memory(8 * (history_rows * model.n_params + epochs * n + 2 * n_steps + epochs),
+                  f"a run of {n_steps} steps" + (" with record_params=True" if record_params else ""),
+                  "train for fewer epochs" + (" or set record_params=False" if record_params else ""))
+    order = batch_orders(n, epochs, shuffle, seed)
+    theta = model.init(seed) if params0 is None else model.check_params(params0, "params0").copy()
+    params_history = np.empty((history_rows, model.n_params))
+    epoch_loss = np.empty(epochs + 1)
+    step_loss = np.empty(n_steps)
+    lr = np.full(n_steps, optimizer.lr)
+    diverged_step, diverged_loss = train_loop(
+        theta, np.zeros_like(theta), model.sizes_array, model.activation_code, model.loss_code,
+        model.reduction_code, X, Y, order, batch_size, drop_last, lr, optimizer.momentum,
+        optimizer.dampening, optimizer.weight_decay, optimizer.nesterov, optimizer.maximize,
+        float(divergence_factor), epoch_loss, step_loss, params_history)
+    return TrainResult(params=theta, epoch_loss=epoch_loss, step_loss=step_loss,
+                       params_history=params_history if record_params else None,
+                       diverged_step=int(diverged_step), diverged_loss=float(diverged_loss),
+                       steps_per_epoch=per_epoch)

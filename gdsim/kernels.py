@@ -1,0 +1,312 @@
+"""Numba kernels for the models: forward pass, loss, gradients, per-sample gradients.
+
+All kernels work on one flat float64 parameter vector ``theta`` laid out in torch's
+order: for each layer ``l`` (``sizes[l]`` inputs, ``sizes[l+1]`` outputs) the weight
+``[sizes[l+1], sizes[l]]`` row-major, then the bias ``[sizes[l+1]]``. A ``Linear`` model
+is the one-layer case ``sizes = [n_in, n_out]``.
+
+They are ordinary ``numba.njit`` functions and can be called from users' own ``@njit``
+code. The model is described by plain arguments, which :class:`gdsim.MLP` provides as
+attributes:
+
+* ``sizes``: int64 array ``[n_layers + 1]`` of layer widths (``MLP.sizes_array``);
+* ``activation``: int code of the hidden-layer activation (``MLP.activation_code``, see
+  :mod:`gdsim.scalar`); the last layer is linear;
+* ``loss``: int code, ``MSE`` or ``CROSS_ENTROPY`` (``MLP.loss_code``);
+* ``reduction``: int code, ``MEAN`` or ``SUM`` (``MLP.reduction_code``).
+
+Targets ``Y`` are float64 ``[n, n_out]`` for MSE and float64 ``[n, 1]`` holding the class
+index for cross-entropy (``MLP.kernel_targets`` converts integer labels). Scratch
+buffers ``acts`` and ``deltas`` are float64 ``[sum(sizes)]`` (``MLP.workspace()``);
+kernels never allocate in their inner loops.
+
+Losses follow ``nn.MSELoss`` / ``nn.CrossEntropyLoss``. A sample's *own* loss is the
+loss of the one-sample batch: for MSE with reduction ``mean`` that is the mean over the
+``n_out`` outputs. The reduced loss of a batch of ``B`` samples is the mean (``mean``)
+or the sum (``sum``) of the own losses, exactly torch's definition.
+"""
+
+import math
+
+import numpy as np
+
+from . import scalar
+from ._jit import jit
+from .scalar import CROSS_ENTROPY, MEAN
+
+activate = jit(scalar.activate)
+activation_slope = jit(scalar.activation_slope)
+
+
+@jit
+def forward_sample(theta, sizes, activation, x, acts):
+    """Forward pass of one sample.
+
+    Parameters
+    ----------
+    theta : float64[n_params]
+    sizes : int64[n_layers + 1]
+    activation : int
+        Hidden-layer activation code.
+    x : float64[n_in]
+        The sample.
+    acts : float64[sum(sizes)]
+        Output: the input followed by every layer's output (after the activation for
+        hidden layers; the last layer's raw outputs, i.e. predictions or logits, last).
+    """
+    n_layers = sizes.shape[0] - 1
+    for i in range(sizes[0]):
+        acts[i] = x[i]
+    w = 0  # offset of the layer's weight in theta
+    a_in = 0  # offset of the layer's input in acts
+    for layer in range(n_layers):
+        fan_in = sizes[layer]
+        fan_out = sizes[layer + 1]
+        a_out = a_in + fan_in
+        b = w + fan_in * fan_out
+        hidden = layer < n_layers - 1
+        for o in range(fan_out):
+            row = w + o * fan_in
+            s = 0.0
+            for i in range(fan_in):
+                s += theta[row + i] * acts[a_in + i]
+            s += theta[b + o]
+            acts[a_out + o] = activate(activation, s) if hidden else s
+        w = b + fan_out
+        a_in = a_out
+
+
+@jit
+def _output_offset(sizes):
+    """Offset of the last layer's outputs in ``acts`` (sum of all widths but the last)."""
+    offset = 0
+    for layer in range(sizes.shape[0] - 1):
+        offset += sizes[layer]
+    return offset
+
+
+@jit
+def output_loss(loss, reduction, out, y, delta, scale):
+    """One sample's own loss from its outputs, and ``scale`` times its gradient.
+
+    Parameters
+    ----------
+    loss, reduction : int
+        Loss and reduction codes.
+    out : float64[n_out]
+        Predictions (MSE) or logits (cross-entropy).
+    y : float64[n_out] or float64[1]
+        Targets (MSE) or the class index (cross-entropy).
+    delta : float64[n_out] or empty
+        Output: ``scale * d(own loss)/d(out)``; skipped when ``delta`` is empty.
+    scale : float
+        Factor applied to the gradient (``1/B`` for a mean over a batch of ``B``).
+
+    Returns
+    -------
+    float
+        The sample's own loss.
+    """
+    n_out = out.shape[0]
+    want_grad = delta.shape[0] > 0
+    if loss == CROSS_ENTROPY:
+        label = int(y[0])
+        top = out[0]
+        for k in range(1, n_out):
+            if out[k] > top:
+                top = out[k]
+        total = 0.0
+        for k in range(n_out):
+            total += math.exp(out[k] - top)
+        log_norm = top + math.log(total)
+        if want_grad:
+            for k in range(n_out):
+                delta[k] = scale * math.exp(out[k] - log_norm)
+            delta[label] -= scale
+        return log_norm - out[label]
+    # MSE: the own loss of one sample averages over its n_out outputs under "mean".
+    c = 1.0 / n_out if reduction == MEAN else 1.0
+    total = 0.0
+    for k in range(n_out):
+        r = out[k] - y[k]
+        total += r * r
+        if want_grad:
+            delta[k] = scale * 2.0 * c * r
+    return c * total
+
+
+@jit
+def backward_sample(theta, sizes, activation, acts, deltas, grad):
+    """Back-propagate the output deltas of one sample and add its gradient to ``grad``.
+
+    Parameters
+    ----------
+    theta : float64[n_params]
+    sizes : int64[n_layers + 1]
+    activation : int
+    acts : float64[sum(sizes)]
+        As left by :func:`forward_sample`.
+    deltas : float64[sum(sizes)]
+        On entry its last ``sizes[-1]`` entries hold d(loss)/d(outputs) (from
+        :func:`output_loss`); used as scratch for the hidden layers.
+    grad : float64[n_params]
+        Accumulated into (``+=``), not overwritten.
+    """
+    n_layers = sizes.shape[0] - 1
+    p = theta.shape[0]
+    a_out = _output_offset(sizes)
+    for layer in range(n_layers - 1, -1, -1):
+        fan_in = sizes[layer]
+        fan_out = sizes[layer + 1]
+        b = p - fan_out
+        w = b - fan_in * fan_out
+        a_in = a_out - fan_in
+        if layer > 0:
+            for i in range(fan_in):
+                deltas[a_in + i] = 0.0
+        for o in range(fan_out):
+            d = deltas[a_out + o]
+            grad[b + o] += d
+            row = w + o * fan_in
+            if layer > 0:
+                for i in range(fan_in):
+                    grad[row + i] += d * acts[a_in + i]
+                    deltas[a_in + i] += theta[row + i] * d
+            else:
+                for i in range(fan_in):
+                    grad[row + i] += d * acts[a_in + i]
+        if layer > 0:
+            for i in range(fan_in):
+                deltas[a_in + i] *= activation_slope(activation, acts[a_in + i])
+        p = w
+        a_out = a_in
+
+
+@jit
+def sample_loss_grad(theta, sizes, activation, loss, reduction, x, y, scale, grad, acts, deltas):
+    """Add ``scale`` times the gradient of one sample's own loss to ``grad``.
+
+    Parameters
+    ----------
+    theta : float64[n_params]
+    sizes : int64[n_layers + 1]
+    activation, loss, reduction : int
+        Model codes (see the module docstring).
+    x : float64[n_in]
+    y : float64[n_out] (MSE) or float64[1] (class index, cross-entropy)
+    scale : float
+    grad : float64[n_params]
+        Accumulated into.
+    acts, deltas : float64[sum(sizes)]
+        Scratch.
+
+    Returns
+    -------
+    float
+        The sample's own loss.
+    """
+    forward_sample(theta, sizes, activation, x, acts)
+    a_out = _output_offset(sizes)
+    own = output_loss(loss, reduction, acts[a_out:], y, deltas[a_out:], scale)
+    backward_sample(theta, sizes, activation, acts, deltas, grad)
+    return own
+
+
+@jit
+def batch_loss(theta, sizes, activation, loss, reduction, X, Y, rows, acts):
+    """Reduced loss of the batch ``X[rows], Y[rows]``.
+
+    Parameters
+    ----------
+    theta : float64[n_params]
+    sizes : int64[n_layers + 1]
+    activation, loss, reduction : int
+    X : float64[n, n_in]
+    Y : float64[n, n_out] or float64[n, 1]
+    rows : int64[B]
+        Indices of the batch's samples.
+    acts : float64[sum(sizes)]
+        Scratch.
+
+    Returns
+    -------
+    float
+        Mean (reduction ``mean``) or sum (``sum``) of the samples' own losses.
+    """
+    a_out = _output_offset(sizes)
+    no_grad = acts[:0]
+    total = 0.0
+    for r in rows:
+        forward_sample(theta, sizes, activation, X[r], acts)
+        total += output_loss(loss, reduction, acts[a_out:], Y[r], no_grad, 1.0)
+    if reduction == MEAN:
+        return total / rows.shape[0]
+    return total
+
+
+@jit
+def batch_loss_grad(theta, sizes, activation, loss, reduction, X, Y, rows, grad, acts, deltas):
+    """Reduced loss of the batch ``X[rows], Y[rows]`` and its gradient.
+
+    Same arguments as :func:`batch_loss`, plus ``grad`` (float64[n_params], output,
+    overwritten) and ``deltas`` (float64[sum(sizes)], scratch).
+
+    Returns
+    -------
+    float
+        The reduced loss; ``grad`` holds its gradient with respect to ``theta``.
+    """
+    grad[:] = 0.0
+    scale = 1.0 / rows.shape[0] if reduction == MEAN else 1.0
+    total = 0.0
+    for r in rows:
+        total += sample_loss_grad(theta, sizes, activation, loss, reduction, X[r], Y[r],
+                                  scale, grad, acts, deltas)
+    if reduction == MEAN:
+        return total / rows.shape[0]
+    return total
+
+
+@jit
+def per_sample_grads(theta, sizes, activation, loss, reduction, X, Y, out, acts, deltas):
+    """Gradient of each sample's own loss.
+
+    Parameters
+    ----------
+    theta, sizes, activation, loss, reduction, X, Y, acts, deltas
+        As in :func:`batch_loss_grad`.
+    out : float64[n, n_params]
+        Output: row ``i`` is the gradient of sample ``i``'s own loss, so the rows' mean
+        (reduction ``mean``) or sum (``sum``) is the gradient of the reduced loss.
+    """
+    for r in range(X.shape[0]):
+        out[r, :] = 0.0
+        sample_loss_grad(theta, sizes, activation, loss, reduction, X[r], Y[r], 1.0,
+                         out[r], acts, deltas)
+
+
+@jit
+def predict(theta, sizes, activation, X, out, acts):
+    """Outputs of the last layer (predictions or logits) for every row of ``X``.
+
+    Parameters
+    ----------
+    theta : float64[n_params]
+    sizes : int64[n_layers + 1]
+    activation : int
+    X : float64[n, n_in]
+    out : float64[n, n_out]
+        Output.
+    acts : float64[sum(sizes)]
+        Scratch.
+    """
+    a_out = _output_offset(sizes)
+    for r in range(X.shape[0]):
+        forward_sample(theta, sizes, activation, X[r], acts)
+        out[r, :] = acts[a_out:]
+
+
+def new_workspace(sizes):
+    """Scratch buffers ``(acts, deltas)`` for the kernels, float64 ``[sum(sizes)]`` each."""
+    width = int(np.sum(sizes))
+    return np.empty(width), np.empty(width)

@@ -1,0 +1,308 @@
+"""Models: a multi-layer perceptron and its one-layer case, linear regression.
+
+A model object holds no parameters: it describes the architecture and the loss, and
+maps a flat float64 parameter vector ``theta`` (torch's order, see
+:mod:`gdsim.kernels`) to losses and gradients through the Numba kernels.
+"""
+
+import numpy as np
+
+from . import kernels
+from ._validate import check_choice, check_int
+from .scalar import ACTIVATIONS, CROSS_ENTROPY, LOSSES, REDUCTIONS
+
+
+class MLP:
+    """A fully connected network ``nn.Sequential(Linear, act, Linear, act, ..., Linear)``.
+
+    Parameters
+    ----------
+    sizes : sequence of int
+        Layer widths ``(n_in, hidden..., n_out)``, at least two entries, e.g.
+        ``(10, 5, 1)``.
+    activation : {"relu", "tanh", "sigmoid", "identity"}
+        Activation after every hidden layer; the last layer is linear.
+    loss : {"mse", "cross_entropy"}
+        ``"mse"`` compares outputs with float targets ``[n, n_out]`` like ``nn.MSELoss``;
+        ``"cross_entropy"`` treats outputs as logits and takes integer labels ``[n]`` in
+        ``[0, n_out)``, like ``nn.CrossEntropyLoss``.
+    reduction : {"mean", "sum"}
+        As in torch: ``mean`` averages over every element (MSE) or sample
+        (cross-entropy); ``sum`` adds them.
+
+    Notes
+    -----
+    Parameters are one flat float64 vector in torch's order: for each layer the weight
+    ``[out, in]`` (row-major), then the bias ``[out]``.
+
+    Examples
+    --------
+    >>> import gdsim
+    >>> model = gdsim.MLP((10, 5, 1))
+    >>> model.n_params
+    61
+    >>> theta = model.init(seed=0)
+    >>> [a.shape for a in model.unpack(theta)]
+    [(5, 10), (5,), (1, 5), (1,)]
+    """
+
+    def __init__(self, sizes, activation="relu", loss="mse", reduction="mean"):
+        if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__len__"):
+            raise ValueError(f"sizes must be a sequence of layer widths like (10, 5, 1), got {sizes!r}")
+        if len(sizes) < 2:
+            raise ValueError(f"sizes needs at least two widths (n_in, n_out), got {tuple(sizes)!r}")
+        self.sizes = tuple(check_int(f"sizes[{i}]", s, minimum=1) for i, s in enumerate(sizes))
+        self.activation = check_choice("activation", activation, ACTIVATIONS)
+        self.loss_name = check_choice("loss", loss, LOSSES)
+        self.reduction = check_choice("reduction", reduction, REDUCTIONS)
+        if self.loss_name == "cross_entropy" and self.sizes[-1] < 2:
+            raise ValueError(f"loss='cross_entropy' needs at least 2 outputs (classes), got n_out={self.sizes[-1]}")
+        # The kernels' view of the model (see gdsim.kernels).
+        self.sizes_array = np.array(self.sizes, dtype=np.int64)
+        self.activation_code = ACTIVATIONS[self.activation]
+        self.loss_code = LOSSES[self.loss_name]
+        self.reduction_code = REDUCTIONS[self.reduction]
+
+    # -- description -----------------------------------------------------------------
+    @property
+    def n_in(self):
+        """Number of input features."""
+        return self.sizes[0]
+
+    @property
+    def n_out(self):
+        """Number of outputs (targets for MSE, classes for cross-entropy)."""
+        return self.sizes[-1]
+
+    @property
+    def shapes(self):
+        """Shapes of the parameter arrays in order: ``[(out, in), (out,), ...]``."""
+        shapes = []
+        for fan_in, fan_out in zip(self.sizes[:-1], self.sizes[1:]):
+            shapes += [(fan_out, fan_in), (fan_out,)]
+        return shapes
+
+    @property
+    def n_params(self):
+        """Length of the flat parameter vector."""
+        return sum(int(np.prod(s)) for s in self.shapes)
+
+    def __repr__(self):
+        return (f"MLP({self.sizes}, activation={self.activation!r}, loss={self.loss_name!r}, "
+                f"reduction={self.reduction!r})")
+
+    def describe(self):
+        """A dict of the model's settings (for result attributes and logs)."""
+        return {"model": type(self).__name__, "sizes": list(self.sizes), "activation": self.activation,
+                "loss": self.loss_name, "reduction": self.reduction, "n_params": self.n_params}
+
+    # -- parameters ------------------------------------------------------------------
+    def unpack(self, theta):
+        """Split a flat parameter vector into ``[W0, b0, W1, b1, ...]``.
+
+        Parameters
+        ----------
+        theta : array_like, shape (n_params,)
+
+        Returns
+        -------
+        list of numpy.ndarray
+            Views into ``theta`` (when it is a contiguous float64 array) with the shapes
+            of :attr:`shapes`: weights ``[out, in]`` then biases ``[out]``.
+        """
+        theta = self.check_params(theta, "theta", finite=False)
+        arrays, start = [], 0
+        for shape in self.shapes:
+            size = int(np.prod(shape))
+            arrays.append(theta[start:start + size].reshape(shape))
+            start += size
+        return arrays
+
+    def pack(self, arrays):
+        """Join ``[W0, b0, W1, b1, ...]`` (shapes as :attr:`shapes`) into a flat vector."""
+        arrays = list(arrays)
+        if len(arrays) != len(self.shapes):
+            raise ValueError(f"pack needs {len(self.shapes)} arrays (weight and bias per layer), got {len(arrays)}")
+        for i, (a, shape) in enumerate(zip(arrays, self.shapes)):
+            if np.shape(a) != shape:
+                raise ValueError(f"pack: array {i} has shape {np.shape(a)}, expected {shape}")
+        return np.concatenate([np.asarray(a, dtype=np.float64).ravel() for a in arrays])
+
+    def init(self, seed=0):
+        """Parameters drawn like ``nn.Linear``'s default initialisation.
+
+        Every weight and bias of a layer with ``fan_in`` inputs is uniform in
+        ``[-1/sqrt(fan_in), 1/sqrt(fan_in))`` (torch's Kaiming-uniform with ``a=sqrt(5)``
+        reduces to that bound), drawn layer by layer, weight then bias, row-major.
+
+        Parameters
+        ----------
+        seed : int or numpy.random.Generator
+            Seed of ``numpy.random.default_rng``, or a generator to draw from.
+
+        Returns
+        -------
+        numpy.ndarray, float64 (n_params,)
+        """
+        rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(check_int("seed", seed, minimum=0))
+        parts = []
+        for shape, fan_in in zip(self.shapes, np.repeat(self.sizes[:-1], 2)):
+            bound = 1.0 / np.sqrt(fan_in)
+            parts.append(rng.uniform(-bound, bound, size=int(np.prod(shape))))
+        return np.concatenate(parts)
+
+    def workspace(self):
+        """Scratch buffers ``(acts, deltas)`` for the kernels (see :mod:`gdsim.kernels`)."""
+        return kernels.new_workspace(self.sizes_array)
+
+    # -- input checks ----------------------------------------------------------------
+    def check_params(self, theta, name="theta", finite=True):
+        """``theta`` as a contiguous float64 vector of length :attr:`n_params`, or ValueError."""
+        arr = np.asarray(theta)
+        if arr.dtype.kind not in "fiu" or arr.dtype.kind == "b":
+            raise ValueError(f"{name} must be a real array, got dtype {arr.dtype}")
+        if arr.shape != (self.n_params,):
+            raise ValueError(f"{name} must have shape ({self.n_params},) for {self!r}, got {arr.shape}")
+        arr = np.ascontiguousarray(arr, dtype=np.float64)
+        if finite and not np.all(np.isfinite(arr)):
+            raise ValueError(f"{name} contains NaN or inf")
+        return arr
+
+    def check_inputs(self, X):
+        """``X`` as a C-contiguous float64 ``(n, n_in)`` array of finite values, or ValueError."""
+        X = np.asarray(X)
+        if X.dtype.kind not in "fiu":
+            raise ValueError(f"X must be a real array, got dtype {X.dtype}")
+        if X.ndim != 2 or X.shape[1] != self.n_in or X.shape[0] < 1:
+            raise ValueError(f"X must have shape (n, {self.n_in}) with n >= 1 for {self!r}, got {X.shape}")
+        X = np.ascontiguousarray(X, dtype=np.float64)
+        if not np.all(np.isfinite(X)):
+            row, col = np.argwhere(~np.isfinite(X))[0]
+            raise ValueError(f"X contains NaN or inf (first at row {row}, column {col})")
+        return X
+
+    def check_data(self, X, Y):
+        """Validate data and convert it to the kernels' layout.
+
+        Parameters
+        ----------
+        X : array_like, shape (n, n_in)
+            Finite real inputs.
+        Y : array_like
+            MSE: finite real targets ``(n, n_out)`` (or ``(n,)`` when ``n_out == 1``).
+            Cross-entropy: integer labels ``(n,)`` in ``[0, n_out)``.
+
+        Returns
+        -------
+        X : float64 (n, n_in), C-contiguous
+        Y : float64 (n, n_out) for MSE, float64 (n, 1) holding the class index for
+            cross-entropy (the kernels' target layout).
+        """
+        X = self.check_inputs(X)
+        n = X.shape[0]
+        Y = np.asarray(Y)
+        if self.loss_code == CROSS_ENTROPY:
+            if Y.dtype.kind not in "iu":
+                raise ValueError(f"loss='cross_entropy' needs integer class labels Y, got dtype {Y.dtype}")
+            if Y.shape != (n,):
+                raise ValueError(f"Y must have shape ({n},) (one class label per row of X), got {Y.shape}")
+            if Y.min() < 0 or Y.max() >= self.n_out:
+                raise ValueError(f"Y labels must lie in [0, {self.n_out - 1}] (n_out={self.n_out} classes), "
+                                 f"got values from {Y.min()} to {Y.max()}")
+            return X, Y.astype(np.float64).reshape(n, 1)
+        if Y.dtype.kind not in "fiu":
+            raise ValueError(f"Y must be a real array, got dtype {Y.dtype}")
+        if Y.ndim == 1 and self.n_out == 1:
+            Y = Y.reshape(-1, 1)
+        if Y.shape != (n, self.n_out):
+            raise ValueError(f"Y must have shape ({n}, {self.n_out}) (rows of X, n_out), got {Y.shape}")
+        Y = np.ascontiguousarray(Y, dtype=np.float64)
+        if not np.all(np.isfinite(Y)):
+            row = np.argwhere(~np.isfinite(Y))[0][0]
+            raise ValueError(f"Y contains NaN or inf (first at row {row})")
+        return X, Y
+
+    # -- evaluation ------------------------------------------------------------------
+    def _args(self):
+        return self.sizes_array, self.activation_code, self.loss_code, self.reduction_code
+
+    def loss(self, theta, X, Y):
+        """Reduced loss on ``(X, Y)`` (float).
+
+        Parameters
+        ----------
+        theta : array_like (n_params,)
+        X, Y : array_like
+            See :meth:`check_data`.
+        """
+        theta = self.check_params(theta, finite=False)
+        X, Y = self.check_data(X, Y)
+        acts, _ = self.workspace()
+        return kernels.batch_loss(theta, *self._args(), X, Y, np.arange(X.shape[0]), acts)
+
+    def grad(self, theta, X, Y):
+        """Gradient of the reduced loss, float64 ``(n_params,)`` in parameter order."""
+        return self.loss_and_grad(theta, X, Y)[1]
+
+    def loss_and_grad(self, theta, X, Y):
+        """Reduced loss and its gradient, ``(float, float64 (n_params,))``."""
+        theta = self.check_params(theta, finite=False)
+        X, Y = self.check_data(X, Y)
+        grad = np.empty(self.n_params)
+        value = kernels.batch_loss_grad(theta, *self._args(), X, Y, np.arange(X.shape[0]), grad,
+                                        *self.workspace())
+        return value, grad
+
+    def per_sample_grads(self, theta, X, Y):
+        """Gradient of each sample's own loss, float64 ``(n, n_params)``.
+
+        Row ``i`` is the gradient of the loss of the one-sample batch ``(X[i], Y[i])``,
+        so the rows' mean (reduction ``mean``) or sum (``sum``) equals :meth:`grad`.
+        """
+        theta = self.check_params(theta, finite=False)
+        X, Y = self.check_data(X, Y)
+        out = np.empty((X.shape[0], self.n_params))
+        kernels.per_sample_grads(theta, *self._args(), X, Y, out, *self.workspace())
+        return out
+
+    def predict(self, theta, X):
+        """Outputs of the last layer (predictions, or logits for cross-entropy), ``(n, n_out)``."""
+        theta = self.check_params(theta, finite=False)
+        X = self.check_inputs(X)
+        out = np.empty((X.shape[0], self.n_out))
+        acts, _ = self.workspace()
+        kernels.predict(theta, self.sizes_array, self.activation_code, X, out, acts)
+        return out
+
+
+class Linear(MLP):
+    """Linear model ``y = W x + b`` (``nn.Linear(n_in, n_out)``), the one-layer :class:`MLP`.
+
+    Parameters
+    ----------
+    n_in, n_out : int
+        Input and output widths.
+    loss, reduction : str
+        As in :class:`MLP`.
+
+    Examples
+    --------
+    >>> import gdsim
+    >>> model = gdsim.Linear(1, 1)
+    >>> model.pack([[[-10.0]], [-20.0]])     # w, b of the linear-regression tutorial
+    array([-10., -20.])
+    """
+
+    def __init__(self, n_in, n_out, loss="mse", reduction="mean"):
+        super().__init__((n_in, n_out), activation="identity", loss=loss, reduction=reduction)
+
+    def __repr__(self):
+        return f"Linear({self.n_in}, {self.n_out}, loss={self.loss_name!r}, reduction={self.reduction!r})"
+
+
+def check_model(model):
+    """Raise a clear error unless ``model`` is a gdsim model."""
+    if not isinstance(model, MLP):
+        raise ValueError(f"model must be a gdsim.Linear or gdsim.MLP, got {type(model).__name__}")
+    return model
+

@@ -1,0 +1,93 @@
+"""Scalar math written once: activations, their slopes, and the SGD update of one element.
+
+These are plain Python functions of scalars, compiled for the CPU by :mod:`gdsim.kernels`
+and :mod:`gdsim.optim` (and callable from users' own ``@njit`` code through the compiled
+versions there). They follow PyTorch's definitions, including what happens at kinks and
+with NaN, so that trajectories match ``torch`` in float64.
+"""
+
+import math
+
+# Activation codes used by the kernels (``MLP.activation_code``).
+IDENTITY = 0
+RELU = 1
+TANH = 2
+SIGMOID = 3
+ACTIVATIONS = {"identity": IDENTITY, "relu": RELU, "tanh": TANH, "sigmoid": SIGMOID}
+
+# Loss codes (``MLP.loss_code``) and reduction codes (``MLP.reduction_code``).
+MSE = 0
+CROSS_ENTROPY = 1
+LOSSES = {"mse": MSE, "cross_entropy": CROSS_ENTROPY}
+MEAN = 0
+SUM = 1
+REDUCTIONS = {"mean": MEAN, "sum": SUM}
+
+
+def activate(code, z):
+    """Activation ``code`` applied to the pre-activation ``z``.
+
+    ReLU is written ``0 if z <= 0 else z`` so that, like ``torch.relu``, it passes NaN
+    through instead of turning it into 0 (a NaN must stay visible to divergence checks).
+    """
+    if code == RELU:
+        return 0.0 if z <= 0.0 else z
+    if code == TANH:
+        return math.tanh(z)
+    if code == SIGMOID:
+        return 1.0 / (1.0 + math.exp(-z))
+    return z
+
+
+def activation_slope(code, a):
+    """Derivative of activation ``code`` written in terms of its output ``a``.
+
+    Uses the output, as torch's backward does (``threshold_backward`` for ReLU, so the
+    slope at exactly 0 is 0; ``1 - a*a`` for tanh; ``a * (1 - a)`` for sigmoid).
+    """
+    if code == RELU:
+        return 0.0 if a <= 0.0 else 1.0
+    if code == TANH:
+        return 1.0 - a * a
+    if code == SIGMOID:
+        return a * (1.0 - a)
+    return 1.0
+
+
+def sgd_element(p, g, buf, lr, momentum, dampening, weight_decay, nesterov, maximize, first_step):
+    """One ``torch.optim.SGD`` step for one parameter element.
+
+    Parameters
+    ----------
+    p, g, buf : float
+        Parameter, its gradient, and its momentum buffer (ignored when ``momentum == 0``
+        or ``first_step``).
+    lr, momentum, dampening, weight_decay : float
+        Hyper-parameters as in ``torch.optim.SGD``.
+    nesterov, maximize, first_step : bool
+        ``first_step`` is True on the first update, when torch creates the buffer as a
+        copy of the gradient (no dampening).
+
+    Returns
+    -------
+    (float, float)
+        The updated parameter and momentum buffer.
+
+    Notes
+    -----
+    Order as in torch: maximize -> weight decay -> momentum -> Nesterov -> ``p -= lr*d``.
+    The buffer is not scaled by ``lr``, so ``lr`` may change from step to step.
+    """
+    d = -g if maximize else g
+    if weight_decay != 0.0:
+        d = d + weight_decay * p
+    if momentum != 0.0:
+        if first_step:
+            buf = d
+        else:
+            buf = momentum * buf + (1.0 - dampening) * d
+        if nesterov:
+            d = d + momentum * buf
+        else:
+            d = buf
+    return p - lr * d, buf

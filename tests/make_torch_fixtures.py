@@ -1,0 +1,791 @@
+"""Generate PyTorch reference fixtures for gdsim's SGD trajectories.
+
+What it makes
+-------------
+One compressed NumPy archive per case, ``tests/fixtures/torch/<case>.npz``,
+holding the inputs of a small training run (data, initial parameters,
+SGD hyper-parameters, batch orders) together with the trajectory that
+``torch.optim.SGD`` produces on them (per-epoch full-data losses, per-step
+batch losses, parameters after every step or only the final ones, and the
+full-data gradient at the initial parameters).  gdsim's tests load these
+files with plain NumPy; torch is *never* a dependency of gdsim or its tests.
+
+How to run it
+-------------
+    /path/to/venv-with-torch/bin/python tests/make_torch_fixtures.py
+
+It needs ``torch==2.13.0`` and ``numpy`` (a separate venv, outside the repo),
+and (re)writes every ``tests/fixtures/torch/*.npz``, overwriting existing
+files.  Options:
+
+    --only CASE [CASE ...]   generate only these cases
+    --selfcheck              after generating, re-run every fixture with an
+                             independent plain-NumPy forward/backward + SGD
+                             implementation and assert agreement
+    --selfcheck-only         only run the NumPy self-check on the existing
+                             files (does not import torch at all)
+    --unfused                self-check with plain twice-rounded arithmetic
+                             in the SGD update (see ``fma`` below)
+
+The self-check asserts rtol 1e-9 on finite values and NaN/inf at the same
+places.  It mirrors torch's rounding in one respect: torch evaluates
+``x.add(y, alpha=s)`` (used throughout SGD's step) as a fused multiply-add.
+Only the ill-conditioned ``tutorial_sgd`` notices this: with unfused updates
+it agrees to only ~1e-6 relative (with fused ones it is bit-identical).
+
+Determinism
+-----------
+All inputs (data, initial parameters, batch orders) are drawn with
+``np.random.default_rng(<fixed seed per case>)``, never with torch's RNG, and
+are stored in the file.  Torch runs in float64 on one CPU thread.
+
+File format (keys of every .npz)
+--------------------------------
+sizes            int64 [L+1] layer widths, e.g. [10, 5, 1]; [n_in, n_out] is
+                 a plain linear model.
+activation       str: "relu" | "tanh" | "sigmoid" | "identity", applied after
+                 every hidden layer (the last layer is linear).
+loss             str: "mse" | "cross_entropy" (nn.MSELoss / nn.CrossEntropyLoss)
+reduction        str: "mean" | "sum"
+X                float64 [n, n_in]
+Y                float64 [n, n_out] (mse) or int64 [n] class labels (cross_entropy)
+params0          float64 [n_params], torch order: per layer weight [out, in]
+                 row-major, then bias [out].
+lr, momentum, dampening, weight_decay   float64 scalars
+nesterov, maximize                      bool scalars
+epochs, batch_size                      int scalars
+drop_last        bool
+order            int64 [epochs, n]: sample order of each epoch
+epoch_loss       float64 [epochs+1]: full-data loss before each epoch and
+                 after the last one
+step_loss        float64 [n_steps]: batch loss before each update
+params_history   float64 [n_steps+1, n_params] (row 0 = params0), only if
+                 n_params * (n_steps+1) <= 200_000; otherwise
+params_final     float64 [n_params]
+grad0            float64 [n_params]: gradient of the full-data reduced loss
+                 at params0 (torch autograd)
+torch_version    str
+description      str, one line
+
+The trajectory semantics (the loop in ``run_torch``)::
+
+    for e in range(epochs):
+        epoch_loss.append(full_data_loss(model))
+        idx = order[e]
+        for start in range(0, n, batch_size):
+            b = idx[start:start+batch_size]
+            if drop_last and len(b) < batch_size: continue
+            opt.zero_grad(); loss = criterion(model(X[b]), Y[b]); loss.backward()
+            step_loss.append(loss.item())
+            opt.step()
+            params_history.append(flat_params(model))
+    epoch_loss.append(full_data_loss(model))
+"""
+
+import argparse
+import os
+import sys
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+OUT_DIR = os.path.join(HERE, "fixtures", "torch")
+HISTORY_LIMIT = 200_000
+SELFCHECK_RTOL = 1e-9
+
+# torch.optim.SGD's default lr in torch 2.13.0 (checked against the installed
+# signature in generate()).
+TORCH_DEFAULT_LR = 1e-3
+# lr used for the torch test-suite configs that have no explicit lr (torch's
+# default, 1e-3 in torch 2.13.0, barely moves the parameters in 3 epochs).
+RAISED_DEFAULT_LR = 0.05
+
+COMMON_KEYS = {
+    "sizes", "activation", "loss", "reduction", "X", "Y", "params0",
+    "lr", "momentum", "dampening", "weight_decay", "nesterov", "maximize",
+    "epochs", "batch_size", "drop_last", "order",
+    "epoch_loss", "step_loss", "grad0", "torch_version", "description",
+}
+
+
+# --------------------------------------------------------------------------
+# Case definitions (numpy only)
+# --------------------------------------------------------------------------
+
+def init_params(rng, sizes):
+    """Flat params in torch order, each layer U(-1/sqrt(fan_in), +1/sqrt(fan_in))."""
+    parts = []
+    for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+        bound = 1.0 / np.sqrt(fan_in)
+        parts.append(rng.uniform(-bound, bound, size=(fan_out, fan_in)).ravel())
+        parts.append(rng.uniform(-bound, bound, size=fan_out))
+    return np.concatenate(parts)
+
+
+def shuffled_order(rng, epochs, n):
+    return np.stack([rng.permutation(n) for _ in range(epochs)]).astype(np.int64)
+
+
+def in_order(epochs, n):
+    return np.tile(np.arange(n, dtype=np.int64), (epochs, 1))
+
+
+def make_case(*, sizes, activation, loss, reduction, X, Y, params0, lr,
+              momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False,
+              maximize=False, epochs, batch_size, drop_last=False, order,
+              description):
+    sizes = np.asarray(sizes, dtype=np.int64)
+    X = np.ascontiguousarray(X, dtype=np.float64)
+    if loss == "mse":
+        Y = np.ascontiguousarray(Y, dtype=np.float64)
+        assert Y.shape == (X.shape[0], sizes[-1])
+    else:
+        Y = np.ascontiguousarray(Y, dtype=np.int64)
+        assert Y.shape == (X.shape[0],)
+        assert Y.min() >= 0 and Y.max() < sizes[-1]
+    assert X.shape[1] == sizes[0]
+    if len(sizes) == 2:
+        assert activation == "identity"
+    order = np.asarray(order, dtype=np.int64)
+    assert order.shape == (epochs, X.shape[0])
+    params0 = np.asarray(params0, dtype=np.float64)
+    assert params0.shape == (n_params_of(sizes),)
+    return dict(
+        sizes=sizes, activation=activation, loss=loss, reduction=reduction,
+        X=X, Y=Y, params0=params0,
+        lr=float(lr), momentum=float(momentum), dampening=float(dampening),
+        weight_decay=float(weight_decay), nesterov=bool(nesterov),
+        maximize=bool(maximize), epochs=int(epochs),
+        batch_size=int(batch_size), drop_last=bool(drop_last), order=order,
+        description=description,
+    )
+
+
+def n_params_of(sizes):
+    return int(sum(o * i + o for i, o in zip(sizes[:-1], sizes[1:])))
+
+
+# The torch test-suite SGD configs (optim_inputs_func_sgd in
+# torch/testing/_internal/common_optimizers.py, torch 2.13.0) plus one extra.
+# None for lr means "no explicit lr in torch's config" -> RAISED_DEFAULT_LR.
+SGD_SUITE = {
+    "sgd_default": (dict(), "torch default config"),
+    "sgd_lr1e-2": (dict(lr=1e-2), "non-default lr"),
+    "sgd_weight_decay": (dict(weight_decay=0.5), "non-zero weight_decay"),
+    "sgd_momentum": (dict(momentum=0.9), "momentum"),
+    "sgd_maximize": (dict(weight_decay=0.1, maximize=True), "maximize"),
+    "sgd_dampening": (dict(momentum=0.9, dampening=0.5), "dampening"),
+    "sgd_momentum_weight_decay": (dict(momentum=0.9, weight_decay=0.1),
+                                  "weight_decay w/ momentum"),
+    "sgd_nesterov": (dict(momentum=0.9, nesterov=True, weight_decay=0.1),
+                     "nesterov"),
+    "sgd_nesterov_dampless_lr1e-1": (dict(momentum=0.5, nesterov=True, lr=0.1),
+                                     "nesterov without dampening, lr 0.1 "
+                                     "(extra, not in torch's list)"),
+}
+
+
+def case_sgd_suite(name):
+    kwargs, what = SGD_SUITE[name]
+    kwargs = dict(kwargs)
+    rng = np.random.default_rng(1000)  # same data/init/order for all nine
+    sizes = [4, 3, 2]
+    n, epochs = 12, 3
+    X = rng.standard_normal((n, 4))
+    Y = rng.standard_normal((n, 2))
+    params0 = init_params(rng, sizes)
+    order = shuffled_order(rng, epochs, n)
+    if "lr" in kwargs:
+        lr_note = "lr %g" % kwargs["lr"]
+    else:
+        kwargs["lr"] = RAISED_DEFAULT_LR
+        lr_note = ("lr %g (raised from torch's default %g)"
+                   % (RAISED_DEFAULT_LR, TORCH_DEFAULT_LR))
+    hp = ", ".join("%s=%s" % (k, v) for k, v in kwargs.items() if k != "lr")
+    desc = ("torch test-suite SGD config '%s' (%s; %s): MLP [4,3,2] tanh, "
+            "mse mean, n=12, batch 5 (5,5,2), shuffled, 3 epochs"
+            % (what, hp or "no other hyper-parameters", lr_note))
+    return make_case(sizes=sizes, activation="tanh", loss="mse",
+                     reduction="mean", X=X, Y=Y, params0=params0,
+                     epochs=epochs, batch_size=5, order=order,
+                     description=desc, **kwargs)
+
+
+def tutorial_data():
+    rng = np.random.default_rng(0)
+    X = np.arange(-5, 5, 0.1).reshape(-1, 1)
+    Y = -5 * X + 0.4 * rng.standard_normal(X.shape)
+    return X, Y
+
+
+def case_tutorial_batch_gd():
+    X, Y = tutorial_data()
+    return make_case(
+        sizes=[1, 1], activation="identity", loss="mse", reduction="mean",
+        X=X, Y=Y, params0=[-10.0, -20.0], lr=0.1, epochs=20, batch_size=100,
+        order=in_order(20, 100),
+        description="linear-regression tutorial, full-batch GD: Linear(1,1) "
+                    "from w=-10, b=-20, mse mean, lr 0.1, 20 epochs")
+
+
+def case_tutorial_sgd():
+    X, Y = tutorial_data()
+    return make_case(
+        sizes=[1, 1], activation="identity", loss="mse", reduction="mean",
+        X=X, Y=Y, params0=[-10.0, -20.0], lr=0.1, epochs=20, batch_size=1,
+        order=in_order(20, 100),
+        description="linear-regression tutorial, per-sample SGD in data order:"
+                    " Linear(1,1) from w=-10, b=-20, mse mean, lr 0.1, 20 "
+                    "epochs (2000 steps, diverges to ~1e13 but stays finite)")
+
+
+def case_mlp_10_5_1():
+    rng = np.random.default_rng(4)
+    sizes = [10, 5, 1]
+    n, epochs = 64, 5
+    X = rng.standard_normal((n, 10))
+    # fixed random teacher: 1-hidden-layer tanh net, plus noise
+    W_t = rng.standard_normal((10, 3)) / np.sqrt(10)
+    v_t = rng.standard_normal((3, 1))
+    Y = np.tanh(X @ W_t) @ v_t + 0.1 * rng.standard_normal((n, 1))
+    params0 = init_params(rng, sizes)
+    order = shuffled_order(rng, epochs, n)
+    return make_case(
+        sizes=sizes, activation="relu", loss="mse", reduction="mean",
+        X=X, Y=Y, params0=params0, lr=0.01, momentum=0.9, epochs=epochs,
+        batch_size=16, order=order,
+        description="MLP [10,5,1] relu, mse mean, n=64 teacher-net data, "
+                    "batch 16 shuffled, lr 0.01 momentum 0.9, 5 epochs")
+
+
+def seed_tutorial_data():
+    """Data and init shared by the two [900, 90, 12] cases.
+
+    To keep these two files small (grad0 and params_final, 82182 full-precision
+    float64 each, are incompressible), X and params0 are drawn as usual and then
+    put on a dyadic grid: X ~ N(0,1) rounded to multiples of 2**-8, params0 ~
+    U(+-1/sqrt(fan_in)) truncated towards 0 to multiples of 2**-12.  They are
+    ordinary float64 inputs; the grid only makes them compress ~4x better.
+    """
+    rng = np.random.default_rng(5)
+    sizes = [900, 90, 12]
+    n = 74
+    X = np.round(rng.standard_normal((n, 900)) * 2.0**8) / 2.0**8
+    Y = rng.standard_normal((n, 12))
+    params0 = np.trunc(init_params(rng, sizes) * 2.0**12) / 2.0**12
+    return sizes, X, Y, params0
+
+
+def case_mlp_900():
+    sizes, X, Y, params0 = seed_tutorial_data()
+    epochs = 10
+    return make_case(
+        sizes=sizes, activation="relu", loss="mse", reduction="sum",
+        X=X, Y=Y, params0=params0, lr=1e-5, momentum=0.9, epochs=epochs,
+        batch_size=74, order=in_order(epochs, 74),
+        description="seed tutorial: MLP [900,90,12] relu, mse SUM, n=74 "
+                    "random data (X, params0 on a dyadic grid), full batch, "
+                    "lr 1e-5 momentum 0.9, 10 steps")
+
+
+def case_mlp_900_lr02():
+    sizes, X, Y, params0 = seed_tutorial_data()
+    epochs = 4
+    return make_case(
+        sizes=sizes, activation="relu", loss="mse", reduction="sum",
+        X=X, Y=Y, params0=params0, lr=0.2, momentum=0.9, epochs=epochs,
+        batch_size=74, order=in_order(epochs, 74),
+        description="seed tutorial with lr 0.2 momentum 0.9: MLP [900,90,12] "
+                    "relu, mse SUM, full batch, 4 steps; diverges "
+                    "(huge/inf/nan values kept as torch gives them)")
+
+
+def case_ce_blobs_mean():
+    rng = np.random.default_rng(7)
+    sizes = [2, 8, 3]
+    epochs = 4
+    centres = np.array([[0.0, 3.0], [-2.6, -1.5], [2.6, -1.5]])
+    X = np.concatenate([c + 0.6 * rng.standard_normal((20, 2))
+                        for c in centres])
+    Y = np.repeat(np.arange(3, dtype=np.int64), 20)
+    params0 = init_params(rng, sizes)
+    order = shuffled_order(rng, epochs, 60)
+    return make_case(
+        sizes=sizes, activation="relu", loss="cross_entropy",
+        reduction="mean", X=X, Y=Y, params0=params0, lr=0.1, momentum=0.5,
+        epochs=epochs, batch_size=10, order=order,
+        description="3 Gaussian blobs in 2-d (20 per class, sd 0.6, centres "
+                    "radius 3): MLP [2,8,3] relu, cross_entropy mean, batch 10"
+                    " shuffled, lr 0.1 momentum 0.5, 4 epochs")
+
+
+def case_ce_sum_sigmoid():
+    rng = np.random.default_rng(8)
+    sizes = [3, 4, 4]
+    epochs = 3
+    X = rng.standard_normal((9, 3))
+    Y = rng.permutation(np.arange(9) % 4).astype(np.int64)
+    params0 = init_params(rng, sizes)
+    return make_case(
+        sizes=sizes, activation="sigmoid", loss="cross_entropy",
+        reduction="sum", X=X, Y=Y, params0=params0, lr=0.05,
+        weight_decay=0.01, epochs=epochs, batch_size=4,
+        order=in_order(epochs, 9),
+        description="MLP [3,4,4] sigmoid, cross_entropy SUM, n=9 labels 0..3,"
+                    " batch 4 (4,4,1) in order, lr 0.05 weight_decay 0.01, "
+                    "3 epochs")
+
+
+def case_mse_sum_identity_deep():
+    rng = np.random.default_rng(9)
+    sizes = [3, 4, 4, 2]
+    epochs = 3
+    X = rng.standard_normal((10, 3))
+    Y = rng.standard_normal((10, 2))
+    params0 = init_params(rng, sizes)
+    return make_case(
+        sizes=sizes, activation="identity", loss="mse", reduction="sum",
+        X=X, Y=Y, params0=params0, lr=0.01, momentum=0.9, nesterov=True,
+        epochs=epochs, batch_size=3, drop_last=True, order=in_order(epochs, 10),
+        description="MLP [3,4,4,2] identity (2 hidden layers), mse SUM, n=10,"
+                    " batch 3 in order with drop_last (last sample dropped), "
+                    "lr 0.01 momentum 0.9 nesterov, 3 epochs")
+
+
+def case_linear_multi_out():
+    rng = np.random.default_rng(10)
+    sizes = [3, 2]
+    epochs = 5
+    X = rng.standard_normal((20, 3))
+    A = rng.standard_normal((3, 2))
+    Y = X @ A + 0.5 + 0.1 * rng.standard_normal((20, 2))
+    params0 = init_params(rng, sizes)
+    return make_case(
+        sizes=sizes, activation="identity", loss="mse", reduction="mean",
+        X=X, Y=Y, params0=params0, lr=0.1, momentum=0.8, dampening=0.3,
+        epochs=epochs, batch_size=20, order=in_order(epochs, 20),
+        description="plain Linear(3,2), mse mean, n=20 noisy linear data, "
+                    "full batch, lr 0.1 momentum 0.8 dampening 0.3, 5 epochs")
+
+
+CASES = {name: (lambda name=name: case_sgd_suite(name)) for name in SGD_SUITE}
+CASES.update({
+    "tutorial_batch_gd": case_tutorial_batch_gd,
+    "tutorial_sgd": case_tutorial_sgd,
+    "mlp_10_5_1_relu_minibatch": case_mlp_10_5_1,
+    "mlp_900_90_12_sum": case_mlp_900,
+    "mlp_900_90_12_sum_lr0.2": case_mlp_900_lr02,
+    "ce_blobs_mean": case_ce_blobs_mean,
+    "ce_sum_sigmoid": case_ce_sum_sigmoid,
+    "mse_sum_identity_deep": case_mse_sum_identity_deep,
+    "linear_multi_out": case_linear_multi_out,
+})
+
+
+# --------------------------------------------------------------------------
+# Torch run
+# --------------------------------------------------------------------------
+
+def run_torch(case):
+    import torch
+    from torch import nn
+
+    sizes = [int(s) for s in case["sizes"]]
+    act = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid,
+           "identity": nn.Identity}[case["activation"]]
+    layers = []
+    for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(nn.Linear(fan_in, fan_out))
+        if i < len(sizes) - 2:
+            layers.append(act())
+    model = nn.Sequential(*layers)
+
+    def flat_params():
+        return torch.cat([p.detach().reshape(-1) for p in model.parameters()]
+                         ).numpy().copy()
+
+    params0 = torch.from_numpy(case["params0"].copy())
+    with torch.no_grad():
+        offset = 0
+        for p in model.parameters():
+            k = p.numel()
+            p.copy_(params0[offset:offset + k].reshape(p.shape))
+            offset += k
+    assert offset == params0.numel()
+    assert np.array_equal(flat_params(), case["params0"])
+
+    if case["loss"] == "mse":
+        criterion = nn.MSELoss(reduction=case["reduction"])
+    else:
+        criterion = nn.CrossEntropyLoss(reduction=case["reduction"])
+
+    X = torch.from_numpy(case["X"])
+    Y = torch.from_numpy(case["Y"])
+    n = X.shape[0]
+
+    def full_data_loss():
+        with torch.no_grad():
+            return criterion(model(X), Y).item()
+
+    # gradient of the full-data reduced loss at params0
+    model.zero_grad()
+    criterion(model(X), Y).backward()
+    grad0 = torch.cat([p.grad.detach().reshape(-1)
+                       for p in model.parameters()]).numpy().copy()
+    model.zero_grad(set_to_none=True)
+
+    opt = torch.optim.SGD(
+        model.parameters(), lr=case["lr"], momentum=case["momentum"],
+        dampening=case["dampening"], weight_decay=case["weight_decay"],
+        nesterov=case["nesterov"], maximize=case["maximize"])
+
+    epochs, batch_size = case["epochs"], case["batch_size"]
+    drop_last, order = case["drop_last"], case["order"]
+    epoch_loss, step_loss, params_history = [], [], [flat_params()]
+    for e in range(epochs):
+        epoch_loss.append(full_data_loss())
+        idx = torch.from_numpy(order[e])
+        for start in range(0, n, batch_size):
+            b = idx[start:start + batch_size]
+            if drop_last and len(b) < batch_size:
+                continue
+            opt.zero_grad()
+            out = model(X[b])
+            loss = criterion(out, Y[b])
+            loss.backward()
+            step_loss.append(loss.item())
+            opt.step()
+            params_history.append(flat_params())
+    epoch_loss.append(full_data_loss())
+
+    result = dict(epoch_loss=np.array(epoch_loss, dtype=np.float64),
+                  step_loss=np.array(step_loss, dtype=np.float64),
+                  grad0=grad0)
+    n_steps = len(step_loss)
+    n_params = params0.numel()
+    if n_params * (n_steps + 1) <= HISTORY_LIMIT:
+        result["params_history"] = np.stack(params_history)
+    else:
+        result["params_final"] = params_history[-1]
+    result["torch_version"] = torch.__version__
+    return result
+
+
+def generate(names):
+    import torch
+    import inspect
+
+    default_lr = inspect.signature(torch.optim.SGD).parameters["lr"].default
+    if float(default_lr) != TORCH_DEFAULT_LR:
+        raise RuntimeError("torch SGD default lr is %r, script assumes %r"
+                           % (default_lr, TORCH_DEFAULT_LR))
+    torch.set_default_dtype(torch.float64)
+    torch.set_num_threads(1)
+    os.makedirs(OUT_DIR, exist_ok=True)
+    for name in names:
+        case = CASES[name]()
+        result = run_torch(case)
+        data = dict(case)
+        data.update(result)
+        path = os.path.join(OUT_DIR, name + ".npz")
+        np.savez_compressed(
+            path,
+            sizes=data["sizes"], activation=np.str_(data["activation"]),
+            loss=np.str_(data["loss"]), reduction=np.str_(data["reduction"]),
+            X=data["X"], Y=data["Y"], params0=data["params0"],
+            lr=np.float64(data["lr"]), momentum=np.float64(data["momentum"]),
+            dampening=np.float64(data["dampening"]),
+            weight_decay=np.float64(data["weight_decay"]),
+            nesterov=np.bool_(data["nesterov"]),
+            maximize=np.bool_(data["maximize"]),
+            epochs=np.int64(data["epochs"]),
+            batch_size=np.int64(data["batch_size"]),
+            drop_last=np.bool_(data["drop_last"]), order=data["order"],
+            epoch_loss=data["epoch_loss"], step_loss=data["step_loss"],
+            grad0=data["grad0"],
+            **({"params_history": data["params_history"]}
+               if "params_history" in data
+               else {"params_final": data["params_final"]}),
+            torch_version=np.str_(data["torch_version"]),
+            description=np.str_(data["description"]),
+        )
+        print("wrote %-45s %8d bytes  (%d steps)"
+              % (os.path.relpath(path, os.path.dirname(HERE)),
+                 os.path.getsize(path), len(data["step_loss"])))
+
+
+# --------------------------------------------------------------------------
+# Independent plain-NumPy re-implementation (self-check; no torch)
+# --------------------------------------------------------------------------
+
+def _act(name, z):
+    if name == "relu":
+        return np.maximum(z, 0.0)
+    if name == "tanh":
+        return np.tanh(z)
+    if name == "sigmoid":
+        return 1.0 / (1.0 + np.exp(-z))
+    return z
+
+
+def _act_grad(name, z, a):
+    """d act / dz, given pre-activation z and activation a."""
+    if name == "relu":
+        return (z > 0).astype(np.float64)
+    if name == "tanh":
+        return 1.0 - a * a
+    if name == "sigmoid":
+        return a * (1.0 - a)
+    return np.ones_like(z)
+
+
+def _unflatten(sizes, flat):
+    layers, off = [], 0
+    for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+        W = flat[off:off + fan_out * fan_in].reshape(fan_out, fan_in)
+        off += fan_out * fan_in
+        b = flat[off:off + fan_out]
+        off += fan_out
+        layers.append((W, b))
+    assert off == flat.size
+    return layers
+
+
+def np_loss_and_grad(sizes, activation, loss, reduction, flat, X, Y,
+                     need_grad=True):
+    layers = _unflatten(sizes, flat)
+    zs, acts = [], [X]
+    a = X
+    for i, (W, b) in enumerate(layers):
+        z = a @ W.T + b
+        zs.append(z)
+        a = z if i == len(layers) - 1 else _act(activation, z)
+        acts.append(a)
+    out = acts[-1]
+    m = X.shape[0]
+    if loss == "mse":
+        diff = out - Y
+        total = np.sum(diff * diff)
+        scale = 1.0 / diff.size if reduction == "mean" else 1.0
+        value = total * scale
+        dout = 2.0 * diff * scale
+    else:
+        zmax = out.max(axis=1, keepdims=True)
+        shifted = out - zmax
+        lse = np.log(np.sum(np.exp(shifted), axis=1, keepdims=True))
+        logp = shifted - lse
+        nll = -logp[np.arange(m), Y]
+        scale = 1.0 / m if reduction == "mean" else 1.0
+        value = np.sum(nll) * scale
+        dout = np.exp(logp)
+        dout[np.arange(m), Y] -= 1.0
+        dout *= scale
+    if not need_grad:
+        return value, None
+    grads = [None] * len(layers)
+    delta = dout
+    for i in range(len(layers) - 1, -1, -1):
+        W, _ = layers[i]
+        grads[i] = (delta.T @ acts[i], delta.sum(axis=0))
+        if i > 0:
+            delta = (delta @ W) * _act_grad(activation, zs[i - 1], acts[i])
+    return value, np.concatenate([np.concatenate([gW.ravel(), gb])
+                                  for gW, gb in grads])
+
+
+def _two_prod(a, b):
+    """p, e with p + e == a * b exactly (Dekker/Veltkamp, no FMA needed)."""
+    p = a * b
+    c = 134217729.0 * a
+    ah = c - (c - a)
+    al = a - ah
+    c = 134217729.0 * b
+    bh = c - (c - b)
+    bl = b - bh
+    e = ((ah * bh - p) + ah * bl + al * bh) + al * bl
+    return p, e
+
+
+def fma(a, b, c):
+    """a * b + c with a single rounding (emulated, elementwise).
+
+    torch's CPU kernels for ``x.add(y, alpha=s)`` evaluate ``x + s * y`` as a
+    fused multiply-add, so SGD's ``param.add_(grad, alpha=-lr)`` etc. round
+    once.  Plain NumPy rounds twice; in well-conditioned runs that is
+    invisible, but an ill-conditioned trajectory (tutorial_sgd) amplifies the
+    last-bit differences to ~1e-7 relative.  Exact via TwoProduct + TwoSum
+    (correct up to a vanishingly rare double rounding); falls back to the
+    plain expression where values are non-finite or near overflow.
+    """
+    a, b, c = np.broadcast_arrays(*(np.asarray(v, dtype=np.float64)
+                                    for v in (a, b, c)))
+    with np.errstate(all="ignore"):
+        plain = a * b + c
+        p, e = _two_prod(a, b)
+        s = p + c
+        bb = s - p
+        t = (p - (s - bb)) + (c - bb)
+        fused = s + (t + e)
+        safe = (np.isfinite(plain) & np.isfinite(fused)
+                & (np.abs(a) < 1e290) & (np.abs(b) < 1e290)
+                & (np.abs(p) < 1e300))
+    return np.where(safe, fused, plain)
+
+
+def _unfused(a, b, c):
+    return a * b + c
+
+
+def np_trajectory(f, fused=True):
+    sizes = [int(s) for s in f["sizes"]]
+    activation, loss = str(f["activation"]), str(f["loss"])
+    reduction = str(f["reduction"])
+    X, Y = f["X"], f["Y"]
+    lr, momentum = float(f["lr"]), float(f["momentum"])
+    dampening, wd = float(f["dampening"]), float(f["weight_decay"])
+    nesterov, maximize = bool(f["nesterov"]), bool(f["maximize"])
+    epochs, bs = int(f["epochs"]), int(f["batch_size"])
+    drop_last, order = bool(f["drop_last"]), f["order"]
+    n = X.shape[0]
+
+    def lg(p, xb, yb, need_grad=True):
+        with np.errstate(all="ignore"):
+            return np_loss_and_grad(sizes, activation, loss, reduction, p,
+                                    xb, yb, need_grad)
+
+    madd = fma if fused else _unfused
+    p = f["params0"].copy()
+    _, grad0 = lg(p, X, Y)
+    # torch keeps one momentum buffer per parameter tensor; the update is
+    # elementwise, so one flat buffer is equivalent.
+    buf = None
+    epoch_loss, step_loss, hist = [], [], [p.copy()]
+    with np.errstate(all="ignore"):
+        for e in range(epochs):
+            epoch_loss.append(lg(p, X, Y, need_grad=False)[0])
+            idx = order[e]
+            for start in range(0, n, bs):
+                b = idx[start:start + bs]
+                if drop_last and len(b) < bs:
+                    continue
+                value, g = lg(p, X[b], Y[b])
+                step_loss.append(value)
+                # torch.optim.SGD (_single_tensor_sgd) step, in its order;
+                # madd(s, y, x) = x + s*y is torch's x.add(y, alpha=s)
+                if maximize:
+                    g = -g
+                if wd != 0:
+                    g = madd(wd, p, g)
+                if momentum != 0:
+                    if buf is None:
+                        buf = g.copy()
+                    else:
+                        buf = madd(1.0 - dampening, g, momentum * buf)
+                    g = madd(momentum, buf, g) if nesterov else buf
+                p = madd(-lr, g, p)
+                hist.append(p.copy())
+        epoch_loss.append(lg(p, X, Y, need_grad=False)[0])
+    return dict(epoch_loss=np.array(epoch_loss), step_loss=np.array(step_loss),
+                grad0=grad0, params_history=np.stack(hist))
+
+
+def compare(a, b):
+    """Compare a fixture array with the NumPy re-run.
+
+    Returns (max relative difference over the finite entries, list of
+    problems): NaN / inf must sit at the same places (inf with the same
+    sign), finite entries must agree to SELFCHECK_RTOL relative.
+    """
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape:
+        return np.inf, ["shape %s != %s" % (a.shape, b.shape)]
+    problems = []
+    if not np.array_equal(np.isnan(a), np.isnan(b)):
+        problems.append("NaN pattern differs")
+    inf_a, inf_b = np.isinf(a), np.isinf(b)
+    if not np.array_equal(inf_a, inf_b):
+        problems.append("inf pattern differs")
+    elif not np.array_equal(a[inf_a], b[inf_b]):
+        problems.append("inf signs differ")
+    fin = np.isfinite(a) & np.isfinite(b)
+    x, y = a[fin], b[fin]
+    worst = 0.0
+    if x.size:
+        denom = np.maximum(np.abs(x), np.abs(y))
+        with np.errstate(all="ignore"):
+            rel = np.where(denom > 0, np.abs(x - y) / denom, 0.0)
+        worst = float(rel.max())
+    if worst > SELFCHECK_RTOL:
+        problems.append("max rel diff %.3g > rtol %.0e" % (worst,
+                                                            SELFCHECK_RTOL))
+    return worst, problems
+
+
+def selfcheck(names, fused=True):
+    """Re-run every fixture in plain NumPy; print and return overall OK."""
+    all_ok = True
+    for name in names:
+        path = os.path.join(OUT_DIR, name + ".npz")
+        with np.load(path, allow_pickle=False) as z:
+            f = {k: z[k] for k in z.files}
+        problems = []
+        has_hist = "params_history" in f
+        expected = COMMON_KEYS | {"params_history" if has_hist
+                                  else "params_final"}
+        if set(f) != expected:
+            problems.append("keys differ: %s" % sorted(set(f) ^ expected))
+        ref = np_trajectory(f, fused=fused)
+        n_steps = ref["step_loss"].size
+        n_params = n_params_of(f["sizes"])
+        if has_hist != (n_params * (n_steps + 1) <= HISTORY_LIMIT):
+            problems.append("params_history/params_final choice is wrong")
+        pairs = {k: (f[k], ref[k]) for k in ("epoch_loss", "step_loss",
+                                             "grad0")}
+        if has_hist:
+            pairs["params_history"] = (f["params_history"],
+                                       ref["params_history"])
+        else:
+            pairs["params_final"] = (f["params_final"],
+                                     ref["params_history"][-1])
+        diffs = {}
+        for k, (a, b) in pairs.items():
+            diffs[k], probs = compare(a, b)
+            problems += ["%s: %s" % (k, p) for p in probs]
+        nonfinite = sum(int((~np.isfinite(f[k])).sum()) for k in pairs)
+        ok = not problems
+        all_ok &= ok
+        print("selfcheck %-4s %-30s max rel diff %.2e  (%s)%s%s"
+              % ("OK" if ok else "FAIL", name, max(diffs.values()),
+                 ", ".join("%s %.1e" % kv for kv in diffs.items()),
+                 "  [%d non-finite values matched]" % nonfinite
+                 if nonfinite and ok else "",
+                 "" if ok else "\n    " + "; ".join(problems)))
+    return all_ok
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--only", nargs="+", choices=sorted(CASES),
+                        help="generate/check only these cases")
+    parser.add_argument("--selfcheck", action="store_true",
+                        help="re-run each fixture with plain NumPy and "
+                             "assert agreement")
+    parser.add_argument("--selfcheck-only", action="store_true",
+                        help="only self-check existing files (no torch)")
+    parser.add_argument("--unfused", action="store_true",
+                        help="self-check with plain (twice-rounded) x + s*y "
+                             "in the SGD update instead of torch's fused "
+                             "multiply-add (tutorial_sgd then fails 1e-9)")
+    args = parser.parse_args(argv)
+    names = args.only or list(CASES)
+    if not args.selfcheck_only:
+        generate(names)
+    if args.selfcheck or args.selfcheck_only:
+        if not selfcheck(names, fused=not args.unfused):
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""Plain-NumPy reference implementations, written independently of gdsim's kernels.
+
+Whole-batch matrix algebra (``A @ W.T + b``), the way a textbook writes an MLP, as the
+reference answers for the Numba kernels (the stumpy ``naive.py`` pattern).
+"""
+
+import numpy as np
+
+ACT = {
+    "identity": (lambda z: z, lambda a: np.ones_like(a)),
+    "relu": (lambda z: np.maximum(z, 0.0), lambda a: (a > 0).astype(float)),
+    "tanh": (np.tanh, lambda a: 1.0 - a**2),
+    "sigmoid": (lambda z: 1.0 / (1.0 + np.exp(-z)), lambda a: a * (1.0 - a)),
+}
+
+
+def unpack(sizes, theta):
+    layers, k = [], 0
+    for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+        W = theta[k:k + fan_in * fan_out].reshape(fan_out, fan_in)
+        k += fan_in * fan_out
+        b = theta[k:k + fan_out]
+        k += fan_out
+        layers.append((W, b))
+    assert k == len(theta)
+    return layers
+
+
+def forward(sizes, activation, theta, X):
+    """Activations of every layer, input first, outputs last."""
+    act, _ = ACT[activation]
+    layers = unpack(sizes, theta)
+    acts = [X]
+    for i, (W, b) in enumerate(layers):
+        z = acts[-1] @ W.T + b
+        acts.append(act(z) if i < len(layers) - 1 else z)
+    return acts
+
+
+def loss_and_output_grad(loss, reduction, out, Y):
+    """Reduced loss and d(loss)/d(out) for a batch."""
+    n = out.shape[0]
+    if loss == "mse":
+        r = out - Y
+        norm = r.size if reduction == "mean" else 1.0
+        return np.sum(r**2) / norm, 2.0 * r / norm
+    m = out.max(axis=1, keepdims=True)
+    logp = out - m - np.log(np.exp(out - m).sum(axis=1, keepdims=True))
+    onehot = np.zeros_like(out)
+    onehot[np.arange(n), Y] = 1.0
+    norm = n if reduction == "mean" else 1.0
+    return -np.sum(logp[np.arange(n), Y]) / norm, (np.exp(logp) - onehot) / norm
+
+
+def loss_and_grad(sizes, activation, loss, reduction, theta, X, Y):
+    """Reduced loss and its gradient by matrix back-propagation."""
+    _, slope = ACT[activation]
+    acts = forward(sizes, activation, theta, X)
+    value, delta = loss_and_output_grad(loss, reduction, acts[-1], Y)
+    layers = unpack(sizes, theta)
+    grads = []
+    for i in range(len(layers) - 1, -1, -1):
+        W, _ = layers[i]
+        grads = [delta.T @ acts[i], delta.sum(axis=0)] + grads
+        if i > 0:
+            delta = (delta @ W) * slope(acts[i])
+    return value, np.concatenate([g.ravel() for g in grads])
+
+
+def sgd_step(p, g, buf, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False, maximize=False):
+    """torch.optim.SGD's single-tensor update, as in its documentation's pseudo-code."""
+    g = -g if maximize else g
+    if weight_decay:
+        g = g + weight_decay * p
+    if momentum:
+        buf = g.copy() if buf is None else momentum * buf + (1 - dampening) * g
+        g = g + momentum * buf if nesterov else buf
+    return p - lr * g, buf
+
+
+def train(sizes, activation, loss, reduction, theta, X, Y, order, batch_size, drop_last=False, **hyper):
+    """The training loop of the tutorials; returns (epoch_loss, step_loss, params_history)."""
+    n = X.shape[0]
+    epoch_loss, step_loss, history = [], [], [theta.copy()]
+    buf = None
+    for idx in order:
+        epoch_loss.append(loss_and_grad(sizes, activation, loss, reduction, theta, X, Y)[0])
+        for start in range(0, n, batch_size):
+            rows = idx[start:start + batch_size]
+            if drop_last and len(rows) < batch_size:
+                break
+            value, g = loss_and_grad(sizes, activation, loss, reduction, theta, X[rows], Y[rows])
+            step_loss.append(value)
+            theta, buf = sgd_step(theta, g, buf, **hyper)
+            history.append(theta.copy())
+    epoch_loss.append(loss_and_grad(sizes, activation, loss, reduction, theta, X, Y)[0])
+    return np.array(epoch_loss), np.array(step_loss), np.array(history)

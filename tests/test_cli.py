@@ -1,0 +1,53 @@
+"""The `gdsim` command: the tutorial's printout against the torch fixture, and exit codes."""
+
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from gdsim import cli
+
+FIXTURE = pathlib.Path(__file__).parent / "fixtures" / "torch" / "tutorial_batch_gd.npz"
+
+
+def rows(text, title):
+    """The (epoch, loss, w, b) rows of one table of the tutorial printout."""
+    block = text.split(title, 1)[1].split("=>", 1)[0]
+    return np.array([[float(v) for v in line.split()] for line in block.splitlines()[2:]
+                     if line.strip() and not line.split()[0] == "end"])
+
+
+def test_tutorial_prints_torchs_trajectory(capsys):
+    assert cli.main(["tutorial"]) == 0
+    out = capsys.readouterr().out
+    table = rows(out, "Batch gradient descent")
+    with np.load(FIXTURE) as fx:
+        losses, params = fx["epoch_loss"], fx["params_history"]
+    assert table.shape == (20, 4)
+    np.testing.assert_array_equal(table[:, 0], np.arange(20))
+    np.testing.assert_allclose(table[:, 1], losses[:20], rtol=1e-5)        # loss at the start of the epoch
+    np.testing.assert_allclose(table[:, 2:], params[1:21], rtol=1e-5)      # w, b after it
+    assert "=> CONVERGED" in out.split("Per-sample SGD")[0]
+    assert "=> DIVERGED" in out.split("Per-sample SGD")[1]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["tutorial", "--epochs", "0"], "gdsim tutorial: error: epochs must be an integer in [1, inf], got 0"),
+    (["tutorial", "--lr", "-1"], "gdsim tutorial: error: Invalid learning rate: -1.0 (lr must be >= 0)"),
+])
+def test_bad_values_exit_2_before_printing(argv, message, capsys):
+    assert cli.main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.strip() == message
+
+
+def test_console_script_entry_point():
+    done = subprocess.run([sys.executable, "-m", "gdsim.cli", "--version"], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.startswith("gdsim ")
+    done = subprocess.run([sys.executable, "-m", "gdsim.cli", "tutorial", "--epochs", "x"], capture_output=True,
+                          text=True)
+    assert done.returncode == 2 and "invalid int value: 'x'" in done.stderr
+    done = subprocess.run([sys.executable, "-m", "gdsim.cli"], capture_output=True, text=True)
+    assert done.returncode == 2 and "tutorial" in done.stdout

@@ -1,0 +1,158 @@
+"""gdsim.train: the training loop, its plan (batches, orders), divergence, and its argument checks."""
+
+import re
+import warnings
+
+import numpy as np
+import pytest
+
+import gdsim
+from conftest import make_data
+import naive
+
+
+def naive_run(model, X, Y, order, batch_size, theta, drop_last=False, **hyper):
+    return naive.train(model.sizes, model.activation, model.loss_name, model.reduction, theta.copy(), X, Y,
+                       order, batch_size, drop_last, **hyper)
+
+
+@pytest.mark.parametrize("n, batch_size, drop_last", [(10, 3, False), (10, 3, True), (10, 10, False), (10, 1, False),
+                                                      (10, 4, True)])
+def test_matches_numpy_loop(n, batch_size, drop_last):
+    model = gdsim.MLP((3, 4, 2), activation="tanh")
+    X, Y = make_data(model, n)
+    hyper = {"lr": 0.05, "momentum": 0.8, "weight_decay": 0.01}
+    result = gdsim.train(model, X, Y, gdsim.SGD(**hyper), epochs=3, batch_size=batch_size, shuffle=True, seed=5,
+                         drop_last=drop_last, record_params=True)
+    order = gdsim.engine.batch_orders(n, 3, True, 5)
+    epoch_loss, step_loss, history = naive_run(model, X, Y, order, batch_size, model.init(5), drop_last, **hyper)
+    steps = n // batch_size if drop_last else -(-n // batch_size)
+    assert result.n_steps == 3 * steps == len(step_loss)
+    np.testing.assert_allclose(result.epoch_loss, epoch_loss, rtol=1e-12)
+    np.testing.assert_allclose(result.step_loss, step_loss, rtol=1e-12)
+    np.testing.assert_allclose(result.params_history, history, rtol=1e-12, atol=1e-15)
+    np.testing.assert_array_equal(result.params, result.params_history[-1])
+    np.testing.assert_array_equal(result.epoch_params, result.params_history[::steps])
+
+
+def test_shuffle_orders():
+    data_order = gdsim.engine.batch_orders(5, 2, False, 0)
+    np.testing.assert_array_equal(data_order, [[0, 1, 2, 3, 4]] * 2)
+    shuffled = gdsim.engine.batch_orders(50, 3, True, 7)
+    for row in shuffled:
+        np.testing.assert_array_equal(np.sort(row), np.arange(50))
+    assert not np.array_equal(shuffled[0], shuffled[1])  # a fresh permutation each epoch
+    np.testing.assert_array_equal(shuffled, gdsim.engine.batch_orders(50, 3, True, 7))  # reproducible
+    assert not np.array_equal(shuffled, gdsim.engine.batch_orders(50, 3, True, 8))
+
+
+def test_explicit_order_is_used():
+    model = gdsim.Linear(2, 1)
+    X, Y = make_data(model, 4)
+    order = np.array([[3, 2, 1, 0], [1, 3, 0, 2]])
+    result = gdsim.train(model, X, Y, gdsim.SGD(lr=0.1), epochs=2, batch_size=1, shuffle=order, record_params=True)
+    theta = model.init(0)
+    _, step_loss, _ = naive_run(model, X, Y, order, 1, theta, lr=0.1)
+    np.testing.assert_allclose(result.step_loss, step_loss, rtol=1e-13)
+
+
+def test_defaults_are_full_batch_from_model_init():
+    model = gdsim.MLP((2, 3, 1))
+    X, Y = make_data(model, 6)
+    result = gdsim.train(model, X, Y, gdsim.SGD(lr=0.1), epochs=4, seed=3)
+    assert result.n_steps == 4 and result.steps_per_epoch == 1 and result.params_history is None
+    # Full batch: the step's batch loss is the full-data loss before it.
+    np.testing.assert_array_equal(result.step_loss, result.epoch_loss[:-1])
+    assert result.epoch_loss[0] == model.loss(model.init(3), X, Y)
+
+
+def test_params0_is_not_modified():
+    model = gdsim.Linear(1, 1)
+    X, Y = gdsim.datasets.tutorial_line()
+    params0 = np.array([-10.0, -20.0])
+    result = gdsim.train(model, X, Y, gdsim.SGD(lr=0.1), epochs=2, params0=params0)
+    np.testing.assert_array_equal(params0, [-10.0, -20.0])
+    assert not np.array_equal(result.params, params0)
+
+
+def test_divergence_marked_at_the_closed_form_step():
+    # One sample x = 1, y = 0: s = w + b follows s <- (1 - 4 lr) s, loss s^2 grows 9x per step at lr 1.
+    # The loss before step t is 9^t, above 1e6 (x the initial loss 1) first at t = 7.
+    model = gdsim.Linear(1, 1)
+    X, Y = np.ones((1, 1)), np.zeros((1, 1))
+    opt = gdsim.SGD(lr=1.0)
+    result = gdsim.train(model, X, Y, opt, epochs=20, params0=[0.5, 0.5])
+    assert result.diverged and result.diverged_step == 7
+    assert result.diverged_loss == pytest.approx(9.0**7, rel=1e-12)
+    assert result.step_loss[19] == pytest.approx(9.0**19, rel=1e-12)  # the run went on to the end
+    # divergence_factor sets the threshold: 9^t > 100 first at t = 3.
+    assert gdsim.train(model, X, Y, opt, epochs=20, params0=[0.5, 0.5], divergence_factor=100).diverged_step == 3
+
+
+def test_overflow_is_recorded_not_raised():
+    # Same map: 9^t overflows float64 first at t = 324 (9^323 ~ 1.7e308 < max ~ 1.8e308).
+    model = gdsim.Linear(1, 1)
+    X, Y = np.ones((1, 1)), np.zeros((1, 1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = gdsim.train(model, X, Y, gdsim.SGD(lr=1.0), epochs=400, params0=[0.5, 0.5],
+                             divergence_factor=None)
+    assert result.diverged_step == 324 and result.diverged_loss == np.inf
+    assert np.isfinite(result.step_loss[323]) and not np.isfinite(result.step_loss[-1])
+    assert "diverged at step 324" in repr(result)
+
+
+def test_converging_run_is_not_marked():
+    model, X, Y = gdsim.Linear(1, 1), *gdsim.datasets.tutorial_line()
+    result = gdsim.train(model, X, Y, gdsim.SGD(lr=0.01), epochs=5)
+    assert not result.diverged and result.diverged_step == -1 and np.isnan(result.diverged_loss)
+    with pytest.raises(ValueError, match="record_params=True"):
+        result.epoch_params
+
+
+MODEL = gdsim.Linear(2, 1)
+X_OK, Y_OK = make_data(MODEL, 4)
+OPT = gdsim.SGD(lr=0.1)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: gdsim.train("linear", X_OK, Y_OK, OPT, epochs=1), "model must be a gdsim.Linear or gdsim.MLP, got str"),
+    (lambda: gdsim.train(MODEL, X_OK, Y_OK, {"lr": 0.1}, epochs=1), "optimizer must be a gdsim.SGD, got dict"),
+    (lambda: gdsim.train(MODEL, X_OK, Y_OK, OPT, epochs=0), "epochs must be an integer in [1, inf], got 0"),
+    (lambda: gdsim.train(MODEL, X_OK, Y_OK, OPT, epochs=2.0), "epochs must be an integer, got 2.0"),
+    (lambda: gdsim.train(MODEL, X_OK, Y_OK, OPT, epochs=1, batch_size=5), "batch_size must be an integer in [1, 4], got 5"),
+    (lambda: gdsim.train(MODEL, X_OK, Y_OK, OPT, epochs=1, batch_size=0), "batch_size must be an integer in [1, 4], got 0"),
+    (lambda: gdsim.train(MODEL, X_OK, Y_OK, OPT, epochs=1, seed=-1), "seed must be an integer in [0, inf], got -1"),
+    (lambda: gdsim.train(MODEL, X_OK, Y_OK, OPT, epochs=1, drop_last=1), "drop_last must be True or False, got 1"),
+    (lambda: gdsim.train(MODEL, X_OK, Y_OK, OPT, epochs=1, record_params="no"),
+     "record_params must be True or False, got 'no'"),
+    (lambda: gdsim.train(MODEL, X_OK, Y_OK, OPT, epochs=1, divergence_factor=0),
+     "divergence_factor must be a number > 0 (or None), got 0"),
+    (lambda: gdsim.train(MODEL, X_OK, Y_OK, OPT, epochs=2, shuffle=np.zeros((2, 4), dtype=int)),
+     "shuffle[0] must be a permutation of range(4) (each sample exactly once)"),
+    (lambda: gdsim.train(MODEL, X_OK, Y_OK, OPT, epochs=2, shuffle=[[0, 1, 2, 3]]),
+     "shuffle must be True, False or an integer array of shape (epochs, n) = (2, 4), got shape (1, 4)"),
+    (lambda: gdsim.train(MODEL, X_OK, Y_OK, OPT, epochs=1, shuffle="yes"),
+     "shuffle must be True, False or an integer array of shape (epochs, n) = (1, 4), got dtype <U3, shape ()"),
+    (lambda: gdsim.train(MODEL, X_OK, Y_OK, OPT, epochs=1, params0=[1.0, 2.0]),
+     "params0 must have shape (3,) for Linear(2, 1, loss='mse', reduction='mean'), got (2,)"),
+    (lambda: gdsim.train(MODEL, X_OK, Y_OK, OPT, epochs=1, params0=[1.0, np.nan, 0.0]), "params0 contains NaN or inf"),
+    (lambda: gdsim.train(MODEL, X_OK[:, :1], Y_OK, OPT, epochs=1),
+     "X must have shape (n, 2) with n >= 1 for Linear(2, 1, loss='mse', reduction='mean'), got (4, 1)"),
+    (lambda: gdsim.train(MODEL, np.where(np.eye(4, 2) > 0, np.nan, X_OK), Y_OK, OPT, epochs=1),
+     "X contains NaN or inf (first at row 0, column 0)"),
+    (lambda: gdsim.train(MODEL, X_OK, Y_OK[:3], OPT, epochs=1),
+     "Y must have shape (4, 1) (rows of X, n_out), got (3, 1)"),
+    (lambda: gdsim.train(MODEL, X_OK, np.full((4, 1), np.inf), OPT, epochs=1), "Y contains NaN or inf (first at row 0)"),
+])
+def test_bad_arguments_raise_before_any_work(call, message):
+    with pytest.raises(ValueError, match="^" + re.escape(message) + "$"):
+        call()
+
+
+def test_refuses_a_params_history_that_cannot_fit_in_memory():
+    model = gdsim.MLP((900, 90, 12))
+    X, Y = np.zeros((2, 900)), np.zeros((2, 12))
+    with pytest.raises(ValueError, match=r"a run of 20000000 steps with record_params=True needs .* GiB but only .* GiB of memory is free; "
+                                         r"train for fewer epochs or set record_params=False"):
+        gdsim.train(model, X, Y, OPT, epochs=10**7, batch_size=1, record_params=True)

@@ -159,7 +159,7 @@ class MLP:
     def check_params(self, theta, name="theta", finite=True):
         """``theta`` as a contiguous float64 vector of length :attr:`n_params`, or ValueError."""
         arr = np.asarray(theta)
-        if arr.dtype.kind not in "fiu" or arr.dtype.kind == "b":
+        if arr.dtype.kind not in "fiu":
             raise ValueError(f"{name} must be a real array, got dtype {arr.dtype}")
         if arr.shape != (self.n_params,):
             raise ValueError(f"{name} must have shape ({self.n_params},) for {self!r}, got {arr.shape}")

@@ -88,6 +88,9 @@ import sys
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import naive  # noqa: E402  (tests/naive.py, the plain-NumPy reference)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT_DIR = os.path.join(HERE, "fixtures", "torch")
 HISTORY_LIMIT = 200_000
@@ -518,79 +521,7 @@ def generate(names):
 # Independent plain-NumPy re-implementation (self-check; no torch)
 # --------------------------------------------------------------------------
 
-def _act(name, z):
-    if name == "relu":
-        return np.maximum(z, 0.0)
-    if name == "tanh":
-        return np.tanh(z)
-    if name == "sigmoid":
-        return 1.0 / (1.0 + np.exp(-z))
-    return z
-
-
-def _act_grad(name, z, a):
-    """d act / dz, given pre-activation z and activation a."""
-    if name == "relu":
-        return (z > 0).astype(np.float64)
-    if name == "tanh":
-        return 1.0 - a * a
-    if name == "sigmoid":
-        return a * (1.0 - a)
-    return np.ones_like(z)
-
-
-def _unflatten(sizes, flat):
-    layers, off = [], 0
-    for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
-        W = flat[off:off + fan_out * fan_in].reshape(fan_out, fan_in)
-        off += fan_out * fan_in
-        b = flat[off:off + fan_out]
-        off += fan_out
-        layers.append((W, b))
-    assert off == flat.size
-    return layers
-
-
-def np_loss_and_grad(sizes, activation, loss, reduction, flat, X, Y,
-                     need_grad=True):
-    layers = _unflatten(sizes, flat)
-    zs, acts = [], [X]
-    a = X
-    for i, (W, b) in enumerate(layers):
-        z = a @ W.T + b
-        zs.append(z)
-        a = z if i == len(layers) - 1 else _act(activation, z)
-        acts.append(a)
-    out = acts[-1]
-    m = X.shape[0]
-    if loss == "mse":
-        diff = out - Y
-        total = np.sum(diff * diff)
-        scale = 1.0 / diff.size if reduction == "mean" else 1.0
-        value = total * scale
-        dout = 2.0 * diff * scale
-    else:
-        zmax = out.max(axis=1, keepdims=True)
-        shifted = out - zmax
-        lse = np.log(np.sum(np.exp(shifted), axis=1, keepdims=True))
-        logp = shifted - lse
-        nll = -logp[np.arange(m), Y]
-        scale = 1.0 / m if reduction == "mean" else 1.0
-        value = np.sum(nll) * scale
-        dout = np.exp(logp)
-        dout[np.arange(m), Y] -= 1.0
-        dout *= scale
-    if not need_grad:
-        return value, None
-    grads = [None] * len(layers)
-    delta = dout
-    for i in range(len(layers) - 1, -1, -1):
-        W, _ = layers[i]
-        grads[i] = (delta.T @ acts[i], delta.sum(axis=0))
-        if i > 0:
-            delta = (delta @ W) * _act_grad(activation, zs[i - 1], acts[i])
-    return value, np.concatenate([np.concatenate([gW.ravel(), gb])
-                                  for gW, gb in grads])
+# Forward/backward: tests/naive.py (the tests' own NumPy reference).
 
 
 def _two_prod(a, b):
@@ -648,10 +579,9 @@ def np_trajectory(f, fused=True):
     drop_last, order = bool(f["drop_last"]), f["order"]
     n = X.shape[0]
 
-    def lg(p, xb, yb, need_grad=True):
+    def lg(p, xb, yb):
         with np.errstate(all="ignore"):
-            return np_loss_and_grad(sizes, activation, loss, reduction, p,
-                                    xb, yb, need_grad)
+            return naive.loss_and_grad(sizes, activation, loss, reduction, p, xb, yb)
 
     madd = fma if fused else _unfused
     p = f["params0"].copy()
@@ -662,7 +592,7 @@ def np_trajectory(f, fused=True):
     epoch_loss, step_loss, hist = [], [], [p.copy()]
     with np.errstate(all="ignore"):
         for e in range(epochs):
-            epoch_loss.append(lg(p, X, Y, need_grad=False)[0])
+            epoch_loss.append(lg(p, X, Y)[0])
             idx = order[e]
             for start in range(0, n, bs):
                 b = idx[start:start + bs]
@@ -684,7 +614,7 @@ def np_trajectory(f, fused=True):
                     g = madd(momentum, buf, g) if nesterov else buf
                 p = madd(-lr, g, p)
                 hist.append(p.copy())
-        epoch_loss.append(lg(p, X, Y, need_grad=False)[0])
+        epoch_loss.append(lg(p, X, Y)[0])
     return dict(epoch_loss=np.array(epoch_loss), step_loss=np.array(step_loss),
                 grad0=grad0, params_history=np.stack(hist))
 

@@ -75,6 +75,8 @@ def test_mse_accepts_1d_targets_for_one_output():
      "Y must have shape (2,) (one class label per row of X), got (2, 1)"),
     (lambda: gdsim.Linear(2, 1).loss(np.zeros(3), np.array([["a", "b"]]), np.zeros(1)),
      "X must be a real array, got dtype <U1"),
+    (lambda: gdsim.Linear(2, 1).loss(np.zeros(3), np.zeros((1, 2)), np.array(["a"])),
+     "Y must be a real array, got dtype <U1"),
     (lambda: gdsim.Linear(2, 1).grad(np.array(["a"] * 3), np.zeros((1, 2)), np.zeros(1)),
      "theta must be a real array, got dtype <U1"),
 ])

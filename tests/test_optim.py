@@ -83,3 +83,5 @@ def test_step_rejects_arrays_it_cannot_update_in_place():
         opt.step(np.zeros(3, dtype=np.float32), np.zeros(3))
     with pytest.raises(ValueError, match=re.escape("grad must have the shape of params (3,), got (2,)")):
         opt.step(np.zeros(3), np.zeros(2))
+    with pytest.raises(ValueError, match="momentum_buffer must be the array returned by the previous step"):
+        opt.step(np.zeros(3), np.zeros(3), [0.0, 0.0, 0.0])

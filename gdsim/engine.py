@@ -45,7 +45,7 @@ def batch_orders(n, epochs, shuffle=False, seed=0):
     order = np.asarray(shuffle)
     if order.dtype.kind not in "iu" or order.shape != (epochs, n):
         raise ValueError(f"shuffle must be True, False or an integer array of shape (epochs, n) = ({epochs}, {n}), "
-                         f"got {'dtype ' + str(order.dtype) + ', ' if order.dtype.kind not in 'iu' else ''}shape {order.shape}")
+                         f"got a {order.dtype} array of shape {order.shape}")
     expected = np.arange(n)
     for e in range(epochs):
         if not np.array_equal(np.sort(order[e]), expected):

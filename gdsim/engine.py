@@ -12,7 +12,7 @@ import numpy as np
 
 from ._jit import jit
 from ._validate import check_bool, check_int, is_real_scalar
-from .kernels import batch_loss, batch_loss_grad
+from .kernels import batch_loss, batch_loss_grad, new_workspace
 from .models import check_model
 from .optim import check_optimizer, sgd_update
 
@@ -122,11 +122,7 @@ def train_loop(theta, buf, sizes, activation, loss, reduction, X, Y, order, batc
     """
     n = X.shape[0]
     epochs = order.shape[0]
-    width = 0
-    for w in sizes:
-        width += w
-    acts = np.empty(width)
-    deltas = np.empty(width)
+    acts, deltas = new_workspace(sizes)
     grad = np.empty(theta.shape[0])
     all_rows = np.arange(n)
     record = params_history.shape[0] > 0

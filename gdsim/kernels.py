@@ -306,7 +306,11 @@ def predict(theta, sizes, activation, X, out, acts):
         out[r, :] = acts[a_out:]
 
 
+@jit
 def new_workspace(sizes):
-    """Scratch buffers ``(acts, deltas)`` for the kernels, float64 ``[sum(sizes)]`` each."""
-    width = int(np.sum(sizes))
+    """Scratch buffers ``(acts, deltas)`` for the kernels, float64 ``[sum(sizes)]`` each.
+
+    Jitted so that training loops compiled with Numba can call it too.
+    """
+    width = sizes.sum()
     return np.empty(width), np.empty(width)

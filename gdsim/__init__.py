@@ -8,6 +8,10 @@ SGD
     ``torch.optim.SGD`` hyper-parameters and update.
 train
     One training run, the whole loop compiled with Numba; returns a :class:`TrainResult`.
+sweep
+    A grid of training runs at once (CPU threads or CUDA); returns an ``xarray.Dataset``.
+epoch_lrs
+    The learning rate of every epoch under an ``lr_schedule``.
 datasets
     Seeded datasets of the tutorials.
 kernels
@@ -19,11 +23,12 @@ from importlib.metadata import PackageNotFoundError, version
 from . import datasets, kernels
 from .engine import TrainResult, train
 from .models import MLP, Linear
-from .optim import SGD
+from .optim import SGD, epoch_lrs
+from .sweeps import sweep
 
 try:
     __version__ = version("gdsim")
 except PackageNotFoundError:  # running from a source tree that was not installed
     __version__ = "0+unknown"
 
-__all__ = ["Linear", "MLP", "SGD", "train", "TrainResult", "datasets", "kernels", "__version__"]
+__all__ = ["Linear", "MLP", "SGD", "train", "TrainResult", "sweep", "epoch_lrs", "datasets", "kernels", "__version__"]

@@ -1,11 +1,16 @@
-"""The one place for Numba compilation options.
+"""The one place for Numba compilation options and the guarded CUDA import.
 
-Every kernel in gdsim is compiled through :func:`jit`, so the fastmath policy, the
-on-disk cache and the floating-point error model are decided here and nowhere else
-(``tests/test_jit_policy.py`` checks that no other module passes its own options).
+Every kernel in gdsim is compiled through :func:`jit`, :func:`jit_parallel` or, for GPUs,
+:func:`cuda_device` / :func:`cuda_kernel`, so the fastmath policy, the on-disk cache and
+the floating-point error model are decided here and nowhere else
+(``tests/test_jit_policy.py`` checks that no other module imports numba itself).
 """
 
+import functools
+import os
+
 import numba
+from numba import prange  # noqa: F401  (re-exported for the parallel loops)
 
 #: LLVM fast-math flags allowed in gdsim kernels. Only ``contract`` (fused multiply-add):
 #: it is what torch's CPU kernels do for ``add(x, alpha=...)``. The other flags are left
@@ -28,3 +33,52 @@ JIT_OPTIONS = {
 def jit(function):
     """Compile ``function`` for the CPU with gdsim's options (see :data:`JIT_OPTIONS`)."""
     return numba.njit(**JIT_OPTIONS)(function)
+
+
+def jit_parallel(function):
+    """Like :func:`jit`, with ``parallel=True`` so that ``prange`` loops run on threads."""
+    return numba.njit(parallel=True, **JIT_OPTIONS)(function)
+
+
+# ---------------------------------------------------------------------------------------
+# CUDA (numba-cuda), imported only when a CUDA target is asked for.
+# ---------------------------------------------------------------------------------------
+CUDA_FIX = ('install numba-cuda (pip install "gdsim[cuda]") and run on a machine with an NVIDIA GPU '
+            'and driver, or set NUMBA_ENABLE_CUDASIM=1 before numba is imported to use the simulator')
+
+
+def cuda_simulator():
+    """True when Numba's CUDA simulator is enabled (``NUMBA_ENABLE_CUDASIM=1``)."""
+    return os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0")
+
+
+@functools.cache
+def cuda():
+    """The ``numba.cuda`` module, after checking that kernels can run.
+
+    Raises
+    ------
+    RuntimeError
+        If numba-cuda is missing or no GPU (nor the simulator) is available, naming the fix.
+    """
+    try:
+        from numba import cuda as numba_cuda
+    except ImportError as error:  # pragma: no cover - depends on the installation
+        raise RuntimeError(f"target='cuda' needs numba-cuda ({error}); {CUDA_FIX}") from None
+    try:
+        available = numba_cuda.is_available()
+    except Exception as error:  # pragma: no cover - depends on the driver
+        raise RuntimeError(f"target='cuda' cannot reach a GPU ({error}); {CUDA_FIX}") from None
+    if not available:
+        raise RuntimeError(f"target='cuda' found no usable CUDA GPU; {CUDA_FIX}")
+    return numba_cuda
+
+
+def cuda_device(function):
+    """Compile the plain scalar ``function`` as a CUDA device function (same source as the CPU build)."""
+    return cuda().jit(device=True)(function)
+
+
+def cuda_kernel(function):
+    """Compile ``function`` as a CUDA kernel. ``fastmath`` stays off, as on the CPU."""
+    return cuda().jit(function)

@@ -12,9 +12,9 @@ import numpy as np
 
 from ._jit import jit
 from ._validate import check_bool, check_int, is_real_scalar
-from .kernels import batch_loss, batch_loss_grad, new_workspace
+from .kernels import batch_loss, batch_loss_grad, dense_batch_loss_grad, is_diverged, new_workspace
 from .models import check_model
-from .optim import check_optimizer, sgd_update
+from .optim import check_optimizer, epoch_lrs, sgd_update
 
 
 # ---------------------------------------------------------------------------------------
@@ -73,14 +73,26 @@ def _check_memory(nbytes, what, way_out):
 # The loop
 # ---------------------------------------------------------------------------------------
 @jit
-def _is_diverged(value, threshold):
-    return not math.isfinite(value) or value > threshold
+def _loss_grad(theta, sizes, activation, loss, reduction, X, Y, rows, want_grad, grad, acts, deltas, dense):
+    """The batch's reduced loss and, if ``want_grad``, its gradient into ``grad``."""
+    if dense:
+        return dense_batch_loss_grad(theta, sizes, activation, loss, reduction, X, Y, rows, want_grad, grad)
+    if want_grad:
+        return batch_loss_grad(theta, sizes, activation, loss, reduction, X, Y, rows, grad, acts, deltas)
+    return batch_loss(theta, sizes, activation, loss, reduction, X, Y, rows, acts)
+
+
+def use_dense_kernels(model, batch_size):
+    """Whether :func:`train` computes batches with matrix products (BLAS) rather than
+    sample by sample: worth it for wide layers and batches of more than a few samples."""
+    widest = max(a * b for a, b in zip(model.sizes[:-1], model.sizes[1:]))
+    return widest >= 1024 and batch_size >= 8
 
 
 @jit
 def train_loop(theta, buf, sizes, activation, loss, reduction, X, Y, order, batch_size, drop_last,
                lr, momentum, dampening, weight_decay, nesterov, maximize, divergence_factor,
-               epoch_loss, step_loss, params_history):
+               epoch_loss, step_loss, params_history, dense=False):
     """Train one model with SGD over ``order.shape[0]`` epochs, in place.
 
     Parameters
@@ -111,6 +123,9 @@ def train_loop(theta, buf, sizes, activation, loss, reduction, X, Y, order, batc
         Output: each batch's loss before its update.
     params_history : float64[n_steps + 1, n_params] or float64[0, n_params]
         Output when non-empty: parameters before the first step and after every step.
+    dense : bool, default False
+        Compute each batch with matrix products (:func:`gdsim.kernels.dense_batch_loss_grad`)
+        instead of sample by sample.
 
     Returns
     -------
@@ -132,22 +147,35 @@ def train_loop(theta, buf, sizes, activation, loss, reduction, X, Y, order, batc
     diverged_step = -1
     diverged_loss = np.nan
     step = 0
-    for epoch in range(epochs):
-        full = batch_loss(theta, sizes, activation, loss, reduction, X, Y, all_rows, acts)
+    for epoch in range(epochs + 1):
+        # Full-batch GD in data order: the first step's batch is the full data, so its loss
+        # is the epoch's full-data loss, computed once (with its gradient).
+        reuse = epoch < epochs and batch_size >= n and np.all(order[epoch] == all_rows)
+        if reuse:
+            full = _loss_grad(theta, sizes, activation, loss, reduction, X, Y, all_rows, True, grad, acts, deltas,
+                              dense)
+        else:
+            full = _loss_grad(theta, sizes, activation, loss, reduction, X, Y, all_rows, False, grad, acts, deltas,
+                              dense)
         epoch_loss[epoch] = full
         if epoch == 0 and full > 0.0:
             threshold = divergence_factor * full
-        if diverged_step < 0 and _is_diverged(full, threshold):
+        if diverged_step < 0 and is_diverged(full, threshold):
             diverged_step = step
             diverged_loss = full
+        if epoch == epochs:
+            break
         for start in range(0, n, batch_size):
             stop = min(start + batch_size, n)
             if drop_last and stop - start < batch_size:
                 break
-            value = batch_loss_grad(theta, sizes, activation, loss, reduction, X, Y, order[epoch, start:stop],
-                                    grad, acts, deltas)
+            if reuse:
+                value = full
+            else:
+                value = _loss_grad(theta, sizes, activation, loss, reduction, X, Y, order[epoch, start:stop], True,
+                                   grad, acts, deltas, dense)
             step_loss[step] = value
-            if diverged_step < 0 and _is_diverged(value, threshold):
+            if diverged_step < 0 and is_diverged(value, threshold):
                 diverged_step = step
                 diverged_loss = value
             sgd_update(theta, grad, buf, lr[step], momentum, dampening, weight_decay, nesterov, maximize,
@@ -155,11 +183,6 @@ def train_loop(theta, buf, sizes, activation, loss, reduction, X, Y, order, batc
             step += 1
             if record:
                 params_history[step, :] = theta
-    full = batch_loss(theta, sizes, activation, loss, reduction, X, Y, all_rows, acts)
-    epoch_loss[epochs] = full
-    if diverged_step < 0 and _is_diverged(full, threshold):
-        diverged_step = step
-        diverged_loss = full
     return diverged_step, diverged_loss
 
 
@@ -225,7 +248,7 @@ class TrainResult:
 
 
 def train(model, X, Y, optimizer, *, epochs, batch_size=None, shuffle=False, seed=0, drop_last=False,
-          params0=None, record_params=False, divergence_factor=1e6):
+          params0=None, lr_schedule=None, record_params=False, divergence_factor=1e6):
     """Train ``model`` on ``(X, Y)`` with ``optimizer``, like a PyTorch training loop.
 
     Equivalent to (in float64)::
@@ -260,6 +283,10 @@ def train(model, X, Y, optimizer, *, epochs, batch_size=None, shuffle=False, see
         Skip the last batch of an epoch when it is smaller than ``batch_size``.
     params0 : array_like (n_params,), optional
         Initial parameters (finite); default ``model.init(seed)``.
+    lr_schedule : tuple or array_like, optional
+        Learning-rate schedule stepped once per epoch, with torch's closed forms:
+        ``("step", step_size, gamma)``, ``("exponential", gamma)``, ``("cosine", T_max,
+        eta_min)`` or an array of ``epochs`` factors (see :func:`gdsim.epoch_lrs`).
     record_params : bool, default False
         Keep the parameters after every step in ``params_history``.
     divergence_factor : float or None, default 1e6
@@ -289,6 +316,7 @@ def train(model, X, Y, optimizer, *, epochs, batch_size=None, shuffle=False, see
         divergence_factor = math.inf
     elif not is_real_scalar(divergence_factor) or not divergence_factor > 0:
         raise ValueError(f"divergence_factor must be a number > 0 (or None), got {divergence_factor!r}")
+    lrs = epoch_lrs(optimizer.lr, lr_schedule, epochs)
     per_epoch = steps_per_epoch(n, batch_size, drop_last)
     n_steps = epochs * per_epoch
     history_rows = n_steps + 1 if record_params else 0
@@ -301,12 +329,12 @@ def train(model, X, Y, optimizer, *, epochs, batch_size=None, shuffle=False, see
     params_history = np.empty((history_rows, model.n_params))
     epoch_loss = np.empty(epochs + 1)
     step_loss = np.empty(n_steps)
-    lr = np.full(n_steps, optimizer.lr)
+    lr = np.repeat(lrs, per_epoch)
     diverged_step, diverged_loss = train_loop(
         theta, np.zeros_like(theta), model.sizes_array, model.activation_code, model.loss_code,
         model.reduction_code, X, Y, order, batch_size, drop_last, lr, optimizer.momentum,
         optimizer.dampening, optimizer.weight_decay, optimizer.nesterov, optimizer.maximize,
-        float(divergence_factor), epoch_loss, step_loss, params_history)
+        float(divergence_factor), epoch_loss, step_loss, params_history, use_dense_kernels(model, batch_size))
     return TrainResult(params=theta, epoch_loss=epoch_loss, step_loss=step_loss,
                        params_history=params_history if record_params else None,
                        diverged_step=int(diverged_step), diverged_loss=float(diverged_loss),

@@ -10,7 +10,7 @@ import numpy as np
 
 from . import scalar
 from ._jit import jit
-from ._validate import check_bool, is_real_scalar
+from ._validate import check_bool, check_choice, check_int, is_real_scalar
 
 sgd_element = jit(scalar.sgd_element)
 
@@ -161,3 +161,86 @@ def check_optimizer(optimizer):
     if not isinstance(optimizer, SGD):
         raise ValueError(f"optimizer must be a gdsim.SGD, got {type(optimizer).__name__}")
     return optimizer
+
+
+#: Learning-rate schedules and the arguments each takes after its name.
+SCHEDULES = {"step": ("step_size", "gamma"), "exponential": ("gamma",), "cosine": ("T_max", "eta_min")}
+
+
+def check_lr_schedule(lr_schedule, epochs):
+    """Validate ``lr_schedule`` (see :func:`epoch_lrs`) for a run of ``epochs`` epochs.
+
+    Returns
+    -------
+    tuple or numpy.ndarray or None
+        ``(name, *args)`` with ints/floats, or the float64 factor array.
+    """
+    if lr_schedule is None:
+        return None
+    if isinstance(lr_schedule, tuple) and lr_schedule and isinstance(lr_schedule[0], str):
+        name = check_choice("lr_schedule[0] (the schedule's name)", lr_schedule[0], SCHEDULES)
+        arg_names = SCHEDULES[name]
+        if len(lr_schedule) != 1 + len(arg_names):
+            raise ValueError(f"lr_schedule ({name!r}, ...) needs the arguments {arg_names}, "
+                             f"got {lr_schedule[1:]!r}")
+        args = []
+        for arg_name, value in zip(arg_names, lr_schedule[1:]):
+            if arg_name in ("step_size", "T_max"):
+                args.append(check_int(f"lr_schedule {arg_name}", value, minimum=1))
+            elif not is_real_scalar(value) or not math.isfinite(value) or value < 0 or (
+                    arg_name == "gamma" and value == 0):
+                accepted = "> 0" if arg_name == "gamma" else ">= 0"
+                raise ValueError(f"lr_schedule {arg_name} must be a finite number {accepted}, got {value!r}")
+            else:
+                args.append(float(value))
+        return (name, *args)
+    if isinstance(lr_schedule, (str, dict)) or not hasattr(lr_schedule, "__len__"):
+        raise ValueError("lr_schedule must be None, ('step', step_size, gamma), ('exponential', gamma), "
+                         f"('cosine', T_max, eta_min) or an array of per-epoch factors, got {lr_schedule!r}")
+    factors = np.asarray(lr_schedule)
+    if factors.dtype.kind not in "iuf" or factors.shape != (epochs,):
+        raise ValueError(f"an lr_schedule array must hold one real factor per epoch, shape ({epochs},), "
+                         f"got a {factors.dtype} array of shape {factors.shape}")
+    factors = factors.astype(np.float64)
+    if not np.all(np.isfinite(factors)) or np.any(factors < 0):
+        raise ValueError("lr_schedule factors must be finite and >= 0")
+    return factors
+
+
+def epoch_lrs(lr, lr_schedule, epochs):
+    """Learning rate of every epoch, with torch's closed forms, stepped once per epoch.
+
+    Parameters
+    ----------
+    lr : float or numpy.ndarray
+        Base learning rate(s).
+    lr_schedule : None, tuple or array_like
+        * None: constant ``lr``;
+        * ``("step", step_size, gamma)``: ``lr * gamma ** (e // step_size)`` (``StepLR``);
+        * ``("exponential", gamma)``: ``lr * gamma ** e`` (``ExponentialLR``);
+        * ``("cosine", T_max, eta_min)``: ``eta_min + (lr - eta_min) * (1 + cos(pi e /
+          T_max)) / 2`` (``CosineAnnealingLR``; periodic past ``T_max``);
+        * an array of ``epochs`` factors ``f``: ``lr * f[e]`` (``LambdaLR``).
+    epochs : int
+
+    Returns
+    -------
+    numpy.ndarray, float64, shape ``np.shape(lr) + (epochs,)``
+        Every step of epoch ``e`` uses ``[..., e]``, as when a torch scheduler's
+        ``step()`` is called at the end of each epoch.
+    """
+    lr = np.asarray(lr, dtype=np.float64)[..., None]
+    schedule = check_lr_schedule(lr_schedule, epochs)
+    e = np.arange(epochs)
+    if schedule is None:
+        return np.broadcast_to(lr, lr.shape[:-1] + (epochs,)).copy()
+    if isinstance(schedule, np.ndarray):
+        return lr * schedule
+    name, *args = schedule
+    if name == "step":
+        step_size, gamma = args
+        return lr * gamma ** (e // step_size)
+    if name == "exponential":
+        return lr * args[0] ** e
+    t_max, eta_min = args
+    return eta_min + (lr - eta_min) * (1 + np.cos(np.pi * e / t_max)) / 2

@@ -1,8 +1,9 @@
-"""Scalar math written once: activations, their slopes, and the SGD update of one element.
+"""Scalar math written once: activations, their slopes, the divergence test and the SGD
+update of one element.
 
 These are plain Python functions of scalars, compiled for the CPU by :mod:`gdsim.kernels`
 and :mod:`gdsim.optim` (and callable from users' own ``@njit`` code through the compiled
-versions there). They follow PyTorch's definitions, including what happens at kinks and
+versions there) and for CUDA GPUs by :mod:`gdsim.targets.cuda`. They follow PyTorch's definitions, including what happens at kinks and
 with NaN, so that trajectories match ``torch`` in float64.
 """
 
@@ -54,6 +55,11 @@ def activation_slope(code, a):
     return 1.0
 
 
+def is_diverged(value, threshold):
+    """True if a loss ``value`` marks divergence: non-finite, or above ``threshold``."""
+    return not math.isfinite(value) or value > threshold
+
+
 def sgd_element(p, g, buf, lr, momentum, dampening, weight_decay, nesterov, maximize, first_step):
     """One ``torch.optim.SGD`` step for one parameter element.
 
@@ -78,16 +84,11 @@ def sgd_element(p, g, buf, lr, momentum, dampening, weight_decay, nesterov, maxi
     Order as in torch: maximize -> weight decay -> momentum -> Nesterov -> ``p -= lr*d``.
     The buffer is not scaled by ``lr``, so ``lr`` may change from step to step.
     """
+    # Written as selects between values computed unconditionally (no branch around a
+    # store), so that a loop over runs with different hyper-parameters stays vectorised.
     d = -g if maximize else g
-    if weight_decay != 0.0:
-        d = d + weight_decay * p
-    if momentum != 0.0:
-        if first_step:
-            buf = d
-        else:
-            buf = momentum * buf + (1.0 - dampening) * d
-        if nesterov:
-            d = d + momentum * buf
-        else:
-            d = buf
-    return p - lr * d, buf
+    d = d + weight_decay * p if weight_decay != 0.0 else d
+    new_buf = d if first_step else momentum * buf + (1.0 - dampening) * d
+    new_buf = new_buf if momentum != 0.0 else buf
+    step = (d + momentum * new_buf if nesterov else new_buf) if momentum != 0.0 else d
+    return p - lr * step, new_buf

@@ -67,6 +67,17 @@ grad0            float64 [n_params]: gradient of the full-data reduced loss
 torch_version    str
 description      str, one line
 
+Cases with a learning-rate schedule (the ``sched_*`` cases) have three more
+keys; the other cases have none of them:
+
+lr_schedule_kind str: "step" | "exponential" | "cosine" | "array"
+lr_schedule_args float64 1-d: step -> [step_size, gamma] (StepLR);
+                 exponential -> [gamma] (ExponentialLR); cosine -> [T_max,
+                 eta_min] (CosineAnnealingLR); array -> the per-epoch factors
+                 f [epochs] (LambdaLR with ``lambda e: f[e]``)
+step_lr          float64 [n_steps]: the lr torch used at each step
+                 (``opt.param_groups[0]["lr"]`` just before ``opt.step()``)
+
 The trajectory semantics (the loop in ``run_torch``)::
 
     for e in range(epochs):
@@ -77,9 +88,31 @@ The trajectory semantics (the loop in ``run_torch``)::
             if drop_last and len(b) < batch_size: continue
             opt.zero_grad(); loss = criterion(model(X[b]), Y[b]); loss.backward()
             step_loss.append(loss.item())
+            step_lr.append(opt.param_groups[0]["lr"])     # schedule cases
             opt.step()
             params_history.append(flat_params(model))
+        scheduler.step()                                    # schedule cases
     epoch_loss.append(full_data_loss(model))
+
+Learning-rate schedules: the scheduler is made right after the optimizer and
+stepped once per epoch, at its end, as in torch's documentation, so every step
+of epoch e uses the same lr_e.  Stepped this way torch's StepLR, ExponentialLR
+and CosineAnnealingLR compute lr_e recursively from lr_{e-1} (LambdaLR does
+not); the self-check recomputes the lrs from the closed forms (lr = the base
+lr, e = 0, 1, ..., epochs-1)
+
+    step         lr_e = lr * gamma ** (e // step_size)
+    exponential  lr_e = lr * gamma ** e
+    cosine       lr_e = eta_min + (lr - eta_min) * (1 + cos(pi * e / T_max)) / 2
+    array        lr_e = lr * f[e]        (so epoch 0 already uses lr * f[0])
+
+runs the trajectory with them, and asserts they match ``step_lr`` to rtol
+1e-12.  (torch 2.13.0: the recursive values differ from the closed forms by a
+few ulps, ~1e-15 relative over these short runs, growing to ~2e-13 over 1000
+epochs; past T_max the recursive cosine keeps following the periodic closed
+form, back up towards lr at e = 2 T_max.)  LambdaLR evaluates its lambda once
+more, for e = epochs, at the final ``scheduler.step()``; that lr is never used,
+and the fixture's lambda returns f[-1] for it.
 """
 
 import argparse
@@ -95,6 +128,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 OUT_DIR = os.path.join(HERE, "fixtures", "torch")
 HISTORY_LIMIT = 200_000
 SELFCHECK_RTOL = 1e-9
+SCHEDULE_LR_RTOL = 1e-12
 
 # torch.optim.SGD's default lr in torch 2.13.0 (checked against the installed
 # signature in generate()).
@@ -109,6 +143,8 @@ COMMON_KEYS = {
     "epochs", "batch_size", "drop_last", "order",
     "epoch_loss", "step_loss", "grad0", "torch_version", "description",
 }
+SCHEDULE_KEYS = {"lr_schedule_kind", "lr_schedule_args", "step_lr"}
+SCHEDULE_KINDS = ("step", "exponential", "cosine", "array")
 
 
 # --------------------------------------------------------------------------
@@ -136,7 +172,9 @@ def in_order(epochs, n):
 def make_case(*, sizes, activation, loss, reduction, X, Y, params0, lr,
               momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False,
               maximize=False, epochs, batch_size, drop_last=False, order,
-              description):
+              lr_schedule=None, description):
+    """One case as a dict.  lr_schedule: None, ("step", step_size, gamma),
+    ("exponential", gamma), ("cosine", T_max, eta_min) or ("array", factors)."""
     sizes = np.asarray(sizes, dtype=np.int64)
     X = np.ascontiguousarray(X, dtype=np.float64)
     if loss == "mse":
@@ -153,6 +191,20 @@ def make_case(*, sizes, activation, loss, reduction, X, Y, params0, lr,
     assert order.shape == (epochs, X.shape[0])
     params0 = np.asarray(params0, dtype=np.float64)
     assert params0.shape == (n_params_of(sizes),)
+    schedule = {}
+    if lr_schedule is not None:
+        kind, *args = lr_schedule
+        if kind == "array":
+            (factors,) = args
+            args = np.asarray(factors, dtype=np.float64)
+            assert args.shape == (epochs,) and np.all(args > 0)
+        else:
+            args = np.asarray(args, dtype=np.float64)
+            assert args.shape == {"step": (2,), "exponential": (1,),
+                                  "cosine": (2,)}[kind]
+            if kind in ("step", "cosine"):
+                assert args[0] == int(args[0]) >= 1
+        schedule = dict(lr_schedule_kind=kind, lr_schedule_args=args)
     return dict(
         sizes=sizes, activation=activation, loss=loss, reduction=reduction,
         X=X, Y=Y, params0=params0,
@@ -160,7 +212,7 @@ def make_case(*, sizes, activation, loss, reduction, X, Y, params0, lr,
         weight_decay=float(weight_decay), nesterov=bool(nesterov),
         maximize=bool(maximize), epochs=int(epochs),
         batch_size=int(batch_size), drop_last=bool(drop_last), order=order,
-        description=description,
+        description=description, **schedule,
     )
 
 
@@ -371,6 +423,107 @@ def case_linear_multi_out():
                     "full batch, lr 0.1 momentum 0.8 dampening 0.3, 5 epochs")
 
 
+# --------------------------------------------------------------------------
+# Cases with a learning-rate schedule (sched_*)
+# --------------------------------------------------------------------------
+
+def teacher_data(rng, n, n_in, n_out):
+    """X ~ N(0,1) [n, n_in]; Y = fixed random tanh teacher net + noise."""
+    X = rng.standard_normal((n, n_in))
+    W_t = rng.standard_normal((n_in, 3)) / np.sqrt(n_in)
+    v_t = rng.standard_normal((3, n_out))
+    Y = np.tanh(X @ W_t) @ v_t + 0.1 * rng.standard_normal((n, n_out))
+    return X, Y
+
+
+def case_sched_tutorial_step():
+    X, Y = tutorial_data()
+    rng = np.random.default_rng(20)
+    epochs = 10
+    return make_case(
+        sizes=[1, 1], activation="identity", loss="mse", reduction="mean",
+        X=X, Y=Y, params0=[-10.0, -20.0], lr=0.05, momentum=0.5,
+        epochs=epochs, batch_size=20, order=shuffled_order(rng, epochs, 100),
+        lr_schedule=("step", 3, 0.5),
+        description="linear-regression tutorial data, Linear(1,1) from w=-10, "
+                    "b=-20, mse mean, batch 20 shuffled, lr 0.05 momentum 0.5,"
+                    " StepLR(step_size=3, gamma=0.5), 10 epochs")
+
+
+def case_sched_mlp_tanh_nesterov_exp():
+    rng = np.random.default_rng(21)
+    sizes = [10, 5, 1]
+    n, epochs = 64, 8
+    X, Y = teacher_data(rng, n, 10, 1)
+    params0 = init_params(rng, sizes)
+    return make_case(
+        sizes=sizes, activation="tanh", loss="mse", reduction="mean",
+        X=X, Y=Y, params0=params0, lr=0.05, momentum=0.9, nesterov=True,
+        epochs=epochs, batch_size=16, order=shuffled_order(rng, epochs, n),
+        lr_schedule=("exponential", 0.9),
+        description="MLP [10,5,1] tanh, mse mean, n=64 teacher-net data, "
+                    "batch 16 shuffled, lr 0.05 momentum 0.9 nesterov, "
+                    "ExponentialLR(gamma=0.9), 8 epochs")
+
+
+def case_sched_mlp_relu_cosine_wd():
+    rng = np.random.default_rng(22)
+    sizes = [6, 8, 2]
+    n, epochs = 40, 10
+    X, Y = teacher_data(rng, n, 6, 2)
+    params0 = init_params(rng, sizes)
+    return make_case(
+        sizes=sizes, activation="relu", loss="mse", reduction="mean",
+        X=X, Y=Y, params0=params0, lr=0.1, momentum=0.9, weight_decay=0.01,
+        epochs=epochs, batch_size=8, order=shuffled_order(rng, epochs, n),
+        lr_schedule=("cosine", 8, 0.001),
+        description="MLP [6,8,2] relu, mse mean, n=40 teacher-net data, batch"
+                    " 8 shuffled, lr 0.1 momentum 0.9 weight_decay 0.01, "
+                    "CosineAnnealingLR(T_max=8, eta_min=0.001), 10 epochs "
+                    "(epochs 9, 10 past T_max: lr rises again)")
+
+
+def case_sched_array_lambda():
+    rng = np.random.default_rng(23)
+    sizes = [3, 4, 2]
+    n, epochs = 11, 6
+    X, Y = teacher_data(rng, n, 3, 2)
+    params0 = init_params(rng, sizes)
+    factors = np.round(rng.uniform(0.2, 2.0, epochs), 3)
+    return make_case(
+        sizes=sizes, activation="sigmoid", loss="mse", reduction="sum",
+        X=X, Y=Y, params0=params0, lr=0.02, momentum=0.7, dampening=0.2,
+        epochs=epochs, batch_size=4, drop_last=True,
+        order=shuffled_order(rng, epochs, n), lr_schedule=("array", factors),
+        description="MLP [3,4,2] sigmoid, mse SUM, n=11 teacher-net data, "
+                    "batch 4 shuffled with drop_last, lr 0.02 momentum 0.7 "
+                    "dampening 0.2, LambdaLR with per-epoch factors [%s] "
+                    "(epoch 0 already scaled), 6 epochs"
+                    % ", ".join("%g" % v for v in factors))
+
+
+def case_sched_ce_cosine_to_zero():
+    rng = np.random.default_rng(24)
+    sizes = [2, 6, 3]
+    epochs = 7
+    centres = np.array([[0.0, 2.0], [-1.7, -1.0], [1.7, -1.0]])
+    X = np.concatenate([c + 0.8 * rng.standard_normal((10, 2))
+                        for c in centres])
+    Y = np.repeat(np.arange(3, dtype=np.int64), 10)
+    params0 = init_params(rng, sizes)
+    return make_case(
+        sizes=sizes, activation="tanh", loss="cross_entropy",
+        reduction="mean", X=X, Y=Y, params0=params0, lr=0.2, momentum=0.5,
+        epochs=epochs, batch_size=7, order=shuffled_order(rng, epochs, 30),
+        lr_schedule=("cosine", 4, 0.0),
+        description="3 Gaussian blobs in 2-d (10 per class, sd 0.8): MLP "
+                    "[2,6,3] tanh, cross_entropy mean, batch 7 (7,7,7,7,2) "
+                    "shuffled, lr 0.2 momentum 0.5, CosineAnnealingLR(T_max=4,"
+                    " eta_min=0), 7 epochs (lr exactly 0 in epoch 4: params "
+                    "stay put while the momentum buffer keeps accumulating; "
+                    "then the lr rises again)")
+
+
 CASES = {name: (lambda name=name: case_sgd_suite(name)) for name in SGD_SUITE}
 CASES.update({
     "tutorial_batch_gd": case_tutorial_batch_gd,
@@ -382,6 +535,11 @@ CASES.update({
     "ce_sum_sigmoid": case_ce_sum_sigmoid,
     "mse_sum_identity_deep": case_mse_sum_identity_deep,
     "linear_multi_out": case_linear_multi_out,
+    "sched_tutorial_step": case_sched_tutorial_step,
+    "sched_mlp_tanh_nesterov_exp": case_sched_mlp_tanh_nesterov_exp,
+    "sched_mlp_relu_cosine_wd": case_sched_mlp_relu_cosine_wd,
+    "sched_array_lambda": case_sched_array_lambda,
+    "sched_ce_cosine_to_zero": case_sched_ce_cosine_to_zero,
 })
 
 
@@ -444,7 +602,9 @@ def run_torch(case):
 
     epochs, batch_size = case["epochs"], case["batch_size"]
     drop_last, order = case["drop_last"], case["order"]
+    scheduler = make_torch_scheduler(opt, case)
     epoch_loss, step_loss, params_history = [], [], [flat_params()]
+    step_lr = []
     for e in range(epochs):
         epoch_loss.append(full_data_loss())
         idx = torch.from_numpy(order[e])
@@ -457,8 +617,11 @@ def run_torch(case):
             loss = criterion(out, Y[b])
             loss.backward()
             step_loss.append(loss.item())
+            step_lr.append(opt.param_groups[0]["lr"])
             opt.step()
             params_history.append(flat_params())
+        if scheduler is not None:
+            scheduler.step()
     epoch_loss.append(full_data_loss())
 
     result = dict(epoch_loss=np.array(epoch_loss, dtype=np.float64),
@@ -470,8 +633,34 @@ def run_torch(case):
         result["params_history"] = np.stack(params_history)
     else:
         result["params_final"] = params_history[-1]
+    if scheduler is not None:
+        result["step_lr"] = np.array(step_lr, dtype=np.float64)
     result["torch_version"] = torch.__version__
     return result
+
+
+def make_torch_scheduler(opt, case):
+    """The torch lr scheduler of a case (None without a schedule)."""
+    import torch
+
+    if "lr_schedule_kind" not in case:
+        return None
+    sched = torch.optim.lr_scheduler
+    kind, args = case["lr_schedule_kind"], case["lr_schedule_args"]
+    if kind == "step":
+        return sched.StepLR(opt, step_size=int(args[0]), gamma=float(args[1]))
+    if kind == "exponential":
+        return sched.ExponentialLR(opt, gamma=float(args[0]))
+    if kind == "cosine":
+        return sched.CosineAnnealingLR(opt, T_max=int(args[0]),
+                                       eta_min=float(args[1]))
+    if kind == "array":
+        factors = [float(v) for v in args]
+        # The scheduler.step() after the last epoch asks for e == epochs;
+        # that lr is never used.
+        return sched.LambdaLR(
+            opt, lambda e: factors[min(e, len(factors) - 1)])
+    raise ValueError("unknown lr schedule kind %r" % kind)
 
 
 def generate(names):
@@ -511,6 +700,10 @@ def generate(names):
                else {"params_final": data["params_final"]}),
             torch_version=np.str_(data["torch_version"]),
             description=np.str_(data["description"]),
+            **({"lr_schedule_kind": np.str_(data["lr_schedule_kind"]),
+                "lr_schedule_args": data["lr_schedule_args"],
+                "step_lr": data["step_lr"]}
+               if "lr_schedule_kind" in data else {}),
         )
         print("wrote %-45s %8d bytes  (%d steps)"
               % (os.path.relpath(path, os.path.dirname(HERE)),
@@ -567,6 +760,27 @@ def _unfused(a, b, c):
     return a * b + c
 
 
+def closed_form_lrs(f):
+    """Per-epoch lrs [epochs] from the closed forms (module docstring)."""
+    lr, epochs = float(f["lr"]), int(f["epochs"])
+    e = np.arange(epochs, dtype=np.float64)
+    if "lr_schedule_kind" not in f:
+        return np.full(epochs, lr)
+    kind, args = str(f["lr_schedule_kind"]), f["lr_schedule_args"]
+    if kind == "step":
+        step_size, gamma = int(args[0]), float(args[1])
+        return lr * gamma ** (np.arange(epochs) // step_size)
+    if kind == "exponential":
+        return lr * float(args[0]) ** e
+    if kind == "cosine":
+        t_max, eta_min = int(args[0]), float(args[1])
+        return eta_min + (lr - eta_min) * (1 + np.cos(np.pi * e / t_max)) / 2
+    if kind == "array":
+        assert args.shape == (epochs,)
+        return lr * args
+    raise ValueError("unknown lr schedule kind %r" % kind)
+
+
 def np_trajectory(f, fused=True):
     sizes = [int(s) for s in f["sizes"]]
     activation, loss = str(f["activation"]), str(f["loss"])
@@ -589,9 +803,11 @@ def np_trajectory(f, fused=True):
     # torch keeps one momentum buffer per parameter tensor; the update is
     # elementwise, so one flat buffer is equivalent.
     buf = None
-    epoch_loss, step_loss, hist = [], [], [p.copy()]
+    epoch_lr = closed_form_lrs(f)
+    epoch_loss, step_loss, hist, step_lr = [], [], [p.copy()], []
     with np.errstate(all="ignore"):
         for e in range(epochs):
+            lr = float(epoch_lr[e])
             epoch_loss.append(lg(p, X, Y)[0])
             idx = order[e]
             for start in range(0, n, bs):
@@ -600,6 +816,7 @@ def np_trajectory(f, fused=True):
                     continue
                 value, g = lg(p, X[b], Y[b])
                 step_loss.append(value)
+                step_lr.append(lr)
                 # torch.optim.SGD (_single_tensor_sgd) step, in its order;
                 # madd(s, y, x) = x + s*y is torch's x.add(y, alpha=s)
                 if maximize:
@@ -616,15 +833,16 @@ def np_trajectory(f, fused=True):
                 hist.append(p.copy())
         epoch_loss.append(lg(p, X, Y)[0])
     return dict(epoch_loss=np.array(epoch_loss), step_loss=np.array(step_loss),
-                grad0=grad0, params_history=np.stack(hist))
+                grad0=grad0, params_history=np.stack(hist),
+                step_lr=np.array(step_lr))
 
 
-def compare(a, b):
+def compare(a, b, rtol=SELFCHECK_RTOL):
     """Compare a fixture array with the NumPy re-run.
 
     Returns (max relative difference over the finite entries, list of
     problems): NaN / inf must sit at the same places (inf with the same
-    sign), finite entries must agree to SELFCHECK_RTOL relative.
+    sign), finite entries must agree to rtol relative.
     """
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
@@ -646,9 +864,8 @@ def compare(a, b):
         with np.errstate(all="ignore"):
             rel = np.where(denom > 0, np.abs(x - y) / denom, 0.0)
         worst = float(rel.max())
-    if worst > SELFCHECK_RTOL:
-        problems.append("max rel diff %.3g > rtol %.0e" % (worst,
-                                                            SELFCHECK_RTOL))
+    if worst > rtol:
+        problems.append("max rel diff %.3g > rtol %.0e" % (worst, rtol))
     return worst, problems
 
 
@@ -661,8 +878,14 @@ def selfcheck(names, fused=True):
             f = {k: z[k] for k in z.files}
         problems = []
         has_hist = "params_history" in f
+        has_sched = "lr_schedule_kind" in f
         expected = COMMON_KEYS | {"params_history" if has_hist
                                   else "params_final"}
+        if has_sched:
+            expected |= SCHEDULE_KEYS
+            if str(f["lr_schedule_kind"]) not in SCHEDULE_KINDS:
+                problems.append("unknown lr_schedule_kind %r"
+                                % str(f["lr_schedule_kind"]))
         if set(f) != expected:
             problems.append("keys differ: %s" % sorted(set(f) ^ expected))
         ref = np_trajectory(f, fused=fused)
@@ -682,6 +905,11 @@ def selfcheck(names, fused=True):
         for k, (a, b) in pairs.items():
             diffs[k], probs = compare(a, b)
             problems += ["%s: %s" % (k, p) for p in probs]
+        if has_sched and "step_lr" in f:
+            # torch's (recursive) lrs against the closed forms
+            diffs["step_lr"], probs = compare(f["step_lr"], ref["step_lr"],
+                                              rtol=SCHEDULE_LR_RTOL)
+            problems += ["step_lr: %s" % p for p in probs]
         nonfinite = sum(int((~np.isfinite(f[k])).sum()) for k in pairs)
         ok = not problems
         all_ok &= ok

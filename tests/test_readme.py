@@ -8,12 +8,17 @@ README = (pathlib.Path(__file__).parents[1] / "README.md").read_text()
 
 def test_python_examples_run():
     blocks = re.findall(r"```python\n(.*?)```", README, re.S)
-    assert len(blocks) == 2
+    assert len(blocks) == 3
     namespace = {}
     exec(blocks[0], namespace)
     result = namespace["result"]
     assert result.params_history.shape == (result.n_steps + 1, 2) and result.n_steps == 200
     exec(blocks[1], namespace)
+    ds = namespace["ds"]
+    assert ds.final_loss.dims == ("lr", "momentum") and ds.final_loss.shape == (128, 64)
+    # Per-sample SGD on the tutorial: small learning rates converge, lr 1 blows up at every momentum.
+    assert not ds.diverged.sel(lr=1e-4).any() and ds.diverged.sel(lr=1.0).all()
+    exec(blocks[2], namespace)
     model, X, Yk = namespace["model"], namespace["X"], namespace["Yk"]
     assert model.loss(namespace["theta"], X, Yk) < 0.5 * model.loss(model.init(0), X, Yk)
 
@@ -21,6 +26,6 @@ def test_python_examples_run():
 def test_test_command_is_found_by_ci_script():
     command = README.split("<!-- test-command", 1)[1]
     line = next(l for l in command.splitlines() if l.startswith("python3"))
-    assert 'pip install ".[test]"' in line and line.endswith("python -m pytest")
+    assert 'pip install ".[test]"' in line and line.endswith("NUMBA_ENABLE_CUDASIM=1 python -m pytest")
     ci = (pathlib.Path(__file__).parents[1] / ".ci" / "run").read_text()
     assert "<!-- test-command" in ci and "^python3" in ci

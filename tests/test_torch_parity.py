@@ -21,6 +21,20 @@ def load(case):
         return {k: f[k] for k in f.files}
 
 
+def lr_schedule_of(fx):
+    """The fixture's lr schedule as gdsim takes it (None without one)."""
+    if "lr_schedule_kind" not in fx:
+        return None
+    kind, args = str(fx["lr_schedule_kind"]), fx["lr_schedule_args"]
+    if kind == "array":
+        return np.array(args, dtype=np.float64)
+    if kind in ("step", "cosine"):  # (step_size, gamma) / (T_max, eta_min)
+        return (kind, int(args[0]), float(args[1]))
+    if kind == "exponential":
+        return (kind, float(args[0]))
+    raise ValueError(f"unknown lr_schedule_kind {kind!r}")
+
+
 def run(fx):
     sizes = tuple(int(s) for s in fx["sizes"])
     model = gdsim.MLP(sizes, activation=str(fx["activation"]), loss=str(fx["loss"]),
@@ -28,15 +42,19 @@ def run(fx):
     opt = gdsim.SGD(lr=float(fx["lr"]), momentum=float(fx["momentum"]), dampening=float(fx["dampening"]),
                     weight_decay=float(fx["weight_decay"]), nesterov=bool(fx["nesterov"]),
                     maximize=bool(fx["maximize"]))
+    schedule = {} if "lr_schedule_kind" not in fx else {"lr_schedule": lr_schedule_of(fx)}
     result = gdsim.train(model, fx["X"], fx["Y"], opt, epochs=int(fx["epochs"]), batch_size=int(fx["batch_size"]),
                          shuffle=fx["order"], drop_last=bool(fx["drop_last"]), params0=fx["params0"],
-                         record_params="params_history" in fx)
+                         record_params="params_history" in fx, **schedule)
     return model, result
 
 
 def test_fixtures_are_present():
-    # The nine torch.optim.SGD test configurations, the tutorial, the MLPs and the classifiers.
-    assert len(CASES) >= 18, CASES
+    # The nine torch.optim.SGD test configurations, the tutorial, the MLPs, the classifiers and
+    # the five lr-schedule cases (StepLR, ExponentialLR, CosineAnnealingLR twice, LambdaLR).
+    assert len(CASES) >= 23, CASES
+    kinds = {str(load(c)["lr_schedule_kind"]) for c in CASES if c.startswith("sched_")}
+    assert kinds == {"step", "exponential", "cosine", "array"}, kinds
 
 
 @pytest.mark.parametrize("case", CASES)

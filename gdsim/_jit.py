@@ -1,6 +1,6 @@
 """The one place for Numba compilation options and the guarded CUDA import.
 
-Every kernel in gdsim is compiled through :func:`jit`, :func:`jit_parallel` or, for GPUs,
+Every kernel in gdsim is compiled through :func:`jit`, :func:`jit_inline` or, for GPUs,
 :func:`cuda_device` / :func:`cuda_kernel`, so the fastmath policy, the on-disk cache and
 the floating-point error model are decided here and nowhere else
 (``tests/test_jit_policy.py`` checks that no other module imports numba itself).
@@ -10,7 +10,6 @@ import functools
 import os
 
 import numba
-from numba import prange  # noqa: F401  (re-exported for the parallel loops)
 
 #: LLVM fast-math flags allowed in gdsim kernels. Only ``contract`` (fused multiply-add):
 #: it is what torch's CPU kernels do for ``add(x, alpha=...)``. The other flags are left
@@ -35,9 +34,21 @@ def jit(function):
     return numba.njit(**JIT_OPTIONS)(function)
 
 
-def jit_parallel(function):
-    """Like :func:`jit`, with ``parallel=True`` so that ``prange`` loops run on threads."""
-    return numba.njit(parallel=True, **JIT_OPTIONS)(function)
+def jit_inline(function):
+    """Like :func:`jit`, and inlined (by Numba, ``inline="always"``) into compiled callers.
+
+    For small helpers called once per step or sample from a hot loop: a call between
+    compiled functions increments and decrements the reference count of every array
+    argument (atomic operations costing more than a 64-run pass of arithmetic), and
+    inlining lets a constant flag argument fold away a branch of the helper.
+    """
+    return numba.njit(inline="always", **JIT_OPTIONS)(function)
+
+
+def num_threads():
+    """The number of threads CPU kernels may use: Numba's setting (``NUMBA_NUM_THREADS``,
+    :func:`numba.set_num_threads`)."""
+    return numba.get_num_threads()
 
 
 # ---------------------------------------------------------------------------------------

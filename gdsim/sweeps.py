@@ -38,6 +38,11 @@ def _axis_values(name, value, n):
                          for v in values], dtype=np.int64), swept
     minimum = None if name == "dampening" else 0.0
     accepted = "a finite real number" + ("" if minimum is None else " >= 0")
+    if values.dtype.kind in "fiu":  # numeric arrays: check them at once, report the first bad value
+        bad = ~np.isfinite(values) | (values < (-np.inf if minimum is None else minimum))
+        if not bad.any():
+            return values.astype(np.float64), swept
+        values = values[: np.argmax(bad) + 1]
     for i, v in enumerate(values.tolist()):
         if not is_real_scalar(v) or not math.isfinite(v) or (minimum is not None and v < minimum):
             where = f" at index {i}" if swept else ""

@@ -1,24 +1,32 @@
 """CPU sweep kernels: many SGD runs of one model at once, ``BLOCK`` configurations per block.
 
 A block holds ``BLOCK`` configurations (runs) that share the data, the batch size and the
-sample order, and differ in their parameters and hyper-parameters. Every per-run array is
-stored *struct of arrays* with the run innermost: element ``k`` of run ``c`` is
-``a[k, c]`` of a ``[.., BLOCK]`` array. The innermost loops then run over the ``BLOCK`` runs with unit stride,
-which LLVM vectorises (``BLOCK`` is a compile-time constant; 64 keeps the loops as vector
-loops rather than unrolled scalar code). Each run's arithmetic is the same sequence of
-operations as :func:`gdsim.engine.train_loop` makes for it, so a sweep's points equal
-``train``'s results.
+sample order, and differ in their parameters and hyper-parameters. Every per-run array of
+a block is stored *struct of arrays* with the run innermost: element ``k`` of run ``c`` is
+``a[k, c]`` of a ``[.., BLOCK]`` array. The innermost loops then run over the ``BLOCK``
+runs with unit stride, which LLVM vectorises (``BLOCK`` is a compile-time constant; 64
+keeps the loops as vector loops rather than unrolled scalar code). Each run's arithmetic
+is the same sequence of operations as :func:`gdsim.engine.train_loop` makes for it, so a
+sweep's points equal ``train``'s results.
 
-:func:`run_blocks` loops over blocks serially, :func:`run_blocks_parallel` with ``prange``;
-blocks are independent and fixed before the loop, so both give bitwise-equal results
-whatever the thread count.
+:data:`BLOCK_LOOPS` (any model, or fused kernels for the tutorials' ``y = w x + b``)
+loop over a range of blocks; :func:`run_plan` runs them on one thread or several. Blocks are independent and fixed before the loop, so the results are
+bitwise the same whatever the thread count.
+
+Performance notes, measured on the per-sample sweep of the tutorial (W2 in
+``benchmarks/bench.py``): a call between compiled functions inside a per-step loop costs
+an atomic reference-count update per array argument, so per-step helpers are inlined
+(:func:`gdsim._jit.jit_inline`) or the loop moves into the callee; flags that are constant
+(``general``, ``stop_diverged``) let LLVM drop unused work; block arrays
+are allocated per block (aligned, thread-local).
 """
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from .._jit import jit, jit_parallel, prange
+from .._jit import jit, jit_inline, num_threads
 from ..kernels import activate, activation_slope, is_diverged
 from ..optim import sgd_element
 from ..scalar import CROSS_ENTROPY, MEAN
@@ -193,6 +201,106 @@ def _line_batch_loss(theta, X, Y, order, start, stop, mean, want_grad, grad, tot
             total[c] = total[c] / (stop - start)
 
 
+@jit_inline
+def _line_sample_step(theta, buf, x, y, lr, momentum, dampening, weight_decay, nesterov, general, first_step,
+                      active, threshold, diverged_step, stop_diverged, own):
+    """One per-sample SGD step of the model ``y = w x + b`` (MSE) for every run, fused into
+    a single pass over the runs: loss, gradient, divergence check and update.
+
+    The same operations as :func:`_line_batch_loss` on a batch of one sample followed by
+    :func:`_update`, so the results are bitwise the same. ``general`` as in
+    :func:`sweep_block`. ``own[c]`` receives each run's loss. Returns how many runs this step
+    marks as diverged; the caller records them (from ``own``). With ``stop_diverged`` they
+    are not updated.
+    """
+    n_new = 0
+    for c in range(BLOCK):
+        # Every operand is loaded before the selects below, so that they need no branches
+        # and the loop stays vectorised.
+        w = theta[0, c]
+        b = theta[1, c]
+        w_buf = buf[0, c]
+        b_buf = buf[1, c]
+        z = 0.0 + w * x
+        residual = (z + b) - y
+        value = 0.0 + residual * residual
+        own[c] = value
+        d = 2.0 * residual
+        new = (active[c] != 0) & (diverged_step[c] < 0) & is_diverged(value, threshold[c])
+        n_new += new
+        run = (active[c] != 0) & (not (new & stop_diverged))
+        if general is not None:
+            w_new, w_buf_new = sgd_element(w, 0.0 + d * x, w_buf, lr[c], momentum[c], dampening[c],
+                                           weight_decay[c], nesterov[c] != 0, False, first_step)
+            b_new, b_buf_new = sgd_element(b, 0.0 + d, b_buf, lr[c], momentum[c], dampening[c], weight_decay[c],
+                                           nesterov[c] != 0, False, first_step)
+        else:
+            w_new, w_buf_new = sgd_element(w, 0.0 + d * x, w_buf, lr[c], momentum[c], 0.0, 0.0, False, False,
+                                           first_step)
+            b_new, b_buf_new = sgd_element(b, 0.0 + d, b_buf, lr[c], momentum[c], 0.0, 0.0, False, False,
+                                           first_step)
+        theta[0, c] = w_new if run else w
+        theta[1, c] = b_new if run else b
+        buf[0, c] = w_buf_new if run else w_buf
+        buf[1, c] = b_buf_new if run else b_buf
+    return n_new
+
+
+@jit
+def _line_sgd_epoch(theta, buf, X, Y, epoch_order, lr, momentum, dampening, weight_decay, nesterov, general,
+                    step, active, n_active, threshold, diverged_step, diverged_loss, stop_diverged, own):
+    """One epoch of per-sample SGD (batch size 1) of the model ``y = w x + b`` (MSE) for
+    every run, one fused pass (:func:`_line_sample_step`) per step.
+
+    The steps are numbered from ``step``; returns the next step number and the number of
+    runs still active. Its own function (rather than a branch of :func:`sweep_block`), so
+    that its loop compiles to straight vector code.
+    """
+    for j in range(epoch_order.shape[0]):
+        r = epoch_order[j]
+        # Constant flags for the common case, so that LLVM drops the unused work: a
+        # divergence check that only counts (rather than also gating the update) keeps the
+        # pass's dependency chains short, which makes it about 1.5x faster.
+        if step == 0:
+            n_new = _line_sample_step(theta, buf, X[r, 0], Y[r, 0], lr, momentum, dampening, weight_decay,
+                                      nesterov, general, True, active, threshold, diverged_step, stop_diverged,
+                                      own)
+        elif stop_diverged:
+            n_new = _line_sample_step(theta, buf, X[r, 0], Y[r, 0], lr, momentum, dampening, weight_decay,
+                                      nesterov, general, False, active, threshold, diverged_step, True, own)
+        else:
+            n_new = _line_sample_step(theta, buf, X[r, 0], Y[r, 0], lr, momentum, dampening, weight_decay,
+                                      nesterov, general, False, active, threshold, diverged_step, False, own)
+        if n_new > 0:  # rare: record the runs this step marked
+            n_active -= _mark_diverged(own, threshold, step, stop_diverged, active, diverged_step, diverged_loss)
+        step += 1
+        if n_active == 0:
+            break
+    return step, n_active
+
+
+@jit_inline
+def _update(theta, grad, buf, lr, momentum, dampening, weight_decay, nesterov, first_step, active, general):
+    """SGD update of every active run (``active[c] != 0``) from its gradient ``grad``.
+
+    ``general`` (a constant: see :func:`sweep_block`) None compiles the update without
+    weight decay, dampening and Nesterov.
+    """
+    for k in range(theta.shape[0]):
+        for c in range(BLOCK):
+            p = theta[k, c]
+            b = buf[k, c]
+            if general is not None:
+                p_new, b_new = sgd_element(p, grad[k, c], b, lr[c], momentum[c], dampening[c], weight_decay[c],
+                                           nesterov[c] != 0, False, first_step)
+            else:
+                p_new, b_new = sgd_element(p, grad[k, c], b, lr[c], momentum[c], 0.0, 0.0, False, False,
+                                           first_step)
+            # Selects rather than branches, so that the loop stays vectorised.
+            theta[k, c] = p_new if active[c] != 0 else p
+            buf[k, c] = b_new if active[c] != 0 else b
+
+
 @jit
 def _batch_loss(theta, sizes, activation, loss, reduction, X, Y, order, start, stop, want_grad, grad, acts,
                 deltas, own, total):
@@ -200,9 +308,6 @@ def _batch_loss(theta, sizes, activation, loss, reduction, X, Y, order, start, s
     if ``want_grad``, its gradient into ``grad`` (overwritten)."""
     n_layers = sizes.shape[0] - 1
     n_out = sizes[n_layers]
-    if n_layers == 1 and sizes[0] == 1 and n_out == 1 and loss != CROSS_ENTROPY:
-        _line_batch_loss(theta, X, Y, order, start, stop, reduction == MEAN, want_grad, grad, total)
-        return
     a_out = 0
     for layer in range(1, n_layers):
         a_out += sizes[layer]
@@ -226,10 +331,25 @@ def _batch_loss(theta, sizes, activation, loss, reduction, X, Y, order, start, s
             total[c] = total[c] / (stop - start)
 
 
+@jit_inline
+def _mark_diverged(total, threshold, step, stop_diverged, active, diverged_step, diverged_loss):
+    """Mark the active, not yet marked runs whose loss ``total[c]`` at ``step`` marks
+    divergence; with ``stop_diverged`` deactivate them. Returns how many were deactivated."""
+    n_stopped = 0
+    for c in range(BLOCK):
+        if active[c] != 0 and diverged_step[c] < 0 and is_diverged(total[c], threshold[c]):
+            diverged_step[c] = step
+            diverged_loss[c] = total[c]
+            if stop_diverged:
+                active[c] = 0
+                n_stopped += 1
+    return n_stopped
+
+
 @jit
 def sweep_block(theta, buf, sizes, activation, loss, reduction, X, Y, order, batch_size, drop_last,
                 lr, momentum, dampening, weight_decay, nesterov, divergence_factor, stop_diverged,
-                epoch_loss, diverged_step, diverged_loss):
+                epoch_loss, diverged_step, diverged_loss, line_model, general):
     """Train the ``BLOCK`` runs of one block with SGD, in place.
 
     Parameters
@@ -249,7 +369,8 @@ def sweep_block(theta, buf, sizes, activation, loss, reduction, X, Y, order, bat
     lr : float64[epochs, BLOCK]
         Learning rate of each epoch and run.
     momentum, dampening, weight_decay : float64[BLOCK]
-    nesterov : bool[BLOCK]
+    nesterov : int64[BLOCK]
+        Nonzero for Nesterov momentum (int64 rather than bool: cheaper in vector loops).
     divergence_factor : float
         A loss above this factor times the run's initial full-data loss (or non-finite)
         marks divergence.
@@ -262,6 +383,16 @@ def sweep_block(theta, buf, sizes, activation, loss, reduction, X, Y, order, bat
         if never.
     diverged_loss : float64[BLOCK]
         Output: the loss that marked it (NaN if never).
+    line_model : None or True
+        True for the model ``y = w x + b`` with MSE (fused kernels), None for any model
+        (layer loops).
+    general : None or True
+        True: the full SGD update; None: without weight decay, dampening and Nesterov
+        (which none of the block's runs uses), the same numbers with fewer operations.
+
+    ``line_model`` and ``general`` are constants of the compiled caller (see
+    :func:`_block_loop`): Numba prunes ``is None`` branches on None or constant arguments
+    before compiling, so each build contains only the kernels it uses.
     """
     n = X.shape[0]
     epochs = order.shape[0]
@@ -274,87 +405,141 @@ def sweep_block(theta, buf, sizes, activation, loss, reduction, X, Y, order, bat
     own = np.empty(BLOCK, dtype=theta.dtype)
     total = np.empty(BLOCK, dtype=theta.dtype)
     threshold = np.full(BLOCK, np.inf)
-    active = np.ones(BLOCK, dtype=np.bool_)
+    active = np.ones(BLOCK, dtype=np.int64)  # int64 rather than bool: cheaper as a vector mask
     n_active = BLOCK
     data_order = np.arange(n)
+    mean = reduction == MEAN
     diverged_step[:] = -1
     diverged_loss[:] = np.nan
-    step = 0
+    step = np.int64(0)  # not the literal 0: callees would be compiled for both types
     for epoch in range(epochs + 1):
         if n_active > 0:
-            _batch_loss(theta, sizes, activation, loss, reduction, X, Y, data_order, 0, n, False, grad, acts,
-                        deltas, own, total)
+            if line_model is None:
+                _batch_loss(theta, sizes, activation, loss, reduction, X, Y, data_order, 0, n, False, grad, acts,
+                            deltas, own, total)
+            else:
+                _line_batch_loss(theta, X, Y, data_order, 0, n, mean, False, grad, total)
+        if epoch == 0:
+            for c in range(BLOCK):
+                if total[c] > 0.0:
+                    threshold[c] = divergence_factor * total[c]
         for c in range(BLOCK):
-            if not active[c]:
-                epoch_loss[epoch, c] = np.nan
-                continue
-            value = total[c]
-            epoch_loss[epoch, c] = value
-            if epoch == 0 and value > 0.0:
-                threshold[c] = divergence_factor * value
-            if diverged_step[c] < 0 and is_diverged(value, threshold[c]):
-                diverged_step[c] = step
-                diverged_loss[c] = value
-                if stop_diverged:
-                    active[c] = False
-                    n_active -= 1
+            epoch_loss[epoch, c] = total[c] if active[c] != 0 else np.nan
+        n_active -= _mark_diverged(total, threshold, step, stop_diverged, active, diverged_step, diverged_loss)
         if epoch == epochs or n_active == 0:
             continue  # fill the remaining epochs' losses (NaN once every run stopped)
+        lr_epoch = lr[epoch]
         epoch_order = order[epoch]
+        if line_model is not None:
+            if batch_size == 1:
+                step, n_active = _line_sgd_epoch(theta, buf, X, Y, epoch_order, lr_epoch, momentum, dampening,
+                                                 weight_decay, nesterov, general, step, active, n_active, threshold,
+                                                 diverged_step, diverged_loss, stop_diverged, total)
+                continue
         for start in range(0, n, batch_size):
             stop = min(start + batch_size, n)
             if drop_last and stop - start < batch_size:
                 break
-            _batch_loss(theta, sizes, activation, loss, reduction, X, Y, epoch_order, start, stop, True, grad,
-                        acts, deltas, own, total)
-            for c in range(BLOCK):
-                if active[c] and diverged_step[c] < 0 and is_diverged(total[c], threshold[c]):
-                    diverged_step[c] = step
-                    diverged_loss[c] = total[c]
-                    if stop_diverged:
-                        active[c] = False
-                        n_active -= 1
-            first_step = step == 0
-            for k in range(theta.shape[0]):
-                for c in range(BLOCK):
-                    p, b = sgd_element(theta[k, c], grad[k, c], buf[k, c], lr[epoch, c], momentum[c],
-                                       dampening[c], weight_decay[c], nesterov[c], False, first_step)
-                    # Selects rather than branches, so that the loop stays vectorised.
-                    theta[k, c] = p if active[c] else theta[k, c]
-                    buf[k, c] = b if active[c] else buf[k, c]
+            if line_model is None:
+                _batch_loss(theta, sizes, activation, loss, reduction, X, Y, epoch_order, start, stop, True, grad,
+                            acts, deltas, own, total)
+            else:
+                _line_batch_loss(theta, X, Y, epoch_order, start, stop, mean, True, grad, total)
+            n_active -= _mark_diverged(total, threshold, step, stop_diverged, active, diverged_step, diverged_loss)
+            _update(theta, grad, buf, lr_epoch, momentum, dampening, weight_decay, nesterov, step == 0, active,
+                    general)
             step += 1
             if n_active == 0:
                 break
 
 
-def _run_blocks(theta, buf, block_group, sizes, activation, loss, reduction, X, Y, orders, batch_sizes, drop_last,
-                lr, momentum, dampening, weight_decay, nesterov, divergence_factor, stop_diverged,
-                epoch_loss, diverged_step, diverged_loss):
-    """Run every block: block ``k`` uses the order and batch size of group ``block_group[k]``.
+@jit_inline
+def _run_block(k, slots, block_group, sizes, activation, loss, reduction, X, Y, orders, batch_sizes, drop_last,
+               theta0, lr, momentum, dampening, weight_decay, nesterov, divergence_factor, stop_diverged,
+               epoch_loss, params, diverged_step, diverged_loss, line_model, general):
+    """Run block ``k``: gather its runs' settings into block arrays, train them with
+    :func:`sweep_block`, scatter the results back (arguments: see :func:`_block_loop`).
 
-    Arrays carry a leading block axis (``theta[k]`` is block ``k``'s ``[n_params, BLOCK]``
-    ``theta`` for :func:`sweep_block`); ``orders`` is ``[n_groups, epochs, n]``, ``batch_sizes``
-    ``[n_groups]``.
+    The block arrays are allocated here: contiguous, 32-byte aligned (so that no vector
+    load straddles two cache lines) and local to the thread that runs the block.
     """
-    for k in prange(theta.shape[0]):
-        g = block_group[k]
-        sweep_block(theta[k], buf[k], sizes, activation, loss, reduction, X, Y, orders[g], batch_sizes[g],
-                    drop_last, lr[k], momentum[k], dampening[k], weight_decay[k], nesterov[k],
-                    divergence_factor, stop_diverged, epoch_loss[k], diverged_step[k], diverged_loss[k])
+    n_params = theta0.shape[1]
+    epochs = lr.shape[1]
+    lanes = slots[k]
+    theta = np.empty((n_params, BLOCK), dtype=theta0.dtype)
+    buf = np.zeros((n_params, BLOCK), dtype=theta0.dtype)
+    block_lr = np.empty((epochs, BLOCK))
+    block_momentum = np.empty(BLOCK)
+    block_dampening = np.empty(BLOCK)
+    block_weight_decay = np.empty(BLOCK)
+    block_nesterov = np.empty(BLOCK, dtype=np.int64)
+    for c in range(BLOCK):
+        r = lanes[c]
+        for i in range(n_params):
+            theta[i, c] = theta0[r, i]
+        for e in range(epochs):
+            block_lr[e, c] = lr[r, e]
+        block_momentum[c] = momentum[r]
+        block_dampening[c] = dampening[r]
+        block_weight_decay[c] = weight_decay[r]
+        block_nesterov[c] = 1 if nesterov[r] else 0
+    block_loss = np.empty((epochs + 1, BLOCK), dtype=theta0.dtype)
+    block_step = np.empty(BLOCK, dtype=np.int64)
+    block_diverged_loss = np.empty(BLOCK)
+    g = block_group[k]
+    sweep_block(theta, buf, sizes, activation, loss, reduction, X, Y, orders[g], batch_sizes[g], drop_last,
+                block_lr, block_momentum, block_dampening, block_weight_decay, block_nesterov, divergence_factor,
+                stop_diverged, block_loss, block_step, block_diverged_loss, line_model, general)
+    for c in range(BLOCK):
+        r = lanes[c]
+        for i in range(n_params):
+            params[r, i] = theta[i, c]
+        for e in range(epochs + 1):
+            epoch_loss[r, e] = block_loss[e, c]
+        diverged_step[r] = block_step[c]
+        diverged_loss[r] = block_diverged_loss[c]
 
 
-#: Serial loop over blocks (``target="cpu"``).
-run_blocks = jit(_run_blocks)
-#: ``prange`` over blocks (``target="parallel"``).
-run_blocks_parallel = jit_parallel(_run_blocks)
+def _block_loop(line_model, general):
+    """Compile the loop over a range of blocks for one kind of kernel.
+
+    ``line_model`` and ``general`` (None or True, see :func:`sweep_block`) are constants of
+    the compiled loop, so that it contains only the kernels it uses: a sweep compiles (or
+    loads from the cache) one kind only, which keeps the first sweep's compile time down.
+
+    The loop's arguments: ``first, last`` (the blocks to run), ``slots[k, c]`` (the run in
+    lane ``c`` of block ``k``), ``block_group[k]`` (the group whose order and batch size
+    block ``k`` uses: ``orders [n_groups, epochs, n]``, ``batch_sizes [n_groups]``), the
+    model and the data, ``drop_last``; per run: ``theta0 [n_runs, n_params]``, ``lr
+    [n_runs, epochs]``, ``momentum``, ``dampening``, ``weight_decay``, ``nesterov`` (bool)
+    ``[n_runs]``; ``divergence_factor``, ``stop_diverged``; outputs per run: ``epoch_loss
+    [n_runs, epochs + 1]``, ``params [n_runs, n_params]``, ``diverged_step``,
+    ``diverged_loss [n_runs]``. A lane that repeats a run of its block (padding) writes the
+    same numbers again.
+    """
+    def run_blocks(first, last, slots, block_group, sizes, activation, loss, reduction, X, Y, orders, batch_sizes,
+                   drop_last, theta0, lr, momentum, dampening, weight_decay, nesterov, divergence_factor,
+                   stop_diverged, epoch_loss, params, diverged_step, diverged_loss):
+        for k in range(first, last):
+            _run_block(k, slots, block_group, sizes, activation, loss, reduction, X, Y, orders, batch_sizes,
+                       drop_last, theta0, lr, momentum, dampening, weight_decay, nesterov, divergence_factor,
+                       stop_diverged, epoch_loss, params, diverged_step, diverged_loss, line_model, general)
+
+    return jit(run_blocks)
+
+
+#: Loops over blocks by (line model, general update); each compiles on first use.
+BLOCK_LOOPS = {(line, general): _block_loop(True if line else None, True if general else None)
+               for line in (False, True) for general in (False, True)}
 
 
 def run_plan(model, X, Y, plan, *, drop_last, divergence_factor, stop_diverged, parallel):
-    """Run a sweep plan (see :func:`gdsim.sweeps.sweep`) on the CPU.
+    """Run a sweep plan (see :func:`gdsim.sweeps.sweep`) on the CPU, serially or (``parallel``)
+    on :func:`gdsim._jit.num_threads` threads.
 
     Runs are packed into blocks of ``BLOCK`` runs of the same group (same batch size and
     sample order); a group's last block is padded with copies of its last run, whose
-    results are the same numbers and are dropped.
+    results are the same numbers.
 
     Returns
     -------
@@ -371,31 +556,30 @@ def run_plan(model, X, Y, plan, *, drop_last, divergence_factor, stop_diverged, 
         padded = np.concatenate([runs, np.full(n_blocks * BLOCK - runs.size, runs[-1])])
         slots.append(padded.reshape(n_blocks, BLOCK))
         block_group += [g] * n_blocks
+    theta0 = plan["theta0"]
+    n_runs, epochs = plan["lr"].shape
+    out = {"epoch_loss": np.empty((n_runs, epochs + 1), dtype=theta0.dtype),
+           "params": np.empty_like(theta0),
+           "diverged_step": np.empty(n_runs, dtype=np.int64),
+           "diverged_loss": np.empty(n_runs)}
+    line_model = model.sizes == (1, 1) and model.loss_code != CROSS_ENTROPY
+    general = bool(np.any(plan["weight_decay"] != 0) or np.any(plan["dampening"] != 0) or np.any(plan["nesterov"]))
+    loop = BLOCK_LOOPS[line_model, general]
     slots = np.concatenate(slots)
+    args = (slots, np.array(block_group, dtype=np.int64), model.sizes_array, model.activation_code,
+            model.loss_code, model.reduction_code, X, Y, plan["orders"], plan["batch_sizes"], drop_last, theta0,
+            plan["lr"], plan["momentum"], plan["dampening"], plan["weight_decay"], plan["nesterov"],
+            divergence_factor, stop_diverged, out["epoch_loss"], out["params"], out["diverged_step"],
+            out["diverged_loss"])
     n_blocks = slots.shape[0]
-    epochs = plan["lr"].shape[1]
-
-    def lanes(a):
-        """Per-run array ``[n_runs, ...]`` -> per-block array ``[n_blocks, ..., BLOCK]``."""
-        return np.ascontiguousarray(np.moveaxis(a[slots], 1, -1))
-
-    theta = lanes(plan["theta0"])
-    epoch_loss = np.empty((n_blocks, epochs + 1, BLOCK), dtype=theta.dtype)
-    diverged_step = np.empty((n_blocks, BLOCK), dtype=np.int64)
-    diverged_loss = np.empty((n_blocks, BLOCK))
-    loop = run_blocks_parallel if parallel else run_blocks
-    loop(theta, np.zeros_like(theta), np.array(block_group, dtype=np.int64), model.sizes_array,
-         model.activation_code, model.loss_code, model.reduction_code, X, Y, plan["orders"],
-         plan["batch_sizes"], drop_last, lanes(plan["lr"]), lanes(plan["momentum"]), lanes(plan["dampening"]),
-         lanes(plan["weight_decay"]), lanes(plan["nesterov"]), divergence_factor, stop_diverged,
-         epoch_loss, diverged_step, diverged_loss)
-
-    def runs(a):
-        """Per-block array ``[n_blocks, ..., BLOCK]`` -> per-run array ``[n_runs, ...]``
-        (a padding lane writes the same values as the run it copies)."""
-        out = np.empty((group.shape[0],) + a.shape[1:-1], dtype=a.dtype)
-        out[slots] = np.moveaxis(a, -1, 1)
-        return out
-
-    return {"epoch_loss": runs(epoch_loss), "params": runs(theta), "diverged_step": runs(diverged_step),
-            "diverged_loss": runs(diverged_loss)}
+    n_threads = min(num_threads(), n_blocks) if parallel else 1
+    if n_threads == 1:
+        loop(0, n_blocks, *args)
+    else:
+        # Threads running the serial loop on ranges of blocks (the kernels release the GIL):
+        # the same compiled code as target="cpu", so the results are bitwise the same, and
+        # no second, parallel build to compile. Four ranges per thread balance the load.
+        bounds = np.unique(np.linspace(0, n_blocks, 4 * n_threads + 1).round().astype(np.int64))
+        with ThreadPoolExecutor(n_threads) as pool:
+            list(pool.map(lambda i: loop(bounds[i], bounds[i + 1], *args), range(bounds.size - 1)))
+    return out

@@ -29,18 +29,20 @@ import numpy as np
 from .._jit import jit, jit_inline, num_threads
 from ..kernels import activate, activation_slope, is_diverged
 from ..optim import sgd_element
-from ..scalar import CROSS_ENTROPY, MEAN
+from ..scalar import CROSS_ENTROPY, MEAN, RELU
 
 #: Runs per block.
 BLOCK = 64
 
 
-@jit
+@jit_inline
 def _forward(theta, sizes, activation, X, r, acts):
     """Forward pass of sample ``X[r]`` for every run of a block.
 
     ``acts[a, c]`` receives every layer's outputs for run ``c`` (not the input, which is
     the same for all runs and read from ``X`` directly), the last layer's raw outputs last.
+    Each output's sum runs over the inputs in order (as in :func:`gdsim.kernels.forward_sample`),
+    four inputs per pass over the runs so that the partial sums stay in registers.
     """
     n_layers = sizes.shape[0] - 1
     w = 0  # row of the layer's weight in theta
@@ -56,7 +58,32 @@ def _forward(theta, sizes, activation, X, r, acts):
             row = w + o * fan_in
             for c in range(BLOCK):
                 acts[out, c] = 0.0
-            for i in range(fan_in):
+            i = 0
+            while i + 4 <= fan_in:
+                t = row + i
+                if layer == 0:
+                    x0 = X[r, i]
+                    x1 = X[r, i + 1]
+                    x2 = X[r, i + 2]
+                    x3 = X[r, i + 3]
+                    for c in range(BLOCK):
+                        z = acts[out, c]
+                        z += theta[t, c] * x0
+                        z += theta[t + 1, c] * x1
+                        z += theta[t + 2, c] * x2
+                        z += theta[t + 3, c] * x3
+                        acts[out, c] = z
+                else:
+                    a = a_in + i
+                    for c in range(BLOCK):
+                        z = acts[out, c]
+                        z += theta[t, c] * acts[a, c]
+                        z += theta[t + 1, c] * acts[a + 1, c]
+                        z += theta[t + 2, c] * acts[a + 2, c]
+                        z += theta[t + 3, c] * acts[a + 3, c]
+                        acts[out, c] = z
+                i += 4
+            while i < fan_in:
                 if layer == 0:
                     x = X[r, i]
                     for c in range(BLOCK):
@@ -64,17 +91,24 @@ def _forward(theta, sizes, activation, X, r, acts):
                 else:
                     for c in range(BLOCK):
                         acts[out, c] += theta[row + i, c] * acts[a_in + i, c]
-            for c in range(BLOCK):
-                s = acts[out, c] + theta[b + o, c]
-                acts[out, c] = activate(activation, s) if hidden else s
+                i += 1
+            if not hidden:
+                for c in range(BLOCK):
+                    acts[out, c] += theta[b + o, c]
+            elif activation == RELU:  # the constant code lets this loop vectorise
+                for c in range(BLOCK):
+                    acts[out, c] = activate(RELU, acts[out, c] + theta[b + o, c])
+            else:
+                for c in range(BLOCK):
+                    acts[out, c] = activate(activation, acts[out, c] + theta[b + o, c])
         w = b + fan_out
         a_in = a_out
         a_out += fan_out
 
 
-@jit
+@jit_inline
 def _output_loss(loss, reduction, n_out, acts, a_out, Y, r, want_grad, deltas, scale, own):
-    """Each run's own loss of sample ``r`` into ``own[c]`` and, if ``want_grad``,
+    """Each run's own loss of sample ``r`` into ``own[c]`` and, if ``want_grad`` (None or True),
     ``scale`` times its gradient with respect to the outputs into ``deltas[a_out:]``.
 
     Same operations as :func:`gdsim.kernels.output_loss`, one run per lane.
@@ -95,7 +129,7 @@ def _output_loss(loss, reduction, n_out, acts, a_out, Y, r, want_grad, deltas, s
                 own[c] += math.exp(acts[a_out + k, c] - deltas[top, c])
         for c in range(BLOCK):
             own[c] = deltas[top, c] + math.log(own[c])  # log of the softmax's normaliser
-        if want_grad:
+        if want_grad is not None:
             for k in range(n_out):
                 for c in range(BLOCK):
                     deltas[a_out + k, c] = scale * math.exp(acts[a_out + k, c] - own[c])
@@ -109,7 +143,7 @@ def _output_loss(loss, reduction, n_out, acts, a_out, Y, r, want_grad, deltas, s
         own[c] = 0.0
     for k in range(n_out):
         y = Y[r, k]
-        if want_grad:
+        if want_grad is not None:
             for c in range(BLOCK):
                 residual = acts[a_out + k, c] - y
                 own[c] += residual * residual
@@ -122,44 +156,97 @@ def _output_loss(loss, reduction, n_out, acts, a_out, Y, r, want_grad, deltas, s
         own[c] = mean_outputs * own[c]
 
 
-@jit
-def _backward(theta, sizes, activation, X, r, acts, deltas, grad):
-    """Back-propagate the output deltas of sample ``X[r]`` and add each run's gradient to
-    ``grad`` (same operations as :func:`gdsim.kernels.backward_sample`)."""
+#: Samples whose back-propagation is done together in :func:`_batch_loss`.
+GROUP = 4
+
+
+@jit_inline
+def _backward(theta, sizes, activation, X, rows, group, acts, deltas, grad):
+    """Back-propagate the output deltas of the ``group`` (at most :data:`GROUP`) samples
+    ``X[rows[s]]`` and add each run's gradient to ``grad``.
+
+    ``acts[s]`` and ``deltas[s]`` belong to sample ``s``. Every gradient element receives
+    the samples' terms in sample order, and every delta its terms in the order of
+    :func:`gdsim.kernels.backward_sample`, so the numbers are those of one sample after
+    the other; a full group adds its four terms in one pass over the runs, keeping the
+    partial sum in a register (one store per four terms instead of one per term).
+    """
     n_layers = sizes.shape[0] - 1
     p = theta.shape[0]
     a_out = 0
     for layer in range(1, n_layers):
         a_out += sizes[layer]
+    full = group == GROUP
     for layer in range(n_layers - 1, -1, -1):
         fan_in = sizes[layer]
         fan_out = sizes[layer + 1]
         b = p - fan_out
         w = b - fan_in * fan_out
         a_in = a_out - fan_in
-        if layer > 0:
-            for i in range(fan_in):
-                for c in range(BLOCK):
-                    deltas[a_in + i, c] = 0.0
         for o in range(fan_out):
             d_out = a_out + o
-            for c in range(BLOCK):
-                grad[b + o, c] += deltas[d_out, c]
             row = w + o * fan_in
-            for i in range(fan_in):
-                if layer > 0:
-                    for c in range(BLOCK):
-                        d = deltas[d_out, c]
-                        grad[row + i, c] += d * acts[a_in + i, c]
-                        deltas[a_in + i, c] += theta[row + i, c] * d
-                else:
-                    x = X[r, i]
-                    for c in range(BLOCK):
-                        grad[row + i, c] += deltas[d_out, c] * x
-        if layer > 0:
-            for i in range(fan_in):
+            if full:
                 for c in range(BLOCK):
-                    deltas[a_in + i, c] *= activation_slope(activation, acts[a_in + i, c])
+                    g = grad[b + o, c]
+                    g += deltas[0, d_out, c]
+                    g += deltas[1, d_out, c]
+                    g += deltas[2, d_out, c]
+                    g += deltas[3, d_out, c]
+                    grad[b + o, c] = g
+            else:
+                for s in range(group):
+                    for c in range(BLOCK):
+                        grad[b + o, c] += deltas[s, d_out, c]
+            for i in range(fan_in):
+                if layer == 0 and full:
+                    x0 = X[rows[0], i]
+                    x1 = X[rows[1], i]
+                    x2 = X[rows[2], i]
+                    x3 = X[rows[3], i]
+                    for c in range(BLOCK):
+                        g = grad[row + i, c]
+                        g += deltas[0, d_out, c] * x0
+                        g += deltas[1, d_out, c] * x1
+                        g += deltas[2, d_out, c] * x2
+                        g += deltas[3, d_out, c] * x3
+                        grad[row + i, c] = g
+                elif layer == 0:
+                    for s in range(group):
+                        x = X[rows[s], i]
+                        for c in range(BLOCK):
+                            grad[row + i, c] += deltas[s, d_out, c] * x
+                elif full:
+                    a = a_in + i
+                    for c in range(BLOCK):
+                        g = grad[row + i, c]
+                        g += deltas[0, d_out, c] * acts[0, a, c]
+                        g += deltas[1, d_out, c] * acts[1, a, c]
+                        g += deltas[2, d_out, c] * acts[2, a, c]
+                        g += deltas[3, d_out, c] * acts[3, a, c]
+                        grad[row + i, c] = g
+                else:
+                    for s in range(group):
+                        for c in range(BLOCK):
+                            grad[row + i, c] += deltas[s, d_out, c] * acts[s, a_in + i, c]
+        if layer > 0:  # deltas of the layer below, sample by sample
+            for s in range(group):
+                for i in range(fan_in):
+                    for c in range(BLOCK):
+                        deltas[s, a_in + i, c] = 0.0
+                for o in range(fan_out):
+                    d_out = a_out + o
+                    row = w + o * fan_in
+                    for i in range(fan_in):
+                        for c in range(BLOCK):
+                            deltas[s, a_in + i, c] += theta[row + i, c] * deltas[s, d_out, c]
+                for i in range(fan_in):
+                    if activation == RELU:  # the constant code lets this loop vectorise
+                        for c in range(BLOCK):
+                            deltas[s, a_in + i, c] *= activation_slope(RELU, acts[s, a_in + i, c])
+                    else:
+                        for c in range(BLOCK):
+                            deltas[s, a_in + i, c] *= activation_slope(activation, acts[s, a_in + i, c])
         p = w
         a_out = a_in
 
@@ -172,7 +259,7 @@ def _line_batch_loss(theta, X, Y, order, start, stop, mean, want_grad, grad, tot
     scale = 1.0 / (stop - start) if mean else 1.0
     for c in range(BLOCK):
         total[c] = 0.0
-    if want_grad:
+    if want_grad is not None:
         for c in range(BLOCK):
             grad[0, c] = 0.0
             grad[1, c] = 0.0
@@ -180,7 +267,7 @@ def _line_batch_loss(theta, X, Y, order, start, stop, mean, want_grad, grad, tot
         r = order[j]
         x = X[r, 0]
         y = Y[r, 0]
-        if want_grad:
+        if want_grad is not None:
             for c in range(BLOCK):
                 # "0.0 + w x" keeps the general path's rounding of the prediction, so the
                 # parameters follow it bit for bit; the loss may differ in its last bit
@@ -305,27 +392,32 @@ def _update(theta, grad, buf, lr, momentum, dampening, weight_decay, nesterov, f
 def _batch_loss(theta, sizes, activation, loss, reduction, X, Y, order, start, stop, want_grad, grad, acts,
                 deltas, own, total):
     """Reduced loss of the batch ``X[order[start:stop]]`` for every run into ``total`` and,
-    if ``want_grad``, its gradient into ``grad`` (overwritten)."""
+    if ``want_grad`` (None or True), its gradient into ``grad`` (overwritten). ``acts`` and
+    ``deltas`` are scratch ``[GROUP, width, BLOCK]``. ``want_grad`` is None rather than
+    False so that the loss-only build prunes the gradient code before compiling (see
+    :func:`sweep_block`)."""
     n_layers = sizes.shape[0] - 1
     n_out = sizes[n_layers]
     a_out = 0
     for layer in range(1, n_layers):
         a_out += sizes[layer]
     scale = 1.0 / (stop - start) if reduction == MEAN else 1.0
-    if want_grad:
+    if want_grad is not None:
         for k in range(grad.shape[0]):
             for c in range(BLOCK):
                 grad[k, c] = 0.0
     for c in range(BLOCK):
         total[c] = 0.0
-    for j in range(start, stop):
-        r = order[j]
-        _forward(theta, sizes, activation, X, r, acts)
-        _output_loss(loss, reduction, n_out, acts, a_out, Y, r, want_grad, deltas, scale, own)
-        for c in range(BLOCK):
-            total[c] += own[c]
-        if want_grad:
-            _backward(theta, sizes, activation, X, r, acts, deltas, grad)
+    for first in range(start, stop, GROUP):
+        group = min(GROUP, stop - first)
+        for s in range(group):
+            r = order[first + s]
+            _forward(theta, sizes, activation, X, r, acts[s])
+            _output_loss(loss, reduction, n_out, acts[s], a_out, Y, r, want_grad, deltas[s], scale, own)
+            for c in range(BLOCK):
+                total[c] += own[c]
+        if want_grad is not None:
+            _backward(theta, sizes, activation, X, order[first:first + group], group, acts, deltas, grad)
     if reduction == MEAN:
         for c in range(BLOCK):
             total[c] = total[c] / (stop - start)
@@ -399,8 +491,8 @@ def sweep_block(theta, buf, sizes, activation, loss, reduction, X, Y, order, bat
     width = 0
     for layer in range(1, sizes.shape[0]):
         width += sizes[layer]
-    acts = np.empty((width, BLOCK), dtype=theta.dtype)
-    deltas = np.empty((width, BLOCK), dtype=theta.dtype)
+    acts = np.empty((GROUP, width, BLOCK), dtype=theta.dtype)
+    deltas = np.empty((GROUP, width, BLOCK), dtype=theta.dtype)
     grad = np.empty_like(theta)
     own = np.empty(BLOCK, dtype=theta.dtype)
     total = np.empty(BLOCK, dtype=theta.dtype)
@@ -415,10 +507,10 @@ def sweep_block(theta, buf, sizes, activation, loss, reduction, X, Y, order, bat
     for epoch in range(epochs + 1):
         if n_active > 0:
             if line_model is None:
-                _batch_loss(theta, sizes, activation, loss, reduction, X, Y, data_order, 0, n, False, grad, acts,
+                _batch_loss(theta, sizes, activation, loss, reduction, X, Y, data_order, 0, n, None, grad, acts,
                             deltas, own, total)
             else:
-                _line_batch_loss(theta, X, Y, data_order, 0, n, mean, False, grad, total)
+                _line_batch_loss(theta, X, Y, data_order, 0, n, mean, None, grad, total)
         if epoch == 0:
             for c in range(BLOCK):
                 if total[c] > 0.0:

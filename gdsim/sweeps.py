@@ -6,6 +6,8 @@ hyper-parameters, learning rate per epoch, which sample order) -> target kernel
 """
 
 import math
+import sys
+import time
 
 import numpy as np
 
@@ -64,9 +66,28 @@ def _check_divergence(divergence):
     return float(divergence), True
 
 
+def _progress_line(what, every=0.5):
+    """A ``progress(done, total)`` callback writing one status line to stderr, rewritten
+    at most every ``every`` seconds and once at the end."""
+    start = time.perf_counter()
+    last = [start]
+
+    def report(done, total):
+        now = time.perf_counter()
+        if done < total and now - last[0] < every:
+            return
+        last[0] = now
+        elapsed = now - start
+        left = f", about {elapsed * (total - done) / done:.0f} s left" if 0 < done < total else ""
+        print(f"\r{what}: {done}/{total} runs done ({100 * done / total:.0f}%), {elapsed:.1f} s{left}   ",
+              end="\n" if done >= total else "", file=sys.stderr, flush=True)
+
+    return report
+
+
 def sweep(model, X, Y, *, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False, batch_size=None,
           epochs, shuffle=False, seed=0, params0=None, lr_schedule=None, drop_last=False, target="parallel",
-          dtype="float64", divergence=1e6):
+          dtype="float64", divergence=1e6, progress=False):
     """Train ``model`` on ``(X, Y)`` for every point of a grid of SGD settings, at once.
 
     Every hyper-parameter takes a scalar or a 1-d array; the grid is the Cartesian
@@ -120,6 +141,10 @@ def sweep(model, X, Y, *, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nes
         updating: its parameters stay as they were before that step and its later
         ``loss`` entries are NaN. None: runs are still marked (at 1e6 times the initial
         loss) but all go on to the end, as ``train`` does.
+    progress : bool or callable, default False
+        True: a status line on stderr (runs done, time elapsed and left) as blocks of
+        runs finish; a callable: called as ``progress(runs_done, n_runs)`` instead.
+        ``"cuda"`` reports once, at the end (the runs are one kernel launch).
 
     Returns
     -------
@@ -183,6 +208,8 @@ def sweep(model, X, Y, *, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nes
     target = check_choice("target", target, TARGETS)
     dtype_name = _check_dtype(dtype)
     divergence_factor, stop_diverged = _check_divergence(divergence)
+    if not (isinstance(progress, (bool, np.bool_)) or callable(progress)):
+        raise ValueError(f"progress must be True, False or a callable progress(runs_done, n_runs), got {progress!r}")
     if params0 is not None:
         params0 = model.check_params(params0, "params0")
     shape = tuple(len(values[name]) for name in AXES)
@@ -216,8 +243,10 @@ def sweep(model, X, Y, *, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nes
         from .targets import cuda as kernels
     else:
         from .targets import cpu as kernels
+    report = (_progress_line(f"sweep of {n_configs} runs") if progress is True or progress is np.True_
+              else progress if callable(progress) else None)
     raw = kernels.run_plan(model, *data, plan, drop_last=drop_last, divergence_factor=divergence_factor,
-                           stop_diverged=stop_diverged, parallel=target == "parallel")
+                           stop_diverged=stop_diverged, parallel=target == "parallel", progress=report)
 
     # ---- result -----------------------------------------------------------------------------
     dims = [name for name in AXES if swept[name]]

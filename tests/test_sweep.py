@@ -123,6 +123,24 @@ def test_cpu_and_parallel_are_bitwise_equal_for_any_thread_count():
         numba.set_num_threads(threads)
 
 
+@pytest.mark.parametrize("target", ["cpu", "parallel"])
+def test_progress_reports_runs_done_up_to_the_total(target, capsys):
+    model = gdsim.Linear(1, 1)
+    X, Y = gdsim.datasets.tutorial_line(seed=0)
+    kw = dict(lr=np.geomspace(1e-3, 0.5, 40), momentum=np.linspace(0.0, 0.9, 10), epochs=2, batch_size=1,
+              target=target)
+    calls = []
+    ds = gdsim.sweep(model, X, Y, progress=lambda done, total: calls.append((done, total)), **kw)
+    done = [d for d, _ in calls]
+    assert {t for _, t in calls} == {400} and done == sorted(done) and done[-1] == 400 and len(calls) == 7
+    quiet = gdsim.sweep(model, X, Y, **kw)  # reporting changes nothing in the results
+    np.testing.assert_array_equal(ds.params.values, quiet.params.values)
+    assert capsys.readouterr().err == ""
+    gdsim.sweep(model, X, Y, progress=True, **kw)
+    err = capsys.readouterr().err
+    assert err.endswith("\n") and "sweep of 400 runs: 400/400 runs done (100%)" in err.splitlines()[-1]
+
+
 @pytest.mark.skipif(not CUDA_SIM and "CUDA_VISIBLE_DEVICES" not in os.environ,
                     reason="needs NUMBA_ENABLE_CUDASIM=1 (README's test command sets it) or a GPU")
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
@@ -253,6 +271,7 @@ def no_work(monkeypatch):
     (dict(shuffle="yes"), "shuffle must be True or False"),
     (dict(dtype="float16"), "dtype must be one of"),
     (dict(divergence=0.5), "divergence must be a number > 1"),
+    (dict(progress="yes"), "progress must be True, False or a callable"),
     (dict(lr_schedule=("cosine", 0, 0.0)), "lr_schedule T_max must be an integer in [1, inf]"),
     (dict(lr_schedule=("linear", 0.5)), "lr_schedule[0] (the schedule's name) must be one of"),
     (dict(lr_schedule=[1.0, 0.5]), "one real factor per epoch, shape (3,)"),

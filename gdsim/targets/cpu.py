@@ -22,7 +22,7 @@ are allocated per block (aligned, thread-local).
 """
 
 import math
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 
 import numpy as np
 
@@ -625,9 +625,10 @@ BLOCK_LOOPS = {(line, general): _block_loop(True if line else None, True if gene
                for line in (False, True) for general in (False, True)}
 
 
-def run_plan(model, X, Y, plan, *, drop_last, divergence_factor, stop_diverged, parallel):
+def run_plan(model, X, Y, plan, *, drop_last, divergence_factor, stop_diverged, parallel, progress=None):
     """Run a sweep plan (see :func:`gdsim.sweeps.sweep`) on the CPU, serially or (``parallel``)
-    on :func:`gdsim._jit.num_threads` threads.
+    on :func:`gdsim._jit.num_threads` threads; ``progress(runs_done, n_runs)``, if given,
+    is called as blocks of runs finish.
 
     Runs are packed into blocks of ``BLOCK`` runs of the same group (same batch size and
     sample order); a group's last block is padded with copies of its last run, whose
@@ -665,13 +666,31 @@ def run_plan(model, X, Y, plan, *, drop_last, divergence_factor, stop_diverged, 
             out["diverged_loss"])
     n_blocks = slots.shape[0]
     n_threads = min(num_threads(), n_blocks) if parallel else 1
+    # Ranges of blocks: four per thread balance the load; finer (up to 100) when progress
+    # is reported, so that it moves.
+    n_ranges = 4 * n_threads if progress is None else max(4 * n_threads, 100)
+    bounds = np.unique(np.linspace(0, n_blocks, n_ranges + 1).round().astype(np.int64))
+
+    def run_range(i):
+        loop(bounds[i], bounds[i + 1], *args)
+        return bounds[i + 1] - bounds[i]
+
+    done = 0
     if n_threads == 1:
-        loop(0, n_blocks, *args)
+        finished = map(run_range, range(bounds.size - 1))
     else:
-        # Threads running the serial loop on ranges of blocks (the kernels release the GIL):
-        # the same compiled code as target="cpu", so the results are bitwise the same, and
-        # no second, parallel build to compile. Four ranges per thread balance the load.
-        bounds = np.unique(np.linspace(0, n_blocks, 4 * n_threads + 1).round().astype(np.int64))
-        with ThreadPoolExecutor(n_threads) as pool:
-            list(pool.map(lambda i: loop(bounds[i], bounds[i + 1], *args), range(bounds.size - 1)))
+        # Threads running the serial loop on ranges of blocks (the kernels release the
+        # GIL): the same compiled code as target="cpu", so the results are bitwise the
+        # same, and no second, parallel build to compile.
+        pool = ThreadPoolExecutor(n_threads)
+        finished = (future.result() for future in as_completed([pool.submit(run_range, i)
+                                                                 for i in range(bounds.size - 1)]))
+    try:
+        for n_done in finished:
+            done += n_done
+            if progress is not None:
+                progress(int(n_runs * done // n_blocks), n_runs)
+    finally:
+        if n_threads > 1:
+            pool.shutdown(cancel_futures=True)
     return out

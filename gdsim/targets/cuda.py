@@ -189,10 +189,11 @@ def _compiled():
     return cuda_kernel(sweep_kernel)
 
 
-def run_plan(model, X, Y, plan, *, drop_last, divergence_factor, stop_diverged, parallel=True):
+def run_plan(model, X, Y, plan, *, drop_last, divergence_factor, stop_diverged, parallel=True, progress=None):
     """Run a sweep plan (see :func:`gdsim.sweeps.sweep`) on the GPU, one thread per run.
 
-    Returns the same dict as :func:`gdsim.targets.cpu.run_plan`.
+    Returns the same dict as :func:`gdsim.targets.cpu.run_plan`. The runs are one kernel
+    launch, so ``progress`` is called once, at the end.
     """
     kernel = _compiled()
     n_runs, n_params = plan["theta0"].shape
@@ -216,5 +217,8 @@ def run_plan(model, X, Y, plan, *, drop_last, divergence_factor, stop_diverged, 
         drop_last, to_device(plan["lr"].T), to_device(plan["momentum"]), to_device(plan["dampening"]),
         to_device(plan["weight_decay"]), to_device(plan["nesterov"]), divergence_factor, stop_diverged,
         epoch_loss, diverged_step, diverged_loss)
-    return {"epoch_loss": epoch_loss.copy_to_host().T.copy(), "params": theta.copy_to_host().T.copy(),
-            "diverged_step": diverged_step.copy_to_host(), "diverged_loss": diverged_loss.copy_to_host()}
+    out = {"epoch_loss": epoch_loss.copy_to_host().T.copy(), "params": theta.copy_to_host().T.copy(),
+           "diverged_step": diverged_step.copy_to_host(), "diverged_loss": diverged_loss.copy_to_host()}
+    if progress is not None:
+        progress(n_runs, n_runs)
+    return out

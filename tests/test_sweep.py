@@ -102,10 +102,24 @@ def test_final_loss_plots(tutorial):
 def grid_for_targets():
     model = gdsim.MLP((2, 3, 2), activation="sigmoid")
     X, Y = make_data(model, 9, seed=1)
-    # 3 x 3 x 2 x 2 x 2 = 72 runs: more than one block of 64, padding, two groups per seed.
+    # 3 x 3 x 2 x 2 x 2 = 72 runs: four groups (batch size x seed), each a padded block.
     kw = dict(lr=[0.01, 0.5, 40.0], momentum=[0.0, 0.5, 0.9], weight_decay=[0.0, 0.01], batch_size=[2, 9],
               seed=[0, 1], epochs=3, shuffle=True)
     return model, X, Y, kw
+
+
+def test_a_group_spanning_blocks_equals_train():
+    # One group of BLOCK + 7 runs: a full block and a padded one.
+    model = gdsim.MLP((2, 3, 1), activation="relu")
+    X, Y = make_data(model, 6, seed=2)
+    lrs = np.geomspace(1e-3, 2.0, cpu_target.BLOCK + 7)
+    ds = gdsim.sweep(model, X, Y, lr=lrs, momentum=0.9, batch_size=2, epochs=3, target="cpu")
+    assert ds.diverged.any() and not ds.diverged.all()
+    for i in (0, cpu_target.BLOCK - 1, cpu_target.BLOCK, len(lrs) - 1):
+        result = gdsim.train(model, X, Y, gdsim.SGD(lr=lrs[i], momentum=0.9), epochs=3, batch_size=2)
+        assert int(ds.diverged_step[i]) == result.diverged_step
+        if result.diverged_step < 0:
+            assert_same(ds.params.values[i], result.params, 1e-13)
 
 
 def test_cpu_and_parallel_are_bitwise_equal_for_any_thread_count():
@@ -132,7 +146,8 @@ def test_progress_reports_runs_done_up_to_the_total(target, capsys):
     calls = []
     ds = gdsim.sweep(model, X, Y, progress=lambda done, total: calls.append((done, total)), **kw)
     done = [d for d, _ in calls]
-    assert {t for _, t in calls} == {400} and done == sorted(done) and done[-1] == 400 and len(calls) == 7
+    assert {t for _, t in calls} == {400} and done == sorted(done) and done[-1] == 400
+    assert len(calls) == -(-400 // cpu_target.BLOCK)  # once per block here (fewer than 100 blocks)
     quiet = gdsim.sweep(model, X, Y, **kw)  # reporting changes nothing in the results
     np.testing.assert_array_equal(ds.params.values, quiet.params.values)
     assert capsys.readouterr().err == ""

@@ -4,10 +4,12 @@ A block holds ``BLOCK`` configurations (runs) that share the data, the batch siz
 sample order, and differ in their parameters and hyper-parameters. Every per-run array of
 a block is stored *struct of arrays* with the run innermost: element ``k`` of run ``c`` is
 ``a[k, c]`` of a ``[.., BLOCK]`` array. The innermost loops then run over the ``BLOCK``
-runs with unit stride, which LLVM vectorises (``BLOCK`` is a compile-time constant; 64
-keeps the loops as vector loops rather than unrolled scalar code). Each run's arithmetic
-is the same sequence of operations as :func:`gdsim.engine.train_loop` makes for it, so a
-sweep's points equal ``train``'s results.
+runs with unit stride, which LLVM vectorises (``BLOCK`` is a compile-time constant: 128
+runs per block amortise each pass's set-up better than 64, measured 5-10% faster on W2
+and W3 of ``benchmarks/bench.py``, while blocks of 8 or 16 get unrolled into scalar
+code). Each run's arithmetic is the same sequence of operations as
+:func:`gdsim.engine.train_loop` makes for it, so a sweep's points equal ``train``'s
+results.
 
 :data:`BLOCK_LOOPS` (any model, or fused kernels for the tutorials' ``y = w x + b``)
 loop over a range of blocks; :func:`run_plan` runs them on one thread or several. Blocks are independent and fixed before the loop, so the results are
@@ -32,14 +34,16 @@ from ..optim import sgd_element
 from ..scalar import CROSS_ENTROPY, MEAN, RELU
 
 #: Runs per block.
-BLOCK = 64
+BLOCK = 128
+#: Samples whose back-propagation :func:`_batch_loss` does together.
+GROUP = 4
 
 
 @jit_inline
-def _forward(theta, sizes, activation, X, r, acts):
+def _forward(theta, sizes, activation, X, r, acts, s):
     """Forward pass of sample ``X[r]`` for every run of a block.
 
-    ``acts[a, c]`` receives every layer's outputs for run ``c`` (not the input, which is
+    ``acts[s, a, c]`` receives every layer's outputs for run ``c`` (not the input, which is
     the same for all runs and read from ``X`` directly), the last layer's raw outputs last.
     Each output's sum runs over the inputs in order (as in :func:`gdsim.kernels.forward_sample`),
     four inputs per pass over the runs so that the partial sums stay in registers.
@@ -57,7 +61,7 @@ def _forward(theta, sizes, activation, X, r, acts):
             out = a_out + o
             row = w + o * fan_in
             for c in range(BLOCK):
-                acts[out, c] = 0.0
+                acts[s, out, c] = 0.0
             i = 0
             while i + 4 <= fan_in:
                 t = row + i
@@ -67,76 +71,76 @@ def _forward(theta, sizes, activation, X, r, acts):
                     x2 = X[r, i + 2]
                     x3 = X[r, i + 3]
                     for c in range(BLOCK):
-                        z = acts[out, c]
+                        z = acts[s, out, c]
                         z += theta[t, c] * x0
                         z += theta[t + 1, c] * x1
                         z += theta[t + 2, c] * x2
                         z += theta[t + 3, c] * x3
-                        acts[out, c] = z
+                        acts[s, out, c] = z
                 else:
                     a = a_in + i
                     for c in range(BLOCK):
-                        z = acts[out, c]
-                        z += theta[t, c] * acts[a, c]
-                        z += theta[t + 1, c] * acts[a + 1, c]
-                        z += theta[t + 2, c] * acts[a + 2, c]
-                        z += theta[t + 3, c] * acts[a + 3, c]
-                        acts[out, c] = z
+                        z = acts[s, out, c]
+                        z += theta[t, c] * acts[s, a, c]
+                        z += theta[t + 1, c] * acts[s, a + 1, c]
+                        z += theta[t + 2, c] * acts[s, a + 2, c]
+                        z += theta[t + 3, c] * acts[s, a + 3, c]
+                        acts[s, out, c] = z
                 i += 4
             while i < fan_in:
                 if layer == 0:
                     x = X[r, i]
                     for c in range(BLOCK):
-                        acts[out, c] += theta[row + i, c] * x
+                        acts[s, out, c] += theta[row + i, c] * x
                 else:
                     for c in range(BLOCK):
-                        acts[out, c] += theta[row + i, c] * acts[a_in + i, c]
+                        acts[s, out, c] += theta[row + i, c] * acts[s, a_in + i, c]
                 i += 1
             if not hidden:
                 for c in range(BLOCK):
-                    acts[out, c] += theta[b + o, c]
+                    acts[s, out, c] += theta[b + o, c]
             elif activation == RELU:  # the constant code lets this loop vectorise
                 for c in range(BLOCK):
-                    acts[out, c] = activate(RELU, acts[out, c] + theta[b + o, c])
+                    acts[s, out, c] = activate(RELU, acts[s, out, c] + theta[b + o, c])
             else:
                 for c in range(BLOCK):
-                    acts[out, c] = activate(activation, acts[out, c] + theta[b + o, c])
+                    acts[s, out, c] = activate(activation, acts[s, out, c] + theta[b + o, c])
         w = b + fan_out
         a_in = a_out
         a_out += fan_out
 
 
 @jit_inline
-def _output_loss(loss, reduction, n_out, acts, a_out, Y, r, want_grad, deltas, scale, own):
+def _output_loss(loss, reduction, n_out, acts, s, a_out, Y, r, want_grad, deltas, scale, own):
     """Each run's own loss of sample ``r`` into ``own[c]`` and, if ``want_grad`` (None or True),
-    ``scale`` times its gradient with respect to the outputs into ``deltas[a_out:]``.
+    ``scale`` times its gradient with respect to the outputs into ``deltas[s, a_out:]``.
 
     Same operations as :func:`gdsim.kernels.output_loss`, one run per lane.
     """
     if loss == CROSS_ENTROPY:
         label = int(Y[r, 0])
-        top = a_out  # deltas[a_out] is scratch for the running maximum until the gradient is written
+        top = a_out  # deltas[s, a_out] is scratch for the running maximum until the gradient is written
         for c in range(BLOCK):
-            deltas[top, c] = acts[a_out, c]
+            deltas[s, top, c] = acts[s, a_out, c]
         for k in range(1, n_out):
             for c in range(BLOCK):
-                if acts[a_out + k, c] > deltas[top, c]:
-                    deltas[top, c] = acts[a_out + k, c]
+                if acts[s, a_out + k, c] > deltas[s, top, c]:
+                    deltas[s, top, c] = acts[s, a_out + k, c]
         for c in range(BLOCK):
             own[c] = 0.0
         for k in range(n_out):
             for c in range(BLOCK):
-                own[c] += math.exp(acts[a_out + k, c] - deltas[top, c])
+                own[c] += math.exp(acts[s, a_out + k, c] - deltas[s, top, c])
         for c in range(BLOCK):
-            own[c] = deltas[top, c] + math.log(own[c])  # log of the softmax's normaliser
+            own[c] = deltas[s, top, c] + math.log(own[c])  # log of the softmax's normaliser
         if want_grad is not None:
             for k in range(n_out):
                 for c in range(BLOCK):
-                    deltas[a_out + k, c] = scale * math.exp(acts[a_out + k, c] - own[c])
+                    deltas[s, a_out + k, c] = scale * math.exp(acts[s, a_out + k, c] - own[c])
             for c in range(BLOCK):
-                deltas[a_out + label, c] -= scale
+                deltas[s, a_out + label, c] -= scale
         for c in range(BLOCK):
-            own[c] = own[c] - acts[a_out + label, c]
+            own[c] = own[c] - acts[s, a_out + label, c]
         return
     mean_outputs = 1.0 / n_out if reduction == MEAN else 1.0
     for c in range(BLOCK):
@@ -145,25 +149,21 @@ def _output_loss(loss, reduction, n_out, acts, a_out, Y, r, want_grad, deltas, s
         y = Y[r, k]
         if want_grad is not None:
             for c in range(BLOCK):
-                residual = acts[a_out + k, c] - y
+                residual = acts[s, a_out + k, c] - y
                 own[c] += residual * residual
-                deltas[a_out + k, c] = scale * 2.0 * mean_outputs * residual
+                deltas[s, a_out + k, c] = scale * 2.0 * mean_outputs * residual
         else:
             for c in range(BLOCK):
-                residual = acts[a_out + k, c] - y
+                residual = acts[s, a_out + k, c] - y
                 own[c] += residual * residual
     for c in range(BLOCK):
         own[c] = mean_outputs * own[c]
 
 
-#: Samples whose back-propagation is done together in :func:`_batch_loss`.
-GROUP = 4
-
-
 @jit_inline
-def _backward(theta, sizes, activation, X, rows, group, acts, deltas, grad):
+def _backward(theta, sizes, activation, X, order, first, group, acts, deltas, grad):
     """Back-propagate the output deltas of the ``group`` (at most :data:`GROUP`) samples
-    ``X[rows[s]]`` and add each run's gradient to ``grad``.
+    ``X[order[first + s]]`` and add each run's gradient to ``grad``.
 
     ``acts[s]`` and ``deltas[s]`` belong to sample ``s``. Every gradient element receives
     the samples' terms in sample order, and every delta its terms in the order of
@@ -200,10 +200,10 @@ def _backward(theta, sizes, activation, X, rows, group, acts, deltas, grad):
                         grad[b + o, c] += deltas[s, d_out, c]
             for i in range(fan_in):
                 if layer == 0 and full:
-                    x0 = X[rows[0], i]
-                    x1 = X[rows[1], i]
-                    x2 = X[rows[2], i]
-                    x3 = X[rows[3], i]
+                    x0 = X[order[first + 0], i]
+                    x1 = X[order[first + 1], i]
+                    x2 = X[order[first + 2], i]
+                    x3 = X[order[first + 3], i]
                     for c in range(BLOCK):
                         g = grad[row + i, c]
                         g += deltas[0, d_out, c] * x0
@@ -213,7 +213,7 @@ def _backward(theta, sizes, activation, X, rows, group, acts, deltas, grad):
                         grad[row + i, c] = g
                 elif layer == 0:
                     for s in range(group):
-                        x = X[rows[s], i]
+                        x = X[order[first + s], i]
                         for c in range(BLOCK):
                             grad[row + i, c] += deltas[s, d_out, c] * x
                 elif full:
@@ -412,12 +412,12 @@ def _batch_loss(theta, sizes, activation, loss, reduction, X, Y, order, start, s
         group = min(GROUP, stop - first)
         for s in range(group):
             r = order[first + s]
-            _forward(theta, sizes, activation, X, r, acts[s])
-            _output_loss(loss, reduction, n_out, acts[s], a_out, Y, r, want_grad, deltas[s], scale, own)
+            _forward(theta, sizes, activation, X, r, acts, s)
+            _output_loss(loss, reduction, n_out, acts, s, a_out, Y, r, want_grad, deltas, scale, own)
             for c in range(BLOCK):
                 total[c] += own[c]
         if want_grad is not None:
-            _backward(theta, sizes, activation, X, order[first:first + group], group, acts, deltas, grad)
+            _backward(theta, sizes, activation, X, order, first, group, acts, deltas, grad)
     if reduction == MEAN:
         for c in range(BLOCK):
             total[c] = total[c] / (stop - start)

@@ -60,10 +60,11 @@ def _forward(theta, sizes, activation, X, r, acts, s):
         for o in range(fan_out):
             out = a_out + o
             row = w + o * fan_in
-            for c in range(BLOCK):
-                acts[s, out, c] = 0.0
+            if fan_in < 4:
+                for c in range(BLOCK):
+                    acts[s, out, c] = 0.0
             i = 0
-            while i + 4 <= fan_in:
+            while i + 4 <= fan_in:  # the first pass starts the sums at 0 (no zeroing pass)
                 t = row + i
                 if layer == 0:
                     x0 = X[r, i]
@@ -71,7 +72,7 @@ def _forward(theta, sizes, activation, X, r, acts, s):
                     x2 = X[r, i + 2]
                     x3 = X[r, i + 3]
                     for c in range(BLOCK):
-                        z = acts[s, out, c]
+                        z = acts[s, out, c] if i > 0 else 0.0
                         z += theta[t, c] * x0
                         z += theta[t + 1, c] * x1
                         z += theta[t + 2, c] * x2
@@ -80,7 +81,7 @@ def _forward(theta, sizes, activation, X, r, acts, s):
                 else:
                     a = a_in + i
                     for c in range(BLOCK):
-                        z = acts[s, out, c]
+                        z = acts[s, out, c] if i > 0 else 0.0
                         z += theta[t, c] * acts[s, a, c]
                         z += theta[t + 1, c] * acts[s, a + 1, c]
                         z += theta[t + 2, c] * acts[s, a + 2, c]

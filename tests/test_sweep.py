@@ -210,6 +210,30 @@ def test_divergence_marked_at_the_known_step_and_run_stopped():
     np.testing.assert_array_equal(ds.loss.values[1], np.ones(11))
 
 
+@pytest.mark.parametrize("target", ["cpu", "parallel"])
+def test_divergence_within_an_epoch_stops_the_run_at_that_step(target):
+    # Per-sample SGD on the tutorial diverges in the middle of an epoch (the fused kernel).
+    model = gdsim.Linear(1, 1)
+    X, Y = gdsim.datasets.tutorial_line(seed=0)
+    lrs, p0 = [1e-3, 0.05, 0.1], [-10.0, -20.0]
+    ds = gdsim.sweep(model, X, Y, lr=lrs, momentum=[0.0, 0.9], batch_size=1, epochs=3, params0=p0, target=target)
+    assert ds.diverged.values.sum() >= 2
+    for i, lr in enumerate(lrs):
+        for j, momentum in enumerate((0.0, 0.9)):
+            result = gdsim.train(model, X, Y, gdsim.SGD(lr=lr, momentum=momentum), epochs=3, batch_size=1,
+                                 params0=p0, record_params=True)
+            step = result.diverged_step
+            assert int(ds.diverged_step[i, j]) == step
+            if step >= 0:
+                assert step % 100 != 0  # mid-epoch
+                assert float(ds.diverged_loss[i, j]) == result.diverged_loss
+                # stopped: the parameters from before that step (train goes on)
+                np.testing.assert_array_equal(ds.params.values[i, j], result.params_history[step])
+                assert np.isnan(ds.loss.values[i, j, step // 100 + 1:]).all()
+            else:
+                np.testing.assert_array_equal(ds.params.values[i, j], result.params)
+
+
 def test_divergence_threshold_is_configurable_and_none_runs_to_the_end():
     assert known_divergence(divergence=1e3).diverged_step.values[2] == 4  # 9^3 = 729 <= 1e3 < 9^4
     ds = known_divergence(divergence=None)

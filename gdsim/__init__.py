@@ -16,11 +16,14 @@ datasets
     Seeded datasets of the tutorials.
 kernels
     The Numba kernels, importable from users' own ``@njit`` code.
+theory
+    Where theory says GD converges or diverges: thresholds of GD, heavy ball and
+    Nesterov on least squares, SGD's epoch and mean-square stability, MLP sharpness.
 """
 
 from importlib.metadata import PackageNotFoundError, version
 
-from . import datasets, kernels
+from . import datasets, kernels, theory
 from .engine import TrainResult, train
 from .models import MLP, Linear
 from .optim import SGD, epoch_lrs
@@ -31,4 +34,5 @@ try:
 except PackageNotFoundError:  # running from a source tree that was not installed
     __version__ = "0+unknown"
 
-__all__ = ["Linear", "MLP", "SGD", "train", "TrainResult", "sweep", "epoch_lrs", "datasets", "kernels", "__version__"]
+__all__ = ["Linear", "MLP", "SGD", "train", "TrainResult", "sweep", "epoch_lrs", "datasets", "kernels", "theory",
+           "__version__"]

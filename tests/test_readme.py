@@ -8,7 +8,7 @@ README = (pathlib.Path(__file__).parents[1] / "README.md").read_text()
 
 def test_python_examples_run():
     blocks = re.findall(r"```python\n(.*?)```", README, re.S)
-    assert len(blocks) == 3
+    assert len(blocks) == 4
     namespace = {}
     exec(blocks[0], namespace)
     result = namespace["result"]
@@ -19,6 +19,13 @@ def test_python_examples_run():
     # Per-sample SGD on the tutorial: small learning rates converge, lr 1 blows up at every momentum.
     assert not ds.diverged.sel(lr=1e-4).any() and ds.diverged.sel(lr=1.0).all()
     exec(blocks[2], namespace)
+    # the values the comments quote
+    gd, theory = namespace["gd"], namespace["theory"]
+    assert round(gd.critical_lr, 4) == 0.1200 and round(theory.critical_lr(gd.L, 0.9), 4) == 0.2279
+    assert round(theory.critical_lr(gd.L, 0.9, nesterov=True), 4) == 0.0814 and round(namespace["rate"], 3) == 0.486
+    assert round(theory.epoch_critical_lr(namespace["model"], namespace["X"], batch_size=1), 4) == 0.1265
+    assert round(theory.mean_square_critical_lr(namespace["model"], namespace["X"], batch_size=1), 4) == 0.0642
+    exec(blocks[3], namespace)
     model, X, Yk = namespace["model"], namespace["X"], namespace["Yk"]
     assert model.loss(namespace["theta"], X, Yk) < 0.5 * model.loss(model.init(0), X, Yk)
 

@@ -35,8 +35,8 @@ from ..scalar import CROSS_ENTROPY, MEAN, RELU
 
 #: Runs per block.
 BLOCK = 128
-#: Samples :func:`_batch_loss` takes together: four forward passes at once when it only
-#: needs the loss, four back-propagations at once when it needs the gradient.
+#: Samples :func:`_batch_loss` takes together: their forward passes share each pass over
+#: the runs, and so do their back-propagations.
 GROUP = 4
 
 
@@ -513,12 +513,11 @@ def _batch_loss(theta, sizes, activation, loss, reduction, X, Y, order, start, s
         total[c] = 0.0
     for first in range(start, stop, GROUP):
         group = min(GROUP, stop - first)
-        if want_grad is None:
-            if group == GROUP:  # loss only (the epochs' full-data losses): four samples per pass
-                _forward_group(theta, sizes, activation, X, order, first, acts)
+        if group == GROUP:
+            _forward_group(theta, sizes, activation, X, order, first, acts)
         for s in range(group):
             r = order[first + s]
-            if want_grad is not None or group < GROUP:
+            if group < GROUP:
                 _forward(theta, sizes, activation, X, r, acts, s)
             _output_loss(loss, reduction, n_out, acts, s, a_out, Y, r, want_grad, deltas, scale, own)
             for c in range(BLOCK):

@@ -215,7 +215,7 @@ def _forward_group(theta, sizes, activation, X, order, first, acts):
 
 @jit_inline
 def _output_loss(loss, reduction, n_out, acts, s, a_out, Y, r, want_grad, deltas, scale, own):
-    """Each run's own loss of sample ``r`` into ``own[c]`` and, if ``want_grad`` (None or True),
+    """Each run's own loss of sample ``r`` into ``own[c]`` and, if ``want_grad``,
     ``scale`` times its gradient with respect to the outputs into ``deltas[s, a_out:]``.
 
     Same operations as :func:`gdsim.kernels.output_loss`, one run per lane.
@@ -236,7 +236,7 @@ def _output_loss(loss, reduction, n_out, acts, s, a_out, Y, r, want_grad, deltas
                 own[c] += math.exp(acts[s, a_out + k, c] - deltas[s, top, c])
         for c in range(BLOCK):
             own[c] = deltas[s, top, c] + math.log(own[c])  # log of the softmax's normaliser
-        if want_grad is not None:
+        if want_grad:
             for k in range(n_out):
                 for c in range(BLOCK):
                     deltas[s, a_out + k, c] = scale * math.exp(acts[s, a_out + k, c] - own[c])
@@ -250,7 +250,7 @@ def _output_loss(loss, reduction, n_out, acts, s, a_out, Y, r, want_grad, deltas
         own[c] = 0.0
     for k in range(n_out):
         y = Y[r, k]
-        if want_grad is not None:
+        if want_grad:
             for c in range(BLOCK):
                 residual = acts[s, a_out + k, c] - y
                 own[c] += residual * residual
@@ -495,17 +495,17 @@ def _update(theta, grad, buf, lr, momentum, dampening, weight_decay, nesterov, f
 def _batch_loss(theta, sizes, activation, loss, reduction, X, Y, order, start, stop, want_grad, grad, acts,
                 deltas, own, total):
     """Reduced loss of the batch ``X[order[start:stop]]`` for every run into ``total`` and,
-    if ``want_grad`` (None or True), its gradient into ``grad`` (overwritten). ``acts`` and
-    ``deltas`` are scratch ``[GROUP, width, BLOCK]``. ``want_grad`` is None rather than
-    False so that the loss-only build prunes the gradient code before compiling (see
-    :func:`sweep_block`)."""
+    if ``want_grad``, its gradient into ``grad`` (overwritten). ``acts`` and ``deltas`` are
+    scratch ``[GROUP, width, BLOCK]``. Callers pass ``start`` and ``want_grad`` as run-time
+    values (not constants), so that the loss-only and the training calls share one
+    compiled function."""
     n_layers = sizes.shape[0] - 1
     n_out = sizes[n_layers]
     a_out = 0
     for layer in range(1, n_layers):
         a_out += sizes[layer]
     scale = 1.0 / (stop - start) if reduction == MEAN else 1.0
-    if want_grad is not None:
+    if want_grad:
         for k in range(grad.shape[0]):
             for c in range(BLOCK):
                 grad[k, c] = 0.0
@@ -522,7 +522,7 @@ def _batch_loss(theta, sizes, activation, loss, reduction, X, Y, order, start, s
             _output_loss(loss, reduction, n_out, acts, s, a_out, Y, r, want_grad, deltas, scale, own)
             for c in range(BLOCK):
                 total[c] += own[c]
-        if want_grad is not None:
+        if want_grad:
             _backward(theta, sizes, activation, X, order, first, group, acts, deltas, grad)
     if reduction == MEAN:
         for c in range(BLOCK):
@@ -544,7 +544,7 @@ def _mark_diverged(total, threshold, step, stop_diverged, active, diverged_step,
     return n_stopped
 
 
-@jit
+@jit_inline
 def sweep_block(theta, buf, sizes, activation, loss, reduction, X, Y, order, batch_size, drop_last,
                 lr, momentum, dampening, weight_decay, nesterov, divergence_factor, stop_diverged,
                 epoch_loss, diverged_step, diverged_loss, line_model, general):
@@ -613,8 +613,8 @@ def sweep_block(theta, buf, sizes, activation, loss, reduction, X, Y, order, bat
     for epoch in range(epochs + 1):
         if n_active > 0:
             if line_model is None:
-                _batch_loss(theta, sizes, activation, loss, reduction, X, Y, data_order, 0, n, None, grad, acts,
-                            deltas, own, total)
+                _batch_loss(theta, sizes, activation, loss, reduction, X, Y, data_order, np.int64(0), n,
+                            np.bool_(False), grad, acts, deltas, own, total)
             else:
                 _line_batch_loss(theta, X, Y, data_order, 0, n, mean, None, grad, total)
         if epoch == 0:
@@ -639,8 +639,8 @@ def sweep_block(theta, buf, sizes, activation, loss, reduction, X, Y, order, bat
             if drop_last and stop - start < batch_size:
                 break
             if line_model is None:
-                _batch_loss(theta, sizes, activation, loss, reduction, X, Y, epoch_order, start, stop, True, grad,
-                            acts, deltas, own, total)
+                _batch_loss(theta, sizes, activation, loss, reduction, X, Y, epoch_order, start, stop,
+                            np.bool_(True), grad, acts, deltas, own, total)
             else:
                 _line_batch_loss(theta, X, Y, epoch_order, start, stop, mean, True, grad, total)
             n_active -= _mark_diverged(total, threshold, step, stop_diverged, active, diverged_step, diverged_loss)

@@ -225,15 +225,15 @@ def sweep(model, X, Y, *, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nes
 
     # ---- plan: one row per run, in C order over the grid ---------------------------------
     index = dict(zip(AXES, np.unravel_index(np.arange(n_configs), shape)))
-    run = {name: values[name][index[name]] for name in AXES}
+    run = {name: np.take(values[name], index[name]) for name in AXES}
     n_seeds = len(values["seed"])
     group = index["batch_size"] * n_seeds + index["seed"]  # runs sharing batch size and order
     orders = np.stack([batch_orders(n, epochs, shuffle, int(s)) for s in values["seed"]])
     orders = np.concatenate([orders] * len(values["batch_size"]))  # [n_groups, epochs, n]
     group_batch = np.repeat(values["batch_size"], n_seeds)
     inits = np.stack([model.init(int(s)) if params0 is None else params0 for s in values["seed"]])
-    lrs = epoch_lrs(values["lr"], schedule, epochs)[index["lr"]]  # [n_configs, epochs]
-    plan = dict(theta0=inits[index["seed"]].astype(dtype_name), lr=lrs, momentum=run["momentum"],
+    lrs = np.take(epoch_lrs(values["lr"], schedule, epochs), index["lr"], axis=0)  # [n_configs, epochs]
+    plan = dict(theta0=np.take(inits, index["seed"], axis=0).astype(dtype_name), lr=lrs, momentum=run["momentum"],
                 dampening=run["dampening"], weight_decay=run["weight_decay"], nesterov=run["nesterov"],
                 group=group, orders=orders, batch_sizes=group_batch)
     data = (X.astype(dtype_name), Y.astype(dtype_name))

@@ -731,6 +731,17 @@ BLOCK_LOOPS = {(line, general): _block_loop(True if line else None, True if gene
                for line in (False, True) for general in (False, True)}
 
 
+_THREAD_POOLS = {}
+
+
+def _thread_pool(n_threads):
+    """A pool of ``n_threads`` threads kept for the process (starting threads for every
+    sweep cost about 1 ms)."""
+    if n_threads not in _THREAD_POOLS:
+        _THREAD_POOLS[n_threads] = ThreadPoolExecutor(n_threads, thread_name_prefix="gdsim-sweep")
+    return _THREAD_POOLS[n_threads]
+
+
 def run_plan(model, X, Y, plan, *, drop_last, divergence_factor, stop_diverged, parallel, progress=None):
     """Run a sweep plan (see :func:`gdsim.sweeps.sweep`) on the CPU, serially or (``parallel``)
     on :func:`gdsim._jit.num_threads` threads; ``progress(runs_done, n_runs)``, if given,
@@ -782,21 +793,21 @@ def run_plan(model, X, Y, plan, *, drop_last, divergence_factor, stop_diverged, 
         return bounds[i + 1] - bounds[i]
 
     done = 0
+    futures = []
     if n_threads == 1:
         finished = map(run_range, range(bounds.size - 1))
     else:
         # Threads running the serial loop on ranges of blocks (the kernels release the
         # GIL): the same compiled code as target="cpu", so the results are bitwise the
         # same, and no second, parallel build to compile.
-        pool = ThreadPoolExecutor(n_threads)
-        finished = (future.result() for future in as_completed([pool.submit(run_range, i)
-                                                                 for i in range(bounds.size - 1)]))
+        futures = [_thread_pool(n_threads).submit(run_range, i) for i in range(bounds.size - 1)]
+        finished = (future.result() for future in as_completed(futures))
     try:
         for n_done in finished:
             done += n_done
             if progress is not None:
                 progress(int(n_runs * done // n_blocks), n_runs)
     finally:
-        if n_threads > 1:
-            pool.shutdown(cancel_futures=True)
+        for future in futures:  # on an error or an interrupt, drop the ranges not started
+            future.cancel()
     return out

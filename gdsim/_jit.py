@@ -51,6 +51,26 @@ def num_threads():
     return numba.get_num_threads()
 
 
+def runtime_info():
+    """What the kernels run with: Numba's version, CPU, threads and the CUDA target's state
+    (for ``gdsim info``)."""
+    from llvmlite import binding
+
+    info = {"numba": numba.__version__, "cpu": binding.get_host_cpu_name(),
+            "threads": f"{num_threads()} (NUMBA_NUM_THREADS; used by target='parallel')"}
+    if cuda_simulator():
+        info["cuda"] = "simulator (NUMBA_ENABLE_CUDASIM=1)"
+    else:
+        try:
+            from numba import cuda as numba_cuda
+
+            info["cuda"] = ("available: " + numba_cuda.get_current_device().name.decode()
+                            if numba_cuda.is_available() else "numba-cuda installed, no usable GPU")
+        except Exception as error:  # numba-cuda missing, or no driver
+            info["cuda"] = f"not available ({type(error).__name__}: {error}); {CUDA_FIX}"
+    return info
+
+
 # ---------------------------------------------------------------------------------------
 # CUDA (numba-cuda), imported only when a CUDA target is asked for.
 # ---------------------------------------------------------------------------------------

@@ -69,6 +69,27 @@ def run_tutorial(seed=0, lr=0.1, epochs=20):
     return runs
 
 
+def print_info():
+    """Print versions, the CPU, the threads sweeps use and whether CUDA is available."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    from ._jit import runtime_info
+
+    print(f"gdsim {__version__}")
+    print(f"python {platform.python_version()} ({platform.system()} {platform.machine()})")
+    for package in ("numpy", "scipy", "xarray", "matplotlib", "numba-cuda"):
+        try:
+            print(f"{package} {version(package)}")
+        except PackageNotFoundError:
+            print(f"{package} not installed")
+    info = runtime_info()
+    for key, value in info.items():
+        print(f"{key}: {value}" if key != "numba" else f"numba {value}")
+    cuda = info["cuda"].startswith(("available", "simulator"))
+    print("targets: cpu, parallel" + (", cuda" if cuda else " (cuda: see above)"))
+
+
 def main(argv=None):
     """Entry point of the ``gdsim`` console script; returns the exit code."""
     parser = argparse.ArgumentParser(prog="gdsim", description="Simulate gradient-descent training.")
@@ -81,12 +102,18 @@ def main(argv=None):
     tutorial.add_argument("--seed", type=int, default=0, help="seed of the data noise (default 0)")
     tutorial.add_argument("--lr", type=float, default=0.1, help="learning rate (default 0.1)")
     tutorial.add_argument("--epochs", type=int, default=20, help="number of epochs (default 20)")
+    commands.add_parser("info", help="versions, CPU, threads and whether the CUDA target is available",
+                        description="Print gdsim's and its dependencies' versions, the CPU, the number "
+                                    "of threads target='parallel' uses and the CUDA target's state.")
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 2
     try:
-        run_tutorial(seed=args.seed, lr=args.lr, epochs=args.epochs)
+        if args.command == "info":
+            print_info()
+        else:
+            run_tutorial(seed=args.seed, lr=args.lr, epochs=args.epochs)
     except ValueError as error:
         print(f"gdsim {args.command}: error: {error}", file=sys.stderr)
         return 2

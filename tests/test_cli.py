@@ -51,3 +51,20 @@ def test_console_script_entry_point():
     assert done.returncode == 2 and "invalid int value: 'x'" in done.stderr
     done = subprocess.run([sys.executable, "-m", "gdsim.cli"], capture_output=True, text=True)
     assert done.returncode == 2 and "tutorial" in done.stdout
+
+
+def test_info_reports_versions_threads_and_cuda(capsys):
+    import numba
+    import numpy
+
+    import gdsim
+
+    assert cli.main(["info"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"gdsim {gdsim.__version__}"
+    assert f"numpy {numpy.__version__}" in out and f"numba {numba.__version__}" in out
+    assert f"threads: {numba.get_num_threads()} (NUMBA_NUM_THREADS; used by target='parallel')" in out
+    cuda = next(line for line in out if line.startswith("cuda: "))
+    # the test command runs with the simulator; elsewhere the line must say what is missing
+    assert cuda == "cuda: simulator (NUMBA_ENABLE_CUDASIM=1)" or "GPU" in cuda or "not available" in cuda
+    assert out[-1].startswith("targets: cpu, parallel")

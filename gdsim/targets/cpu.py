@@ -12,15 +12,21 @@ code). Each run's arithmetic is the same sequence of operations as
 results.
 
 :data:`BLOCK_LOOPS` (any model, or fused kernels for the tutorials' ``y = w x + b``)
-loop over a range of blocks; :func:`run_plan` runs them on one thread or several. Blocks are independent and fixed before the loop, so the results are
-bitwise the same whatever the thread count.
+loop over a range of blocks; :func:`run_plan` runs them on one thread or several. Blocks
+are independent and fixed before the loop, so the results are bitwise the same whatever
+the thread count.
 
-Performance notes, measured on the per-sample sweep of the tutorial (W2 in
-``benchmarks/bench.py``): a call between compiled functions inside a per-step loop costs
-an atomic reference-count update per array argument, so per-step helpers are inlined
-(:func:`gdsim._jit.jit_inline`) or the loop moves into the callee; flags that are constant
-(``general``, ``stop_diverged``) let LLVM drop unused work; block arrays
-are allocated per block (aligned, thread-local).
+Performance notes (measured on W2 and W3 of ``benchmarks/bench.py``):
+
+* a call between compiled functions inside a per-step loop costs an atomic
+  reference-count update per array argument, so per-step helpers are inlined
+  (:func:`gdsim._jit.jit_inline`) or the loop moves into the callee;
+* flags that are constant in a build (``line_model``, ``general``, ``stop_diverged``) let
+  Numba or LLVM drop unused work, and keep each build to the kernels it uses;
+* block arrays are allocated per block (aligned, thread-local); four samples share each
+  pass over the runs in the MLP kernels (:data:`GROUP`);
+* a loop whose body selects an activation at run time does not vectorise: ReLU, the
+  common case, gets its own loop.
 """
 
 import math
@@ -42,12 +48,13 @@ GROUP = 4
 
 @jit_inline
 def _forward(theta, sizes, activation, X, r, acts, s):
-    """Forward pass of sample ``X[r]`` for every run of a block.
+    """Forward pass of sample ``X[r]`` for every run of a block (the samples of a batch
+    that do not fill a group of :data:`GROUP`; see :func:`_forward_group`).
 
     ``acts[s, a, c]`` receives every layer's outputs for run ``c`` (not the input, which is
     the same for all runs and read from ``X`` directly), the last layer's raw outputs last.
-    Each output's sum runs over the inputs in order (as in :func:`gdsim.kernels.forward_sample`),
-    four inputs per pass over the runs so that the partial sums stay in registers.
+    Each output's sum runs over the inputs in order, as in
+    :func:`gdsim.kernels.forward_sample`.
     """
     n_layers = sizes.shape[0] - 1
     w = 0  # row of the layer's weight in theta
@@ -61,35 +68,9 @@ def _forward(theta, sizes, activation, X, r, acts, s):
         for o in range(fan_out):
             out = a_out + o
             row = w + o * fan_in
-            if fan_in < 4:
-                for c in range(BLOCK):
-                    acts[s, out, c] = 0.0
-            i = 0
-            while i + 4 <= fan_in:  # the first pass starts the sums at 0 (no zeroing pass)
-                t = row + i
-                if layer == 0:
-                    x0 = X[r, i]
-                    x1 = X[r, i + 1]
-                    x2 = X[r, i + 2]
-                    x3 = X[r, i + 3]
-                    for c in range(BLOCK):
-                        z = acts[s, out, c] if i > 0 else 0.0
-                        z += theta[t, c] * x0
-                        z += theta[t + 1, c] * x1
-                        z += theta[t + 2, c] * x2
-                        z += theta[t + 3, c] * x3
-                        acts[s, out, c] = z
-                else:
-                    a = a_in + i
-                    for c in range(BLOCK):
-                        z = acts[s, out, c] if i > 0 else 0.0
-                        z += theta[t, c] * acts[s, a, c]
-                        z += theta[t + 1, c] * acts[s, a + 1, c]
-                        z += theta[t + 2, c] * acts[s, a + 2, c]
-                        z += theta[t + 3, c] * acts[s, a + 3, c]
-                        acts[s, out, c] = z
-                i += 4
-            while i < fan_in:
+            for c in range(BLOCK):
+                acts[s, out, c] = 0.0
+            for i in range(fan_in):
                 if layer == 0:
                     x = X[r, i]
                     for c in range(BLOCK):
@@ -97,16 +78,9 @@ def _forward(theta, sizes, activation, X, r, acts, s):
                 else:
                     for c in range(BLOCK):
                         acts[s, out, c] += theta[row + i, c] * acts[s, a_in + i, c]
-                i += 1
-            if not hidden:
-                for c in range(BLOCK):
-                    acts[s, out, c] += theta[b + o, c]
-            elif activation == RELU:  # the constant code lets this loop vectorise
-                for c in range(BLOCK):
-                    acts[s, out, c] = activate(RELU, acts[s, out, c] + theta[b + o, c])
-            else:
-                for c in range(BLOCK):
-                    acts[s, out, c] = activate(activation, acts[s, out, c] + theta[b + o, c])
+            for c in range(BLOCK):
+                z = acts[s, out, c] + theta[b + o, c]
+                acts[s, out, c] = activate(activation, z) if hidden else z
         w = b + fan_out
         a_in = a_out
         a_out += fan_out
@@ -358,11 +332,12 @@ def _backward(theta, sizes, activation, X, order, first, group, acts, deltas, gr
 def _line_batch_loss(theta, X, Y, order, start, stop, mean, want_grad, grad, total):
     """:func:`_batch_loss` fused into one loop per sample for the model ``y = w x + b``
     (``sizes == [1, 1]``, MSE), the tutorials' model: the same operations in the same
-    order, without the layer loops and scratch arrays."""
+    order, without the layer loops and scratch arrays (``start`` and ``want_grad`` passed
+    as run-time values, as there)."""
     scale = 1.0 / (stop - start) if mean else 1.0
     for c in range(BLOCK):
         total[c] = 0.0
-    if want_grad is not None:
+    if want_grad:
         for c in range(BLOCK):
             grad[0, c] = 0.0
             grad[1, c] = 0.0
@@ -370,7 +345,7 @@ def _line_batch_loss(theta, X, Y, order, start, stop, mean, want_grad, grad, tot
         r = order[j]
         x = X[r, 0]
         y = Y[r, 0]
-        if want_grad is not None:
+        if want_grad:
             for c in range(BLOCK):
                 # "0.0 + w x" keeps the general path's rounding of the prediction, so the
                 # parameters follow it bit for bit; the loss may differ in its last bit
@@ -616,7 +591,7 @@ def sweep_block(theta, buf, sizes, activation, loss, reduction, X, Y, order, bat
                 _batch_loss(theta, sizes, activation, loss, reduction, X, Y, data_order, np.int64(0), n,
                             np.bool_(False), grad, acts, deltas, own, total)
             else:
-                _line_batch_loss(theta, X, Y, data_order, 0, n, mean, None, grad, total)
+                _line_batch_loss(theta, X, Y, data_order, np.int64(0), n, mean, np.bool_(False), grad, total)
         if epoch == 0:
             for c in range(BLOCK):
                 if total[c] > 0.0:
@@ -642,7 +617,7 @@ def sweep_block(theta, buf, sizes, activation, loss, reduction, X, Y, order, bat
                 _batch_loss(theta, sizes, activation, loss, reduction, X, Y, epoch_order, start, stop,
                             np.bool_(True), grad, acts, deltas, own, total)
             else:
-                _line_batch_loss(theta, X, Y, epoch_order, start, stop, mean, True, grad, total)
+                _line_batch_loss(theta, X, Y, epoch_order, start, stop, mean, np.bool_(True), grad, total)
             n_active -= _mark_diverged(total, threshold, step, stop_diverged, active, diverged_step, diverged_loss)
             _update(theta, grad, buf, lr_epoch, momentum, dampening, weight_decay, nesterov, step == 0, active,
                     general)

@@ -157,15 +157,17 @@ def _eigenvalues(H):
 # ---------------------------------------------------------------------------------------
 # Momentum on a quadratic: closed forms and companion matrices
 # ---------------------------------------------------------------------------------------
-def _check_momentum(momentum, dampening, weight_decay, nesterov):
+def _check_momentum(momentum, dampening, weight_decay, nesterov, below_one=False):
+    """Validate the momentum settings (``below_one``: a threshold is asked for, which only
+    exists for momentum < 1); returns ``nesterov`` as a bool."""
     for name, value, low in (("momentum", momentum, 0.0), ("dampening", dampening, None),
                              ("weight_decay", weight_decay, 0.0)):
         arr = np.asarray(value, dtype=np.float64)
         if not np.all(np.isfinite(arr)) or (low is not None and np.any(arr < low)):
             raise ValueError(f"{name} must be finite" + (f" and >= {low:g}" if low is not None else "")
                              + f", got {value!r}")
-    if np.any(np.asarray(momentum) >= 1):
-        raise ValueError(f"momentum must be < 1 for a stable recursion, got {momentum!r}")
+    if below_one and np.any(np.asarray(momentum) >= 1):
+        raise ValueError(f"momentum must be < 1 (no learning rate is stable from 1 on), got {momentum!r}")
     nesterov = check_bool("nesterov", nesterov)
     if nesterov and np.any(np.asarray(dampening) != 0):
         raise ValueError("Nesterov momentum needs dampening 0 (as torch.optim.SGD)")
@@ -195,7 +197,7 @@ def critical_lr(L, momentum=0.0, *, dampening=0.0, weight_decay=0.0, nesterov=Fa
     >>> critical_lr(4.0), critical_lr(4.0, 0.5), critical_lr(4.0, 0.5, nesterov=True)
     (0.5, 0.75, 0.375)
     """
-    nesterov = _check_momentum(momentum, dampening, weight_decay, nesterov)
+    nesterov = _check_momentum(momentum, dampening, weight_decay, nesterov, below_one=True)
     beta = np.asarray(momentum, dtype=np.float64)
     lam = L + np.asarray(weight_decay, dtype=np.float64)
     if nesterov:
@@ -237,7 +239,7 @@ def spectral_radius(lr, eigenvalues, momentum=0.0, *, dampening=0.0, weight_deca
     ----------
     lr, momentum, dampening, weight_decay : float or array_like
         Broadcast against each other (e.g. an ``lr`` column against a ``momentum`` row
-        for a phase diagram).
+        for a phase diagram); ``momentum >= 1`` is allowed (and never stable).
     eigenvalues : array_like
         The Hessian's eigenvalues (or a Hessian matrix).
     nesterov : bool
@@ -442,6 +444,7 @@ def epoch_critical_lr(model, X, *, batch_size=1, order=None, drop_last=False, mo
     bisection's relative tolerance. Returns ``inf`` if every ``lr`` there is stable.
     """
     model = _check_linear_mse(model, "epoch_critical_lr")
+    _check_momentum(momentum, dampening, weight_decay, nesterov, below_one=True)
     L = float(np.linalg.eigvalsh(hessian(model, X)).max())
     lr_hi = 10.0 * critical_lr(L, momentum, dampening=dampening, weight_decay=weight_decay, nesterov=nesterov)
     return _bisect_critical(lambda lr: epoch_spectral_radius(
@@ -458,6 +461,7 @@ def mean_square_critical_lr(model, X, *, batch_size=1, momentum=0.0, dampening=0
     tends to the full-batch :func:`critical_lr`; small batches lower it.
     """
     model = _check_linear_mse(model, "mean_square_critical_lr")
+    _check_momentum(momentum, dampening, weight_decay, nesterov, below_one=True)
     L = float(np.linalg.eigvalsh(hessian(model, X)).max())
     lr_hi = 10.0 * critical_lr(L, momentum, dampening=dampening, weight_decay=weight_decay, nesterov=nesterov)
     return _bisect_critical(lambda lr: mean_square_spectral_radius(

@@ -50,6 +50,9 @@ def test_gradient_descent_summary(line):
     # the optimal step equalises the two extreme contractions |1 - lr lam|
     assert abs(1 - gd.optimal_lr * gd.mu) == pytest.approx(abs(1 - gd.optimal_lr * gd.L), rel=1e-12)
     assert theory.spectral_radius(gd.optimal_lr, lam) == pytest.approx(gd.optimal_rate, rel=1e-12)
+    # momentum 1 and above: no learning rate is stable (det of the companion matrix = beta)
+    assert np.all(theory.spectral_radius(np.geomspace(1e-4, 1, 20), lam, 1.0) >= 1 - 1e-12)
+    assert np.all(theory.spectral_radius(np.geomspace(1e-4, 1, 20), lam, 1.2) > 1)
 
 
 def run_full_batch(model, X, Y, lr, momentum, nesterov, epochs):

@@ -69,6 +69,12 @@ def _per_sample_curvatures(model, X):
     return A, weight
 
 
+def _batch_hessian(model, rows, weight):
+    """Hessian block of the loss of a batch with rows ``a_i`` (see :func:`_per_sample_curvatures`)."""
+    scale = weight / rows.shape[0] if model.reduction_code == MEAN else weight
+    return scale * (rows.T @ rows)
+
+
 def hessian(model, X):
     """The Hessian block of each output's ``(w, b)`` for a :class:`gdsim.Linear` model with MSE.
 
@@ -87,9 +93,7 @@ def hessian(model, X):
         The full Hessian in torch's flat order has this block once per output.
     """
     model = _check_linear_mse(model, "hessian")
-    A, weight = _per_sample_curvatures(model, X)
-    scale = weight / A.shape[0] if model.reduction_code == MEAN else weight
-    return scale * (A.T @ A)
+    return _batch_hessian(model, *_per_sample_curvatures(model, X))
 
 
 @dataclass(frozen=True)
@@ -359,8 +363,7 @@ def epoch_spectral_radius(model, X, lr, *, batch_size=1, order=None, drop_last=F
         rows = A[order[start:start + batch_size]]
         if drop_last and rows.shape[0] < batch_size:
             break
-        scale = weight / rows.shape[0] if model.reduction_code == MEAN else weight
-        H = scale * (rows.T @ rows) + weight_decay * np.eye(d)
+        H = _batch_hessian(model, rows, weight) + weight_decay * np.eye(d)
         M = _step_matrix(lr, H, momentum, dampening, nesterov) @ M
     if momentum == 0:  # the buffer plays no part: the p block alone
         M = M[:d, :d]
@@ -436,6 +439,15 @@ def _bisect_critical(radius, lr_hi, tol):
     return 0.5 * (lo + hi)
 
 
+def _critical_lr(radius, model, X, what, momentum, dampening, weight_decay, nesterov, rtol):
+    """:func:`_bisect_critical` of ``radius(lr)`` up to 10 x the full-batch threshold."""
+    model = _check_linear_mse(model, what)
+    _check_momentum(momentum, dampening, weight_decay, nesterov, below_one=True)
+    L = float(np.linalg.eigvalsh(hessian(model, X)).max())
+    lr_hi = 10.0 * critical_lr(L, momentum, dampening=dampening, weight_decay=weight_decay, nesterov=nesterov)
+    return _bisect_critical(radius, lr_hi, rtol)
+
+
 def epoch_critical_lr(model, X, *, batch_size=1, order=None, drop_last=False, momentum=0.0, dampening=0.0,
                       weight_decay=0.0, nesterov=False, rtol=1e-10):
     """The smallest ``lr`` at which :func:`epoch_spectral_radius` reaches 1 (bisection).
@@ -443,13 +455,10 @@ def epoch_critical_lr(model, X, *, batch_size=1, order=None, drop_last=False, mo
     Searched in ``(0, 10 x`` the full-batch heavy-ball threshold ``]``; ``rtol`` is the
     bisection's relative tolerance. Returns ``inf`` if every ``lr`` there is stable.
     """
-    model = _check_linear_mse(model, "epoch_critical_lr")
-    _check_momentum(momentum, dampening, weight_decay, nesterov, below_one=True)
-    L = float(np.linalg.eigvalsh(hessian(model, X)).max())
-    lr_hi = 10.0 * critical_lr(L, momentum, dampening=dampening, weight_decay=weight_decay, nesterov=nesterov)
-    return _bisect_critical(lambda lr: epoch_spectral_radius(
+    return _critical_lr(lambda lr: epoch_spectral_radius(
         model, X, lr, batch_size=batch_size, order=order, drop_last=drop_last, momentum=momentum,
-        dampening=dampening, weight_decay=weight_decay, nesterov=nesterov), lr_hi, rtol)
+        dampening=dampening, weight_decay=weight_decay, nesterov=nesterov),
+        model, X, "epoch_critical_lr", momentum, dampening, weight_decay, nesterov, rtol)
 
 
 def mean_square_critical_lr(model, X, *, batch_size=1, momentum=0.0, dampening=0.0, weight_decay=0.0,
@@ -460,13 +469,9 @@ def mean_square_critical_lr(model, X, *, batch_size=1, momentum=0.0, dampening=0
     ``lr`` there is stable. As ``batch_size`` grows the gradient noise vanishes and it
     tends to the full-batch :func:`critical_lr`; small batches lower it.
     """
-    model = _check_linear_mse(model, "mean_square_critical_lr")
-    _check_momentum(momentum, dampening, weight_decay, nesterov, below_one=True)
-    L = float(np.linalg.eigvalsh(hessian(model, X)).max())
-    lr_hi = 10.0 * critical_lr(L, momentum, dampening=dampening, weight_decay=weight_decay, nesterov=nesterov)
-    return _bisect_critical(lambda lr: mean_square_spectral_radius(
+    return _critical_lr(lambda lr: mean_square_spectral_radius(
         model, X, lr, batch_size=batch_size, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
-        nesterov=nesterov), lr_hi, rtol)
+        nesterov=nesterov), model, X, "mean_square_critical_lr", momentum, dampening, weight_decay, nesterov, rtol)
 
 
 # ---------------------------------------------------------------------------------------

@@ -39,7 +39,7 @@ def jit_inline(function):
 
     For small helpers called once per step or sample from a hot loop: a call between
     compiled functions increments and decrements the reference count of every array
-    argument (atomic operations costing more than a 64-run pass of arithmetic), and
+    argument (atomic operations costing more than a pass of arithmetic over a block), and
     inlining lets a constant flag argument fold away a branch of the helper.
     """
     return numba.njit(inline="always", **JIT_OPTIONS)(function)
@@ -62,12 +62,10 @@ def runtime_info():
         info["cuda"] = "simulator (NUMBA_ENABLE_CUDASIM=1)"
     else:
         try:
-            from numba import cuda as numba_cuda
-
-            info["cuda"] = ("available: " + numba_cuda.get_current_device().name.decode()
-                            if numba_cuda.is_available() else "numba-cuda installed, no usable GPU")
-        except Exception as error:  # numba-cuda missing, or no driver
-            info["cuda"] = f"not available ({type(error).__name__}: {error}); {CUDA_FIX}"
+            name = cuda().get_current_device().name
+            info["cuda"] = "available: " + (name.decode() if isinstance(name, bytes) else name)
+        except RuntimeError as error:  # cuda() names what is missing and the fix
+            info["cuda"] = f"not available: {error}"
     return info
 
 

@@ -758,7 +758,7 @@ def run_plan(model, X, Y, plan, *, drop_last, divergence_factor, stop_diverged, 
             out["diverged_loss"])
     n_blocks = slots.shape[0]
     n_threads = min(num_threads(), n_blocks) if parallel else 1
-    # Ranges of blocks: four per thread balance the load; finer (up to 100) when progress
+    # Ranges of blocks: four per thread balance the load; 100 (at most one per block) when progress
     # is reported, so that it moves.
     n_ranges = 4 * n_threads if progress is None else max(4 * n_threads, 100)
     bounds = np.unique(np.linspace(0, n_blocks, n_ranges + 1).round().astype(np.int64))

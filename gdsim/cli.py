@@ -1,10 +1,13 @@
 """The ``gdsim`` command.
 
-Exit codes: 0 success, 2 bad command-line arguments (argparse's convention).
+Exit codes: 0 success; 1 a run failed; 2 bad command-line arguments or a study file that
+does not check (nothing was run); 130 interrupted (Ctrl-C).
 """
 
 import argparse
 import sys
+import time
+from pathlib import Path
 
 import numpy as np
 
@@ -69,6 +72,78 @@ def run_tutorial(seed=0, lr=0.1, epochs=20):
     return runs
 
 
+def _study_progress(prefix):
+    """A ``progress(done, total)`` callback rewriting one stderr line (only on a terminal)."""
+    if not sys.stderr.isatty():
+        return None
+    last = [0.0]
+
+    def report(done, total):
+        now = time.perf_counter()
+        if done < total and now - last[0] < 0.3:
+            return
+        last[0] = now
+        width = 24
+        filled = int(width * done / total)
+        print(f"\r{prefix} [{'#' * filled}{'.' * (width - filled)}] {done}/{total} runs", end="",
+              file=sys.stderr, flush=True)
+        if done >= total:
+            print("\r\033[K", end="", file=sys.stderr, flush=True)
+
+    return report
+
+
+def run_studies(paths, *, results, figures, target=None, redraw=False):
+    """Check every study file, then run each (or reload its saved result) and draw its figure.
+
+    Parameters
+    ----------
+    paths : list of path
+        Study files; all are checked before the first one runs.
+    results, figures : path
+        Folders for ``NAME.nc`` and ``NAME.png``.
+    target : str, optional
+        Overrides the studies' targets (sweep runner).
+    redraw : bool
+        Draw from the saved results instead of running; a result made from another
+        version of the study file (its hash differs) is refused.
+
+    Returns
+    -------
+    list of (Study, xarray.Dataset)
+    """
+    from .figures import draw
+    from .studies import StudyError, load_dataset, load_study, run_study, save_dataset
+
+    studies = [load_study(p) for p in paths]
+    done = []
+    start = time.perf_counter()
+    for i, study in enumerate(studies, 1):
+        prefix = f"[{i}/{len(studies)}] {study.name}"
+        nc, png = Path(results) / f"{study.name}.nc", Path(figures) / f"{study.name}.png"
+        t0 = time.perf_counter()
+        if redraw:
+            if not nc.exists():
+                raise StudyError(f"{nc}: no saved result to redraw; run `gdsim run {study.path}` first")
+            ds = load_dataset(nc)
+            if ds.attrs.get("study_sha256") != study.sha256:
+                raise StudyError(f"{nc} was made from another version of {study.path} (hash differs); run it again")
+            what = "redrawn"
+        else:
+            runner = f"{study.n_runs} runs" + (f" on {target or study.target}" if study.runner == "sweep"
+                                                else " with gdsim.train")
+            print(f"{prefix}: {study.title} ({runner})", flush=True)
+            ds = run_study(study, target=target, progress=_study_progress(prefix))
+            save_dataset(ds, nc)
+            diverged = int(ds.diverged.sum())
+            what = f"{diverged} of {study.n_runs} runs diverged; saved {nc}"
+        draw(study, ds, png)
+        print(f"{prefix}: {what}; drew {png} ({time.perf_counter() - t0:.1f} s)", flush=True)
+        done.append((study, ds))
+    print(f"{len(studies)} studies done in {time.perf_counter() - start:.1f} s", flush=True)
+    return done
+
+
 def print_info():
     """Print versions, the CPU, the threads sweeps use and whether CUDA is available."""
     import platform
@@ -92,7 +167,10 @@ def print_info():
 
 def main(argv=None):
     """Entry point of the ``gdsim`` console script; returns the exit code."""
-    parser = argparse.ArgumentParser(prog="gdsim", description="Simulate gradient-descent training.")
+    parser = argparse.ArgumentParser(
+        prog="gdsim", description="Simulate gradient-descent training.",
+        epilog="Exit status: 0 success, 1 a run failed, 2 bad arguments or study file (nothing run), "
+               "130 interrupted.")
     parser.add_argument("--version", action="version", version=f"gdsim {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     tutorial = commands.add_parser(
@@ -102,6 +180,23 @@ def main(argv=None):
     tutorial.add_argument("--seed", type=int, default=0, help="seed of the data noise (default 0)")
     tutorial.add_argument("--lr", type=float, default=0.1, help="learning rate (default 0.1)")
     tutorial.add_argument("--epochs", type=int, default=20, help="number of epochs (default 20)")
+    run = commands.add_parser(
+        "run", help="run study files: save results/NAME.nc and draw figures/NAME.png",
+        description="Check the study files (TOML, see gdsim.studies), then run each one's grid, save the "
+                    "dataset to RESULTS/NAME.nc (netCDF) and draw its figure to FIGURES/NAME.png.")
+    run.add_argument("studies", nargs="+", metavar="STUDY.toml", help="study files")
+    figures = commands.add_parser(
+        "figures", help="run every study of a folder and rewrite the gallery",
+        description="Run every study file of STUDIES (default: studies/) and rewrite FIGURES/ "
+                    "(default: figures/), saving the datasets to RESULTS/ (default: results/).")
+    figures.add_argument("--studies", default="studies", help="folder of study files (default: studies)")
+    for sub in (run, figures):
+        sub.add_argument("--results", default="results", help="folder for the datasets (default: results)")
+        sub.add_argument("--figures", default="figures", help="folder for the figures (default: figures)")
+        sub.add_argument("--target", choices=("cpu", "parallel", "cuda"),
+                         help="run sweeps on this target instead of the study's")
+        sub.add_argument("--redraw", action="store_true",
+                         help="only redraw the figures from the saved results (no run)")
     commands.add_parser("info", help="versions, CPU, threads and whether the CUDA target is available",
                         description="Print gdsim's and its dependencies' versions, the CPU, the number "
                                     "of threads target='parallel' uses and the CUDA target's state.")
@@ -109,14 +204,26 @@ def main(argv=None):
     if args.command is None:
         parser.print_help()
         return 2
+    from .studies import StudyError, find_studies
+
     try:
         if args.command == "info":
             print_info()
-        else:
+        elif args.command == "tutorial":
             run_tutorial(seed=args.seed, lr=args.lr, epochs=args.epochs)
-    except ValueError as error:
+        else:
+            paths = args.studies if args.command == "run" else find_studies(args.studies)
+            run_studies(paths, results=args.results, figures=args.figures, target=args.target,
+                        redraw=args.redraw)
+    except (StudyError, ValueError) as error:
         print(f"gdsim {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except RuntimeError as error:  # e.g. target "cuda" without a GPU
+        print(f"gdsim {args.command}: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"\ngdsim {args.command}: interrupted; results already saved are kept", file=sys.stderr)
+        return 130
     except BrokenPipeError:  # output piped into `head` and the like
         sys.stderr.close()
     return 0

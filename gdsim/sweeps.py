@@ -8,6 +8,7 @@ hyper-parameters, learning rate per epoch, which sample order) -> target kernel
 import math
 import sys
 import time
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -83,6 +84,62 @@ def _progress_line(what, every=0.5):
               end="\n" if done >= total else "", file=sys.stderr, flush=True)
 
     return report
+
+
+def check_sweep(model, X, Y, *, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False,
+                batch_size=None, epochs, shuffle=False, seed=0, params0=None, lr_schedule=None, drop_last=False,
+                target="parallel", dtype="float64", divergence=1e6, progress=False):
+    """Check every argument of :func:`sweep` (same signature) without running anything.
+
+    Returns
+    -------
+    types.SimpleNamespace
+        The checked values: ``model, X, Y, n, epochs``, ``values`` (each axis's 1-d
+        array) and ``swept`` (whether it was given as an array), ``shuffle, drop_last,
+        schedule, target, dtype`` (the name), ``divergence_factor, stop_diverged,
+        progress, params0`` and ``n_configs``.
+
+    Raises
+    ------
+    ValueError
+        Naming the argument and what it accepts; also when the grid would not fit in
+        the memory free now.
+    """
+    model = check_model(model)
+    X, Y = model.check_data(X, Y)
+    n = X.shape[0]
+    epochs = check_int("epochs", epochs, minimum=1)
+    given = {"lr": lr, "momentum": momentum, "dampening": dampening, "weight_decay": weight_decay,
+             "nesterov": nesterov, "batch_size": n if batch_size is None else batch_size, "seed": seed}
+    values, swept = {}, {}
+    for name in AXES:
+        values[name], swept[name] = _axis_values(name, given[name], n)
+    if values["nesterov"].any() and (values["momentum"].min() <= 0 or np.any(values["dampening"] != 0)):
+        raise ValueError("Nesterov momentum requires a momentum and zero dampening: with nesterov=True every "
+                         f"momentum must be > 0 and every dampening 0 (got momentum down to "
+                         f"{values['momentum'].min()}, dampening {np.unique(values['dampening'])})")
+    if not isinstance(shuffle, (bool, np.bool_)):
+        raise ValueError(f"shuffle must be True or False in a sweep, got {shuffle!r}")
+    drop_last = check_bool("drop_last", drop_last)
+    schedule = check_lr_schedule(lr_schedule, epochs)
+    target = check_choice("target", target, TARGETS)
+    dtype_name = _check_dtype(dtype)
+    divergence_factor, stop_diverged = _check_divergence(divergence)
+    if not (isinstance(progress, (bool, np.bool_)) or callable(progress)):
+        raise ValueError(f"progress must be True, False or a callable progress(runs_done, n_runs), got {progress!r}")
+    if params0 is not None:
+        params0 = model.check_params(params0, "params0")
+    shape = tuple(len(values[name]) for name in AXES)
+    n_configs = math.prod(shape)
+    itemsize = np.dtype(dtype_name).itemsize
+    # Plan, working copies, padding to whole blocks and the result, all at once at worst.
+    n_groups = len(values["seed"]) * len(values["batch_size"])
+    _check_memory(n_configs * (4 * model.n_params * itemsize + (2 * epochs + 4) * 8 + 64) + 8 * epochs * n
+                  * n_groups, f"a sweep of {n_configs} runs", "sweep fewer points at once")
+    return SimpleNamespace(model=model, X=X, Y=Y, n=n, epochs=epochs, values=values, swept=swept,
+                           shuffle=bool(shuffle), drop_last=drop_last, schedule=schedule, target=target,
+                           dtype=dtype_name, divergence_factor=divergence_factor, stop_diverged=stop_diverged,
+                           progress=progress, params0=params0, n_configs=n_configs, shape=shape)
 
 
 def sweep(model, X, Y, *, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False, batch_size=None,
@@ -188,37 +245,13 @@ def sweep(model, X, Y, *, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nes
     from . import __version__
 
     # ---- validate everything before any work -------------------------------------------
-    model = check_model(model)
-    X, Y = model.check_data(X, Y)
-    n = X.shape[0]
-    epochs = check_int("epochs", epochs, minimum=1)
-    given = {"lr": lr, "momentum": momentum, "dampening": dampening, "weight_decay": weight_decay,
-             "nesterov": nesterov, "batch_size": n if batch_size is None else batch_size, "seed": seed}
-    values, swept = {}, {}
-    for name in AXES:
-        values[name], swept[name] = _axis_values(name, given[name], n)
-    if values["nesterov"].any() and (values["momentum"].min() <= 0 or np.any(values["dampening"] != 0)):
-        raise ValueError("Nesterov momentum requires a momentum and zero dampening: with nesterov=True every "
-                         f"momentum must be > 0 and every dampening 0 (got momentum down to "
-                         f"{values['momentum'].min()}, dampening {np.unique(values['dampening'])})")
-    if not isinstance(shuffle, (bool, np.bool_)):
-        raise ValueError(f"shuffle must be True or False in a sweep, got {shuffle!r}")
-    drop_last = check_bool("drop_last", drop_last)
-    schedule = check_lr_schedule(lr_schedule, epochs)
-    target = check_choice("target", target, TARGETS)
-    dtype_name = _check_dtype(dtype)
-    divergence_factor, stop_diverged = _check_divergence(divergence)
-    if not (isinstance(progress, (bool, np.bool_)) or callable(progress)):
-        raise ValueError(f"progress must be True, False or a callable progress(runs_done, n_runs), got {progress!r}")
-    if params0 is not None:
-        params0 = model.check_params(params0, "params0")
-    shape = tuple(len(values[name]) for name in AXES)
-    n_configs = math.prod(shape)
-    itemsize = np.dtype(dtype_name).itemsize
-    # Plan, working copies, padding to whole blocks and the result, all at once at worst.
-    n_groups = len(values["seed"]) * len(values["batch_size"])
-    _check_memory(n_configs * (4 * model.n_params * itemsize + (2 * epochs + 4) * 8 + 64) + 8 * epochs * n
-                  * n_groups, f"a sweep of {n_configs} runs", "sweep fewer points at once")
+    c = check_sweep(model, X, Y, lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
+                    nesterov=nesterov, batch_size=batch_size, epochs=epochs, shuffle=shuffle, seed=seed,
+                    params0=params0, lr_schedule=lr_schedule, drop_last=drop_last, target=target, dtype=dtype,
+                    divergence=divergence, progress=progress)
+    model, X, Y, n, epochs, values, swept = c.model, c.X, c.Y, c.n, c.epochs, c.values, c.swept
+    target, dtype_name, schedule, drop_last, params0 = c.target, c.dtype, c.schedule, c.drop_last, c.params0
+    n_configs, shape = c.n_configs, c.shape
     if target == "cuda":
         from ._jit import cuda
         cuda()  # raises the clear error if there is no GPU / numba-cuda
@@ -245,8 +278,8 @@ def sweep(model, X, Y, *, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nes
         from .targets import cpu as kernels
     report = (_progress_line(f"sweep of {n_configs} runs") if progress is True or progress is np.True_
               else progress if callable(progress) else None)
-    raw = kernels.run_plan(model, *data, plan, drop_last=drop_last, divergence_factor=divergence_factor,
-                           stop_diverged=stop_diverged, parallel=target == "parallel", progress=report)
+    raw = kernels.run_plan(model, *data, plan, drop_last=drop_last, divergence_factor=c.divergence_factor,
+                           stop_diverged=c.stop_diverged, parallel=target == "parallel", progress=report)
 
     # ---- result -----------------------------------------------------------------------------
     dims = [name for name in AXES if swept[name]]
@@ -281,7 +314,7 @@ def sweep(model, X, Y, *, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nes
         epochs=epochs, shuffle=bool(shuffle), drop_last=drop_last, params0="given" if params0 is not None
         else "model.init(seed)", lr_schedule="none" if lr_schedule is None else repr(
             schedule if isinstance(schedule, tuple) else schedule.tolist()),
-        divergence_factor=divergence_factor, stop_diverged=stop_diverged, target=target, dtype=dtype_name,
+        divergence_factor=c.divergence_factor, stop_diverged=c.stop_diverged, target=target, dtype=dtype_name,
         gdsim_version=__version__, **fixed)
     if not swept["batch_size"]:
         ds.attrs["steps_per_epoch"] = steps_per_epoch(n, int(values["batch_size"][0]), drop_last)

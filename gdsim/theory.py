@@ -299,13 +299,15 @@ def polyak(L, mu):
 # ---------------------------------------------------------------------------------------
 def _step_matrix(lr, H, beta, tau, nesterov):
     """The linear part of one SGD step on the state ``(e, buf)`` for a batch Hessian ``H``
-    (already including weight decay): a ``2d x 2d`` matrix."""
-    d = H.shape[0]
-    eye = np.eye(d)
+    (already including weight decay): a ``2d x 2d`` matrix, or a stack of them for a
+    stack of Hessians ``(..., d, d)``."""
+    eye = np.broadcast_to(np.eye(H.shape[-1]), H.shape)
     if nesterov:
-        return np.block([[eye - lr * (1.0 + beta) * H, -lr * beta * beta * eye], [H, beta * eye]])
-    g = (1.0 - tau) if beta > 0 else 1.0
-    return np.block([[eye - lr * g * H, -lr * beta * eye], [g * H, beta * eye]])
+        blocks = [[eye - lr * (1.0 + beta) * H, -lr * beta * beta * eye], [H, beta * eye]]
+    else:
+        g = (1.0 - tau) if beta > 0 else 1.0
+        blocks = [[eye - lr * g * H, -lr * beta * eye], [g * H, beta * eye]]
+    return np.concatenate([np.concatenate(row, axis=-1) for row in blocks], axis=-2)
 
 
 def _sgd_settings(model, X, lr, momentum, dampening, weight_decay, nesterov, what):
@@ -318,6 +320,18 @@ def _sgd_settings(model, X, lr, momentum, dampening, weight_decay, nesterov, wha
             raise ValueError(f"{name} must be a real number here, got {value!r}")
     A, weight = _per_sample_curvatures(model, X)
     return model, nesterov, A, weight
+
+
+def _epoch_batches(A, batch_size, order, drop_last):
+    """The rows of ``A`` of each batch of one epoch in ``order`` (checked first)."""
+    n = A.shape[0]
+    batch_size = check_int("batch_size", batch_size, minimum=1, maximum=n)
+    drop_last = check_bool("drop_last", drop_last)
+    order = np.arange(n) if order is None else np.asarray(order)
+    if order.dtype.kind not in "iu" or not np.array_equal(np.sort(order), np.arange(n)):
+        raise ValueError(f"order must be a permutation of range({n}), got {order!r}")
+    batches = [A[order[start:start + batch_size]] for start in range(0, n, batch_size)]
+    return batches[:-1] if drop_last and batches[-1].shape[0] < batch_size else batches
 
 
 def epoch_spectral_radius(model, X, lr, *, batch_size=1, order=None, drop_last=False, momentum=0.0,
@@ -350,23 +364,25 @@ def epoch_spectral_radius(model, X, lr, *, batch_size=1, order=None, drop_last=F
     """
     model, nesterov, A, weight = _sgd_settings(model, X, lr, momentum, dampening, weight_decay, nesterov,
                                                "epoch_spectral_radius")
-    n, d = A.shape
-    batch_size = check_int("batch_size", batch_size, minimum=1, maximum=n)
-    drop_last = check_bool("drop_last", drop_last)
-    if order is None:
-        order = np.arange(n)
-    order = np.asarray(order)
-    if order.dtype.kind not in "iu" or not np.array_equal(np.sort(order), np.arange(n)):
-        raise ValueError(f"order must be a permutation of range({n}), got {order!r}")
-    M = np.eye(2 * d)
-    for start in range(0, n, batch_size):
-        rows = A[order[start:start + batch_size]]
-        if drop_last and rows.shape[0] < batch_size:
-            break
-        H = _batch_hessian(model, rows, weight) + weight_decay * np.eye(d)
-        M = _step_matrix(lr, H, momentum, dampening, nesterov) @ M
-    if momentum == 0:  # the buffer plays no part: the p block alone
-        M = M[:d, :d]
+    hessians = _epoch_hessians(model, A, weight, batch_size, order, drop_last, weight_decay)
+    return _epoch_radius(hessians, lr, momentum, dampening, nesterov)
+
+
+def _epoch_hessians(model, A, weight, batch_size, order, drop_last, weight_decay):
+    """The Hessian (plus weight decay) of each batch of one epoch, stacked ``(steps, d, d)``."""
+    batches = _epoch_batches(A, batch_size, order, drop_last)
+    return np.stack([_batch_hessian(model, rows, weight) for rows in batches]) + weight_decay * np.eye(A.shape[1])
+
+
+def _epoch_radius(hessians, lr, momentum, dampening, nesterov):
+    """Spectral radius of the product of one epoch's step matrices, last step leftmost."""
+    steps = _step_matrix(lr, hessians, momentum, dampening, nesterov)
+    if momentum == 0:  # the buffer plays no part (the top-right blocks are 0): the p blocks alone
+        d = hessians.shape[-1]
+        steps = steps[:, :d, :d]
+    M = steps[0]
+    for step in steps[1:]:
+        M = step @ M
     return float(np.abs(np.linalg.eigvals(M)).max())
 
 
@@ -455,10 +471,42 @@ def epoch_critical_lr(model, X, *, batch_size=1, order=None, drop_last=False, mo
     Searched in ``(0, 10 x`` the full-batch heavy-ball threshold ``]``; ``rtol`` is the
     bisection's relative tolerance. Returns ``inf`` if every ``lr`` there is stable.
     """
-    return _critical_lr(lambda lr: epoch_spectral_radius(
-        model, X, lr, batch_size=batch_size, order=order, drop_last=drop_last, momentum=momentum,
-        dampening=dampening, weight_decay=weight_decay, nesterov=nesterov),
-        model, X, "epoch_critical_lr", momentum, dampening, weight_decay, nesterov, rtol)
+    model, nesterov, A, weight = _sgd_settings(model, X, 0.0, momentum, dampening, weight_decay, nesterov,
+                                               "epoch_critical_lr")
+    hessians = _epoch_hessians(model, A, weight, batch_size, order, drop_last, weight_decay)  # the same for every lr
+    return _critical_lr(lambda lr: _epoch_radius(hessians, lr, momentum, dampening, nesterov),
+                        model, X, "epoch_critical_lr", momentum, dampening, weight_decay, nesterov, rtol)
+
+
+def step_critical_lr(model, X, *, batch_size=1, order=None, drop_last=False):
+    """The largest ``lr`` at which every single step of an epoch is stable on its own:
+    ``2 / max_batch lambda_max(H_batch)`` (plain SGD, no momentum).
+
+    Above it some batch's step amplifies the error along that batch's steepest direction
+    (``|1 - lr lambda| > 1``), so the loss can grow enormously within an epoch even where
+    the epoch as a whole is still contracting (:func:`epoch_critical_lr`); for full batch
+    it is the GD threshold ``2 / L``.
+
+    Parameters
+    ----------
+    model : gdsim.Linear
+        With ``loss="mse"``.
+    X : array_like (n, n_in)
+    batch_size : int, default 1
+    order : array_like of int, optional
+        The sample order (a permutation of ``range(n)``); default: data order.
+    drop_last : bool, default False
+
+    Returns
+    -------
+    float
+    """
+    model = _check_linear_mse(model, "step_critical_lr")
+    A, weight = _per_sample_curvatures(model, X)
+    top = 0.0
+    for rows in _epoch_batches(A, batch_size, order, drop_last):
+        top = max(top, float(np.linalg.eigvalsh(_batch_hessian(model, rows, weight)).max()))
+    return 2.0 / top if top > 0 else np.inf
 
 
 def mean_square_critical_lr(model, X, *, batch_size=1, momentum=0.0, dampening=0.0, weight_decay=0.0,

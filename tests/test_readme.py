@@ -36,3 +36,16 @@ def test_test_command_is_found_by_ci_script():
     assert 'pip install ".[test]"' in line and line.endswith("NUMBA_ENABLE_CUDASIM=1 python -m pytest")
     ci = (pathlib.Path(__file__).parents[1] / ".ci" / "run").read_text()
     assert "<!-- test-command" in ci and "^python3" in ci
+
+
+def test_study_example_checks_and_gallery_shows_every_study(tmp_path):
+    from gdsim.studies import load_study
+
+    (block,) = re.findall(r"```toml\n(.*?)```", README, re.S)
+    (tmp_path / "example.toml").write_text(block)
+    study = load_study(tmp_path / "example.toml")
+    assert study.swept == ("lr", "momentum", "nesterov") and study.n_runs == 100 * 99 * 2
+    root = pathlib.Path(__file__).parents[1]
+    shown = re.findall(r"!\[[^]]*\]\(figures/(\w+)\.png\)", README)
+    assert shown == sorted(p.stem for p in (root / "studies").glob("*.toml"))
+    assert all((root / "figures" / f"{name}.png").stat().st_size > 10_000 for name in shown)

@@ -147,6 +147,25 @@ def test_epoch_critical_lr_brackets_sgd_in_data_order(line, batch_size, momentum
     assert grows(above)
 
 
+@pytest.mark.parametrize("batch_size", [1, 4])
+def test_step_critical_lr_is_where_one_step_first_amplifies(line, batch_size):
+    model, X, Y = line
+    lr_step = theory.step_critical_lr(model, X, batch_size=batch_size)
+    if batch_size == 1:  # one sample's Hessian is 2 a a^T, a = (x, 1): top eigenvalue 2 (x^2 + 1)
+        assert lr_step == pytest.approx(1.0 / (1.0 + (X[:, 0] ** 2).max()), rel=1e-12)
+    # One step of the gradient kernel on the worst batch (targets 0: the minimum at 0)
+    # amplifies its steepest direction just above lr_step, and no batch's just below.
+    batches = [X[i:i + batch_size] for i in range(0, len(X), batch_size)]
+    worst = max(batches, key=lambda rows: np.linalg.eigvalsh(theory.hessian(model, rows)).max())
+    for rows in batches:
+        top = np.linalg.eigh(theory.hessian(model, rows))[1][:, -1]
+        for factor in (0.99, 1.01):
+            after = top - factor * lr_step * model.grad(top, rows, np.zeros((len(rows), 1)))
+            assert (np.linalg.norm(after) > 1.0) == (factor > 1 and rows is worst)
+    assert theory.step_critical_lr(model, X, batch_size=len(X)) == pytest.approx(
+        theory.gradient_descent(theory.hessian(model, X)).critical_lr, rel=1e-12)
+
+
 def test_epoch_spectral_radius_of_full_batch_is_gd(line):
     model, X, _ = line
     lam = np.linalg.eigvalsh(theory.hessian(model, X))

@@ -1,0 +1,464 @@
+"""Study files: one TOML file per experiment, run into a labelled dataset and its figure.
+
+A study names a model, a seeded dataset of :mod:`gdsim.datasets`, a grid of SGD settings
+and the figure that shows the result::
+
+    title = "Heavy ball and Nesterov: where full-batch GD converges"
+    figure = "momentum_phase"        # one of gdsim.figures.FIGURES
+    runner = "sweep"                 # "sweep" (default) or "train"
+    target = "parallel"              # sweep runner only: "cpu", "parallel" or "cuda"
+
+    [model]
+    type = "linear"                  # "linear": n_in, n_out; "mlp": sizes, activation
+    n_in = 1
+    n_out = 1
+
+    [data]
+    name = "tutorial_line"           # a function of gdsim.datasets, and its arguments
+    seed = 0
+
+    [train]                          # gdsim.sweep's arguments
+    lr = {geomspace = [1e-3, 0.5, 120]}
+    momentum = {linspace = [0.01, 0.99, 99]}
+    nesterov = [false, true]
+    batch_size = "full"
+    epochs = 100
+    params0 = [-10.0, -20.0]
+
+Axis values (``lr, momentum, dampening, weight_decay, nesterov, batch_size, seed``) are a
+scalar, a list, or a table ``{linspace = [start, stop, num]}``, ``{geomspace = [start,
+stop, num]}`` or ``{arange = [start, stop, step]}``; ``batch_size = "full"`` is the whole
+data set. The other ``[train]`` keys: ``epochs, shuffle, drop_last, params0`` (a list, or
+absent for ``model.init(seed)``), ``lr_schedule`` (``["step", step_size, gamma]``,
+``["exponential", gamma]``, ``["cosine", T_max, eta_min]`` or ``{factors = [...]}``),
+``divergence`` (a factor of the initial loss, or ``"none"``) and ``dtype``.
+
+Runners: ``"sweep"`` runs the whole grid with :func:`gdsim.sweep`. ``"train"`` calls
+:func:`gdsim.train` once per grid point and also records the parameters at every epoch
+(``epoch_params``) and, for classifiers, the accuracy: for small grids whose figure
+needs trajectories. Its runs always go to the end (``divergence = "none"``, the default); it keeps the
+parameters of every epoch only when the figure draws them.
+
+Data flow: :func:`load_study` reads and checks the whole file (and builds the data)
+before anything runs -> :func:`run_study` -> :func:`save_dataset` writes
+``results/NAME.nc`` (temporary file, then rename) -> :mod:`gdsim.figures` draws
+``figures/NAME.png``.
+"""
+
+import difflib
+import hashlib
+import inspect
+import itertools
+import math
+import os
+import tempfile
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import datasets
+from .models import MLP, Linear
+from .sweeps import AXES, check_sweep
+
+RUNNERS = ("sweep", "train")
+TOP_KEYS = {"title", "description", "figure", "runner", "target", "model", "data", "train"}
+MODEL_KEYS = {"linear": {"type", "n_in", "n_out", "loss", "reduction"},
+              "mlp": {"type", "sizes", "activation", "loss", "reduction"}}
+TRAIN_KEYS = set(AXES) | {"epochs", "shuffle", "drop_last", "params0", "lr_schedule", "divergence", "dtype"}
+GRID_FUNCTIONS = {"linspace": np.linspace, "geomspace": np.geomspace, "arange": np.arange}
+#: The dataset functions a study may name, and their arguments.
+DATASETS = {name: getattr(datasets, name) for name in ("tutorial_line", "teacher_mlp", "random_regression", "blobs")}
+
+
+class StudyError(ValueError):
+    """A study file that cannot run: the message names the file, the key and what it accepts."""
+
+
+@dataclass
+class Study:
+    """A checked study file, ready to run.
+
+    Attributes
+    ----------
+    name : str
+        The file's stem: results go to ``NAME.nc``, the figure to ``NAME.png``.
+    path : pathlib.Path
+    sha256 : str
+        Hash of the file's bytes (recorded in the dataset).
+    text : str
+        The file itself (recorded in the dataset, so a result says how it was made).
+    title, description, figure, runner, target : str
+    model : gdsim.Linear or gdsim.MLP
+    data : dict
+        ``{"name": ..., **arguments}`` of the dataset function.
+    X, Y : numpy.ndarray
+        The data it returns.
+    settings : dict
+        Keyword arguments of :func:`gdsim.sweep` (or of the ``train`` runner).
+    swept : tuple of str
+        The axes given as arrays: the dataset's dimensions, in ``gdsim.sweep``'s order.
+    n_runs : int
+    """
+
+    name: str
+    path: Path
+    sha256: str
+    text: str
+    title: str
+    description: str
+    figure: str
+    runner: str
+    target: str
+    model: object
+    data: dict
+    X: np.ndarray = field(repr=False)
+    Y: np.ndarray = field(repr=False)
+    settings: dict
+    swept: tuple
+    n_runs: int
+
+
+def _closest(key, allowed):
+    close = difflib.get_close_matches(key, sorted(allowed), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _check_keys(fail, where, table, allowed, required=()):
+    if not isinstance(table, dict):
+        fail(where, f"must be a table, got {table!r}")
+    for key in table:
+        if key not in allowed:
+            fail(where, f"unknown key {key!r}{_closest(key, allowed)}; accepted keys: {', '.join(sorted(allowed))}")
+    for key in required:
+        if key not in table:
+            fail(where, f"missing key {key!r}")
+
+
+def _grid_value(fail, key, value, n):
+    """An axis value from TOML: scalar, list, or ``{linspace|geomspace|arange = [a, b, c]}``."""
+    if isinstance(value, dict):
+        if len(value) != 1 or next(iter(value)) not in GRID_FUNCTIONS:
+            fail(f"[train] {key}", f"a table must be one of {{linspace = [start, stop, num]}}, "
+                 f"{{geomspace = [start, stop, num]}} or {{arange = [start, stop, step]}}, got {value!r}")
+        (function, args), = value.items()
+        if (not isinstance(args, list) or len(args) != 3
+                or not all(isinstance(a, (int, float)) and not isinstance(a, bool) for a in args)):
+            fail(f"[train] {key}", f"{function} needs a list of three numbers, got {args!r}")
+        if function != "arange" and (not isinstance(args[2], int) or args[2] < 1):
+            fail(f"[train] {key}", f"{function}'s third number is the number of values, an integer >= 1, "
+                 f"got {args[2]!r}")
+        if function == "geomspace" and (args[0] <= 0 or args[1] <= 0):
+            fail(f"[train] {key}", f"geomspace needs start and stop > 0, got {args!r}")
+        if function == "arange" and (args[2] == 0 or not math.isfinite(args[2])):
+            fail(f"[train] {key}", f"arange needs a finite step != 0, got {args[2]!r}")
+        values = GRID_FUNCTIONS[function](*args)
+        return values.astype(np.int64) if key in ("batch_size", "seed") and function == "arange" else values
+    if key == "batch_size":
+        if value == "full":
+            return n
+        if isinstance(value, list):
+            return [n if v == "full" else v for v in value]
+    if isinstance(value, list):
+        return np.array(value, dtype=object) if not value else value
+    return value
+
+
+def _lr_schedule(fail, value):
+    if isinstance(value, dict):
+        if set(value) != {"factors"}:
+            fail("[train] lr_schedule", f"a table must be {{factors = [...]}}, got {value!r}")
+        return np.asarray(value["factors"], dtype=object)
+    if isinstance(value, list) and value and isinstance(value[0], str):
+        return tuple(value)
+    fail("[train] lr_schedule", '["step", step_size, gamma], ["exponential", gamma], ["cosine", T_max, eta_min] '
+         f"or {{factors = [...]}}, got {value!r}")
+
+
+def _build_model(fail, spec):
+    _check_keys(fail, "[model]", spec, MODEL_KEYS["linear"] | MODEL_KEYS["mlp"], required=("type",))
+    kind = spec["type"]
+    if kind not in MODEL_KEYS:
+        fail("[model] type", f"must be 'linear' or 'mlp', got {kind!r}{_closest(str(kind), MODEL_KEYS)}")
+    _check_keys(fail, f"[model] (type = {kind!r})", spec, MODEL_KEYS[kind],
+                required=("n_in", "n_out") if kind == "linear" else ("sizes",))
+    options = {k: v for k, v in spec.items() if k != "type"}
+    try:
+        return Linear(**options) if kind == "linear" else MLP(**options)
+    except ValueError as error:
+        fail("[model]", str(error))
+
+
+def _build_data(fail, spec):
+    _check_keys(fail, "[data]", spec, {"name"} | {p for f in DATASETS.values()
+                                                  for p in inspect.signature(f).parameters}, required=("name",))
+    name = spec["name"]
+    if name not in DATASETS:
+        fail("[data] name", f"must be one of {', '.join(DATASETS)}, got {name!r}{_closest(str(name), DATASETS)}")
+    arguments = {k: v for k, v in spec.items() if k != "name"}
+    accepted = set(inspect.signature(DATASETS[name]).parameters)
+    _check_keys(fail, f"[data] (name = {name!r})", arguments, accepted)
+    try:
+        return DATASETS[name](**arguments)
+    except (ValueError, TypeError) as error:
+        fail("[data]", str(error))
+
+
+def load_study(path):
+    """Read and check a study file completely, and build its model and data.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        A ``.toml`` file (see the module's documentation for its keys).
+
+    Returns
+    -------
+    Study
+
+    Raises
+    ------
+    StudyError
+        A ``ValueError`` naming the file, the key and the accepted values: unknown keys
+        (with the closest valid one), wrong types, values out of range, a figure the
+        grid cannot draw. Nothing has run.
+    """
+    from .figures import FIGURES
+
+    path = Path(path)
+
+    def fail(where, message):
+        raise StudyError(f"{path}: {where}: {message}")
+
+    try:
+        raw = path.read_bytes()
+    except OSError as error:
+        raise StudyError(f"{path}: cannot read the study file: {error.strerror or error}") from None
+    try:
+        text = raw.decode("utf-8")
+        spec = tomllib.loads(text)
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
+        raise StudyError(f"{path}: not a valid TOML file: {error}") from None
+    _check_keys(fail, "top level", spec, TOP_KEYS, required=("title", "figure", "model", "data", "train"))
+    for key in ("title", "description", "figure", "runner", "target"):
+        if key in spec and not isinstance(spec[key], str):
+            fail(key, f"must be a string, got {spec[key]!r}")
+    runner = spec.get("runner", "sweep")
+    if runner not in RUNNERS:
+        fail("runner", f"must be one of {', '.join(RUNNERS)}, got {runner!r}{_closest(runner, RUNNERS)}")
+    figure = spec["figure"]
+    if figure not in FIGURES:
+        fail("figure", f"must be one of {', '.join(sorted(FIGURES))}, got {figure!r}{_closest(figure, FIGURES)}")
+    if runner == "train" and "target" in spec:
+        fail("target", "the train runner runs on the CPU, one run at a time; target is for runner = 'sweep'")
+    model = _build_model(fail, spec["model"])
+    X, Y = _build_data(fail, spec["data"])
+
+    train = spec["train"]
+    _check_keys(fail, "[train]", train, TRAIN_KEYS, required=("lr", "epochs"))
+    settings = {}
+    for key, value in train.items():
+        if key in AXES:
+            settings[key] = _grid_value(fail, key, value, X.shape[0])
+        elif key == "lr_schedule":
+            settings[key] = _lr_schedule(fail, value)
+        elif key == "divergence":
+            if value == "none":
+                settings[key] = None
+            elif runner == "train":
+                fail("[train] divergence", "the train runner runs every epoch; divergence must be 'none' (runs "
+                     f"are still marked at 1e6 x their initial loss), got {value!r}")
+            else:
+                settings[key] = value
+        else:
+            settings[key] = value
+    if runner == "train":
+        settings.setdefault("divergence", None)
+    try:
+        checked = check_sweep(model, X, Y, target=spec.get("target", "parallel"), **settings)
+    except ValueError as error:
+        message = str(error)
+        key = next((k for k in sorted(TRAIN_KEYS | {"target"}, key=len, reverse=True)
+                    if message.startswith(k)), None)
+        fail(f"[train] {key}" if key and key != "target" else "target" if key else "[train]", message)
+    # Data from a dataset function is finite; model.check_data also accepted its shapes.
+    swept = tuple(name for name in AXES if checked.swept[name])
+    study = Study(name=path.stem, path=path, sha256=hashlib.sha256(raw).hexdigest(), text=text,
+                  title=spec["title"], description=spec.get("description", ""), figure=figure, runner=runner,
+                  target=checked.target, model=model, data=dict(spec["data"]), X=X, Y=Y, settings=settings,
+                  swept=swept, n_runs=checked.n_configs)
+    problem = FIGURES[figure].check(study)
+    if problem:
+        fail("figure", f"{figure!r} {problem}")
+    return study
+
+
+def find_studies(folder):
+    """The ``*.toml`` files of ``folder``, sorted by name (ValueError if there are none)."""
+    folder = Path(folder)
+    paths = sorted(folder.glob("*.toml"))
+    if not paths:
+        raise StudyError(f"{folder}: no study files (*.toml) there")
+    return paths
+
+
+# ---------------------------------------------------------------------------------------
+# Running
+# ---------------------------------------------------------------------------------------
+def _train_runner(study, progress=None):
+    """Run every grid point with :func:`gdsim.train`; a Dataset laid out like a sweep's,
+    plus ``epoch_params`` and, for classifiers, ``accuracy``."""
+    import xarray as xr
+
+    from . import __version__
+    from .engine import train
+    from .optim import SGD
+
+    s = dict(study.settings)
+    model, X, Y = study.model, study.X, study.Y
+    checked = check_sweep(model, X, Y, **s)
+    values, swept = checked.values, checked.swept
+    fixed = {k: s[k] for k in ("epochs", "shuffle", "drop_last", "params0", "lr_schedule") if k in s}
+    runs = list(itertools.product(*(values[name] for name in AXES)))
+    from .figures import FIGURES
+
+    keep_params = FIGURES[study.figure].params  # per-epoch parameters: only where the figure draws them
+    classifier = keep_params and model.loss_name == "cross_entropy"
+    out = {"loss": [], "diverged_step": [], "diverged_loss": [], "params": [], "epoch_params": [], "accuracy": []}
+    for i, point in enumerate(runs):
+        p = dict(zip(AXES, point))
+        optimizer = SGD(lr=float(p["lr"]), momentum=float(p["momentum"]), dampening=float(p["dampening"]),
+                        weight_decay=float(p["weight_decay"]), nesterov=bool(p["nesterov"]))
+        result = train(model, X, Y, optimizer, batch_size=int(p["batch_size"]), seed=int(p["seed"]),
+                       record_params=keep_params, **fixed)
+        epoch_params = result.epoch_params if keep_params else None
+        out["loss"].append(result.epoch_loss)
+        out["diverged_step"].append(result.diverged_step)
+        out["diverged_loss"].append(result.diverged_loss)
+        out["params"].append(result.params)
+        out["epoch_params"].append(epoch_params)
+        if classifier:
+            with np.errstate(all="ignore"):
+                predicted = np.stack([model.predict(t, X).argmax(axis=1) for t in epoch_params])
+            out["accuracy"].append((predicted == Y[None, :]).mean(axis=1))
+        if progress is not None:
+            progress(i + 1, len(runs))
+    dims = [name for name in AXES if swept[name]]
+    shape = tuple(len(values[name]) for name in dims)
+
+    def grid(key):
+        a = np.asarray(out[key])
+        return a.reshape(shape + a.shape[1:])
+
+    loss = grid("loss")
+    variables = {
+        "loss": (dims + ["epoch"], loss, {"long_name": "full-data loss",
+                                           "description": "before each epoch and after the last"}),
+        "final_loss": (dims, loss[..., -1], {"long_name": "final loss"}),
+        "diverged": (dims, grid("diverged_step") >= 0, {"long_name": "diverged"}),
+        "diverged_step": (dims, grid("diverged_step"), {"long_name": "step marked as diverged",
+                                                         "description": "-1 if never"}),
+        "diverged_loss": (dims, grid("diverged_loss"), {"long_name": "loss that marked divergence"}),
+        "params": (dims + ["param"], grid("params"), {"long_name": "final parameters"}),
+    }
+    if keep_params:
+        variables["epoch_params"] = (dims + ["epoch", "param"], grid("epoch_params"),
+                                     {"long_name": "parameters", "description": "before each epoch and after the last"})
+    if classifier:
+        variables["accuracy"] = (dims + ["epoch"], grid("accuracy"),
+                                 {"long_name": "training accuracy", "description": "before each epoch and after "
+                                  "the last"})
+    coords = {name: values[name] for name in dims}
+    coords["epoch"] = np.arange(checked.epochs + 1)
+    coords["param"] = np.arange(model.n_params)
+    ds = xr.Dataset(variables, coords=coords)
+    ds.attrs.update(model=repr(model), n_params=model.n_params, n_samples=X.shape[0], epochs=checked.epochs,
+                    shuffle=checked.shuffle, divergence_factor=1e6, stop_diverged=False, target="cpu (gdsim.train)",
+                    dtype="float64", gdsim_version=__version__,
+                    params0="given" if checked.params0 is not None else "model.init(seed)",
+                    **{name: values[name][0].item() for name in AXES if not swept[name]})
+    return ds
+
+
+def run_study(study, *, target=None, progress=None):
+    """Run a study's grid.
+
+    Parameters
+    ----------
+    study : Study
+        From :func:`load_study`.
+    target : {"cpu", "parallel", "cuda"}, optional
+        Overrides the study's target (sweep runner only).
+    progress : callable, optional
+        Called as ``progress(runs_done, n_runs)``.
+
+    Returns
+    -------
+    xarray.Dataset
+        ``gdsim.sweep``'s result (or the train runner's), with the study recorded in its
+        attributes: ``study``, ``study_title``, ``study_sha256``, ``study_file`` (the
+        file's text), ``runner``, ``figure`` and ``data``.
+    """
+    from .sweeps import sweep
+
+    if study.runner == "sweep":
+        ds = sweep(study.model, study.X, study.Y, **study.settings, target=target or study.target,
+                   progress=progress if progress is not None else False)
+    else:
+        if target not in (None, "cpu"):
+            raise StudyError(f"{study.path}: target {target!r}: the train runner runs on the CPU only")
+        ds = _train_runner(study, progress)
+    ds.attrs.update(study=study.name, study_title=study.title, study_sha256=study.sha256, study_file=study.text,
+                    runner=study.runner, figure=study.figure,
+                    data=", ".join(f"{k}={v!r}" for k, v in study.data.items()))
+    return ds
+
+
+# ---------------------------------------------------------------------------------------
+# Files
+# ---------------------------------------------------------------------------------------
+def _atomic_write(path, write):
+    """Call ``write(temporary_path)``, then rename it to ``path``: a reader never sees a
+    half-written file, and a crash leaves the old file (or none)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; the result is an ordinary file
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_dataset(ds, path):
+    """Write a sweep's dataset to netCDF (``xarray``'s scipy engine: netCDF 3), atomically.
+
+    netCDF 3 has no boolean attributes or 64-bit integers: boolean attributes are stored
+    as the strings ``"True"``/``"False"`` and integer variables and coordinates as int32
+    (they are step counts, seeds and batch sizes); boolean variables round-trip.
+    """
+    ds = ds.copy()
+    ds.attrs = {k: str(v) if isinstance(v, (bool, np.bool_)) else v for k, v in ds.attrs.items()}
+    for name, var in ds.variables.items():
+        if var.dtype == np.int64:
+            if var.size and (var.values.min() < np.iinfo(np.int32).min or var.values.max() > np.iinfo(np.int32).max):
+                raise ValueError(f"{name} does not fit netCDF 3's int32")
+            ds[name] = var.astype(np.int32)
+        for k, v in var.attrs.items():
+            if isinstance(v, (bool, np.bool_)):
+                var.attrs[k] = str(v)
+    _atomic_write(path, lambda tmp: ds.to_netcdf(tmp, engine="scipy"))
+
+
+def load_dataset(path):
+    """Read a dataset written by :func:`save_dataset` (fully into memory; the file is closed)."""
+    import xarray as xr
+
+    with xr.open_dataset(path, engine="scipy") as ds:
+        return ds.load()

@@ -1,0 +1,284 @@
+"""Study files: checked before anything runs, run end to end into results/ and figures/."""
+
+import hashlib
+import pathlib
+import textwrap
+
+import numpy as np
+import pytest
+
+import naive
+import gdsim
+from gdsim import cli
+from gdsim.figures import FIGURES
+from gdsim.studies import StudyError, load_dataset, load_study, run_study, save_dataset
+
+STUDIES = pathlib.Path(__file__).parent.parent / "studies"
+
+LINE = """
+[model]
+type = "linear"
+n_in = 1
+n_out = 1
+
+[data]
+name = "tutorial_line"
+seed = 0
+"""
+
+
+def write(folder, name, text):
+    path = folder / f"{name}.toml"
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def test_the_shipped_studies_check_and_cover_every_figure():
+    paths = sorted(STUDIES.glob("*.toml"))
+    studies = [load_study(p) for p in paths]
+    assert {s.figure for s in studies} == set(FIGURES)
+    assert all(s.title and s.n_runs >= 1 for s in studies)
+
+
+def test_a_study_runs_end_to_end(tmp_path, capsys):
+    study = write(tmp_path, "phase", 'title = "t"\nfigure = "momentum_phase"\ntarget = "cpu"\n' + LINE + """
+        [train]
+        lr = {geomspace = [0.01, 0.2, 5]}
+        momentum = [0.0, 0.5, 0.9]
+        batch_size = "full"
+        epochs = 12
+        params0 = [-10.0, -20.0]
+        """)
+    results, figures = tmp_path / "results", tmp_path / "figures"
+    assert cli.main(["run", str(study), "--results", str(results), "--figures", str(figures)]) == 0
+    out = capsys.readouterr().out
+    assert "phase" in out and "1 studies done" in out
+    nc, png = results / "phase.nc", figures / "phase.png"
+    assert nc.stat().st_size > 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    assert sorted(p.name for p in results.iterdir()) == ["phase.nc"]  # no temporary files left
+    ds = load_dataset(nc)
+    assert ds.final_loss.dims == ("lr", "momentum")
+    np.testing.assert_allclose(ds.lr.values, np.geomspace(0.01, 0.2, 5))
+    assert ds.attrs["study_sha256"] == hashlib.sha256(study.read_bytes()).hexdigest()
+    assert ds.attrs["study_file"] == study.read_text()
+    # Each grid point is the plain NumPy loop with those settings.
+    X, Y = gdsim.datasets.tutorial_line(0)
+    for i, j in [(0, 0), (3, 1), (4, 2)]:
+        lr, momentum = float(ds.lr[i]), float(ds.momentum[j])
+        losses, _, history = naive.train((1, 1), "relu", "mse", "mean", np.array([-10.0, -20.0]), X, Y,
+                                         np.tile(np.arange(100), (12, 1)), 100, lr=lr, momentum=momentum)
+        np.testing.assert_allclose(ds.loss.values[i, j], losses, rtol=1e-12)
+        np.testing.assert_allclose(ds.params.values[i, j], history[-1], rtol=1e-12)
+
+
+def test_figures_runs_a_folder_and_redraw_reuses_the_results(tmp_path, capsys):
+    folder = tmp_path / "studies"
+    folder.mkdir()
+    write(folder, "a_tutorial", 'title = "t"\nfigure = "tutorial"\nrunner = "train"\n' + LINE + """
+        [train]
+        lr = 0.1
+        batch_size = ["full", 1]
+        epochs = 5
+        params0 = [-10.0, -20.0]
+        """)
+    write(folder, "b_paths", 'title = "t"\nfigure = "trajectories"\nrunner = "train"\n' + LINE + """
+        [train]
+        lr = [0.04, 0.123]
+        batch_size = "full"
+        epochs = 8
+        params0 = [-10.0, -20.0]
+        """)
+    args = ["--studies", str(folder), "--results", str(tmp_path / "r"), "--figures", str(tmp_path / "f")]
+    assert cli.main(["figures", *args]) == 0
+    assert "2 studies done" in capsys.readouterr().out
+    pngs = sorted((tmp_path / "f").iterdir())
+    assert [p.name for p in pngs] == ["a_tutorial.png", "b_paths.png"]
+    for p in pngs:
+        p.unlink()
+    assert cli.main(["figures", *args, "--redraw"]) == 0
+    assert "redrawn" in capsys.readouterr().out
+    assert sorted(p.name for p in (tmp_path / "f").iterdir()) == ["a_tutorial.png", "b_paths.png"]
+    # A study edited after its run is not redrawn from the stale result.
+    path = folder / "b_paths.toml"
+    path.write_text(path.read_text().replace("epochs = 8", "epochs = 9"))
+    assert cli.main(["figures", *args, "--redraw"]) == 2
+    assert "hash differs" in capsys.readouterr().err
+
+
+# Tiny versions of each figure's study, to draw every kind of the gallery.
+TINY = {
+    "lr_batch": LINE + """
+        [train]
+        lr = {geomspace = [0.02, 0.3, 6]}
+        batch_size = ["full", 10, 1]
+        epochs = 4
+        params0 = [-10.0, -20.0]
+        divergence = "none"
+        """,
+    "critical_batch": LINE + """
+        [train]
+        lr = {geomspace = [0.05, 0.2, 6]}
+        batch_size = [1, 10, 100]
+        seed = [0, 1]
+        shuffle = true
+        epochs = 10
+        params0 = [-10.0, -20.0]
+        divergence = "none"
+        """,
+    "mlp_phase": """
+        [model]
+        type = "mlp"
+        sizes = [3, 4, 1]
+        [data]
+        name = "teacher_mlp"
+        n = 40
+        sizes = [3, 4, 1]
+        [train]
+        lr = {geomspace = [0.01, 10.0, 6]}
+        momentum = [0.0, 0.5, 0.9]
+        batch_size = 8
+        epochs = 3
+        """,
+    "lr_threshold": """
+        runner = "train"
+        [model]
+        type = "mlp"
+        sizes = [6, 5, 2]
+        reduction = "sum"
+        [data]
+        name = "random_regression"
+        n = 10
+        n_in = 6
+        n_out = 2
+        [train]
+        lr = [0.001, 0.01, 0.1, 0.2, 1.0]
+        momentum = 0.9
+        batch_size = "full"
+        epochs = 10
+        """,
+    "classifier": """
+        runner = "train"
+        [model]
+        type = "mlp"
+        sizes = [2, 6, 3]
+        loss = "cross_entropy"
+        [data]
+        name = "blobs"
+        n = 60
+        [train]
+        lr = [0.01, 0.5, 50.0]
+        batch_size = 10
+        shuffle = true
+        epochs = 4
+        """,
+}
+
+
+@pytest.mark.parametrize("figure", sorted(TINY))
+def test_every_figure_draws(figure, tmp_path):
+    header = f'title = "tiny {figure}"\nfigure = "{figure}"\n'
+    study = load_study(write(tmp_path, figure, header + textwrap.dedent(TINY[figure])))
+    ds = run_study(study, target="cpu" if study.runner == "sweep" else None)
+    path = gdsim.figures.draw(study, ds, tmp_path / f"{figure}.png")
+    assert path.read_bytes()[:4] == b"\x89PNG" and path.stat().st_size > 10_000
+
+
+def test_the_train_runner_records_what_the_sweep_does(tmp_path):
+    grid = LINE + """
+        [train]
+        lr = [0.01, 0.1]
+        batch_size = ["full", 1]
+        epochs = 3
+        params0 = [-10.0, -20.0]
+        divergence = "none"
+        """
+    by_train = run_study(load_study(write(tmp_path, "a", 'title = "t"\nfigure = "tutorial"\nrunner = "train"\n'
+                                          + grid.replace("lr = [0.01, 0.1]", "lr = 0.1"))))
+    by_sweep = run_study(load_study(write(tmp_path, "b", 'title = "t"\nfigure = "lr_batch"\n' + grid)), target="cpu")
+    for name in ("loss", "params", "diverged_step"):
+        np.testing.assert_allclose(by_train[name].values, by_sweep[name].sel(lr=0.1).values, rtol=1e-13)
+    # The parameters at each epoch end where the run does.
+    np.testing.assert_array_equal(by_train.epoch_params.isel(epoch=-1).values, by_train.params.values)
+
+
+def test_netcdf_keeps_values_types_and_attributes(tmp_path):
+    X, Y = gdsim.datasets.tutorial_line(0)
+    ds = gdsim.sweep(gdsim.Linear(1, 1), X, Y, lr=[0.01, 0.2], momentum=[0.5, 0.9], nesterov=[False, True],
+                     batch_size=[100, 7], epochs=3, params0=[-10.0, -20.0], target="cpu")
+    path = tmp_path / "x.nc"
+    save_dataset(ds, path)
+    back = load_dataset(path)
+    for name in ds.variables:
+        np.testing.assert_array_equal(back[name].values, ds[name].values)
+        assert back[name].dtype.kind == ds[name].dtype.kind, name
+    assert back.diverged.dtype == bool and back.nesterov.dtype == bool
+    assert back.attrs["shuffle"] == "False" and back.attrs["epochs"] == 3
+    assert back.sel(nesterov=True, batch_size=7).final_loss.shape == (2, 2)
+
+
+BAD = [
+    ('title = "t"\nfigures = "tutorial"\n', "top level: unknown key 'figures' (did you mean 'figure'?)"),
+    ('title = "t"\nfigure = "momentum_phas"\n' + LINE + '[train]\nlr = 0.1\nepochs = 1\n',
+     "figure: must be one of classifier, critical_batch, lr_batch, lr_threshold, mlp_phase, momentum_phase, "
+     "trajectories, tutorial, got 'momentum_phas' (did you mean 'momentum_phase'?)"),
+    ('title = "t"\nfigure = "lr_batch"\n' + LINE + '[train]\nlrr = 0.1\nepochs = 1\n',
+     "[train]: unknown key 'lrr' (did you mean 'lr'?)"),
+    ('title = "t"\nfigure = "lr_batch"\n' + LINE + '[train]\nlr = [0.1, -0.1]\nbatch_size = [1, 2]\nepochs = 1\n',
+     "[train] lr: lr must be a finite real number >= 0 (or a 1-d array of them), got -0.1 at index 1"),
+    ('title = "t"\nfigure = "lr_batch"\n' + LINE + '[train]\nlr = [0.1]\nbatch_size = [1, 101]\nepochs = 1\n',
+     "[train] batch_size: batch_size (every value) must be an integer in [1, 100], got 101"),
+    ('title = "t"\nfigure = "lr_batch"\n' + LINE + '[train]\nlr = {geomspace = [0, 1, 5]}\nepochs = 1\n',
+     "[train] lr: geomspace needs start and stop > 0, got [0, 1, 5]"),
+    ('title = "t"\nfigure = "lr_batch"\n' + LINE + '[train]\nlr = 0.1\nepochs = 0\n',
+     "[train] epochs: epochs must be an integer in [1, inf], got 0"),
+    ('title = "t"\nfigure = "lr_batch"\n' + LINE + '[train]\nlr = [0.1, 0.2]\nepochs = 2\n',
+     "figure: 'lr_batch' needs [train] batch_size given as lists or ranges (swept), not single values"),
+    ('title = "t"\nfigure = "tutorial"\nrunner = "train"\ntarget = "cpu"\n' + LINE + '[train]\nlr = 0.1\nepochs = 1\n',
+     "target: the train runner runs on the CPU, one run at a time; target is for runner = 'sweep'"),
+    ('title = "t"\nfigure = "lr_batch"\ntarget = "gpu"\n' + LINE + '[train]\nlr = 0.1\nepochs = 1\n',
+     "target: target must be one of ['cpu', 'cuda', 'parallel'], got 'gpu'"),
+    ('title = "t"\nfigure = "lr_batch"\n[model]\ntype = "mlp"\nsizes = [1, 0]\n[data]\nname = "tutorial_line"\n'
+     '[train]\nlr = 0.1\nepochs = 1\n', "[model]: sizes[1] must be an integer in [1, inf], got 0"),
+    ('title = "t"\nfigure = "lr_batch"\n[model]\ntype = "linear"\nn_in = 1\nn_out = 1\n[data]\nname = "tutorial"\n'
+     '[train]\nlr = 0.1\nepochs = 1\n', "[data] name: must be one of tutorial_line, teacher_mlp, random_regression, "
+     "blobs, got 'tutorial' (did you mean 'tutorial_line'?)"),
+    ('title = "t"\nfigure = "lr_batch"\n[model]\ntype = "linear"\nn_in = 1\nn_out = 1\n[data]\nname = "blobs"\n'
+     'sed = 1\n[train]\nlr = 0.1\nepochs = 1\n', "[data]: unknown key 'sed' (did you mean 'seed'?)"),
+    ('title = "t"\nfigure = "lr_batch"\n' + LINE + '[train]\nlr = 0.1\nepochs = 1\ndivergence = 0.5\n',
+     "[train] divergence: divergence must be a number > 1 (a factor of the initial loss) or None, got 0.5"),
+    ('title = "t"\nfigure = "lr_batch"\n' + LINE + '[train]\nlr = 0.1\nepochs = 1\nnesterov = true\n',
+     "Nesterov momentum requires a momentum and zero dampening"),
+    ('title = "t"\nfigure = "lr_batch"\n' + LINE + '[train]\nlr = 0.1\nepochs = 1\nlr_schedule = ["stp", 1, 0.5]\n',
+     "[train] lr_schedule: lr_schedule[0] (the schedule's name) must be one of ['cosine', 'exponential', 'step'], "
+     "got 'stp' (did you mean 'step'?)"),
+    ('title = "t"\nfigure = [1]\n' + LINE + '[train]\nlr = 0.1\nepochs = 1\n', "figure: must be a string, got [1]"),
+    ('title = "t"\nfigure = "lr_batch"\n' + LINE, "top level: missing key 'train'"),
+    ('title = "t\n', "not a valid TOML file"),
+]
+
+
+@pytest.mark.parametrize("text, message", BAD)
+def test_a_bad_study_file_is_refused_before_anything_runs(text, message, tmp_path, capsys):
+    path = write(tmp_path, "bad", text)
+    with pytest.raises(StudyError) as error:
+        load_study(path)
+    assert str(error.value).startswith(f"{path}: ")
+    assert message in str(error.value)
+    results = tmp_path / "results"
+    assert cli.main(["run", str(path), "--results", str(results), "--figures", str(tmp_path / "f")]) == 2
+    assert message in capsys.readouterr().err
+    assert not results.exists()
+
+
+def test_one_bad_study_stops_the_whole_folder_before_any_run(tmp_path, capsys):
+    folder = tmp_path / "s"
+    folder.mkdir()
+    write(folder, "a_good", 'title = "t"\nfigure = "tutorial"\nrunner = "train"\n' + LINE
+          + '[train]\nlr = 0.1\nbatch_size = ["full", 1]\nepochs = 2\n')
+    write(folder, "b_bad", BAD[2][0])
+    assert cli.main(["figures", "--studies", str(folder), "--results", str(tmp_path / "r")]) == 2
+    assert "b_bad.toml: [train]: unknown key 'lrr'" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+    assert cli.main(["figures", "--studies", str(tmp_path / "nothing")]) == 2
+    assert "no study files" in capsys.readouterr().err

@@ -93,52 +93,129 @@ def _study_progress(prefix):
     return report
 
 
-def run_studies(paths, *, results, figures, target=None, redraw=False):
-    """Check every study file, then run each (or reload its saved result) and draw its figure.
+def _existing_result(study, nc, target, restart):
+    """"current" if ``nc`` holds this study's result, None if there is none (or ``restart``);
+    :class:`StudyError` if it was made from another study file, gdsim version or target."""
+    from . import __version__
+    from .studies import StudyError, _target_family, load_dataset
+
+    if restart or not nc.exists():
+        return None
+    attrs = load_dataset(nc).attrs
+    problems = []
+    if attrs.get("study_sha256") != study.sha256:
+        problems.append("the study file changed")
+    if attrs.get("gdsim_version") != __version__:
+        problems.append(f"it was made by gdsim {attrs.get('gdsim_version')}, this is {__version__}")
+    if study.runner == "sweep" and _target_family(str(attrs.get("target"))) != _target_family(target):
+        problems.append(f"it was run on {attrs.get('target')!r}, not {target!r}")
+    if problems:
+        raise StudyError(f"{nc} is a result of {study.path} that is out of date ({'; '.join(problems)}); "
+                         "rerun with --restart to replace it (or --redraw to draw it as it is)")
+    return "current"
+
+
+def run_studies(paths, *, results, figures, target=None, redraw=False, restart=False, chunk_runs=None):
+    """Check every study file, run each one (resuming from saved chunks) or reuse its
+    up-to-date result, and draw its figure.
 
     Parameters
     ----------
     paths : list of path
-        Study files; all are checked before the first one runs.
+        Study files; all of them, and what ``results`` holds for them, are checked
+        before the first one runs.
     results, figures : path
-        Folders for ``NAME.nc`` and ``NAME.png``.
+        Folders for ``NAME.nc`` (and, while it runs, the chunks in ``NAME.partial/``) and
+        for ``NAME.png``.
     target : str, optional
         Overrides the studies' targets (sweep runner).
     redraw : bool
-        Draw from the saved results instead of running; a result made from another
-        version of the study file (its hash differs) is refused.
+        Draw from the saved results, never run; a result made from another version of the
+        study file (its hash differs) is refused.
+    restart : bool
+        Discard saved results and chunks of these studies and run them from scratch.
+    chunk_runs : int, optional
+        Runs per chunk (see :func:`gdsim.studies.run_study`).
 
     Returns
     -------
     list of (Study, xarray.Dataset)
     """
-    from .figures import draw
-    from .studies import StudyError, load_dataset, load_study, run_study, save_dataset
+    import shutil
 
+    from .engine import _check_memory
+    from .figures import draw
+    from .studies import StudyError, _checked, check_work_folder, chunks_saved, load_dataset, load_study, \
+        run_study, save_dataset
+
+    # ---- everything checked before the first run ------------------------------------------
+    if redraw and restart:
+        raise ValueError("--redraw (never run) and --restart (run again) exclude each other")
+    if chunk_runs is not None and (isinstance(chunk_runs, bool) or not isinstance(chunk_runs, int) or chunk_runs < 1):
+        raise ValueError(f"--chunk-runs must be an integer >= 1, got {chunk_runs!r}")
     studies = [load_study(p) for p in paths]
-    done = []
-    start = time.perf_counter()
-    for i, study in enumerate(studies, 1):
-        prefix = f"[{i}/{len(studies)}] {study.name}"
-        nc, png = Path(results) / f"{study.name}.nc", Path(figures) / f"{study.name}.png"
-        t0 = time.perf_counter()
+    names = [s.name for s in studies]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise StudyError(f"two study files named {twice[0]!r}: their results would overwrite each other")
+    results, figures = Path(results), Path(figures)
+    plans = []
+    for study in studies:
+        nc, partial = results / f"{study.name}.nc", results / f"{study.name}.partial"
+        run_target = target or study.target
         if redraw:
             if not nc.exists():
                 raise StudyError(f"{nc}: no saved result to redraw; run `gdsim run {study.path}` first")
-            ds = load_dataset(nc)
-            if ds.attrs.get("study_sha256") != study.sha256:
+            if load_dataset(nc).attrs.get("study_sha256") != study.sha256:
                 raise StudyError(f"{nc} was made from another version of {study.path} (hash differs); run it again")
-            what = "redrawn"
+            state = "redraw"
         else:
-            runner = f"{study.n_runs} runs" + (f" on {target or study.target}" if study.runner == "sweep"
-                                                else " with gdsim.train")
-            print(f"{prefix}: {study.title} ({runner})", flush=True)
-            ds = run_study(study, target=target, progress=_study_progress(prefix))
+            c = _checked(study, target)
+            state = _existing_result(study, nc, run_target, restart)
+            if state is None and not restart:
+                check_work_folder(study, c, partial)
+        plans.append((study, nc, partial, run_target, state))
+    to_run = [p for p in plans if p[4] is None]
+    needed = 2 * sum(p[0].result_bytes for p in to_run)  # the chunks and the final file
+    if needed:
+        _check_memory(max(p[0].result_bytes for p in to_run), "the largest study's result",
+                      "run fewer points or epochs")
+        existing = next(folder for folder in (results, *results.parents) if folder.exists())
+        free = shutil.disk_usage(existing).free
+        if needed > free:
+            raise StudyError(f"the results need about {needed / 2**30:.2f} GiB on disk in {results} but only "
+                             f"{free / 2**30:.2f} GiB is free; run fewer points or epochs, or choose --results")
+
+    # ---- run -------------------------------------------------------------------------------
+    done = []
+    start = time.perf_counter()
+    for i, (study, nc, partial, run_target, state) in enumerate(plans, 1):
+        prefix = f"[{i}/{len(studies)}] {study.name}"
+        t0 = time.perf_counter()
+        if state is not None:
+            ds = load_dataset(nc)
+            what = "redrawn" if state == "redraw" else f"up to date ({nc}; --restart runs it again)"
+        else:
+            if restart:
+                nc.unlink(missing_ok=True)
+                shutil.rmtree(partial, ignore_errors=True)
+            resumed = chunks_saved(partial)
+            runner = f"{study.n_runs} runs" + (f" on {run_target}" if study.runner == "sweep" else " with gdsim.train")
+            print(f"{prefix}: {study.title} ({runner}" + (f"; resuming from {resumed} saved chunks" if resumed
+                                                            else "") + ")", flush=True)
+            try:
+                ds = run_study(study, target=target, progress=_study_progress(prefix), folder=partial,
+                               chunk_runs=chunk_runs)
+            except KeyboardInterrupt:
+                print(f"\n{prefix}: interrupted; {chunks_saved(partial)} finished chunks are saved in {partial}; "
+                      "run the same command again to resume", file=sys.stderr, flush=True)
+                raise
             save_dataset(ds, nc)
-            diverged = int(ds.diverged.sum())
-            what = f"{diverged} of {study.n_runs} runs diverged; saved {nc}"
-        draw(study, ds, png)
-        print(f"{prefix}: {what}; drew {png} ({time.perf_counter() - t0:.1f} s)", flush=True)
+            shutil.rmtree(partial, ignore_errors=True)
+            n_diverged = int(ds.diverged.sum())
+            what = f"{n_diverged} of {study.n_runs} runs diverged; saved {nc}"
+        draw(study, ds, figures / f"{study.name}.png")
+        print(f"{prefix}: {what}; drew {figures / study.name}.png ({time.perf_counter() - t0:.1f} s)", flush=True)
         done.append((study, ds))
     print(f"{len(studies)} studies done in {time.perf_counter() - start:.1f} s", flush=True)
     return done
@@ -197,6 +274,11 @@ def main(argv=None):
                          help="run sweeps on this target instead of the study's")
         sub.add_argument("--redraw", action="store_true",
                          help="only redraw the figures from the saved results (no run)")
+        sub.add_argument("--restart", action="store_true",
+                         help="discard saved results and partial runs of these studies and run them again")
+        sub.add_argument("--chunk-runs", type=int, metavar="N",
+                         help="runs per saved chunk of a new run (default: 2048 for sweeps, 1 for the train "
+                              "runner); a resumed run keeps its own")
     commands.add_parser("info", help="versions, CPU, threads and whether the CUDA target is available",
                         description="Print gdsim's and its dependencies' versions, the CPU, the number "
                                     "of threads target='parallel' uses and the CUDA target's state.")
@@ -214,7 +296,7 @@ def main(argv=None):
         else:
             paths = args.studies if args.command == "run" else find_studies(args.studies)
             run_studies(paths, results=args.results, figures=args.figures, target=args.target,
-                        redraw=args.redraw)
+                        redraw=args.redraw, restart=args.restart, chunk_runs=args.chunk_runs)
     except (StudyError, ValueError) as error:
         print(f"gdsim {args.command}: error: {error}", file=sys.stderr)
         return 2
@@ -222,7 +304,7 @@ def main(argv=None):
         print(f"gdsim {args.command}: error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print(f"\ngdsim {args.command}: interrupted; results already saved are kept", file=sys.stderr)
+        print(f"gdsim {args.command}: interrupted; what was saved is kept", file=sys.stderr)
         return 130
     except BrokenPipeError:  # output piped into `head` and the like
         sys.stderr.close()

@@ -26,17 +26,16 @@ class FigureKind:
 
     draw: object  #: ``draw(study, ds) -> matplotlib.figure.Figure``
     summary: str
-    runner: str = "sweep"
     axes: tuple = ()  #: axes that must be swept
     fixed: tuple = ()  #: axes that must not be swept
     linear: bool = False  #: needs a Linear model with MSE (closed-form theory)
     classifier: bool = False
-    params: bool = False  #: needs the parameters at every epoch (train runner)
+    params: bool = False  #: needs the parameters at every epoch (only the train runner keeps them)
 
     def check(self, study):
         """None if ``study`` can be drawn as this figure, else what is missing."""
-        if study.runner != self.runner:
-            return f"needs runner = {self.runner!r}"
+        if self.params and study.runner != "train":
+            return "needs runner = 'train' (it draws the parameters at every epoch)"
         missing = [a for a in self.axes if a not in study.swept]
         if missing:
             return f"needs [train] {', '.join(missing)} given as lists or ranges (swept), not single values"
@@ -384,22 +383,22 @@ def classifier(study, ds):
 
 #: The figures a study can name, and what each needs.
 FIGURES = {
-    "tutorial": FigureKind(tutorial, "the tutorial: data, fits, loss per epoch", runner="train",
-                           axes=("batch_size",), fixed=("lr",), linear=True, params=True),
+    "tutorial": FigureKind(tutorial, "the tutorial: data, fits, loss per epoch", axes=("batch_size",),
+                           fixed=("lr",), linear=True, params=True),
     "lr_batch": FigureKind(lr_batch, "final loss vs lr per batch size, with thresholds", axes=("lr", "batch_size"),
                            fixed=("momentum", "seed"), linear=True),
     "momentum_phase": FigureKind(momentum_phase, "lr x momentum heat maps with the stability boundary",
                                  axes=("lr", "momentum"), fixed=("batch_size", "seed"), linear=True),
-    "trajectories": FigureKind(trajectories, "iterates in the (w, b) plane over loss contours", runner="train",
-                               axes=("lr",), fixed=("momentum", "batch_size"), linear=True, params=True),
+    "trajectories": FigureKind(trajectories, "iterates in the (w, b) plane over loss contours", axes=("lr",),
+                               fixed=("momentum", "batch_size"), linear=True, params=True),
     "critical_batch": FigureKind(critical_batch, "critical lr vs batch size: simulated and theory",
                                  axes=("lr", "batch_size", "seed"), fixed=("momentum",), linear=True),
     "mlp_phase": FigureKind(mlp_phase, "an MLP's lr x momentum phase diagram", axes=("lr", "momentum"),
                             fixed=("batch_size", "seed", "nesterov")),
-    "lr_threshold": FigureKind(lr_threshold, "final loss vs lr and the sharpness threshold", runner="train",
-                               axes=("lr",), fixed=("momentum", "batch_size", "seed")),
-    "classifier": FigureKind(classifier, "loss and accuracy over epochs for several lrs", runner="train",
-                             axes=("lr",), fixed=("batch_size", "momentum"), classifier=True, params=True),
+    "lr_threshold": FigureKind(lr_threshold, "final loss vs lr and the sharpness threshold", axes=("lr",),
+                               fixed=("momentum", "batch_size", "seed")),
+    "classifier": FigureKind(classifier, "loss and accuracy over epochs for several lrs", axes=("lr",),
+                             fixed=("batch_size", "momentum"), classifier=True, params=True),
 }
 
 

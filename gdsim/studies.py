@@ -45,10 +45,10 @@ before anything runs -> :func:`run_study` -> :func:`save_dataset` writes
 ``figures/NAME.png``.
 """
 
+import copy
 import difflib
 import hashlib
 import inspect
-import itertools
 import math
 import os
 import tempfile
@@ -59,6 +59,7 @@ from pathlib import Path
 import numpy as np
 
 from . import datasets
+from .engine import _check_memory
 from .models import MLP, Linear
 from .sweeps import AXES, check_sweep
 
@@ -100,6 +101,10 @@ class Study:
     swept : tuple of str
         The axes given as arrays: the dataset's dimensions, in ``gdsim.sweep``'s order.
     n_runs : int
+    checked : types.SimpleNamespace
+        The settings as :func:`gdsim.sweeps.check_sweep` returned them.
+    result_bytes : int
+        Size of the result dataset (in memory; about the same on disk).
     """
 
     name: str
@@ -118,6 +123,8 @@ class Study:
     settings: dict
     swept: tuple
     n_runs: int
+    checked: object = field(repr=False)
+    result_bytes: int = 0
 
 
 def _closest(key, allowed):
@@ -284,10 +291,18 @@ def load_study(path):
         fail(f"[train] {key}" if key and key != "target" else "target" if key else "[train]", message)
     # Data from a dataset function is finite; model.check_data also accepted its shapes.
     swept = tuple(name for name in AXES if checked.swept[name])
+    per_run = 8 * (checked.epochs + 1) + 8 * model.n_params + 24  # loss, params, divergence
+    if runner == "train" and FIGURES[figure].params:
+        per_run += 8 * (checked.epochs + 1) * (model.n_params + 1)  # epoch_params, accuracy
+    try:  # the chunks, then the whole result, are in memory at once
+        _check_memory(2 * per_run * checked.n_configs, f"the result of {checked.n_configs} runs",
+                      "sweep fewer points or fewer epochs (loss is recorded at every epoch), or split the study")
+    except ValueError as error:
+        fail("[train]", str(error))
     study = Study(name=path.stem, path=path, sha256=hashlib.sha256(raw).hexdigest(), text=text,
                   title=spec["title"], description=spec.get("description", ""), figure=figure, runner=runner,
                   target=checked.target, model=model, data=dict(spec["data"]), X=X, Y=Y, settings=settings,
-                  swept=swept, n_runs=checked.n_configs)
+                  swept=swept, n_runs=checked.n_configs, checked=checked, result_bytes=per_run * checked.n_configs)
     problem = FIGURES[figure].check(study)
     if problem:
         fail("figure", f"{figure!r} {problem}")
@@ -306,83 +321,91 @@ def find_studies(folder):
 # ---------------------------------------------------------------------------------------
 # Running
 # ---------------------------------------------------------------------------------------
-def _train_runner(study, progress=None):
-    """Run every grid point with :func:`gdsim.train`; a Dataset laid out like a sweep's,
-    plus ``epoch_params`` and, for classifiers, ``accuracy``."""
-    import xarray as xr
+def _checked(study, target=None):
+    """The study's checked sweep arguments (:func:`gdsim.sweeps.check_sweep`), on ``target``."""
+    c = copy.copy(study.checked)
+    if target is not None:
+        if study.runner == "train" and target != "cpu":
+            raise StudyError(f"{study.path}: target {target!r}: the train runner runs on the CPU only")
+        c.target = target
+    return c
 
-    from . import __version__
+
+def _train_points(study, c, runs, progress=None):
+    """Run grid points ``runs`` (flat indices) with :func:`gdsim.train`, one at a time:
+    the raw arrays of :func:`gdsim.sweeps.run_grid_points`, plus ``epoch_params`` and, for
+    a classifier, ``accuracy`` when the figure draws them."""
     from .engine import train
+    from .figures import FIGURES
     from .optim import SGD
 
-    s = dict(study.settings)
     model, X, Y = study.model, study.X, study.Y
-    checked = check_sweep(model, X, Y, **s)
-    values, swept = checked.values, checked.swept
-    fixed = {k: s[k] for k in ("epochs", "shuffle", "drop_last", "params0", "lr_schedule") if k in s}
-    runs = list(itertools.product(*(values[name] for name in AXES)))
-    from .figures import FIGURES
-
-    keep_params = FIGURES[study.figure].params  # per-epoch parameters: only where the figure draws them
-    classifier = keep_params and model.loss_name == "cross_entropy"
-    out = {"loss": [], "diverged_step": [], "diverged_loss": [], "params": [], "epoch_params": [], "accuracy": []}
-    for i, point in enumerate(runs):
-        p = dict(zip(AXES, point))
+    fixed = {k: study.settings[k] for k in ("epochs", "shuffle", "drop_last", "params0", "lr_schedule")
+             if k in study.settings}
+    keep_params = FIGURES[study.figure].params  # per-epoch parameters only where the figure draws them
+    keys = ["epoch_loss", "diverged_step", "diverged_loss", "params"]
+    keys += ["epoch_params"] + (["accuracy"] if model.loss_name == "cross_entropy" else []) if keep_params else []
+    out = {key: [] for key in keys}
+    index = np.unravel_index(runs, c.shape)
+    for i in range(len(runs)):
+        p = {name: c.values[name][index[a][i]] for a, name in enumerate(AXES)}
         optimizer = SGD(lr=float(p["lr"]), momentum=float(p["momentum"]), dampening=float(p["dampening"]),
                         weight_decay=float(p["weight_decay"]), nesterov=bool(p["nesterov"]))
         result = train(model, X, Y, optimizer, batch_size=int(p["batch_size"]), seed=int(p["seed"]),
                        record_params=keep_params, **fixed)
-        epoch_params = result.epoch_params if keep_params else None
-        out["loss"].append(result.epoch_loss)
+        out["epoch_loss"].append(result.epoch_loss)
         out["diverged_step"].append(result.diverged_step)
         out["diverged_loss"].append(result.diverged_loss)
         out["params"].append(result.params)
-        out["epoch_params"].append(epoch_params)
-        if classifier:
-            with np.errstate(all="ignore"):
-                predicted = np.stack([model.predict(t, X).argmax(axis=1) for t in epoch_params])
+        if keep_params:
+            out["epoch_params"].append(result.epoch_params)
+        if "accuracy" in out:
+            with np.errstate(all="ignore"):  # a blown-up run predicts from NaN logits: 0 accuracy, no warning
+                predicted = np.stack([model.predict(t, X).argmax(axis=1) for t in result.epoch_params])
             out["accuracy"].append((predicted == Y[None, :]).mean(axis=1))
         if progress is not None:
             progress(i + 1, len(runs))
-    dims = [name for name in AXES if swept[name]]
-    shape = tuple(len(values[name]) for name in dims)
+    return {key: np.asarray(value) for key, value in out.items()}
 
-    def grid(key):
-        a = np.asarray(out[key])
-        return a.reshape(shape + a.shape[1:])
 
-    loss = grid("loss")
-    variables = {
-        "loss": (dims + ["epoch"], loss, {"long_name": "full-data loss",
-                                           "description": "before each epoch and after the last"}),
-        "final_loss": (dims, loss[..., -1], {"long_name": "final loss"}),
-        "diverged": (dims, grid("diverged_step") >= 0, {"long_name": "diverged"}),
-        "diverged_step": (dims, grid("diverged_step"), {"long_name": "step marked as diverged",
-                                                         "description": "-1 if never"}),
-        "diverged_loss": (dims, grid("diverged_loss"), {"long_name": "loss that marked divergence"}),
-        "params": (dims + ["param"], grid("params"), {"long_name": "final parameters"}),
-    }
-    if keep_params:
-        variables["epoch_params"] = (dims + ["epoch", "param"], grid("epoch_params"),
-                                     {"long_name": "parameters", "description": "before each epoch and after the last"})
-    if classifier:
-        variables["accuracy"] = (dims + ["epoch"], grid("accuracy"),
-                                 {"long_name": "training accuracy", "description": "before each epoch and after "
-                                  "the last"})
-    coords = {name: values[name] for name in dims}
-    coords["epoch"] = np.arange(checked.epochs + 1)
-    coords["param"] = np.arange(model.n_params)
-    ds = xr.Dataset(variables, coords=coords)
-    ds.attrs.update(model=repr(model), n_params=model.n_params, n_samples=X.shape[0], epochs=checked.epochs,
-                    shuffle=checked.shuffle, divergence_factor=1e6, stop_diverged=False, target="cpu (gdsim.train)",
-                    dtype="float64", gdsim_version=__version__,
-                    params0="given" if checked.params0 is not None else "model.init(seed)",
-                    **{name: values[name][0].item() for name in AXES if not swept[name]})
+def _run_points(study, c, runs, progress=None):
+    from .sweeps import run_grid_points
+
+    if study.runner == "sweep":
+        return run_grid_points(c, runs, progress)
+    return _train_points(study, c, runs, progress)
+
+
+def _dataset(study, c, raw):
+    """The study's labelled dataset from the raw arrays of all its grid points."""
+    from .sweeps import grid_dataset
+
+    ds = grid_dataset(c, raw)
+    if study.runner == "train":
+        dims = list(ds.final_loss.dims)
+        shape = ds.final_loss.shape
+        if "epoch_params" in raw:
+            ds["epoch_params"] = (dims + ["epoch", "param"], raw["epoch_params"].reshape(shape + raw[
+                "epoch_params"].shape[1:]), {"long_name": "parameters",
+                                            "description": "before each epoch and after the last"})
+        if "accuracy" in raw:
+            ds["accuracy"] = (dims + ["epoch"], raw["accuracy"].reshape(shape + (-1,)),
+                              {"long_name": "training accuracy",
+                               "description": "before each epoch and after the last"})
+        ds.attrs.update(target="cpu (gdsim.train, one run at a time)", stop_diverged=False)
+    data_seed = study.data.get("seed", inspect.signature(DATASETS[study.data["name"]]).parameters["seed"].default)
+    ds.attrs.update(study=study.name, study_title=study.title, study_sha256=study.sha256, study_file=study.text,
+                    runner=study.runner, figure=study.figure,
+                    data=", ".join(f"{k}={v!r}" for k, v in study.data.items()), data_seed=data_seed,
+                    random_draws=f"data: gdsim.datasets.{study.data['name']}(seed={data_seed}); initial parameters: "
+                                 + ("params0" if c.params0 is not None else "model.init(seed)") +
+                                 (", shuffles: default_rng(SeedSequence(seed).spawn(1)[0]) per epoch" if c.shuffle
+                                  else ", no shuffles (data order)") + "; seed: the seed coordinate or attribute")
     return ds
 
 
-def run_study(study, *, target=None, progress=None):
-    """Run a study's grid.
+def run_study(study, *, target=None, progress=None, folder=None, chunk_runs=None):
+    """Run a study's grid, in chunks saved to ``folder`` if one is given.
 
     Parameters
     ----------
@@ -392,27 +415,129 @@ def run_study(study, *, target=None, progress=None):
         Overrides the study's target (sweep runner only).
     progress : callable, optional
         Called as ``progress(runs_done, n_runs)``.
+    folder : path, optional
+        Work folder for a resumable run: each finished chunk of runs is written there
+        atomically (``chunk_NNNNNN.npz``) next to a ``manifest.json`` (the study file's hash,
+        gdsim's version, the target and the chunk size); a rerun loads the chunks found and
+        runs only the others. A folder made for another study file, gdsim version or
+        target is refused (:class:`StudyError`). None: run everything at once, in memory.
+    chunk_runs : int, optional
+        Runs per chunk; default :data:`CHUNK_RUNS` of the runner (a resumed run keeps the
+        manifest's). The result does not depend on it (bit for bit).
 
     Returns
     -------
     xarray.Dataset
-        ``gdsim.sweep``'s result (or the train runner's), with the study recorded in its
-        attributes: ``study``, ``study_title``, ``study_sha256``, ``study_file`` (the
-        file's text), ``runner``, ``figure`` and ``data``.
+        ``gdsim.sweep``'s result (the train runner's has the same layout, plus
+        ``epoch_params`` and ``accuracy`` where its figure needs them), with the study in
+        its attributes: ``study``, ``study_title``, ``study_sha256``, ``study_file`` (the
+        file's text), ``runner``, ``figure``, ``data``, ``data_seed`` and ``random_draws``.
     """
-    from .sweeps import sweep
+    c = _checked(study, target)
+    n_runs = c.n_configs
+    if folder is None:
+        return _dataset(study, c, _run_points(study, c, np.arange(n_runs), progress))
+    folder = Path(folder)
+    chunk_runs = _open_work_folder(study, c, folder, chunk_runs)
+    bounds = list(range(0, n_runs, chunk_runs)) + [n_runs]
+    parts = []
+    for k, (first, stop) in enumerate(zip(bounds[:-1], bounds[1:])):
+        path = folder / f"chunk_{k:06d}.npz"
+        part = _load_chunk(path, stop - first)
+        if part is None:
+            report = None if progress is None else (lambda done, total, first=first: progress(first + done, n_runs))
+            part = _run_points(study, c, np.arange(first, stop), report)
+            _save_chunk(path, part)
+        elif progress is not None:
+            progress(stop, n_runs)
+        parts.append(part)
+    raw = {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
+    return _dataset(study, c, raw)
 
-    if study.runner == "sweep":
-        ds = sweep(study.model, study.X, study.Y, **study.settings, target=target or study.target,
-                   progress=progress if progress is not None else False)
-    else:
-        if target not in (None, "cpu"):
-            raise StudyError(f"{study.path}: target {target!r}: the train runner runs on the CPU only")
-        ds = _train_runner(study, progress)
-    ds.attrs.update(study=study.name, study_title=study.title, study_sha256=study.sha256, study_file=study.text,
-                    runner=study.runner, figure=study.figure,
-                    data=", ".join(f"{k}={v!r}" for k, v in study.data.items()))
-    return ds
+
+#: Default runs per chunk of a resumable study: sweeps run blocks of 128 runs on every
+#: thread; the train runner's runs can each take seconds.
+CHUNK_RUNS = {"sweep": 2048, "train": 1}
+
+
+def _manifest(study, c, chunk_runs):
+    from . import __version__
+
+    return {"study": study.name, "study_sha256": study.sha256, "gdsim_version": __version__, "runner": study.runner,
+            "target": _target_family(c.target), "n_runs": int(c.n_configs), "chunk_runs": int(chunk_runs)}
+
+
+def _target_family(target):
+    """cpu and parallel give the same bits; cuda may differ in the last places."""
+    return "cuda" if target == "cuda" else "cpu"
+
+
+def check_work_folder(study, c, folder):
+    """The chunk size recorded in ``folder``'s manifest (None if there is no manifest);
+    :class:`StudyError` if its chunks cannot be part of this run."""
+    import json
+
+    manifest_path = Path(folder) / "manifest.json"
+    if not manifest_path.exists():
+        return None
+    try:
+        found = json.loads(manifest_path.read_text())
+    except ValueError:
+        found = {}
+    expected = _manifest(study, c, found.get("chunk_runs", 1))
+    what = {"study_sha256": "the study file changed", "gdsim_version": "gdsim's version changed",
+            "target": "the target differs", "runner": "the runner differs", "n_runs": "the grid differs"}
+    changed = [key for key in what if found.get(key) != expected[key]]
+    if changed or not isinstance(found.get("chunk_runs"), int):
+        raise StudyError(f"{folder} holds part of a run of {study.path} that cannot be resumed ("
+                         f"{', '.join(what[k] for k in changed) or 'its manifest is unreadable'}); "
+                         "rerun with --restart to discard it")
+    return found["chunk_runs"]
+
+
+def _open_work_folder(study, c, folder, chunk_runs):
+    """Check the manifest of ``folder``, or create the folder and its manifest; returns the
+    chunk size to use (the manifest's when resuming)."""
+    import json
+
+    found = check_work_folder(study, c, folder)
+    if found is not None:
+        return found
+    chunk_runs = CHUNK_RUNS[study.runner] if chunk_runs is None else chunk_runs
+    if not isinstance(chunk_runs, int) or isinstance(chunk_runs, bool) or chunk_runs < 1:
+        raise StudyError(f"chunk_runs must be an integer >= 1, got {chunk_runs!r}")
+    folder.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(_manifest(study, c, chunk_runs), indent=2) + "\n"
+    _atomic_write(folder / "manifest.json", lambda tmp: Path(tmp).write_text(text))
+    return chunk_runs
+
+
+def _save_chunk(path, part):
+    def write(tmp):
+        with open(tmp, "wb") as f:
+            np.savez(f, **part)
+
+    _atomic_write(path, write)
+
+
+def _load_chunk(path, n):
+    """A chunk's arrays if ``path`` holds a complete one of ``n`` runs, else None."""
+    if not path.exists():
+        return None
+    try:
+        with np.load(path) as f:
+            part = {key: f[key] for key in f.files}
+    except (OSError, ValueError, EOFError):  # unreadable: run it again
+        return None
+    if "epoch_loss" not in part or any(a.shape[:1] != (n,) for a in part.values()):
+        return None
+    return part
+
+
+def chunks_saved(folder):
+    """How many chunk files a work folder holds (0 if there is none)."""
+    folder = Path(folder)
+    return len(list(folder.glob("chunk_*.npz"))) if folder.is_dir() else 0
 
 
 # ---------------------------------------------------------------------------------------

@@ -240,52 +240,75 @@ def sweep(model, X, Y, *, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nes
     >>> bool(ds.diverged.sel(lr=0.001, momentum=0.0))
     False
     """
-    import xarray as xr  # imported here: only sweeps need it
-
-    from . import __version__
-
     # ---- validate everything before any work -------------------------------------------
     c = check_sweep(model, X, Y, lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
                     nesterov=nesterov, batch_size=batch_size, epochs=epochs, shuffle=shuffle, seed=seed,
                     params0=params0, lr_schedule=lr_schedule, drop_last=drop_last, target=target, dtype=dtype,
                     divergence=divergence, progress=progress)
-    model, X, Y, n, epochs, values, swept = c.model, c.X, c.Y, c.n, c.epochs, c.values, c.swept
-    target, dtype_name, schedule, drop_last, params0 = c.target, c.dtype, c.schedule, c.drop_last, c.params0
-    n_configs, shape = c.n_configs, c.shape
-    if target == "cuda":
+    if c.target == "cuda":
         from ._jit import cuda
         cuda()  # raises the clear error if there is no GPU / numba-cuda
+    report = (_progress_line(f"sweep of {c.n_configs} runs") if progress is True or progress is np.True_
+              else progress if callable(progress) else None)
+    return grid_dataset(c, run_grid_points(c, np.arange(c.n_configs), report))
 
-    # ---- plan: one row per run, in C order over the grid ---------------------------------
-    index = dict(zip(AXES, np.unravel_index(np.arange(n_configs), shape)))
-    run = {name: np.take(values[name], index[name]) for name in AXES}
+
+def run_grid_points(c, runs, progress=None):
+    """Run some points of a checked sweep.
+
+    Parameters
+    ----------
+    c : types.SimpleNamespace
+        From :func:`check_sweep`.
+    runs : numpy.ndarray of int
+        Flat indices of grid points (C order over :data:`AXES`), increasing.
+    progress : callable, optional
+        ``progress(runs_done, len(runs))``.
+
+    Returns
+    -------
+    dict
+        ``epoch_loss [k, epochs + 1]``, ``diverged_step [k]``, ``diverged_loss [k]``,
+        ``params [k, n_params]``: each run's result does not depend on which other runs
+        share the call (the kernels treat runs independently), so chunks of a grid
+        concatenate to the whole grid's result bit for bit.
+    """
+    model, n, epochs, values = c.model, c.n, c.epochs, c.values
+    index = dict(zip(AXES, np.unravel_index(runs, c.shape)))
     n_seeds = len(values["seed"])
     group = index["batch_size"] * n_seeds + index["seed"]  # runs sharing batch size and order
-    orders = np.stack([batch_orders(n, epochs, shuffle, int(s)) for s in values["seed"]])
+    orders = np.stack([batch_orders(n, epochs, c.shuffle, int(s)) for s in values["seed"]])
     orders = np.concatenate([orders] * len(values["batch_size"]))  # [n_groups, epochs, n]
     group_batch = np.repeat(values["batch_size"], n_seeds)
-    inits = np.stack([model.init(int(s)) if params0 is None else params0 for s in values["seed"]])
-    lrs = np.take(epoch_lrs(values["lr"], schedule, epochs), index["lr"], axis=0)  # [n_configs, epochs]
-    plan = dict(theta0=np.take(inits, index["seed"], axis=0).astype(dtype_name), lr=lrs, momentum=run["momentum"],
-                dampening=run["dampening"], weight_decay=run["weight_decay"], nesterov=run["nesterov"],
+    inits = np.stack([model.init(int(s)) if c.params0 is None else c.params0 for s in values["seed"]])
+    lrs = np.take(epoch_lrs(values["lr"], c.schedule, epochs), index["lr"], axis=0)  # [k, epochs]
+    plan = dict(theta0=np.take(inits, index["seed"], axis=0).astype(c.dtype), lr=lrs,
+                momentum=np.take(values["momentum"], index["momentum"]),
+                dampening=np.take(values["dampening"], index["dampening"]),
+                weight_decay=np.take(values["weight_decay"], index["weight_decay"]),
+                nesterov=np.take(values["nesterov"], index["nesterov"]),
                 group=group, orders=orders, batch_sizes=group_batch)
-    data = (X.astype(dtype_name), Y.astype(dtype_name))
-
-    # ---- run ------------------------------------------------------------------------------
-    if target == "cuda":
+    if c.target == "cuda":
         from .targets import cuda as kernels
     else:
         from .targets import cpu as kernels
-    report = (_progress_line(f"sweep of {n_configs} runs") if progress is True or progress is np.True_
-              else progress if callable(progress) else None)
-    raw = kernels.run_plan(model, *data, plan, drop_last=drop_last, divergence_factor=c.divergence_factor,
-                           stop_diverged=c.stop_diverged, parallel=target == "parallel", progress=report)
+    return kernels.run_plan(model, c.X.astype(c.dtype), c.Y.astype(c.dtype), plan, drop_last=c.drop_last,
+                            divergence_factor=c.divergence_factor, stop_diverged=c.stop_diverged,
+                            parallel=c.target == "parallel", progress=progress)
 
-    # ---- result -----------------------------------------------------------------------------
+
+def grid_dataset(c, raw):
+    """The labelled result of a checked sweep (see :func:`sweep`) from the raw arrays of
+    every grid point (:func:`run_grid_points`, in order)."""
+    import xarray as xr  # imported here: only sweeps need it
+
+    from . import __version__
+
+    model, values, swept = c.model, c.values, c.swept
     dims = [name for name in AXES if swept[name]]
     grid_shape = tuple(len(values[name]) for name in dims)
     coords = {name: values[name] for name in dims}
-    coords["epoch"] = np.arange(epochs + 1)
+    coords["epoch"] = np.arange(c.epochs + 1)
     coords["param"] = np.arange(model.n_params)
 
     def grid(a):
@@ -309,13 +332,14 @@ def sweep(model, X, Y, *, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nes
     )
     ds.epoch.attrs["description"] = "loss[epoch] is measured before that epoch; loss[epochs] after the last"
     fixed = {name: (values[name][0].item()) for name in AXES if not swept[name]}
+    schedule = c.schedule
     ds.attrs.update(
-        model=repr(model), n_params=model.n_params, n_samples=n, n_in=model.n_in, n_out=model.n_out,
-        epochs=epochs, shuffle=bool(shuffle), drop_last=drop_last, params0="given" if params0 is not None
-        else "model.init(seed)", lr_schedule="none" if lr_schedule is None else repr(
-            schedule if isinstance(schedule, tuple) else schedule.tolist()),
-        divergence_factor=c.divergence_factor, stop_diverged=c.stop_diverged, target=target, dtype=dtype_name,
+        model=repr(model), n_params=model.n_params, n_samples=c.n, n_in=model.n_in, n_out=model.n_out,
+        epochs=c.epochs, shuffle=c.shuffle, drop_last=c.drop_last,
+        params0="given" if c.params0 is not None else "model.init(seed)",
+        lr_schedule="none" if schedule is None else repr(schedule if isinstance(schedule, tuple) else schedule.tolist()),
+        divergence_factor=c.divergence_factor, stop_diverged=c.stop_diverged, target=c.target, dtype=c.dtype,
         gdsim_version=__version__, **fixed)
     if not swept["batch_size"]:
-        ds.attrs["steps_per_epoch"] = steps_per_epoch(n, int(values["batch_size"][0]), drop_last)
+        ds.attrs["steps_per_epoch"] = steps_per_epoch(c.n, int(values["batch_size"][0]), c.drop_last)
     return ds

@@ -335,6 +335,11 @@ def _line_batch_loss(theta, X, Y, order, start, stop, mean, want_grad, grad, tot
     order, without the layer loops and scratch arrays (``start`` and ``want_grad`` passed
     as run-time values, as there)."""
     scale = 1.0 / (stop - start) if mean else 1.0
+    # A sample's own loss is own_scale * r^2 with own_scale = 1 / n_out = 1, a run-time
+    # value as in gdsim.kernels.output_loss: LLVM cannot drop it, so the square is rounded
+    # before it is summed ("0.0 + r r" would not do: r r is never -0, so 0.0 + is dropped
+    # and the square fused into the sum).
+    own_scale = 1.0 / Y.shape[1]
     for c in range(BLOCK):
         total[c] = 0.0
     if want_grad:
@@ -347,12 +352,12 @@ def _line_batch_loss(theta, X, Y, order, start, stop, mean, want_grad, grad, tot
         y = Y[r, 0]
         if want_grad:
             for c in range(BLOCK):
-                # "0.0 + w x" keeps the general path's rounding of the prediction, so the
-                # parameters follow it bit for bit; the loss may differ in its last bit
-                # (the square is fused into the sum).
+                # "0.0 + w x" rounds the product on its own (no fused multiply-add), as the
+                # general path and gdsim.kernels do, and so does the square times own_scale
+                # (see below): parameters and loss follow them bit for bit.
                 z = 0.0 + theta[0, c] * x
                 residual = (z + theta[1, c]) - y
-                total[c] += residual * residual
+                total[c] += own_scale * (residual * residual)
                 d = scale * 2.0 * residual
                 grad[1, c] += d
                 grad[0, c] += d * x
@@ -360,7 +365,7 @@ def _line_batch_loss(theta, X, Y, order, start, stop, mean, want_grad, grad, tot
             for c in range(BLOCK):
                 z = 0.0 + theta[0, c] * x
                 residual = (z + theta[1, c]) - y
-                total[c] += residual * residual
+                total[c] += own_scale * (residual * residual)
     if mean:
         for c in range(BLOCK):
             total[c] = total[c] / (stop - start)

@@ -40,3 +40,11 @@ def check_choice(name, value, choices):
 def is_real_scalar(value):
     """True for int/float (NumPy scalars included), False for bool, complex, strings, arrays."""
     return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
+def format_bytes(nbytes):
+    """``nbytes`` for a message: "512 B", "1.6 MiB", "2.30 GiB"."""
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if nbytes >= size:
+            return f"{nbytes / size:.{2 if unit == 'GiB' else 1}f} {unit}"
+    return f"{int(nbytes)} B"

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__, datasets
-from ._validate import check_int
+from ._validate import check_int, format_bytes
 from .engine import train
 from .models import Linear
 from .optim import SGD
@@ -183,8 +183,8 @@ def run_studies(paths, *, results, figures, target=None, redraw=False, restart=F
         existing = next(folder for folder in (results, *results.parents) if folder.exists())
         free = shutil.disk_usage(existing).free
         if needed > free:
-            raise StudyError(f"the results need about {needed / 2**30:.2f} GiB on disk in {results} but only "
-                             f"{free / 2**30:.2f} GiB is free; run fewer points or epochs, or choose --results")
+            raise StudyError(f"the results need about {format_bytes(needed)} on disk in {results} but only "
+                             f"{format_bytes(free)} is free; run fewer points or epochs, or choose --results")
 
     # ---- run -------------------------------------------------------------------------------
     done = []

@@ -11,7 +11,7 @@ import os
 import numpy as np
 
 from ._jit import jit
-from ._validate import check_bool, check_int, is_real_scalar
+from ._validate import check_bool, check_int, format_bytes, is_real_scalar
 from .kernels import batch_loss, batch_loss_grad, dense_batch_loss_grad, is_diverged, new_workspace
 from .models import check_model
 from .optim import check_optimizer, epoch_lrs, sgd_update
@@ -65,7 +65,7 @@ def _check_memory(nbytes, what, way_out):
     except (ValueError, OSError, AttributeError):  # not on every platform
         return
     if nbytes > available:
-        raise ValueError(f"{what} needs {nbytes / 2**30:.1f} GiB but only {available / 2**30:.1f} GiB "
+        raise ValueError(f"{what} needs {format_bytes(nbytes)} but only {format_bytes(available)} "
                          f"of memory is free; {way_out}")
 
 

@@ -14,8 +14,8 @@ and the figure that shows the result::
     n_out = 1
 
     [data]
-    name = "tutorial_line"           # a function of gdsim.datasets, and its arguments
-    seed = 0
+    name = "tutorial_line"           # a function of gdsim.datasets, and its arguments,
+    seed = 0                         # or file = "data.npz" (arrays X and Y, next to the study)
 
     [train]                          # gdsim.sweep's arguments
     lr = {geomspace = [1e-3, 0.5, 120]}
@@ -87,13 +87,13 @@ class Study:
         The file's stem: results go to ``NAME.nc``, the figure to ``NAME.png``.
     path : pathlib.Path
     sha256 : str
-        Hash of the file's bytes (recorded in the dataset).
+        Hash of the file's bytes and of its data file's, if any (recorded in the dataset).
     text : str
         The file itself (recorded in the dataset, so a result says how it was made).
     title, description, figure, runner, target : str
     model : gdsim.Linear or gdsim.MLP
     data : dict
-        ``{"name": ..., **arguments}`` of the dataset function.
+        ``{"name": ..., **arguments}`` of the dataset function, or ``{"file": ...}``.
     X, Y : numpy.ndarray
         The data it returns.
     settings : dict
@@ -197,9 +197,25 @@ def _build_model(fail, spec):
         fail("[model]", str(error))
 
 
-def _build_data(fail, spec):
-    _check_keys(fail, "[data]", spec, {"name"} | {p for f in DATASETS.values()
-                                                  for p in inspect.signature(f).parameters}, required=("name",))
+def _build_data(fail, spec, folder):
+    """``(X, Y, file_bytes)``: from a :mod:`gdsim.datasets` function, or from an ``.npz``
+    file (``file``, relative to the study file; arrays ``X`` and ``Y``)."""
+    if "file" in spec:
+        _check_keys(fail, "[data] (file = ...)", spec, {"file"})
+        path = folder / str(spec["file"])
+        try:
+            raw = path.read_bytes()
+            with np.load(path) as f:
+                missing = [key for key in ("X", "Y") if key not in f.files]
+                if missing:
+                    fail("[data] file", f"{path} has arrays {f.files}; it needs X and Y")
+                return f["X"], f["Y"], raw
+        except (OSError, ValueError) as error:
+            fail("[data] file", f"cannot read {path} as an .npz file of X and Y: {error}")
+    _check_keys(fail, "[data]", spec, {"name", "file"} | {p for f in DATASETS.values()
+                                                          for p in inspect.signature(f).parameters})
+    if "name" not in spec:
+        fail("[data]", "needs name = one of " + ", ".join(DATASETS) + ", or file = \"data.npz\"")
     name = spec["name"]
     if name not in DATASETS:
         fail("[data] name", f"must be one of {', '.join(DATASETS)}, got {name!r}{_closest(str(name), DATASETS)}")
@@ -207,7 +223,7 @@ def _build_data(fail, spec):
     accepted = set(inspect.signature(DATASETS[name]).parameters)
     _check_keys(fail, f"[data] (name = {name!r})", arguments, accepted)
     try:
-        return DATASETS[name](**arguments)
+        return (*DATASETS[name](**arguments), b"")
     except (ValueError, TypeError) as error:
         fail("[data]", str(error))
 
@@ -260,7 +276,13 @@ def load_study(path):
     if runner == "train" and "target" in spec:
         fail("target", "the train runner runs on the CPU, one run at a time; target is for runner = 'sweep'")
     model = _build_model(fail, spec["model"])
-    X, Y = _build_data(fail, spec["data"])
+    X, Y, data_bytes = _build_data(fail, spec["data"], path.parent)
+    try:
+        checked_X, checked_Y = model.check_data(X, Y)
+    except ValueError as error:
+        fail("[data]", f"does not fit the model: {error}")
+    # float64 (n, n_in) and, for MSE, (n, n_out); a classifier keeps its integer labels.
+    X, Y = checked_X, (checked_Y if model.loss_name == "mse" else np.asarray(Y))
 
     train = spec["train"]
     _check_keys(fail, "[train]", train, TRAIN_KEYS, required=("lr", "epochs"))
@@ -299,7 +321,7 @@ def load_study(path):
                       "sweep fewer points or fewer epochs (loss is recorded at every epoch), or split the study")
     except ValueError as error:
         fail("[train]", str(error))
-    study = Study(name=path.stem, path=path, sha256=hashlib.sha256(raw).hexdigest(), text=text,
+    study = Study(name=path.stem, path=path, sha256=hashlib.sha256(raw + data_bytes).hexdigest(), text=text,
                   title=spec["title"], description=spec.get("description", ""), figure=figure, runner=runner,
                   target=checked.target, model=model, data=dict(spec["data"]), X=X, Y=Y, settings=settings,
                   swept=swept, n_runs=checked.n_configs, checked=checked, result_bytes=per_run * checked.n_configs)
@@ -393,14 +415,17 @@ def _dataset(study, c, raw):
                               {"long_name": "training accuracy",
                                "description": "before each epoch and after the last"})
         ds.attrs.update(target="cpu (gdsim.train, one run at a time)", stop_diverged=False)
-    data_seed = study.data.get("seed", inspect.signature(DATASETS[study.data["name"]]).parameters["seed"].default)
+    if "file" in study.data:
+        source = f"data: the file {study.data['file']} (no random draw)"
+    else:
+        data_seed = study.data.get("seed",
+                                   inspect.signature(DATASETS[study.data["name"]]).parameters["seed"].default)
+        source = f"data: gdsim.datasets.{study.data['name']}(seed={data_seed})"
+        ds.attrs["data_seed"] = data_seed
     ds.attrs.update(study=study.name, study_title=study.title, study_sha256=study.sha256, study_file=study.text,
                     runner=study.runner, figure=study.figure,
-                    data=", ".join(f"{k}={v!r}" for k, v in study.data.items()), data_seed=data_seed,
-                    random_draws=f"data: gdsim.datasets.{study.data['name']}(seed={data_seed}); initial parameters: "
-                                 + ("params0" if c.params0 is not None else "model.init(seed)") +
-                                 (", shuffles: default_rng(SeedSequence(seed).spawn(1)[0]) per epoch" if c.shuffle
-                                  else ", no shuffles (data order)") + "; seed: the seed coordinate or attribute")
+                    data=", ".join(f"{k}={v!r}" for k, v in study.data.items()),
+                    random_draws=f"{source}; {ds.attrs['random_draws']}")
     return ds
 
 

@@ -297,6 +297,14 @@ def run_grid_points(c, runs, progress=None):
                             parallel=c.target == "parallel", progress=progress)
 
 
+def random_draws(c):
+    """Where a checked sweep's random numbers come from, for the result's attributes."""
+    init = "params0 (given)" if c.params0 is not None else "model.init(seed), numpy default_rng(seed)"
+    shuffles = ("a permutation per epoch from default_rng(SeedSequence(seed).spawn(1)[0])" if c.shuffle
+                else "none (data order)")
+    return f"initial parameters: {init}; shuffles: {shuffles}; seed: the seed coordinate or attribute"
+
+
 def grid_dataset(c, raw):
     """The labelled result of a checked sweep (see :func:`sweep`) from the raw arrays of
     every grid point (:func:`run_grid_points`, in order)."""
@@ -339,7 +347,7 @@ def grid_dataset(c, raw):
         params0="given" if c.params0 is not None else "model.init(seed)",
         lr_schedule="none" if schedule is None else repr(schedule if isinstance(schedule, tuple) else schedule.tolist()),
         divergence_factor=c.divergence_factor, stop_diverged=c.stop_diverged, target=c.target, dtype=c.dtype,
-        gdsim_version=__version__, **fixed)
+        gdsim_version=__version__, random_draws=random_draws(c), **fixed)
     if not swept["batch_size"]:
         ds.attrs["steps_per_epoch"] = steps_per_epoch(c.n, int(values["batch_size"][0]), c.drop_last)
     return ds

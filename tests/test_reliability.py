@@ -271,3 +271,27 @@ def test_bad_options_are_refused_before_any_run(mlp_study, tmp_path, capsys):
     assert not (tmp_path / "r").exists()
     with pytest.raises(StudyError, match="two study files named 'resumable'"):
         cli.run_studies([path, path], results=tmp_path / "r", figures=tmp_path / "f")
+
+
+def test_a_result_too_big_for_memory_or_disk_is_refused_up_front(mlp_study, tmp_path, monkeypatch, capsys):
+    import shutil
+    from collections import namedtuple
+
+    path, _ = mlp_study
+    study = load_study(path)
+    # The 512 runs record 7 losses and 385 parameters each: about 1.6 MB.
+    assert study.result_bytes == 512 * (8 * 7 + 8 * 385 + 24)
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda folder: usage(10**9, 10**9 - 10**6, 10**6))
+    assert cli.main(["run", str(path), "--results", str(tmp_path / "r"), "--figures", str(tmp_path / "f")]) == 2
+    err = capsys.readouterr().err
+    assert "the results need about 3.1 MiB on disk" in err and "but only 976.6 KiB is free" in err
+    assert not (tmp_path / "r").exists()
+    monkeypatch.undo()
+    page = os.sysconf("SC_PAGE_SIZE")
+    real_sysconf = os.sysconf
+    monkeypatch.setattr(os, "sysconf", lambda name: 100 if name == "SC_AVPHYS_PAGES" else real_sysconf(name))
+    with pytest.raises(StudyError, match=r"\[train\]: a sweep of 512 runs needs [0-9.]+ MiB but only "
+                                         r"[0-9.]+ KiB of memory is free; sweep fewer points at once"):
+        load_study(path)
+    assert page * 100 < study.result_bytes

@@ -286,3 +286,30 @@ def test_one_bad_study_stops_the_whole_folder_before_any_run(tmp_path, capsys):
     assert not (tmp_path / "r").exists()
     assert cli.main(["figures", "--studies", str(tmp_path / "nothing")]) == 2
     assert "no study files" in capsys.readouterr().err
+
+
+def test_data_from_a_file_is_checked_and_hashed(tmp_path, capsys):
+    X, Y = gdsim.datasets.tutorial_line(0)
+    header = 'title = "t"\nfigure = "lr_batch"\n[model]\ntype = "linear"\nn_in = 1\nn_out = 1\n'
+    train = '[train]\nlr = [0.01, 0.1]\nbatch_size = [1, 100]\nepochs = 3\n'
+    path = write(tmp_path, "mine", header + '[data]\nfile = "mine.npz"\n' + train)
+    np.savez(tmp_path / "mine.npz", X=X, Y=Y[:, 0])  # 1-d targets are fine for one output
+    study = load_study(path)
+    np.testing.assert_array_equal(study.Y, Y)
+    from_function = load_study(write(tmp_path, "same", header + '[data]\nname = "tutorial_line"\n' + train))
+    np.testing.assert_array_equal(run_study(study, target="cpu").loss.values,
+                                  run_study(from_function, target="cpu").loss.values)
+    # The data file is part of the study's hash.
+    np.savez(tmp_path / "mine.npz", X=X, Y=Y[:, 0] + 1.0)
+    assert load_study(path).sha256 != study.sha256
+    for arrays, message in (({"X": np.where(X > 4, np.nan, X), "Y": Y}, "[data]: does not fit the model: X contains NaN or inf (first at row 91, column 0)"),
+                            ({"X": X, "Y": Y[:50]}, "must have"),
+                            ({"X": X}, "it needs X and Y")):
+        np.savez(tmp_path / "mine.npz", **arrays)
+        with pytest.raises(StudyError, match=f"{path}: \\[data\\]"):
+            load_study(path)
+        assert cli.main(["run", str(path), "--results", str(tmp_path / "r")]) == 2
+        assert message in capsys.readouterr().err
+    (tmp_path / "mine.npz").unlink()
+    with pytest.raises(StudyError, match="cannot read .*mine.npz"):
+        load_study(path)

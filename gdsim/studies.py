@@ -49,14 +49,19 @@ import copy
 import difflib
 import hashlib
 import inspect
+import json
 import math
 import os
 import tempfile
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
 
 from . import datasets
 from .engine import _check_memory
@@ -523,8 +528,6 @@ def check_work_folder(study, c, folder):
 def _open_work_folder(study, c, folder, chunk_runs):
     """Check the manifest of ``folder``, or create the folder and its manifest; returns the
     chunk size to use (the manifest's when resuming)."""
-    import json
-
     found = check_work_folder(study, c, folder)
     if found is not None:
         return found

@@ -505,8 +505,6 @@ def _target_family(target):
 def check_work_folder(study, c, folder):
     """The chunk size recorded in ``folder``'s manifest (None if there is no manifest);
     :class:`StudyError` if its chunks cannot be part of this run."""
-    import json
-
     manifest_path = Path(folder) / "manifest.json"
     if not manifest_path.exists():
         return None

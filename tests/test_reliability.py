@@ -15,7 +15,7 @@ import pytest
 
 import gdsim
 from gdsim import cli
-from gdsim.studies import StudyError, load_dataset, load_study, run_study
+from gdsim.studies import StudyError, load_dataset, load_study, run_studies, run_study
 
 # An MLP sweep of 512 runs in 16 chunks of 32: about 0.15 s a chunk on 2 cores.
 MLP_STUDY = """
@@ -270,7 +270,7 @@ def test_bad_options_are_refused_before_any_run(mlp_study, tmp_path, capsys):
         assert message in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
     with pytest.raises(StudyError, match="two study files named 'resumable'"):
-        cli.run_studies([path, path], results=tmp_path / "r", figures=tmp_path / "f")
+        run_studies([path, path], results=tmp_path / "r", figures=tmp_path / "f")
 
 
 def test_a_result_too_big_for_memory_or_disk_is_refused_up_front(mlp_study, tmp_path, monkeypatch, capsys):

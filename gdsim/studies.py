@@ -322,7 +322,6 @@ def load_study(path):
         key = next((k for k in sorted(TRAIN_KEYS | {"target"}, key=len, reverse=True)
                     if message.startswith(k)), None)
         fail(f"[train] {key}" if key and key != "target" else "target" if key else "[train]", message)
-    # Data from a dataset function is finite; model.check_data also accepted its shapes.
     swept = tuple(name for name in AXES if checked.swept[name])
     per_run = 8 * (checked.epochs + 1) + 8 * model.n_params + 24  # loss, params, divergence
     if runner == "train" and FIGURES[figure].params:

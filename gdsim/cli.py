@@ -113,6 +113,10 @@ def print_info():
     print("targets: cpu, parallel" + (", cuda" if cuda else " (cuda: see above)"))
 
 
+RESUME = ("Runs are saved in chunks as they finish: after a crash or Ctrl-C the same command resumes. A result "
+          "that is up to date (same study file, gdsim version and target) is reused and only redrawn.")
+
+
 def main(argv=None):
     """Entry point of the ``gdsim`` console script; returns the exit code."""
     parser = argparse.ArgumentParser(
@@ -131,12 +135,12 @@ def main(argv=None):
     run = commands.add_parser(
         "run", help="run study files: save results/NAME.nc and draw figures/NAME.png",
         description="Check the study files (TOML, see gdsim.studies), then run each one's grid, save the "
-                    "dataset to RESULTS/NAME.nc (netCDF) and draw its figure to FIGURES/NAME.png.")
+                    "dataset to RESULTS/NAME.nc (netCDF) and draw its figure to FIGURES/NAME.png. " + RESUME)
     run.add_argument("studies", nargs="+", metavar="STUDY.toml", help="study files")
     figures = commands.add_parser(
         "figures", help="run every study of a folder and rewrite the gallery",
         description="Run every study file of STUDIES (default: studies/) and rewrite FIGURES/ "
-                    "(default: figures/), saving the datasets to RESULTS/ (default: results/).")
+                    "(default: figures/), saving the datasets to RESULTS/ (default: results/). " + RESUME)
     figures.add_argument("--studies", default="studies", help="folder of study files (default: studies)")
     for sub in (run, figures):
         sub.add_argument("--results", default="results", help="folder for the datasets (default: results)")

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import theory
-from .engine import batch_orders
+from .engine import batch_orders, steps_per_epoch
 
 DPI = 110
 DIVERGED_COLOR = "0.25"
@@ -73,9 +73,10 @@ def _hessian_spectrum(study):
     return float(values.max()), float(values.min())
 
 
-def _epochs_to_steps(ds, batch_size):
-    n = ds.attrs["n_samples"]
-    return -(-n // int(batch_size))
+def _initial_params(study, ds):
+    """The parameters every run started from (``params0``, else ``model.init(seed)``)."""
+    c = study.checked
+    return c.params0 if c.params0 is not None else study.model.init(int(ds.attrs.get("seed", 0)))
 
 
 def _mark_overflow(ax, lrs, color, label=None):
@@ -122,7 +123,7 @@ def tutorial(study, ds):
         ax_loss.semilogy(epochs, run.loss.values, "o-", ms=3, color=color, label=_batch_label(b, n))
         if bool(run.diverged):
             step = int(run.diverged_step)
-            per_epoch = _epochs_to_steps(ds, b)
+            per_epoch = steps_per_epoch(ds.attrs["n_samples"], int(b), study.checked.drop_last)
             ax_loss.annotate(f"loss > 1e6 x initial\nat step {step} (epoch {step // per_epoch})",
                              xy=(step / per_epoch, float(run.diverged_loss)), xytext=(0.12, 0.5),
                              textcoords="axes fraction", fontsize=8, arrowprops={"arrowstyle": "->", "lw": 0.8})
@@ -297,8 +298,7 @@ def mlp_phase(study, ds):
     """The MLP's lr x momentum phase diagram, with the quadratic-model boundary at init."""
     fig, (ax,) = _new_figure(1, width=7.2, height=5.2)
     model, X, Y = study.model, study.X, study.Y
-    theta0 = (np.asarray(study.settings["params0"], dtype=float) if "params0" in study.settings
-              else model.init(int(ds.attrs.get("seed", 0))))
+    theta0 = _initial_params(study, ds)
     sharp = theory.sharpness(model, theta0, X, Y)
     loss0 = float(ds.loss.isel(epoch=0).values.flat[0])
     with np.errstate(all="ignore"):
@@ -325,8 +325,7 @@ def lr_threshold(study, ds):
     fig, (ax, ax_curves) = _new_figure(2, width=5.6, height=4.6)
     model, X, Y = study.model, study.X, study.Y
     momentum = float(ds.attrs.get("momentum", 0.0))
-    theta0 = (np.asarray(study.settings["params0"], dtype=float) if "params0" in study.settings
-              else model.init(int(ds.attrs.get("seed", 0))))
+    theta0 = _initial_params(study, ds)
     sharp = theory.sharpness(model, theta0, X, Y)
     threshold = theory.critical_lr(sharp, momentum)
     lrs = ds.lr.values

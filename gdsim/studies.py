@@ -581,7 +581,7 @@ def _result_state(study, nc, target, restart):
 
     if restart or not nc.exists():
         return None
-    attrs = load_dataset(nc).attrs
+    attrs = read_attrs(nc)
     problems = []
     if attrs.get("study_sha256") != study.sha256:
         problems.append("the study file changed")
@@ -645,7 +645,7 @@ def run_studies(paths, *, results, figures, target=None, redraw=False, restart=F
         if redraw:
             if not nc.exists():
                 raise StudyError(f"{nc}: no saved result to redraw; run `gdsim run {study.path}` first")
-            if load_dataset(nc).attrs.get("study_sha256") != study.sha256:
+            if read_attrs(nc).get("study_sha256") != study.sha256:
                 raise StudyError(f"{nc} was made from another version of {study.path} (hash differs); run it again")
             state = "redraw"
         else:
@@ -745,3 +745,11 @@ def load_dataset(path):
 
     with xr.open_dataset(path, engine="scipy") as ds:
         return ds.load()
+
+
+def read_attrs(path):
+    """The attributes of a dataset written by :func:`save_dataset`, without reading its arrays."""
+    import xarray as xr
+
+    with xr.open_dataset(path, engine="scipy") as ds:
+        return dict(ds.attrs)

@@ -24,7 +24,7 @@ theory
 from importlib.metadata import PackageNotFoundError, version
 
 from . import datasets, kernels, theory
-from .engine import TrainResult, train
+from .training import TrainResult, train
 from .models import MLP, Linear
 from .optim import SGD, epoch_lrs
 from .sweeps import sweep

@@ -12,9 +12,10 @@ import numpy as np
 
 from . import __version__, datasets
 from ._validate import check_int
-from .engine import train
+from .training import train
 from .models import Linear
 from .optim import SGD
+from .sweeps.targets import TARGETS
 
 # The linear-regression tutorial's starting point (w0, b0).
 TUTORIAL_START = (-10.0, -20.0)
@@ -145,7 +146,7 @@ def main(argv=None):
     for sub in (run, figures):
         sub.add_argument("--results", default="results", help="folder for the datasets (default: results)")
         sub.add_argument("--figures", default="figures", help="folder for the figures (default: figures)")
-        sub.add_argument("--target", choices=("cpu", "parallel", "cuda"),
+        sub.add_argument("--target", choices=tuple(TARGETS),
                          help="run sweeps on this target instead of the study's")
         sub.add_argument("--redraw", action="store_true",
                          help="only redraw the figures from the saved results (no run)")

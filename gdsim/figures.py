@@ -11,7 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import theory
-from .engine import batch_orders, steps_per_epoch
+from ._io import atomic_write
+from .batches import batch_orders, steps_per_epoch
 
 DPI = 110
 DIVERGED_COLOR = "0.25"
@@ -25,7 +26,6 @@ class FigureKind:
     """A figure of the gallery and what it needs from its study."""
 
     draw: object  #: ``draw(study, ds) -> matplotlib.figure.Figure``
-    summary: str
     axes: tuple = ()  #: axes that must be swept
     fixed: tuple = ()  #: axes that must not be swept
     linear: bool = False  #: needs a Linear model with MSE (closed-form theory)
@@ -42,7 +42,7 @@ class FigureKind:
         extra = [a for a in self.fixed if a in study.swept]
         if extra:
             return f"draws one value of {', '.join(extra)}; give a single value"
-        if self.linear and (len(study.model.sizes) != 2 or study.model.loss_name != "mse"):
+        if self.linear and not study.model.spec.is_least_squares:
             return "needs a linear model with MSE (its theory is closed-form)"
         if self.linear and self.params and study.model.n_params != 2:
             return "draws the (w, b) plane: needs a linear model with n_in = n_out = 1"
@@ -75,8 +75,8 @@ def _hessian_spectrum(study):
 
 def _initial_params(study, ds):
     """The parameters every run started from (``params0``, else ``model.init(seed)``)."""
-    c = study.checked
-    return c.params0 if c.params0 is not None else study.model.init(int(ds.attrs.get("seed", 0)))
+    params0 = study.spec.params0
+    return params0 if params0 is not None else study.model.init(int(ds.attrs.get("seed", 0)))
 
 
 def _mark_overflow(ax, lrs, color, label=None):
@@ -123,7 +123,7 @@ def tutorial(study, ds):
         ax_loss.semilogy(epochs, run.loss.values, "o-", ms=3, color=color, label=_batch_label(b, n))
         if bool(run.diverged):
             step = int(run.diverged_step)
-            per_epoch = steps_per_epoch(ds.attrs["n_samples"], int(b), study.checked.drop_last)
+            per_epoch = steps_per_epoch(ds.attrs["n_samples"], int(b), study.spec.drop_last)
             ax_loss.annotate(f"loss > 1e6 x initial\nat step {step} (epoch {step // per_epoch})",
                              xy=(step / per_epoch, float(run.diverged_loss)), xytext=(0.12, 0.5),
                              textcoords="axes fraction", fontsize=8, arrowprops={"arrowstyle": "->", "lw": 0.8})
@@ -382,21 +382,19 @@ def classifier(study, ds):
 
 #: The figures a study can name, and what each needs.
 FIGURES = {
-    "tutorial": FigureKind(tutorial, "the tutorial: data, fits, loss per epoch", axes=("batch_size",),
+    "tutorial": FigureKind(tutorial, axes=("batch_size",),
                            fixed=("lr",), linear=True, params=True),
-    "lr_batch": FigureKind(lr_batch, "final loss vs lr per batch size, with thresholds", axes=("lr", "batch_size"),
+    "lr_batch": FigureKind(lr_batch, axes=("lr", "batch_size"),
                            fixed=("momentum", "seed"), linear=True),
-    "momentum_phase": FigureKind(momentum_phase, "lr x momentum heat maps with the stability boundary",
-                                 axes=("lr", "momentum"), fixed=("batch_size", "seed"), linear=True),
-    "trajectories": FigureKind(trajectories, "iterates in the (w, b) plane over loss contours", axes=("lr",),
+    "momentum_phase": FigureKind(momentum_phase, axes=("lr", "momentum"), fixed=("batch_size", "seed"), linear=True),
+    "trajectories": FigureKind(trajectories, axes=("lr",),
                                fixed=("momentum", "batch_size"), linear=True, params=True),
-    "critical_batch": FigureKind(critical_batch, "critical lr vs batch size: simulated and theory",
-                                 axes=("lr", "batch_size", "seed"), fixed=("momentum",), linear=True),
-    "mlp_phase": FigureKind(mlp_phase, "an MLP's lr x momentum phase diagram", axes=("lr", "momentum"),
+    "critical_batch": FigureKind(critical_batch, axes=("lr", "batch_size", "seed"), fixed=("momentum",), linear=True),
+    "mlp_phase": FigureKind(mlp_phase, axes=("lr", "momentum"),
                             fixed=("batch_size", "seed", "nesterov")),
-    "lr_threshold": FigureKind(lr_threshold, "final loss vs lr and the sharpness threshold", axes=("lr",),
+    "lr_threshold": FigureKind(lr_threshold, axes=("lr",),
                                fixed=("momentum", "batch_size", "seed")),
-    "classifier": FigureKind(classifier, "loss and accuracy over epochs for several lrs", axes=("lr",),
+    "classifier": FigureKind(classifier, axes=("lr",),
                              fixed=("batch_size", "momentum"), classifier=True, params=True),
 }
 
@@ -408,8 +406,6 @@ def draw(study, ds, path):
     -------
     pathlib.Path
     """
-    from .studies import _atomic_write
-
     fig = FIGURES[study.figure].draw(study, ds)
-    _atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
     return path

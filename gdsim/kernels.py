@@ -7,7 +7,8 @@ is the one-layer case ``sizes = [n_in, n_out]``.
 
 They are ordinary ``numba.njit`` functions and can be called from users' own ``@njit``
 code. The model is described by plain arguments, which :class:`gdsim.MLP` provides as
-attributes:
+attributes (together they are its ``spec``, a :class:`gdsim.models.ModelSpec`, which
+gdsim's internal loops take as one argument):
 
 * ``sizes``: int64 array ``[n_layers + 1]`` of layer widths (``MLP.sizes_array``);
 * ``activation``: int code of the hidden-layer activation (``MLP.activation_code``, see
@@ -16,7 +17,7 @@ attributes:
 * ``reduction``: int code, ``MEAN`` or ``SUM`` (``MLP.reduction_code``).
 
 Targets ``Y`` are float64 ``[n, n_out]`` for MSE and float64 ``[n, 1]`` holding the class
-index for cross-entropy (``MLP.kernel_targets`` converts integer labels). Scratch
+index for cross-entropy (``MLP.check_data`` converts integer labels). Scratch
 buffers ``acts`` and ``deltas`` are float64 ``[sum(sizes)]`` (``MLP.workspace()``);
 kernels never allocate in their inner loops.
 
@@ -37,6 +38,7 @@ from .scalar import CROSS_ENTROPY, MEAN
 activate = jit(scalar.activate)
 activation_slope = jit(scalar.activation_slope)
 is_diverged = jit(scalar.is_diverged)
+divergence_threshold = jit(scalar.divergence_threshold)
 
 
 @jit

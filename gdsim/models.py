@@ -5,11 +5,42 @@ maps a flat float64 parameter vector ``theta`` (torch's order, see
 :mod:`gdsim.kernels`) to losses and gradients through the Numba kernels.
 """
 
+from typing import NamedTuple
+
 import numpy as np
 
 from . import kernels
-from ._validate import check_choice, check_int
-from .scalar import ACTIVATIONS, CROSS_ENTROPY, LOSSES, REDUCTIONS
+from ._validate import ParameterError, check_choice, check_int
+from .scalar import ACTIVATIONS, CROSS_ENTROPY, LOSSES, MSE, REDUCTIONS
+
+
+class ModelSpec(NamedTuple):
+    """What the internal kernels know of a model: the four codes of :mod:`gdsim.kernels`
+    in one argument (a named tuple, so Numba passes it as one value and unpacks it for free).
+
+    Attributes
+    ----------
+    sizes : numpy.ndarray, int64 [n_layers + 1]
+        Layer widths.
+    activation, loss, reduction : int
+        Codes of :mod:`gdsim.scalar` (hidden-layer activation, loss, reduction).
+    """
+
+    sizes: np.ndarray
+    activation: int
+    loss: int
+    reduction: int
+
+    @property
+    def is_least_squares(self):
+        """True for one linear layer with MSE: a quadratic loss (closed-form theory)."""
+        return self.sizes.shape[0] == 2 and self.loss == MSE
+
+    @property
+    def is_line(self):
+        """True for ``y = w x + b`` with MSE (``sizes == [1, 1]``): the tutorials' model,
+        which the CPU sweep runs with fused kernels."""
+        return self.is_least_squares and self.sizes[0] == 1 and self.sizes[1] == 1
 
 
 class MLP:
@@ -48,20 +79,20 @@ class MLP:
 
     def __init__(self, sizes, activation="relu", loss="mse", reduction="mean"):
         if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__len__"):
-            raise ValueError(f"sizes must be a sequence of layer widths like (10, 5, 1), got {sizes!r}")
+            raise ParameterError(f"sizes must be a sequence of layer widths like (10, 5, 1), got {sizes!r}", "sizes")
         if len(sizes) < 2:
-            raise ValueError(f"sizes needs at least two widths (n_in, n_out), got {tuple(sizes)!r}")
+            raise ParameterError(f"sizes needs at least two widths (n_in, n_out), got {tuple(sizes)!r}", "sizes")
         self.sizes = tuple(check_int(f"sizes[{i}]", s, minimum=1) for i, s in enumerate(sizes))
         self.activation = check_choice("activation", activation, ACTIVATIONS)
         self.loss_name = check_choice("loss", loss, LOSSES)
         self.reduction = check_choice("reduction", reduction, REDUCTIONS)
         if self.loss_name == "cross_entropy" and self.sizes[-1] < 2:
-            raise ValueError(f"loss='cross_entropy' needs at least 2 outputs (classes), got n_out={self.sizes[-1]}")
-        # The kernels' view of the model (see gdsim.kernels).
-        self.sizes_array = np.array(self.sizes, dtype=np.int64)
-        self.activation_code = ACTIVATIONS[self.activation]
-        self.loss_code = LOSSES[self.loss_name]
-        self.reduction_code = REDUCTIONS[self.reduction]
+            raise ParameterError(f"loss='cross_entropy' needs at least 2 outputs (classes), got "
+                                 f"n_out={self.sizes[-1]}", "loss")
+        #: The kernels' view of the model (see :class:`ModelSpec` and :mod:`gdsim.kernels`).
+        self.spec = ModelSpec(np.array(self.sizes, dtype=np.int64), ACTIVATIONS[self.activation],
+                              LOSSES[self.loss_name], REDUCTIONS[self.reduction])
+        self.sizes_array, self.activation_code, self.loss_code, self.reduction_code = self.spec
 
     # -- description -----------------------------------------------------------------
     @property
@@ -91,11 +122,6 @@ class MLP:
         return (f"MLP({self.sizes}, activation={self.activation!r}, loss={self.loss_name!r}, "
                 f"reduction={self.reduction!r})")
 
-    def describe(self):
-        """A dict of the model's settings (for result attributes and logs)."""
-        return {"model": type(self).__name__, "sizes": list(self.sizes), "activation": self.activation,
-                "loss": self.loss_name, "reduction": self.reduction, "n_params": self.n_params}
-
     # -- parameters ------------------------------------------------------------------
     def unpack(self, theta):
         """Split a flat parameter vector into ``[W0, b0, W1, b1, ...]``.
@@ -122,10 +148,11 @@ class MLP:
         """Join ``[W0, b0, W1, b1, ...]`` (shapes as :attr:`shapes`) into a flat vector."""
         arrays = list(arrays)
         if len(arrays) != len(self.shapes):
-            raise ValueError(f"pack needs {len(self.shapes)} arrays (weight and bias per layer), got {len(arrays)}")
+            raise ParameterError(f"pack needs {len(self.shapes)} arrays (weight and bias per layer), got "
+                                 f"{len(arrays)}", "arrays")
         for i, (a, shape) in enumerate(zip(arrays, self.shapes)):
             if np.shape(a) != shape:
-                raise ValueError(f"pack: array {i} has shape {np.shape(a)}, expected {shape}")
+                raise ParameterError(f"pack: array {i} has shape {np.shape(a)}, expected {shape}", "arrays")
         return np.concatenate([np.asarray(a, dtype=np.float64).ravel() for a in arrays])
 
     def init(self, seed=0):
@@ -160,25 +187,25 @@ class MLP:
         """``theta`` as a contiguous float64 vector of length :attr:`n_params`, or ValueError."""
         arr = np.asarray(theta)
         if arr.dtype.kind not in "fiu":
-            raise ValueError(f"{name} must be a real array, got dtype {arr.dtype}")
+            raise ParameterError(f"{name} must be a real array, got dtype {arr.dtype}", name)
         if arr.shape != (self.n_params,):
-            raise ValueError(f"{name} must have shape ({self.n_params},) for {self!r}, got {arr.shape}")
+            raise ParameterError(f"{name} must have shape ({self.n_params},) for {self!r}, got {arr.shape}", name)
         arr = np.ascontiguousarray(arr, dtype=np.float64)
         if finite and not np.all(np.isfinite(arr)):
-            raise ValueError(f"{name} contains NaN or inf")
+            raise ParameterError(f"{name} contains NaN or inf", name)
         return arr
 
     def check_inputs(self, X):
         """``X`` as a C-contiguous float64 ``(n, n_in)`` array of finite values, or ValueError."""
         X = np.asarray(X)
         if X.dtype.kind not in "fiu":
-            raise ValueError(f"X must be a real array, got dtype {X.dtype}")
+            raise ParameterError(f"X must be a real array, got dtype {X.dtype}", "X")
         if X.ndim != 2 or X.shape[1] != self.n_in or X.shape[0] < 1:
-            raise ValueError(f"X must have shape (n, {self.n_in}) with n >= 1 for {self!r}, got {X.shape}")
+            raise ParameterError(f"X must have shape (n, {self.n_in}) with n >= 1 for {self!r}, got {X.shape}", "X")
         X = np.ascontiguousarray(X, dtype=np.float64)
         if not np.all(np.isfinite(X)):
             row, col = np.argwhere(~np.isfinite(X))[0]
-            raise ValueError(f"X contains NaN or inf (first at row {row}, column {col})")
+            raise ParameterError(f"X contains NaN or inf (first at row {row}, column {col})", "X")
         return X
 
     def check_data(self, X, Y):
@@ -203,29 +230,26 @@ class MLP:
         Y = np.asarray(Y)
         if self.loss_code == CROSS_ENTROPY:
             if Y.dtype.kind not in "iu":
-                raise ValueError(f"loss='cross_entropy' needs integer class labels Y, got dtype {Y.dtype}")
+                raise ParameterError(f"loss='cross_entropy' needs integer class labels Y, got dtype {Y.dtype}", "Y")
             if Y.shape != (n,):
-                raise ValueError(f"Y must have shape ({n},) (one class label per row of X), got {Y.shape}")
+                raise ParameterError(f"Y must have shape ({n},) (one class label per row of X), got {Y.shape}", "Y")
             if Y.min() < 0 or Y.max() >= self.n_out:
-                raise ValueError(f"Y labels must lie in [0, {self.n_out - 1}] (n_out={self.n_out} classes), "
-                                 f"got values from {Y.min()} to {Y.max()}")
+                raise ParameterError(f"Y labels must lie in [0, {self.n_out - 1}] (n_out={self.n_out} classes), "
+                                     f"got values from {Y.min()} to {Y.max()}", "Y")
             return X, Y.astype(np.float64).reshape(n, 1)
         if Y.dtype.kind not in "fiu":
-            raise ValueError(f"Y must be a real array, got dtype {Y.dtype}")
+            raise ParameterError(f"Y must be a real array, got dtype {Y.dtype}", "Y")
         if Y.ndim == 1 and self.n_out == 1:
             Y = Y.reshape(-1, 1)
         if Y.shape != (n, self.n_out):
-            raise ValueError(f"Y must have shape ({n}, {self.n_out}) (rows of X, n_out), got {Y.shape}")
+            raise ParameterError(f"Y must have shape ({n}, {self.n_out}) (rows of X, n_out), got {Y.shape}", "Y")
         Y = np.ascontiguousarray(Y, dtype=np.float64)
         if not np.all(np.isfinite(Y)):
             row = np.argwhere(~np.isfinite(Y))[0][0]
-            raise ValueError(f"Y contains NaN or inf (first at row {row})")
+            raise ParameterError(f"Y contains NaN or inf (first at row {row})", "Y")
         return X, Y
 
     # -- evaluation ------------------------------------------------------------------
-    def _args(self):
-        return self.sizes_array, self.activation_code, self.loss_code, self.reduction_code
-
     def loss(self, theta, X, Y):
         """Reduced loss on ``(X, Y)`` (float).
 
@@ -238,7 +262,7 @@ class MLP:
         theta = self.check_params(theta, finite=False)
         X, Y = self.check_data(X, Y)
         acts, _ = self.workspace()
-        return kernels.batch_loss(theta, *self._args(), X, Y, np.arange(X.shape[0]), acts)
+        return kernels.batch_loss(theta, *self.spec, X, Y, np.arange(X.shape[0]), acts)
 
     def grad(self, theta, X, Y):
         """Gradient of the reduced loss, float64 ``(n_params,)`` in parameter order."""
@@ -249,7 +273,7 @@ class MLP:
         theta = self.check_params(theta, finite=False)
         X, Y = self.check_data(X, Y)
         grad = np.empty(self.n_params)
-        value = kernels.batch_loss_grad(theta, *self._args(), X, Y, np.arange(X.shape[0]), grad,
+        value = kernels.batch_loss_grad(theta, *self.spec, X, Y, np.arange(X.shape[0]), grad,
                                         *self.workspace())
         return value, grad
 
@@ -262,7 +286,7 @@ class MLP:
         theta = self.check_params(theta, finite=False)
         X, Y = self.check_data(X, Y)
         out = np.empty((X.shape[0], self.n_params))
-        kernels.per_sample_grads(theta, *self._args(), X, Y, out, *self.workspace())
+        kernels.per_sample_grads(theta, *self.spec, X, Y, out, *self.workspace())
         return out
 
     def predict(self, theta, X):
@@ -303,6 +327,6 @@ class Linear(MLP):
 def check_model(model):
     """Raise a clear error unless ``model`` is a gdsim model."""
     if not isinstance(model, MLP):
-        raise ValueError(f"model must be a gdsim.Linear or gdsim.MLP, got {type(model).__name__}")
+        raise ParameterError(f"model must be a gdsim.Linear or gdsim.MLP, got {type(model).__name__}", "model")
     return model
 

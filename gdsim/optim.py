@@ -1,16 +1,21 @@
 """The optimizer: ``torch.optim.SGD`` semantics on a flat parameter vector.
 
+:data:`HYPER_PARAMETERS` and :func:`check_nesterov` are SGD's rules, declared once:
+:class:`SGD`, :func:`gdsim.sweep` and :mod:`gdsim.theory` check their arguments with them.
+:data:`HYPER_ROWS` is the table of per-run settings the training kernels take.
 :class:`SGD` holds and validates the hyper-parameters (with torch's error messages);
-:func:`sgd_update` is the jitted update that every training loop calls.
+:func:`sgd_update` is the jitted update that every training loop calls. Learning-rate
+schedules (:func:`epoch_lrs`) close the module.
 """
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
 from . import scalar
 from ._jit import jit
-from ._validate import check_bool, check_choice, check_int, is_real_scalar
+from ._validate import ParameterError, check_bool, check_choice, check_int, is_real_scalar
 
 sgd_element = jit(scalar.sgd_element)
 
@@ -45,11 +50,124 @@ def sgd_update(theta, grad, buf, lr, momentum, dampening, weight_decay, nesterov
             buf[j] = b
 
 
-def _check_hyper(value, name, message):
-    """A finite real ``value``, else ValueError starting with torch's ``message``."""
-    if not is_real_scalar(value) or not math.isfinite(value):
-        raise ValueError(f"{message}: {value!r} ({name} must be a finite real number)")
-    return float(value)
+# ---------------------------------------------------------------------------------------
+# The rule table: SGD's hyper-parameters, declared once for SGD, gdsim.sweep and gdsim.theory
+# ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class HyperParameter:
+    """One real hyper-parameter of ``torch.optim.SGD`` and the values it accepts.
+
+    Attributes
+    ----------
+    name : str
+    torch_message : str
+        The start of torch's error message for a bad value (``"Invalid learning rate"``).
+    minimum : float or None
+        Smallest accepted value; None: any finite real number.
+    default : float
+        torch's default.
+    """
+
+    name: str
+    torch_message: str
+    minimum: float | None
+    default: float
+
+    @property
+    def accepted(self):
+        """What the parameter accepts, for messages: ``"a finite real number >= 0"``."""
+        return "a finite real number" + ("" if self.minimum is None else f" >= {self.minimum:g}")
+
+    def _bad(self, value):
+        return (not is_real_scalar(value) or not math.isfinite(value)
+                or (self.minimum is not None and value < self.minimum))
+
+    def check_torch(self, value):
+        """``value`` as a float, else ParameterError starting with torch's message (what
+        :class:`SGD` raises: ``"Invalid learning rate: -1 (lr must be >= 0)"``)."""
+        if not is_real_scalar(value) or not math.isfinite(value):
+            raise ParameterError(f"{self.torch_message}: {value!r} ({self.name} must be a finite real number)",
+                                 self.name)
+        if self._bad(value):  # messages print the value as given, like torch's ("-1", not "-1.0")
+            raise ParameterError(f"{self.torch_message}: {value} ({self.name} must be >= {self.minimum:g})",
+                                 self.name)
+        return float(value)
+
+    def check_values(self, value, *, swept=False, array_hint=False):
+        """``value`` (a scalar or an array) as a float64 array, else ParameterError naming
+        the parameter and the first bad value.
+
+        ``swept``: ``value`` is a sweep's 1-d array, the message gives the bad value's index;
+        ``array_hint``: the message says that an array is accepted too.
+        """
+        arr = np.asarray(value) if isinstance(value, np.ndarray) else np.asarray(value, dtype=object)
+        flat = arr.ravel()
+        if arr.dtype.kind in "fiu":  # numeric arrays: check them at once, report the first bad value
+            bad = ~np.isfinite(flat) | (flat < (-np.inf if self.minimum is None else self.minimum))
+            if not bad.any():
+                return arr.astype(np.float64)
+            flat = flat[: np.argmax(bad) + 1]
+        for i, v in enumerate(flat.tolist()):
+            if self._bad(v):
+                where = f" at index {i}" if swept else ""
+                also = " (or a 1-d array of them)" if array_hint else ""
+                raise ParameterError(f"{self.name} must be {self.accepted}{also}, got {v!r}{where}", self.name)
+        return arr.astype(np.float64)
+
+
+#: SGD's real hyper-parameters, in the order of ``torch.optim.SGD``'s signature.
+HYPER_PARAMETERS = {h.name: h for h in (
+    HyperParameter("lr", "Invalid learning rate", 0.0, 1e-3),
+    HyperParameter("momentum", "Invalid momentum value", 0.0, 0.0),
+    HyperParameter("dampening", "Invalid dampening value", None, 0.0),
+    HyperParameter("weight_decay", "Invalid weight_decay value", 0.0, 0.0),
+)}
+#: SGD's flags (True or False, default False).
+FLAGS = ("nesterov", "maximize")
+
+#: Rows of the hyper-parameter table that training kernels take (``float64 [N_HYPER]`` for
+#: one run, ``[N_HYPER, runs]`` for a sweep): one row per setting the update reads besides
+#: ``lr`` (given per step or epoch) and ``maximize`` (a constant of the loop). ``nesterov``
+#: is stored as 0.0 or 1.0. A new per-run setting is a new row here plus its use in
+#: :func:`gdsim.scalar.sgd_element`.
+HYPER_ROWS = ("momentum", "dampening", "weight_decay", "nesterov")
+MOMENTUM, DAMPENING, WEIGHT_DECAY, NESTEROV = range(len(HYPER_ROWS))
+
+NESTEROV_RULE = "Nesterov momentum requires a momentum and zero dampening"
+
+
+def check_nesterov(nesterov, momentum, dampening, *, require_momentum=True):
+    """torch's Nesterov rule: with ``nesterov`` (a bool, or an array of them) every
+    momentum must be > 0 and every dampening 0.
+
+    Parameters
+    ----------
+    nesterov : bool or array_like of bool
+    momentum, dampening : float or array_like
+        Scalars (:class:`SGD`) or every value of a sweep's axes.
+    require_momentum : bool, default True
+        False for theory, where momentum 0 with Nesterov is plain gradient descent (the
+        limit of its formulas); dampening must still be 0.
+
+    Raises
+    ------
+    ParameterError
+        ``param`` "nesterov"; the message starts with torch's (:data:`NESTEROV_RULE`).
+    """
+    if not np.any(nesterov):
+        return
+    momentum, dampening = np.asarray(momentum), np.asarray(dampening)
+    if not require_momentum:
+        if np.any(dampening != 0):
+            raise ParameterError("Nesterov momentum needs dampening 0 (as torch.optim.SGD)", "nesterov")
+        return
+    if np.all(momentum > 0) and np.all(dampening == 0):
+        return
+    if momentum.ndim == 0 and dampening.ndim == 0:
+        raise ParameterError(f"{NESTEROV_RULE} (got momentum={momentum.item()}, dampening={dampening.item()})",
+                             "nesterov")
+    raise ParameterError(f"{NESTEROV_RULE}: with nesterov=True every momentum must be > 0 and every dampening 0 "
+                         f"(got momentum down to {momentum.min()}, dampening {np.unique(dampening)})", "nesterov")
 
 
 class SGD:
@@ -95,29 +213,21 @@ class SGD:
     """
 
     def __init__(self, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False, maximize=False):
-        # Messages print the value as given, like torch does (``-1`` -> "Invalid learning rate: -1").
-        for value, name, message in ((lr, "lr", "Invalid learning rate"),
-                                     (momentum, "momentum", "Invalid momentum value"),
-                                     (weight_decay, "weight_decay", "Invalid weight_decay value")):
-            if _check_hyper(value, name, message) < 0.0:
-                raise ValueError(f"{message}: {value} ({name} must be >= 0)")
-        _check_hyper(dampening, "dampening", "Invalid dampening value")
-        nesterov = check_bool("nesterov", nesterov)
-        maximize = check_bool("maximize", maximize)
-        if nesterov and (momentum <= 0 or dampening != 0):
-            raise ValueError("Nesterov momentum requires a momentum and zero dampening "
-                             f"(got momentum={momentum}, dampening={dampening})")
-        self.lr = float(lr)
-        self.momentum = float(momentum)
-        self.dampening = float(dampening)
-        self.weight_decay = float(weight_decay)
-        self.nesterov = nesterov
-        self.maximize = maximize
+        given = {"lr": lr, "momentum": momentum, "dampening": dampening, "weight_decay": weight_decay}
+        for name, rule in HYPER_PARAMETERS.items():
+            setattr(self, name, rule.check_torch(given[name]))
+        self.nesterov = check_bool("nesterov", nesterov)
+        self.maximize = check_bool("maximize", maximize)
+        check_nesterov(self.nesterov, momentum, dampening)
 
     def describe(self):
         """The hyper-parameters as a dict (also the keyword arguments to rebuild it)."""
         return {"lr": self.lr, "momentum": self.momentum, "dampening": self.dampening,
                 "weight_decay": self.weight_decay, "nesterov": self.nesterov, "maximize": self.maximize}
+
+    def hyper_table(self):
+        """This optimizer's :data:`HYPER_ROWS`, float64 ``[N_HYPER]`` (what kernels take)."""
+        return np.array([float(getattr(self, name)) for name in HYPER_ROWS])
 
     def __repr__(self):
         return "SGD(" + ", ".join(f"{k}={v!r}" for k, v in self.describe().items()) + ")"
@@ -141,16 +251,18 @@ class SGD:
         """
         if not (isinstance(params, np.ndarray) and params.dtype == np.float64 and params.ndim == 1
                 and params.flags.c_contiguous and params.flags.writeable):
-            raise ValueError("params must be a writeable, C-contiguous float64 1-d array (it is updated in place)")
+            raise ParameterError("params must be a writeable, C-contiguous float64 1-d array (it is updated in place)",
+                                 "params")
         grad = np.ascontiguousarray(grad, dtype=np.float64)
         if grad.shape != params.shape:
-            raise ValueError(f"grad must have the shape of params {params.shape}, got {grad.shape}")
+            raise ParameterError(f"grad must have the shape of params {params.shape}, got {grad.shape}", "grad")
         first = momentum_buffer is None
         if first:
             momentum_buffer = np.zeros_like(params)
         elif not (isinstance(momentum_buffer, np.ndarray) and momentum_buffer.shape == params.shape
                   and momentum_buffer.dtype == np.float64 and momentum_buffer.flags.c_contiguous):
-            raise ValueError("momentum_buffer must be the array returned by the previous step (or None)")
+            raise ParameterError("momentum_buffer must be the array returned by the previous step (or None)",
+                                 "momentum_buffer")
         sgd_update(params, grad, momentum_buffer, self.lr, self.momentum, self.dampening,
                    self.weight_decay, self.nesterov, self.maximize, first)
         return momentum_buffer if self.momentum != 0.0 else None
@@ -159,7 +271,7 @@ class SGD:
 def check_optimizer(optimizer):
     """Raise a clear error unless ``optimizer`` is a :class:`SGD`."""
     if not isinstance(optimizer, SGD):
-        raise ValueError(f"optimizer must be a gdsim.SGD, got {type(optimizer).__name__}")
+        raise ParameterError(f"optimizer must be a gdsim.SGD, got {type(optimizer).__name__}", "optimizer")
     return optimizer
 
 
@@ -181,8 +293,8 @@ def check_lr_schedule(lr_schedule, epochs):
         name = check_choice("lr_schedule[0] (the schedule's name)", lr_schedule[0], SCHEDULES)
         arg_names = SCHEDULES[name]
         if len(lr_schedule) != 1 + len(arg_names):
-            raise ValueError(f"lr_schedule ({name!r}, ...) needs the arguments {arg_names}, "
-                             f"got {lr_schedule[1:]!r}")
+            raise ParameterError(f"lr_schedule ({name!r}, ...) needs the arguments {arg_names}, "
+                                 f"got {lr_schedule[1:]!r}", "lr_schedule")
         args = []
         for arg_name, value in zip(arg_names, lr_schedule[1:]):
             if arg_name in ("step_size", "T_max"):
@@ -190,20 +302,22 @@ def check_lr_schedule(lr_schedule, epochs):
             elif not is_real_scalar(value) or not math.isfinite(value) or value < 0 or (
                     arg_name == "gamma" and value == 0):
                 accepted = "> 0" if arg_name == "gamma" else ">= 0"
-                raise ValueError(f"lr_schedule {arg_name} must be a finite number {accepted}, got {value!r}")
+                raise ParameterError(f"lr_schedule {arg_name} must be a finite number {accepted}, got {value!r}",
+                                     "lr_schedule")
             else:
                 args.append(float(value))
         return (name, *args)
     if isinstance(lr_schedule, (str, dict)) or not hasattr(lr_schedule, "__len__"):
-        raise ValueError("lr_schedule must be None, ('step', step_size, gamma), ('exponential', gamma), "
-                         f"('cosine', T_max, eta_min) or an array of per-epoch factors, got {lr_schedule!r}")
+        raise ParameterError("lr_schedule must be None, ('step', step_size, gamma), ('exponential', gamma), "
+                             f"('cosine', T_max, eta_min) or an array of per-epoch factors, got {lr_schedule!r}",
+                             "lr_schedule")
     factors = np.asarray(lr_schedule)
     if factors.dtype.kind not in "iuf" or factors.shape != (epochs,):
-        raise ValueError(f"an lr_schedule array must hold one real factor per epoch, shape ({epochs},), "
-                         f"got a {factors.dtype} array of shape {factors.shape}")
+        raise ParameterError(f"an lr_schedule array must hold one real factor per epoch, shape ({epochs},), "
+                             f"got a {factors.dtype} array of shape {factors.shape}", "lr_schedule")
     factors = factors.astype(np.float64)
     if not np.all(np.isfinite(factors)) or np.any(factors < 0):
-        raise ValueError("lr_schedule factors must be finite and >= 0")
+        raise ParameterError("lr_schedule factors must be finite and >= 0", "lr_schedule")
     return factors
 
 

@@ -1,10 +1,11 @@
-"""Scalar math written once: activations, their slopes, the divergence test and the SGD
-update of one element.
+"""Scalar math written once: activations, their slopes, the divergence test and threshold,
+the SGD update of one element and the batch-slicing rule.
 
-These are plain Python functions of scalars, compiled for the CPU by :mod:`gdsim.kernels`
-and :mod:`gdsim.optim` (and callable from users' own ``@njit`` code through the compiled
-versions there) and for CUDA GPUs by :mod:`gdsim.targets.cuda`. They follow PyTorch's definitions, including what happens at kinks and
-with NaN, so that trajectories match ``torch`` in float64.
+These are plain Python functions of scalars, compiled for the CPU by :mod:`gdsim.kernels`,
+:mod:`gdsim.optim` and :mod:`gdsim.batches` (and callable from users' own ``@njit`` code
+through the compiled versions there) and for CUDA GPUs by
+:mod:`gdsim.sweeps.targets.cuda_kernels`. They follow PyTorch's definitions, including what
+happens at kinks and with NaN, so that trajectories match ``torch`` in float64.
 """
 
 import math
@@ -92,3 +93,17 @@ def sgd_element(p, g, buf, lr, momentum, dampening, weight_decay, nesterov, maxi
     new_buf = new_buf if momentum != 0.0 else buf
     step = (d + momentum * new_buf if nesterov else new_buf) if momentum != 0.0 else d
     return p - lr * step, new_buf
+
+
+def divergence_threshold(initial_loss, factor):
+    """The loss above which a run counts as diverged: ``factor`` times its initial full-data
+    loss, or ``inf`` (only non-finite losses count) when that loss is not positive."""
+    return factor * initial_loss if initial_loss > 0.0 else math.inf
+
+
+def batch_stop(start, n, batch_size, drop_last):
+    """End (exclusive) of the batch that starts at sample ``start`` of an epoch of ``n``:
+    ``min(start + batch_size, n)``, or ``start`` (an empty batch: the epoch ends) for a
+    last batch smaller than ``batch_size`` under ``drop_last``, as torch's ``DataLoader``."""
+    stop = min(start + batch_size, n)
+    return start if drop_last and stop - start < batch_size else stop

@@ -43,9 +43,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._validate import check_bool, check_int, is_real_scalar
+from ._validate import ParameterError, check_bool, check_int, is_real_scalar
+from .batches import batch_bounds
 from .models import check_model
-from .scalar import MEAN, MSE
+from .optim import HYPER_PARAMETERS, check_nesterov
+from .scalar import MEAN
 
 
 # ---------------------------------------------------------------------------------------
@@ -53,9 +55,9 @@ from .scalar import MEAN, MSE
 # ---------------------------------------------------------------------------------------
 def _check_linear_mse(model, what):
     model = check_model(model)
-    if len(model.sizes) != 2 or model.loss_code != MSE:
-        raise ValueError(f"{what} needs a gdsim.Linear model with loss='mse' (a quadratic loss), got {model!r}; "
-                         "for an MLP use gdsim.theory.sharpness")
+    if not model.spec.is_least_squares:
+        raise ParameterError(f"{what} needs a gdsim.Linear model with loss='mse' (a quadratic loss), got {model!r}; "
+                         "for an MLP use gdsim.theory.sharpness", "model")
     return model
 
 
@@ -162,19 +164,17 @@ def _eigenvalues(H):
 # Momentum on a quadratic: closed forms and companion matrices
 # ---------------------------------------------------------------------------------------
 def _check_momentum(momentum, dampening, weight_decay, nesterov, below_one=False):
-    """Validate the momentum settings (``below_one``: a threshold is asked for, which only
-    exists for momentum < 1); returns ``nesterov`` as a bool."""
-    for name, value, low in (("momentum", momentum, 0.0), ("dampening", dampening, None),
-                             ("weight_decay", weight_decay, 0.0)):
-        arr = np.asarray(value, dtype=np.float64)
-        if not np.all(np.isfinite(arr)) or (low is not None and np.any(arr < low)):
-            raise ValueError(f"{name} must be finite" + (f" and >= {low:g}" if low is not None else "")
-                             + f", got {value!r}")
+    """Validate the momentum settings with SGD's rules (:data:`gdsim.optim.HYPER_PARAMETERS`,
+    :func:`gdsim.optim.check_nesterov`; momentum 0 with Nesterov is plain GD here), and
+    ``below_one``: a threshold is asked for, which only exists for momentum < 1. Returns
+    ``nesterov`` as a bool."""
+    for name, value in (("momentum", momentum), ("dampening", dampening), ("weight_decay", weight_decay)):
+        HYPER_PARAMETERS[name].check_values(value)
     if below_one and np.any(np.asarray(momentum) >= 1):
-        raise ValueError(f"momentum must be < 1 (no learning rate is stable from 1 on), got {momentum!r}")
+        raise ParameterError(f"momentum must be < 1 (no learning rate is stable from 1 on), got {momentum!r}",
+                             "momentum")
     nesterov = check_bool("nesterov", nesterov)
-    if nesterov and np.any(np.asarray(dampening) != 0):
-        raise ValueError("Nesterov momentum needs dampening 0 (as torch.optim.SGD)")
+    check_nesterov(nesterov, momentum, dampening, require_momentum=False)
     return nesterov
 
 
@@ -313,11 +313,10 @@ def _step_matrix(lr, H, beta, tau, nesterov):
 def _sgd_settings(model, X, lr, momentum, dampening, weight_decay, nesterov, what):
     model = _check_linear_mse(model, what)
     nesterov = _check_momentum(momentum, dampening, weight_decay, nesterov)
-    if not is_real_scalar(lr) or not np.isfinite(lr) or lr < 0:
-        raise ValueError(f"lr must be a finite real number >= 0, got {lr!r}")
-    for name, value in (("momentum", momentum), ("dampening", dampening), ("weight_decay", weight_decay)):
+    for name, value in (("lr", lr), ("momentum", momentum), ("dampening", dampening), ("weight_decay", weight_decay)):
         if not is_real_scalar(value):
-            raise ValueError(f"{name} must be a real number here, got {value!r}")
+            raise ParameterError(f"{name} must be a real number here, got {value!r}", name)
+    HYPER_PARAMETERS["lr"].check_values(lr)
     A, weight = _per_sample_curvatures(model, X)
     return model, nesterov, A, weight
 
@@ -329,9 +328,8 @@ def _epoch_batches(A, batch_size, order, drop_last):
     drop_last = check_bool("drop_last", drop_last)
     order = np.arange(n) if order is None else np.asarray(order)
     if order.dtype.kind not in "iu" or not np.array_equal(np.sort(order), np.arange(n)):
-        raise ValueError(f"order must be a permutation of range({n}), got {order!r}")
-    batches = [A[order[start:start + batch_size]] for start in range(0, n, batch_size)]
-    return batches[:-1] if drop_last and batches[-1].shape[0] < batch_size else batches
+        raise ParameterError(f"order must be a permutation of range({n}), got {order!r}", "order")
+    return [A[order[start:stop]] for start, stop in batch_bounds(n, batch_size, drop_last)]
 
 
 def epoch_spectral_radius(model, X, lr, *, batch_size=1, order=None, drop_last=False, momentum=0.0,

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import gdsim
-from gdsim.targets import cpu as cpu_target
+from gdsim.sweeps.targets import cpu as cpu_target
 
 from conftest import make_data
 

@@ -24,7 +24,7 @@ def test_matches_numpy_loop(n, batch_size, drop_last):
     hyper = {"lr": 0.05, "momentum": 0.8, "weight_decay": 0.01}
     result = gdsim.train(model, X, Y, gdsim.SGD(**hyper), epochs=3, batch_size=batch_size, shuffle=True, seed=5,
                          drop_last=drop_last, record_params=True)
-    order = gdsim.engine.batch_orders(n, 3, True, 5)
+    order = gdsim.batches.batch_orders(n, 3, True, 5)
     epoch_loss, step_loss, history = naive_run(model, X, Y, order, batch_size, model.init(5), drop_last, **hyper)
     steps = n // batch_size if drop_last else -(-n // batch_size)
     assert result.n_steps == 3 * steps == len(step_loss)
@@ -36,14 +36,14 @@ def test_matches_numpy_loop(n, batch_size, drop_last):
 
 
 def test_shuffle_orders():
-    data_order = gdsim.engine.batch_orders(5, 2, False, 0)
+    data_order = gdsim.batches.batch_orders(5, 2, False, 0)
     np.testing.assert_array_equal(data_order, [[0, 1, 2, 3, 4]] * 2)
-    shuffled = gdsim.engine.batch_orders(50, 3, True, 7)
+    shuffled = gdsim.batches.batch_orders(50, 3, True, 7)
     for row in shuffled:
         np.testing.assert_array_equal(np.sort(row), np.arange(50))
     assert not np.array_equal(shuffled[0], shuffled[1])  # a fresh permutation each epoch
-    np.testing.assert_array_equal(shuffled, gdsim.engine.batch_orders(50, 3, True, 7))  # reproducible
-    assert not np.array_equal(shuffled, gdsim.engine.batch_orders(50, 3, True, 8))
+    np.testing.assert_array_equal(shuffled, gdsim.batches.batch_orders(50, 3, True, 7))  # reproducible
+    assert not np.array_equal(shuffled, gdsim.batches.batch_orders(50, 3, True, 8))
 
 
 def test_explicit_order_is_used():

@@ -2,9 +2,10 @@
 
 Per-run arrays are laid out ``[k, run]`` (run innermost), so that the threads of a warp,
 which run neighbouring runs, read neighbouring addresses. The scalar math (activations,
-their slopes, the divergence test, the SGD update) is :mod:`gdsim.scalar`, the very
-functions the CPU kernels compile; the loops follow :mod:`gdsim.targets.cpu` with the
-run index ``c`` taken from the thread instead of an inner loop.
+their slopes, the divergence test and threshold, the SGD update, the batch slicing) is
+:mod:`gdsim.scalar`, the very functions the CPU kernels compile; the loops follow
+:mod:`gdsim.sweeps.targets.cpu_lanes` with the run index ``c`` taken from the thread
+instead of an inner loop. :mod:`gdsim.sweeps.targets.cuda` launches it.
 
 Everything here is compiled on first use, so that importing gdsim never needs numba-cuda.
 """
@@ -12,11 +13,10 @@ Everything here is compiled on first use, so that importing gdsim never needs nu
 import functools
 import math
 
-import numpy as np
-
-from .. import scalar
-from .._jit import cuda, cuda_device, cuda_kernel
-from ..scalar import CROSS_ENTROPY, MEAN
+from ... import scalar
+from ..._jit import cuda, cuda_device, cuda_kernel
+from ...optim import DAMPENING, MOMENTUM, NESTEROV, WEIGHT_DECAY
+from ...scalar import CROSS_ENTROPY, MEAN
 
 #: Threads per block.
 THREADS = 64
@@ -27,13 +27,28 @@ numba_cuda = None
 
 
 @functools.cache
-def _compiled():
-    """Compile the device functions and the kernel (once per process)."""
+def compiled():
+    """The sweep kernel, compiled with its device functions once per process.
+
+    ``kernel[blocks, THREADS](state, model, data, runs, divergence, out)``, one thread per run:
+
+    * ``state = (theta, buf, grad, acts, deltas)``: ``[n_params, runs]`` three times (initial
+      then final parameters, momentum buffers, gradients) and ``[width, runs]`` twice
+      (scratch; ``width`` = the sum of the layer widths after the input);
+    * ``model``: a :class:`gdsim.models.ModelSpec` (``sizes`` on the device);
+    * ``data = (X, Y, orders, batch_sizes, group, drop_last)``: ``group[run]`` selects the
+      run's ``orders [n_groups, epochs, n]`` and ``batch_sizes [n_groups]``;
+    * ``runs = (lr [epochs, runs], hyper [N_HYPER, runs])``;
+    * ``divergence = (divergence_factor, stop_diverged)``;
+    * ``out = (epoch_loss [epochs + 1, runs], diverged_step [runs], diverged_loss [runs])``.
+    """
     global numba_cuda
     numba_cuda = cuda()
     activate = cuda_device(scalar.activate)
     activation_slope = cuda_device(scalar.activation_slope)
     is_diverged = cuda_device(scalar.is_diverged)
+    divergence_threshold = cuda_device(scalar.divergence_threshold)
+    batch_stop = cuda_device(scalar.batch_stop)
     sgd_element = cuda_device(scalar.sgd_element)
 
     def forward(theta, c, sizes, activation, X, r, acts):
@@ -56,7 +71,9 @@ def _compiled():
             a_in = a_out
             a_out += fan_out
 
-    def output_loss(loss, reduction, n_out, acts, a_out, c, Y, r, want_grad, deltas, scale):
+    def output_loss(model, acts, a_out, c, Y, r, want_grad, deltas, scale):
+        sizes, _, loss, reduction = model
+        n_out = sizes[sizes.shape[0] - 1]
         if loss == CROSS_ENTROPY:
             label = int(Y[r, 0])
             top = acts[a_out, c]
@@ -112,8 +129,9 @@ def _compiled():
             p = w
             a_out = a_in
 
-    def batch_loss(theta, c, sizes, activation, loss, reduction, X, Y, order, epoch, start, stop, want_grad,
-                   grad, acts, deltas):
+    def batch_loss(theta, c, model, X, Y, order, epoch, start, stop, want_grad, grad, work):
+        sizes, activation, _, reduction = model
+        acts, deltas = work
         n_layers = sizes.shape[0] - 1
         a_out = 0
         for layer in range(1, n_layers):
@@ -126,7 +144,7 @@ def _compiled():
         for j in range(start, stop):
             r = order[epoch, j] if epoch >= 0 else j
             forward(theta, c, sizes, activation, X, r, acts)
-            total += output_loss(loss, reduction, sizes[n_layers], acts, a_out, c, Y, r, want_grad, deltas, scale)
+            total += output_loss(model, acts, a_out, c, Y, r, want_grad, deltas, scale)
             if want_grad:
                 backward(theta, c, sizes, activation, X, r, acts, deltas, grad)
         if reduction == MEAN:
@@ -138,9 +156,13 @@ def _compiled():
     backward = cuda_device(backward)
     batch_loss = cuda_device(batch_loss)
 
-    def sweep_kernel(theta, buf, grad, acts, deltas, group, sizes, activation, loss, reduction, X, Y, orders,
-                     batch_sizes, drop_last, lr, momentum, dampening, weight_decay, nesterov, divergence_factor,
-                     stop_diverged, epoch_loss, diverged_step, diverged_loss):
+    def sweep_kernel(state, model, data, runs, divergence, out):
+        theta, buf, grad, acts, deltas = state
+        X, Y, orders, batch_sizes, group, drop_last = data
+        lr, hyper = runs
+        divergence_factor, stop_diverged = divergence
+        epoch_loss, diverged_step, diverged_loss = out
+        work = (acts, deltas)
         c = numba_cuda.grid(1)
         if c >= theta.shape[1]:
             return
@@ -156,11 +178,10 @@ def _compiled():
             if not active:
                 epoch_loss[epoch, c] = math.nan
                 continue
-            value = batch_loss(theta, c, sizes, activation, loss, reduction, X, Y, order, -1, 0, n, False, grad,
-                               acts, deltas)
+            value = batch_loss(theta, c, model, X, Y, order, -1, 0, n, False, grad, work)
             epoch_loss[epoch, c] = value
-            if epoch == 0 and value > 0.0:
-                threshold = divergence_factor * value
+            if epoch == 0:
+                threshold = divergence_threshold(value, divergence_factor)
             if marked < 0 and is_diverged(value, threshold):
                 marked = step
                 diverged_loss[c] = value
@@ -168,11 +189,10 @@ def _compiled():
             if epoch == epochs or not active:
                 continue
             for start in range(0, n, batch_size):
-                stop = min(start + batch_size, n)
-                if drop_last and stop - start < batch_size:
+                stop = batch_stop(start, n, batch_size, drop_last)
+                if stop == start:
                     break
-                value = batch_loss(theta, c, sizes, activation, loss, reduction, X, Y, order, epoch, start, stop,
-                                   True, grad, acts, deltas)
+                value = batch_loss(theta, c, model, X, Y, order, epoch, start, stop, True, grad, work)
                 if marked < 0 and is_diverged(value, threshold):
                     marked = step
                     diverged_loss[c] = value
@@ -181,44 +201,10 @@ def _compiled():
                         break
                 for k in range(theta.shape[0]):
                     theta[k, c], buf[k, c] = sgd_element(theta[k, c], grad[k, c], buf[k, c], lr[epoch, c],
-                                                         momentum[c], dampening[c], weight_decay[c], nesterov[c],
+                                                         hyper[MOMENTUM, c], hyper[DAMPENING, c],
+                                                         hyper[WEIGHT_DECAY, c], hyper[NESTEROV, c] != 0.0,
                                                          False, step == 0)
                 step += 1
         diverged_step[c] = marked
 
     return cuda_kernel(sweep_kernel)
-
-
-def run_plan(model, X, Y, plan, *, drop_last, divergence_factor, stop_diverged, parallel=True, progress=None):
-    """Run a sweep plan (see :func:`gdsim.sweeps.sweep`) on the GPU, one thread per run.
-
-    Returns the same dict as :func:`gdsim.targets.cpu.run_plan`. The runs are one kernel
-    launch, so ``progress`` is called once, at the end.
-    """
-    kernel = _compiled()
-    n_runs, n_params = plan["theta0"].shape
-    dtype = plan["theta0"].dtype
-    width = int(model.sizes_array[1:].sum())
-    epochs = plan["lr"].shape[1]
-
-    def to_device(a):
-        return numba_cuda.to_device(np.ascontiguousarray(a))
-
-    theta = to_device(plan["theta0"].T)
-    epoch_loss = numba_cuda.device_array((epochs + 1, n_runs), dtype=dtype)
-    diverged_step = numba_cuda.device_array(n_runs, dtype=np.int64)
-    diverged_loss = to_device(np.full(n_runs, np.nan))
-    blocks = -(-n_runs // THREADS)
-    kernel[blocks, THREADS](
-        theta, to_device(np.zeros((n_params, n_runs), dtype)), numba_cuda.device_array((n_params, n_runs), dtype),
-        numba_cuda.device_array((width, n_runs), dtype), numba_cuda.device_array((width, n_runs), dtype),
-        to_device(plan["group"]), to_device(model.sizes_array), model.activation_code, model.loss_code,
-        model.reduction_code, to_device(X), to_device(Y), to_device(plan["orders"]), to_device(plan["batch_sizes"]),
-        drop_last, to_device(plan["lr"].T), to_device(plan["momentum"]), to_device(plan["dampening"]),
-        to_device(plan["weight_decay"]), to_device(plan["nesterov"]), divergence_factor, stop_diverged,
-        epoch_loss, diverged_step, diverged_loss)
-    out = {"epoch_loss": epoch_loss.copy_to_host().T.copy(), "params": theta.copy_to_host().T.copy(),
-           "diverged_step": diverged_step.copy_to_host(), "diverged_loss": diverged_loss.copy_to_host()}
-    if progress is not None:
-        progress(n_runs, n_runs)
-    return out

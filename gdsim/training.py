@@ -1,4 +1,4 @@
-"""Training runs: validate -> plan (flat arrays) -> jitted loop -> result.
+"""One training run: validate -> plan (flat arrays) -> jitted loop -> :class:`TrainResult`.
 
 :func:`train` runs one training with ``torch.optim.SGD`` semantics; the whole loop over
 epochs and batches runs inside Numba (:func:`train_loop`).
@@ -6,75 +6,28 @@ epochs and batches runs inside Numba (:func:`train_loop`).
 
 import dataclasses
 import math
-import os
 
 import numpy as np
 
 from ._jit import jit
-from ._validate import check_bool, check_int, format_bytes, is_real_scalar
-from .kernels import batch_loss, batch_loss_grad, dense_batch_loss_grad, is_diverged, new_workspace
+from ._resources import check_memory
+from ._validate import ParameterError, check_bool, check_int, is_real_scalar
+from .batches import batch_orders, batch_stop, steps_per_epoch
+from .kernels import (batch_loss, batch_loss_grad, dense_batch_loss_grad, divergence_threshold, is_diverged,
+                      new_workspace)
 from .models import check_model
-from .optim import check_optimizer, epoch_lrs, sgd_update
-
-
-# ---------------------------------------------------------------------------------------
-# Plan
-# ---------------------------------------------------------------------------------------
-def batch_orders(n, epochs, shuffle=False, seed=0):
-    """Sample order of every epoch, int64 ``[epochs, n]``.
-
-    Parameters
-    ----------
-    n, epochs : int
-    shuffle : bool or array_like of int, shape (epochs, n)
-        False: data order every epoch. True: a fresh permutation per epoch, drawn from an
-        independent child stream of ``seed`` (``SeedSequence(seed).spawn(1)[0]``), so that
-        it is not correlated with ``model.init(seed)``. An array: the order itself, each
-        row a permutation of ``range(n)``.
-    seed : int
-
-    Returns
-    -------
-    numpy.ndarray, int64 (epochs, n)
-    """
-    if isinstance(shuffle, (bool, np.bool_)):
-        if not shuffle:
-            return np.tile(np.arange(n, dtype=np.int64), (epochs, 1))
-        rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])
-        return np.stack([rng.permutation(n) for _ in range(epochs)]).astype(np.int64)
-    order = np.asarray(shuffle)
-    if order.dtype.kind not in "iu" or order.shape != (epochs, n):
-        raise ValueError(f"shuffle must be True, False or an integer array of shape (epochs, n) = ({epochs}, {n}), "
-                         f"got a {order.dtype} array of shape {order.shape}")
-    expected = np.arange(n)
-    for e in range(epochs):
-        if not np.array_equal(np.sort(order[e]), expected):
-            raise ValueError(f"shuffle[{e}] must be a permutation of range({n}) (each sample exactly once)")
-    return np.ascontiguousarray(order, dtype=np.int64)
-
-
-def steps_per_epoch(n, batch_size, drop_last):
-    """Number of updates per epoch: ``ceil(n / batch_size)``, or ``floor`` with ``drop_last``."""
-    return n // batch_size if drop_last else -(-n // batch_size)
-
-
-def _check_memory(nbytes, what, way_out):
-    """Refuse an allocation larger than the memory available now, before making it."""
-    try:
-        available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
-    except (ValueError, OSError, AttributeError):  # not on every platform
-        return
-    if nbytes > available:
-        raise ValueError(f"{what} needs {format_bytes(nbytes)} but only {format_bytes(available)} "
-                         f"of memory is free; {way_out}")
+from .optim import DAMPENING, MOMENTUM, NESTEROV, WEIGHT_DECAY, check_optimizer, epoch_lrs, sgd_update
 
 
 # ---------------------------------------------------------------------------------------
 # The loop
 # ---------------------------------------------------------------------------------------
 @jit
-def _loss_grad(theta, sizes, activation, loss, reduction, X, Y, rows, want_grad, grad, acts, deltas, dense):
-    """The batch's reduced loss and, if ``want_grad``, its gradient into ``grad``."""
+def _loss_grad(theta, model, X, Y, rows, want_grad, grad, work, dense):
+    """The batch's reduced loss and, if ``want_grad``, its gradient into ``grad``
+    (``model``: a :class:`gdsim.models.ModelSpec`; ``work``: the scratch ``(acts, deltas)``)."""
+    sizes, activation, loss, reduction = model
+    acts, deltas = work
     if dense:
         return dense_batch_loss_grad(theta, sizes, activation, loss, reduction, X, Y, rows, want_grad, grad)
     if want_grad:
@@ -90,9 +43,7 @@ def use_dense_kernels(model, batch_size):
 
 
 @jit
-def train_loop(theta, buf, sizes, activation, loss, reduction, X, Y, order, batch_size, drop_last,
-               lr, momentum, dampening, weight_decay, nesterov, maximize, divergence_factor,
-               epoch_loss, step_loss, params_history, dense=False):
+def train_loop(theta, buf, model, X, Y, batches, lr, hyper, maximize, divergence_factor, out, dense):
     """Train one model with SGD over ``order.shape[0]`` epochs, in place.
 
     Parameters
@@ -101,29 +52,25 @@ def train_loop(theta, buf, sizes, activation, loss, reduction, X, Y, order, batc
         Initial parameters; final parameters on return.
     buf : float64[n_params]
         Momentum buffer (scratch).
-    sizes, activation, loss, reduction
-        The model (see :mod:`gdsim.kernels`).
+    model : gdsim.models.ModelSpec
     X : float64[n, n_in]
     Y : float64[n, n_out] or float64[n, 1]
-    order : int64[epochs, n]
-        Sample order of each epoch; batches are consecutive runs of ``batch_size``.
-    batch_size : int
-    drop_last : bool
-        Skip each epoch's last batch when it is smaller than ``batch_size``.
+    batches : (int64[epochs, n], int, bool)
+        ``(order, batch_size, drop_last)``: the sample order of each epoch, sliced into
+        batches by :func:`gdsim.batches.batch_stop`.
     lr : float64[n_steps]
         Learning rate of each step.
-    momentum, dampening, weight_decay : float
-    nesterov, maximize : bool
+    hyper : float64[N_HYPER]
+        The other hyper-parameters, rows :data:`gdsim.optim.HYPER_ROWS`.
+    maximize : bool
     divergence_factor : float
         A loss above ``divergence_factor`` times the initial full-data loss counts as
         divergence (``inf``: only NaN/inf do).
-    epoch_loss : float64[epochs + 1]
-        Output: full-data loss before each epoch and after the last.
-    step_loss : float64[n_steps]
-        Output: each batch's loss before its update.
-    params_history : float64[n_steps + 1, n_params] or float64[0, n_params]
-        Output when non-empty: parameters before the first step and after every step.
-    dense : bool, default False
+    out : (float64[epochs + 1], float64[n_steps], float64[n_steps + 1, n_params])
+        Outputs ``(epoch_loss, step_loss, params_history)``: the full-data loss before each
+        epoch and after the last; each batch's loss before its update; when it has rows,
+        the parameters before the first step and after every step.
+    dense : bool
         Compute each batch with matrix products (:func:`gdsim.kernels.dense_batch_loss_grad`)
         instead of sample by sample.
 
@@ -135,9 +82,13 @@ def train_loop(theta, buf, sizes, activation, loss, reduction, X, Y, order, batc
         and that loss; ``n_steps`` if only the final loss is; ``(-1, nan)`` if none.
         The run always goes on to the end.
     """
+    order, batch_size, drop_last = batches
+    epoch_loss, step_loss, params_history = out
+    momentum, dampening = hyper[MOMENTUM], hyper[DAMPENING]
+    weight_decay, nesterov = hyper[WEIGHT_DECAY], hyper[NESTEROV] != 0.0
     n = X.shape[0]
     epochs = order.shape[0]
-    acts, deltas = new_workspace(sizes)
+    work = new_workspace(model.sizes)
     grad = np.empty(theta.shape[0])
     all_rows = np.arange(n)
     record = params_history.shape[0] > 0
@@ -152,28 +103,25 @@ def train_loop(theta, buf, sizes, activation, loss, reduction, X, Y, order, batc
         # is the epoch's full-data loss, computed once (with its gradient).
         reuse = epoch < epochs and batch_size >= n and np.all(order[epoch] == all_rows)
         if reuse:
-            full = _loss_grad(theta, sizes, activation, loss, reduction, X, Y, all_rows, True, grad, acts, deltas,
-                              dense)
+            full = _loss_grad(theta, model, X, Y, all_rows, True, grad, work, dense)
         else:
-            full = _loss_grad(theta, sizes, activation, loss, reduction, X, Y, all_rows, False, grad, acts, deltas,
-                              dense)
+            full = _loss_grad(theta, model, X, Y, all_rows, False, grad, work, dense)
         epoch_loss[epoch] = full
-        if epoch == 0 and full > 0.0:
-            threshold = divergence_factor * full
+        if epoch == 0:
+            threshold = divergence_threshold(full, divergence_factor)
         if diverged_step < 0 and is_diverged(full, threshold):
             diverged_step = step
             diverged_loss = full
         if epoch == epochs:
             break
         for start in range(0, n, batch_size):
-            stop = min(start + batch_size, n)
-            if drop_last and stop - start < batch_size:
+            stop = batch_stop(start, n, batch_size, drop_last)
+            if stop == start:
                 break
             if reuse:
                 value = full
             else:
-                value = _loss_grad(theta, sizes, activation, loss, reduction, X, Y, order[epoch, start:stop], True,
-                                   grad, acts, deltas, dense)
+                value = _loss_grad(theta, model, X, Y, order[epoch, start:stop], True, grad, work, dense)
             step_loss[step] = value
             if diverged_step < 0 and is_diverged(value, threshold):
                 diverged_step = step
@@ -275,7 +223,7 @@ def train(model, X, Y, optimizer, *, epochs, batch_size=None, shuffle=False, see
         Samples per step, in ``[1, n]``; None means full batch (``n``).
     shuffle : bool or array_like of int (epochs, n), default False
         Sample order: data order, a fresh permutation per epoch drawn from ``seed``, or
-        the order itself (see :func:`batch_orders`).
+        the order itself (see :func:`gdsim.batches.batch_orders`).
     seed : int, default 0
         Seeds the initial parameters (``model.init(seed)``, when ``params0`` is None)
         and the shuffles.
@@ -315,13 +263,14 @@ def train(model, X, Y, optimizer, *, epochs, batch_size=None, shuffle=False, see
     if divergence_factor is None:
         divergence_factor = math.inf
     elif not is_real_scalar(divergence_factor) or not divergence_factor > 0:
-        raise ValueError(f"divergence_factor must be a number > 0 (or None), got {divergence_factor!r}")
+        raise ParameterError(f"divergence_factor must be a number > 0 (or None), got {divergence_factor!r}",
+                             "divergence_factor")
     lrs = epoch_lrs(optimizer.lr, lr_schedule, epochs)
     per_epoch = steps_per_epoch(n, batch_size, drop_last)
     n_steps = epochs * per_epoch
     history_rows = n_steps + 1 if record_params else 0
     # Everything the run allocates, checked before anything is allocated.
-    _check_memory(8 * (history_rows * model.n_params + epochs * n + 2 * n_steps + epochs),
+    check_memory(8 * (history_rows * model.n_params + epochs * n + 2 * n_steps + epochs),
                   f"a run of {n_steps} steps" + (" with record_params=True" if record_params else ""),
                   "train for fewer epochs" + (" or set record_params=False" if record_params else ""))
     order = batch_orders(n, epochs, shuffle, seed)
@@ -331,10 +280,9 @@ def train(model, X, Y, optimizer, *, epochs, batch_size=None, shuffle=False, see
     step_loss = np.empty(n_steps)
     lr = np.repeat(lrs, per_epoch)
     diverged_step, diverged_loss = train_loop(
-        theta, np.zeros_like(theta), model.sizes_array, model.activation_code, model.loss_code,
-        model.reduction_code, X, Y, order, batch_size, drop_last, lr, optimizer.momentum,
-        optimizer.dampening, optimizer.weight_decay, optimizer.nesterov, optimizer.maximize,
-        float(divergence_factor), epoch_loss, step_loss, params_history, use_dense_kernels(model, batch_size))
+        theta, np.zeros_like(theta), model.spec, X, Y, (order, batch_size, drop_last), lr, optimizer.hyper_table(),
+        optimizer.maximize, float(divergence_factor), (epoch_loss, step_loss, params_history),
+        use_dense_kernels(model, batch_size))
     return TrainResult(params=theta, epoch_loss=epoch_loss, step_loss=step_loss,
                        params_history=params_history if record_params else None,
                        diverged_step=int(diverged_step), diverged_loss=float(diverged_loss),

@@ -1,0 +1,69 @@
+"""Files: atomic writes and the dataset codec (netCDF 3 through xarray's scipy engine)."""
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+
+def atomic_write(path, write):
+    """Call ``write(temporary_path)``, then rename it to ``path``: a reader never sees a
+    half-written file, and a crash leaves the old file (or none).
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        The file to write; its folder is created if needed.
+    write : callable
+        ``write(tmp)`` writes the whole file at the path ``tmp`` (same folder as ``path``).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; the result is an ordinary file
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_dataset(ds, path):
+    """Write a sweep's dataset to netCDF (``xarray``'s scipy engine: netCDF 3), atomically.
+
+    netCDF 3 has no boolean attributes or 64-bit integers: boolean attributes are stored
+    as the strings ``"True"``/``"False"`` and integer variables and coordinates as int32
+    (they are step counts, seeds and batch sizes); boolean variables round-trip.
+    """
+    ds = ds.copy()
+    ds.attrs = {k: str(v) if isinstance(v, (bool, np.bool_)) else v for k, v in ds.attrs.items()}
+    for name, var in ds.variables.items():
+        if var.dtype == np.int64:
+            if var.size and (var.values.min() < np.iinfo(np.int32).min or var.values.max() > np.iinfo(np.int32).max):
+                raise ValueError(f"{name} does not fit netCDF 3's int32")
+            ds[name] = var.astype(np.int32)
+        for k, v in var.attrs.items():
+            if isinstance(v, (bool, np.bool_)):
+                var.attrs[k] = str(v)
+    atomic_write(path, lambda tmp: ds.to_netcdf(tmp, engine="scipy"))
+
+
+def load_dataset(path):
+    """Read a dataset written by :func:`save_dataset` (fully into memory; the file is closed)."""
+    import xarray as xr
+
+    with xr.open_dataset(path, engine="scipy") as ds:
+        return ds.load()
+
+
+def read_attrs(path):
+    """The attributes of a dataset written by :func:`save_dataset`, without reading its arrays."""
+    import xarray as xr
+
+    with xr.open_dataset(path, engine="scipy") as ds:
+        return dict(ds.attrs)

@@ -1,0 +1,60 @@
+"""Study files: one TOML file per experiment, run into a labelled dataset and its figure.
+
+A study names a model, a seeded dataset of :mod:`gdsim.datasets`, a grid of SGD settings
+and the figure that shows the result::
+
+    title = "Heavy ball and Nesterov: where full-batch GD converges"
+    figure = "momentum_phase"        # one of gdsim.figures.FIGURES
+    runner = "sweep"                 # "sweep" (default) or "train"
+    target = "parallel"              # sweep runner only: "cpu", "parallel" or "cuda"
+
+    [model]
+    type = "linear"                  # "linear": n_in, n_out; "mlp": sizes, activation
+    n_in = 1
+    n_out = 1
+
+    [data]
+    name = "tutorial_line"           # a function of gdsim.datasets, and its arguments,
+    seed = 0                         # or file = "data.npz" (arrays X and Y, next to the study)
+
+    [train]                          # gdsim.sweep's arguments
+    lr = {geomspace = [1e-3, 0.5, 120]}
+    momentum = {linspace = [0.01, 0.99, 99]}
+    nesterov = [false, true]
+    batch_size = "full"
+    epochs = 100
+    params0 = [-10.0, -20.0]
+
+Axis values (``lr, momentum, dampening, weight_decay, nesterov, batch_size, seed``) are a
+scalar, a list, or a table ``{linspace = [start, stop, num]}``, ``{geomspace = [start,
+stop, num]}`` or ``{arange = [start, stop, step]}``; ``batch_size = "full"`` is the whole
+data set. The other ``[train]`` keys: ``epochs, shuffle, drop_last, params0`` (a list, or
+absent for ``model.init(seed)``), ``lr_schedule`` (``["step", step_size, gamma]``,
+``["exponential", gamma]``, ``["cosine", T_max, eta_min]`` or ``{factors = [...]}``),
+``divergence`` (a factor of the initial loss, or ``"none"``) and ``dtype``.
+
+Runners: ``"sweep"`` runs the whole grid with :func:`gdsim.sweep`. ``"train"`` calls
+:func:`gdsim.train` once per grid point and also records the parameters at every epoch
+(``epoch_params``) and, for classifiers, the accuracy: for small grids whose figure
+needs trajectories. Its runs always go to the end (``divergence = "none"``, the default); it keeps the
+parameters of every epoch only when the figure draws them.
+
+Data flow, one room each: :mod:`~gdsim.studies.schema` (:func:`load_study` reads and checks
+the whole file and builds the data before anything runs) -> :mod:`~gdsim.studies.runners`
+(the grid's points, with ``gdsim.sweep``'s kernels or ``gdsim.train``) ->
+:mod:`~gdsim.studies.store` (:func:`run_study` runs the grid in chunks saved to
+``results/NAME.partial/``, resumable; :func:`save_dataset` writes ``results/NAME.nc``
+atomically) -> :mod:`gdsim.figures` draws ``figures/NAME.png``.
+:mod:`~gdsim.studies.gallery` (:func:`run_studies`) does all of it for several study files,
+checking every one (and what ``results/`` holds for it) before the first runs; ``gdsim run``
+and ``gdsim figures`` call it.
+"""
+
+from .._io import load_dataset, read_attrs, save_dataset
+from .gallery import run_studies
+from .schema import Study, StudyError, find_studies, load_study
+from .store import CHUNK_RUNS, check_work_folder, chunks_saved, run_study
+
+__all__ = ["Study", "StudyError", "load_study", "find_studies", "run_study", "run_studies", "save_dataset",
+           "load_dataset", "read_attrs", "check_work_folder", "chunks_saved", "CHUNK_RUNS"]
+

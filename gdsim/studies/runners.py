@@ -1,0 +1,88 @@
+"""Study runners: compute grid points of a study, and label the result.
+
+``runner = "sweep"`` computes them with :func:`gdsim.sweeps.run_points` (the sweep kernels
+on the study's target); ``runner = "train"`` with :func:`gdsim.train`, one run at a time,
+keeping the parameters at every epoch (and, for a classifier, the accuracy) when the
+study's figure draws them.
+"""
+
+import inspect
+
+import numpy as np
+
+from ..optim import SGD
+from ..sweeps import AXES, grid_dataset, run_points
+from ..training import train
+from .schema import DATASETS
+
+def _train_points(study, spec, runs, progress=None):
+    """Run grid points ``runs`` (flat indices) with :func:`gdsim.train`, one at a time:
+    the raw arrays of :func:`gdsim.sweeps.run_points`, plus ``epoch_params`` and, for
+    a classifier, ``accuracy`` when the figure draws them."""
+    from ..figures import FIGURES
+
+    model, X, Y = study.model, study.X, study.Y
+    fixed = {k: study.settings[k] for k in ("epochs", "shuffle", "drop_last", "params0", "lr_schedule")
+             if k in study.settings}
+    keep_params = FIGURES[study.figure].params  # per-epoch parameters only where the figure draws them
+    keys = ["epoch_loss", "diverged_step", "diverged_loss", "params"]
+    keys += ["epoch_params"] + (["accuracy"] if model.loss_name == "cross_entropy" else []) if keep_params else []
+    out = {key: [] for key in keys}
+    index = np.unravel_index(runs, spec.shape)
+    for i in range(len(runs)):
+        p = {name: spec.values[name][index[a][i]] for a, name in enumerate(AXES)}
+        optimizer = SGD(lr=float(p["lr"]), momentum=float(p["momentum"]), dampening=float(p["dampening"]),
+                        weight_decay=float(p["weight_decay"]), nesterov=bool(p["nesterov"]))
+        result = train(model, X, Y, optimizer, batch_size=int(p["batch_size"]), seed=int(p["seed"]),
+                       record_params=keep_params, **fixed)
+        out["epoch_loss"].append(result.epoch_loss)
+        out["diverged_step"].append(result.diverged_step)
+        out["diverged_loss"].append(result.diverged_loss)
+        out["params"].append(result.params)
+        if keep_params:
+            out["epoch_params"].append(result.epoch_params)
+        if "accuracy" in out:
+            with np.errstate(all="ignore"):  # a blown-up run predicts from NaN logits: 0 accuracy, no warning
+                predicted = np.stack([model.predict(t, X).argmax(axis=1) for t in result.epoch_params])
+            out["accuracy"].append((predicted == Y[None, :]).mean(axis=1))
+        if progress is not None:
+            progress(i + 1, len(runs))
+    return {key: np.asarray(value) for key, value in out.items()}
+
+
+def run_study_points(study, spec, runs, progress=None):
+    """The raw arrays of grid points ``runs`` of ``study`` (flat indices, increasing), run
+    as ``spec`` says (the study's :class:`~gdsim.sweeps.SweepSpec`, perhaps on another
+    target); ``progress(runs_done, len(runs))`` if given."""
+    if study.runner == "sweep":
+        return run_points(spec, runs, progress)
+    return _train_points(study, spec, runs, progress)
+
+
+def study_dataset(study, spec, raw):
+    """The study's labelled dataset from the raw arrays of all its grid points."""
+    ds = grid_dataset(spec, raw)
+    if study.runner == "train":
+        dims = list(ds.final_loss.dims)
+        shape = ds.final_loss.shape
+        if "epoch_params" in raw:
+            ds["epoch_params"] = (dims + ["epoch", "param"], raw["epoch_params"].reshape(shape + raw[
+                "epoch_params"].shape[1:]), {"long_name": "parameters",
+                                            "description": "before each epoch and after the last"})
+        if "accuracy" in raw:
+            ds["accuracy"] = (dims + ["epoch"], raw["accuracy"].reshape(shape + (-1,)),
+                              {"long_name": "training accuracy",
+                               "description": "before each epoch and after the last"})
+        ds.attrs.update(target="cpu (gdsim.train, one run at a time)", stop_diverged=False)
+    if "file" in study.data:
+        source = f"data: the file {study.data['file']} (no random draw)"
+    else:
+        data_seed = study.data.get("seed",
+                                   inspect.signature(DATASETS[study.data["name"]]).parameters["seed"].default)
+        source = f"data: gdsim.datasets.{study.data['name']}(seed={data_seed})"
+        ds.attrs["data_seed"] = data_seed
+    ds.attrs.update(study=study.name, study_title=study.title, study_sha256=study.sha256, study_file=study.text,
+                    runner=study.runner, figure=study.figure,
+                    data=", ".join(f"{k}={v!r}" for k, v in study.data.items()),
+                    random_draws=f"{source}; {ds.attrs['random_draws']}")
+    return ds

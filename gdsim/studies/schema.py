@@ -1,0 +1,310 @@
+"""Study files -> :class:`Study`: the TOML schema, read and checked before anything runs.
+
+Every problem is a :class:`StudyError` naming the file, the key and what it accepts; the
+sweep settings of ``[train]`` are checked by :func:`gdsim.sweeps.check_sweep`, whose
+:class:`~gdsim._validate.ParameterError` says which argument (so which key) it refuses.
+"""
+
+import hashlib
+import inspect
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+from .. import datasets
+from .._resources import check_memory
+from .._validate import ParameterError, closest
+from ..models import MLP, Linear
+from ..sweeps import AXES, SweepSpec, check_sweep
+
+RUNNERS = ("sweep", "train")
+TOP_KEYS = {"title", "description", "figure", "runner", "target", "model", "data", "train"}
+MODEL_KEYS = {"linear": {"type", "n_in", "n_out", "loss", "reduction"},
+              "mlp": {"type", "sizes", "activation", "loss", "reduction"}}
+TRAIN_KEYS = set(AXES) | {"epochs", "shuffle", "drop_last", "params0", "lr_schedule", "divergence", "dtype"}
+GRID_FUNCTIONS = {"linspace": np.linspace, "geomspace": np.geomspace, "arange": np.arange}
+#: The dataset functions a study may name, and their arguments.
+DATASETS = {name: getattr(datasets, name) for name in ("tutorial_line", "teacher_mlp", "random_regression", "blobs")}
+
+
+class StudyError(ValueError):
+    """A study file that cannot run: the message names the file, the key and what it accepts."""
+
+
+
+@dataclass
+class Study:
+    """A checked study file, ready to run.
+
+    Attributes
+    ----------
+    name : str
+        The file's stem: results go to ``NAME.nc``, the figure to ``NAME.png``.
+    path : pathlib.Path
+    sha256 : str
+        Hash of the file's bytes and of its data file's, if any (recorded in the dataset).
+    text : str
+        The file itself (recorded in the dataset, so a result says how it was made).
+    title, description, figure, runner : str
+    model : gdsim.Linear or gdsim.MLP
+    data : dict
+        ``{"name": ..., **arguments}`` of the dataset function, or ``{"file": ...}``.
+    X, Y : numpy.ndarray
+        The data it returns.
+    settings : dict
+        Keyword arguments of :func:`gdsim.sweep` (or of the ``train`` runner).
+    spec : gdsim.sweeps.SweepSpec
+        The settings as :func:`gdsim.sweeps.check_sweep` returned them (its ``target`` is
+        the study's).
+    result_bytes : int
+        Size of the result dataset (in memory; about the same on disk).
+    """
+
+    name: str
+    path: Path
+    sha256: str
+    text: str
+    title: str
+    description: str
+    figure: str
+    runner: str
+    model: MLP
+    data: dict
+    X: np.ndarray = field(repr=False)
+    Y: np.ndarray = field(repr=False)
+    settings: dict
+    spec: SweepSpec = field(repr=False)
+    result_bytes: int = 0
+
+    @property
+    def target(self):
+        """The study's target (``target = ...``, default ``"parallel"``)."""
+        return self.spec.target
+
+    @property
+    def swept(self):
+        """The axes given as arrays: the dataset's dimensions, in ``gdsim.sweep``'s order."""
+        return self.spec.dims
+
+    @property
+    def n_runs(self):
+        """Number of grid points."""
+        return self.spec.n_configs
+
+
+def _check_keys(fail, where, table, allowed, required=()):
+    if not isinstance(table, dict):
+        fail(where, f"must be a table, got {table!r}")
+    for key in table:
+        if key not in allowed:
+            fail(where, f"unknown key {key!r}{closest(key, allowed)}; accepted keys: {', '.join(sorted(allowed))}")
+    for key in required:
+        if key not in table:
+            fail(where, f"missing key {key!r}")
+
+
+def _grid_value(fail, key, value, n):
+    """An axis value from TOML: scalar, list, or ``{linspace|geomspace|arange = [a, b, c]}``."""
+    if isinstance(value, dict):
+        if len(value) != 1 or next(iter(value)) not in GRID_FUNCTIONS:
+            fail(f"[train] {key}", f"a table must be one of {{linspace = [start, stop, num]}}, "
+                 f"{{geomspace = [start, stop, num]}} or {{arange = [start, stop, step]}}, got {value!r}")
+        (function, args), = value.items()
+        if (not isinstance(args, list) or len(args) != 3
+                or not all(isinstance(a, (int, float)) and not isinstance(a, bool) for a in args)):
+            fail(f"[train] {key}", f"{function} needs a list of three numbers, got {args!r}")
+        if function != "arange" and (not isinstance(args[2], int) or args[2] < 1):
+            fail(f"[train] {key}", f"{function}'s third number is the number of values, an integer >= 1, "
+                 f"got {args[2]!r}")
+        if function == "geomspace" and (args[0] <= 0 or args[1] <= 0):
+            fail(f"[train] {key}", f"geomspace needs start and stop > 0, got {args!r}")
+        if function == "arange" and (args[2] == 0 or not math.isfinite(args[2])):
+            fail(f"[train] {key}", f"arange needs a finite step != 0, got {args[2]!r}")
+        values = GRID_FUNCTIONS[function](*args)
+        return values.astype(np.int64) if key in ("batch_size", "seed") and function == "arange" else values
+    if key == "batch_size":
+        if value == "full":
+            return n
+        if isinstance(value, list):
+            return [n if v == "full" else v for v in value]
+    if isinstance(value, list):
+        return np.array(value, dtype=object) if not value else value
+    return value
+
+
+def _lr_schedule(fail, value):
+    if isinstance(value, dict):
+        if set(value) != {"factors"}:
+            fail("[train] lr_schedule", f"a table must be {{factors = [...]}}, got {value!r}")
+        return np.asarray(value["factors"], dtype=object)
+    if isinstance(value, list) and value and isinstance(value[0], str):
+        return tuple(value)
+    fail("[train] lr_schedule", '["step", step_size, gamma], ["exponential", gamma], ["cosine", T_max, eta_min] '
+         f"or {{factors = [...]}}, got {value!r}")
+
+
+def _build_model(fail, spec):
+    _check_keys(fail, "[model]", spec, MODEL_KEYS["linear"] | MODEL_KEYS["mlp"], required=("type",))
+    kind = spec["type"]
+    if kind not in MODEL_KEYS:
+        fail("[model] type", f"must be 'linear' or 'mlp', got {kind!r}{closest(str(kind), MODEL_KEYS)}")
+    _check_keys(fail, f"[model] (type = {kind!r})", spec, MODEL_KEYS[kind],
+                required=("n_in", "n_out") if kind == "linear" else ("sizes",))
+    options = {k: v for k, v in spec.items() if k != "type"}
+    try:
+        return Linear(**options) if kind == "linear" else MLP(**options)
+    except ValueError as error:
+        fail("[model]", str(error))
+
+
+def _build_data(fail, spec, folder):
+    """``(X, Y, file_bytes)``: from a :mod:`gdsim.datasets` function, or from an ``.npz``
+    file (``file``, relative to the study file; arrays ``X`` and ``Y``)."""
+    if "file" in spec:
+        _check_keys(fail, "[data] (file = ...)", spec, {"file"})
+        path = folder / str(spec["file"])
+        try:
+            raw = path.read_bytes()
+            with np.load(path) as f:
+                missing = [key for key in ("X", "Y") if key not in f.files]
+                if missing:
+                    fail("[data] file", f"{path} has arrays {f.files}; it needs X and Y")
+                return f["X"], f["Y"], raw
+        except (OSError, ValueError) as error:
+            fail("[data] file", f"cannot read {path} as an .npz file of X and Y: {error}")
+    _check_keys(fail, "[data]", spec, {"name", "file"} | {p for f in DATASETS.values()
+                                                          for p in inspect.signature(f).parameters})
+    if "name" not in spec:
+        fail("[data]", "needs name = one of " + ", ".join(DATASETS) + ", or file = \"data.npz\"")
+    name = spec["name"]
+    if name not in DATASETS:
+        fail("[data] name", f"must be one of {', '.join(DATASETS)}, got {name!r}{closest(str(name), DATASETS)}")
+    arguments = {k: v for k, v in spec.items() if k != "name"}
+    accepted = set(inspect.signature(DATASETS[name]).parameters)
+    _check_keys(fail, f"[data] (name = {name!r})", arguments, accepted)
+    try:
+        return (*DATASETS[name](**arguments), b"")
+    except (ValueError, TypeError) as error:
+        fail("[data]", str(error))
+
+
+def _key_of(param):
+    """Where a study file sets the argument ``param`` of :func:`gdsim.sweeps.check_sweep`."""
+    if param == "target":
+        return "target"
+    return f"[train] {param}" if param in TRAIN_KEYS else "[train]"
+
+
+def load_study(path):
+    """Read and check a study file completely, and build its model and data.
+
+    Parameters
+    ----------
+    path : str or pathlib.Path
+        A ``.toml`` file (see the module's documentation for its keys).
+
+    Returns
+    -------
+    Study
+
+    Raises
+    ------
+    StudyError
+        A ``ValueError`` naming the file, the key and the accepted values: unknown keys
+        (with the closest valid one), wrong types, values out of range, a figure the
+        grid cannot draw. Nothing has run.
+    """
+    from ..figures import FIGURES  # figures read studies: imported when a study is loaded
+
+    path = Path(path)
+
+    def fail(where, message):
+        raise StudyError(f"{path}: {where}: {message}")
+
+    try:
+        raw = path.read_bytes()
+    except OSError as error:
+        raise StudyError(f"{path}: cannot read the study file: {error.strerror or error}") from None
+    try:
+        text = raw.decode("utf-8")
+        spec = tomllib.loads(text)
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
+        raise StudyError(f"{path}: not a valid TOML file: {error}") from None
+    _check_keys(fail, "top level", spec, TOP_KEYS, required=("title", "figure", "model", "data", "train"))
+    for key in ("title", "description", "figure", "runner", "target"):
+        if key in spec and not isinstance(spec[key], str):
+            fail(key, f"must be a string, got {spec[key]!r}")
+    runner = spec.get("runner", "sweep")
+    if runner not in RUNNERS:
+        fail("runner", f"must be one of {', '.join(RUNNERS)}, got {runner!r}{closest(runner, RUNNERS)}")
+    figure = spec["figure"]
+    if figure not in FIGURES:
+        fail("figure", f"must be one of {', '.join(sorted(FIGURES))}, got {figure!r}{closest(figure, FIGURES)}")
+    if runner == "train" and "target" in spec:
+        fail("target", "the train runner runs on the CPU, one run at a time; target is for runner = 'sweep'")
+    model = _build_model(fail, spec["model"])
+    X, Y, data_bytes = _build_data(fail, spec["data"], path.parent)
+    try:
+        checked_X, checked_Y = model.check_data(X, Y)
+    except ValueError as error:
+        fail("[data]", f"does not fit the model: {error}")
+    # float64 (n, n_in) and, for MSE, (n, n_out); a classifier keeps its integer labels.
+    X, Y = checked_X, (checked_Y if model.loss_name == "mse" else np.asarray(Y))
+
+    train = spec["train"]
+    _check_keys(fail, "[train]", train, TRAIN_KEYS, required=("lr", "epochs"))
+    settings = {}
+    for key, value in train.items():
+        if key in AXES:
+            settings[key] = _grid_value(fail, key, value, X.shape[0])
+        elif key == "lr_schedule":
+            settings[key] = _lr_schedule(fail, value)
+        elif key == "divergence":
+            if value == "none":
+                settings[key] = None
+            elif runner == "train":
+                fail("[train] divergence", "the train runner runs every epoch; divergence must be 'none' (runs "
+                     f"are still marked at 1e6 x their initial loss), got {value!r}")
+            else:
+                settings[key] = value
+        else:
+            settings[key] = value
+    if runner == "train":
+        settings.setdefault("divergence", None)
+    try:
+        sweep_spec = check_sweep(model, X, Y, target=spec.get("target", "parallel"), **settings)
+    except ParameterError as error:
+        fail(_key_of(error.param), str(error))
+    per_run = 8 * (sweep_spec.epochs + 1) + 8 * model.n_params + 24  # loss, params, divergence
+    if runner == "train" and FIGURES[figure].params:
+        per_run += 8 * (sweep_spec.epochs + 1) * (model.n_params + 1)  # epoch_params, accuracy
+    n_runs = sweep_spec.n_configs
+    try:  # the chunks, then the whole result, are in memory at once
+        check_memory(2 * per_run * n_runs, f"the result of {n_runs} runs",
+                     "sweep fewer points or fewer epochs (loss is recorded at every epoch), or split the study")
+    except ParameterError as error:
+        fail("[train]", str(error))
+    study = Study(name=path.stem, path=path, sha256=hashlib.sha256(raw + data_bytes).hexdigest(), text=text,
+                  title=spec["title"], description=spec.get("description", ""), figure=figure, runner=runner,
+                  model=model, data=dict(spec["data"]), X=X, Y=Y, settings=settings, spec=sweep_spec,
+                  result_bytes=per_run * n_runs)
+    problem = FIGURES[figure].check(study)
+    if problem:
+        fail("figure", f"{figure!r} {problem}")
+    return study
+
+
+def find_studies(folder):
+    """The ``*.toml`` files of ``folder``, sorted by name (ValueError if there are none)."""
+    folder = Path(folder)
+    paths = sorted(folder.glob("*.toml"))
+    if not paths:
+        raise StudyError(f"{folder}: no study files (*.toml) there")
+    return paths

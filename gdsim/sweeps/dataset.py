@@ -1,0 +1,86 @@
+"""The result schema of a sweep, in one place: the raw arrays targets fill, and the
+labelled ``xarray.Dataset`` built from them.
+
+A new recorded quantity is a new entry of :data:`RAW_ARRAYS` (and of :func:`grid_dataset`'s
+variables) plus the kernels that fill it.
+"""
+
+import numpy as np
+
+from ..batches import steps_per_epoch
+from .spec import AXES
+
+#: The raw arrays of a range of runs: name -> (the axes after the run axis, dtype), where
+#: "float" is the sweep's dtype, "epoch" has ``epochs + 1`` entries and "param" ``n_params``.
+RAW_ARRAYS = {
+    "epoch_loss": (("epoch",), "float"),
+    "params": (("param",), "float"),
+    "diverged_step": ((), np.int64),
+    "diverged_loss": ((), np.float64),
+}
+
+
+def empty_raw(n_runs, epochs, n_params, dtype):
+    """Uninitialised :data:`RAW_ARRAYS` for ``n_runs`` runs, each ``[n_runs, ...]``."""
+    sizes = {"epoch": epochs + 1, "param": n_params}
+    return {name: np.empty((n_runs,) + tuple(sizes[a] for a in axes), dtype=dtype if kind == "float" else kind)
+            for name, (axes, kind) in RAW_ARRAYS.items()}
+
+
+def grid_dataset(spec, raw):
+    """The labelled result of a sweep (see :func:`gdsim.sweep`) from the raw arrays of
+    every grid point (:func:`gdsim.sweeps.run_points`, in order).
+
+    Parameters
+    ----------
+    spec : gdsim.sweeps.spec.SweepSpec
+    raw : dict
+        :data:`RAW_ARRAYS` of every run, in the grid's flat (C) order.
+
+    Returns
+    -------
+    xarray.Dataset
+    """
+    import xarray as xr  # imported here: only sweeps need it
+
+    from .. import __version__
+
+    model, values, swept = spec.model, spec.values, spec.swept
+    dims = list(spec.dims)
+    grid_shape = tuple(len(values[name]) for name in dims)
+    coords = {name: values[name] for name in dims}
+    coords["epoch"] = np.arange(spec.epochs + 1)
+    coords["param"] = np.arange(model.n_params)
+
+    def grid(a):
+        return a.reshape(grid_shape + a.shape[1:])
+
+    epoch_loss = grid(raw["epoch_loss"])
+    diverged_step = grid(raw["diverged_step"])
+    ds = xr.Dataset(
+        {
+            "loss": (dims + ["epoch"], epoch_loss,
+                     {"long_name": "full-data loss", "description": "before each epoch and after the last"}),
+            "final_loss": (dims, epoch_loss[..., -1], {"long_name": "final loss"}),
+            "diverged": (dims, diverged_step >= 0, {"long_name": "diverged"}),
+            "diverged_step": (dims, diverged_step,
+                              {"long_name": "step marked as diverged", "description": "-1 if never"}),
+            "diverged_loss": (dims, grid(raw["diverged_loss"]), {"long_name": "loss that marked divergence"}),
+            "params": (dims + ["param"], grid(raw["params"]),
+                       {"long_name": "final parameters", "description": "flat, in torch's order"}),
+        },
+        coords=coords,
+    )
+    ds.epoch.attrs["description"] = "loss[epoch] is measured before that epoch; loss[epochs] after the last"
+    fixed = {name: (values[name][0].item()) for name in AXES if not swept[name]}
+    schedule = spec.schedule
+    ds.attrs.update(
+        model=repr(model), n_params=model.n_params, n_samples=spec.n, n_in=model.n_in, n_out=model.n_out,
+        epochs=spec.epochs, shuffle=spec.shuffle, drop_last=spec.drop_last,
+        params0="given" if spec.params0 is not None else "model.init(seed)",
+        lr_schedule="none" if schedule is None else repr(schedule if isinstance(schedule, tuple) else schedule.tolist()),
+        divergence_factor=spec.divergence_factor, stop_diverged=spec.stop_diverged, target=spec.target,
+        dtype=spec.dtype, gdsim_version=__version__, random_draws=spec.random_draws(), **fixed)
+    if not swept["batch_size"]:
+        ds.attrs["steps_per_epoch"] = steps_per_epoch(spec.n, int(values["batch_size"][0]), spec.drop_last)
+    return ds

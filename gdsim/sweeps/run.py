@@ -1,0 +1,170 @@
+"""Running a sweep: :func:`sweep` checks its arguments into a spec, plans the runs,
+hands them to the target's kernels and labels the result.
+
+Data flow: :func:`gdsim.sweeps.spec.check_sweep` -> :func:`gdsim.sweeps.plan.make_plan`
+-> the target (:mod:`gdsim.sweeps.targets`) -> :func:`gdsim.sweeps.dataset.grid_dataset`.
+"""
+
+import sys
+import time
+
+import numpy as np
+
+from .._validate import ParameterError
+from .dataset import grid_dataset
+from .plan import make_plan
+from .spec import check_sweep
+from .targets import get_target
+
+
+def progress_line(what, every=0.5):
+    """A ``progress(done, total)`` callback writing one status line to stderr, rewritten
+    at most every ``every`` seconds and once at the end."""
+    start = time.perf_counter()
+    last = [start]
+
+    def report(done, total):
+        now = time.perf_counter()
+        if done < total and now - last[0] < every:
+            return
+        last[0] = now
+        elapsed = now - start
+        left = f", about {elapsed * (total - done) / done:.0f} s left" if 0 < done < total else ""
+        print(f"\r{what}: {done}/{total} runs done ({100 * done / total:.0f}%), {elapsed:.1f} s{left}   ",
+              end="\n" if done >= total else "", file=sys.stderr, flush=True)
+
+    return report
+
+
+def sweep(model, X, Y, *, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False, batch_size=None,
+          epochs, shuffle=False, seed=0, params0=None, lr_schedule=None, drop_last=False, target="parallel",
+          dtype="float64", divergence=1e6, progress=False):
+    """Train ``model`` on ``(X, Y)`` for every point of a grid of SGD settings, at once.
+
+    Every hyper-parameter takes a scalar or a 1-d array; the grid is the Cartesian
+    product of the arrays, and each grid point is the run ``gdsim.train`` makes with
+    those settings (``torch.optim.SGD`` semantics).
+
+    Parameters
+    ----------
+    model : gdsim.Linear or gdsim.MLP
+    X : array_like (n, n_in)
+        Finite inputs.
+    Y : array_like
+        Targets ``(n, n_out)`` for MSE, integer labels ``(n,)`` for cross-entropy.
+    lr : float or 1-d array
+        Learning rates, ``>= 0``.
+    momentum : float or 1-d array, default 0
+        Heavy-ball momentum factors, ``>= 0``.
+    dampening : float or 1-d array, default 0
+    weight_decay : float or 1-d array, default 0
+        ``>= 0``.
+    nesterov : bool or 1-d array of bool, default False
+        Needs ``momentum > 0`` and ``dampening == 0`` at every grid point where it is True.
+    batch_size : int, 1-d array of int, or None, default None
+        Samples per step, in ``[1, n]``; None: full batch.
+    epochs : int
+        Passes over the data, ``>= 1``.
+    shuffle : bool, default False
+        False: data order; True: a fresh permutation per epoch drawn from ``seed`` (the
+        same as ``train`` draws).
+    seed : int or 1-d array of int, default 0
+        Seeds the initial parameters (``model.init(seed)``, unless ``params0`` is given)
+        and the shuffles; an array repeats the grid over seeds.
+    params0 : array_like (n_params,), optional
+        Initial parameters shared by every run.
+    lr_schedule : tuple or array_like, optional
+        Per-epoch learning-rate schedule, as in :func:`gdsim.train`
+        (``("step", step_size, gamma)``, ``("exponential", gamma)``,
+        ``("cosine", T_max, eta_min)`` or an array of ``epochs`` factors), applied to
+        every ``lr`` of the grid.
+    drop_last : bool, default False
+    target : {"parallel", "cpu", "cuda"}, default "parallel"
+        A name of the target registry (:data:`gdsim.sweeps.targets.TARGETS`):
+        ``"parallel"``: threads over blocks of runs; ``"cpu"``: one thread (bitwise the
+        same results); ``"cuda"``: one GPU thread per run (needs numba-cuda and a GPU,
+        or ``NUMBA_ENABLE_CUDASIM=1`` for the simulator).
+    dtype : {"float64", "float32"}, default "float64"
+        Precision of the data, parameters and losses.
+    divergence : float or None, default 1e6
+        A run whose loss (each batch's loss before its update, and the full-data loss
+        before each epoch and after the last) is non-finite or above ``divergence``
+        times its initial full-data loss is marked diverged at that step and stops
+        updating: its parameters stay as they were before that step and its later
+        ``loss`` entries are NaN. None: runs are still marked (at 1e6 times the initial
+        loss) but all go on to the end, as ``train`` does.
+    progress : bool or callable, default False
+        True: a status line on stderr (runs done, time elapsed and left) as blocks of
+        runs finish; a callable: called as ``progress(runs_done, n_runs)`` instead.
+        ``"cuda"`` reports once, at the end (the runs are one kernel launch). Progress is
+        not part of the sweep's settings (:class:`gdsim.sweeps.SweepSpec`).
+
+    Returns
+    -------
+    xarray.Dataset
+        Dimensions: one per swept argument (those given as arrays), in the order
+        ``lr, momentum, dampening, weight_decay, nesterov, batch_size, seed``, with
+        their values as coordinates, plus ``epoch`` (``0..epochs``) and ``param``.
+        Variables:
+
+        * ``loss`` (..., epoch): full-data loss before each epoch and after the last;
+        * ``final_loss`` (...): ``loss`` after the last epoch (NaN for a stopped run);
+        * ``diverged`` (...): bool; ``diverged_step`` (...): the step marked, -1 if none
+          (``steps_per_epoch * epochs`` when only the final loss was);
+          ``diverged_loss`` (...): the loss that marked it;
+        * ``params`` (..., param): final parameters, flat in torch's order.
+
+        ``attrs`` hold the model, the data's shape and every fixed setting.
+
+    Raises
+    ------
+    ValueError
+        For any invalid argument, before any work is done.
+    RuntimeError
+        For ``target="cuda"`` without numba-cuda or a GPU (the message names the fix).
+
+    Examples
+    --------
+    >>> import numpy as np, gdsim
+    >>> X, Y = gdsim.datasets.tutorial_line()
+    >>> ds = gdsim.sweep(gdsim.Linear(1, 1), X, Y, lr=[0.001, 0.01, 0.1], momentum=[0.0, 0.9],
+    ...                  epochs=5, batch_size=1, params0=[-10.0, -20.0])
+    >>> ds.final_loss.dims
+    ('lr', 'momentum')
+    >>> bool(ds.diverged.sel(lr=0.1, momentum=0.0))  # the tutorial's per-sample SGD blows up
+    True
+    >>> bool(ds.diverged.sel(lr=0.001, momentum=0.0))
+    False
+    """
+    spec = check_sweep(model, X, Y, lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
+                       nesterov=nesterov, batch_size=batch_size, epochs=epochs, shuffle=shuffle, seed=seed,
+                       params0=params0, lr_schedule=lr_schedule, drop_last=drop_last, target=target, dtype=dtype,
+                       divergence=divergence)
+    if not (isinstance(progress, (bool, np.bool_)) or callable(progress)):
+        raise ParameterError(f"progress must be True, False or a callable progress(runs_done, n_runs), "
+                             f"got {progress!r}", "progress")
+    get_target(spec.target).check_available()  # raises the clear error if there is no GPU / numba-cuda
+    report = (progress_line(f"sweep of {spec.n_configs} runs") if progress is True or progress is np.True_
+              else progress if callable(progress) else None)
+    return grid_dataset(spec, run_points(spec, np.arange(spec.n_configs), report))
+
+
+def run_points(spec, runs, progress=None):
+    """Run some points of a sweep on its target.
+
+    Parameters
+    ----------
+    spec : gdsim.sweeps.spec.SweepSpec
+    runs : numpy.ndarray of int
+        Flat indices of grid points (C order over :data:`gdsim.sweeps.spec.AXES`), increasing.
+    progress : callable, optional
+        ``progress(runs_done, len(runs))``.
+
+    Returns
+    -------
+    dict
+        :data:`gdsim.sweeps.dataset.RAW_ARRAYS`, one row per run: each run's result does
+        not depend on which other runs share the call (the kernels treat runs
+        independently), so chunks of a grid concatenate to the whole grid's result bit for bit.
+    """
+    return get_target(spec.target).run(make_plan(spec, runs), progress)

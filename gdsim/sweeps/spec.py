@@ -1,0 +1,177 @@
+"""A sweep's settings, checked once: :func:`check_sweep` -> a frozen, picklable :class:`SweepSpec`.
+
+Everything that decides a sweep's numbers is in the spec (model, data, every axis, the
+options); nothing else is (no progress callback, no thread count), so a spec can be sent
+to another process or machine and run there with the same result.
+"""
+
+import dataclasses
+import math
+
+import numpy as np
+
+from .._resources import check_memory
+from .._validate import ParameterError, check_bool, check_choice, check_int, is_real_scalar
+from ..models import MLP, check_model
+from ..optim import HYPER_PARAMETERS, check_lr_schedule, check_nesterov
+from .targets import check_target
+
+DTYPES = {"float64": np.float64, "float32": np.float32}
+#: The swept axes, in the order of the result's dimensions.
+AXES = ("lr", "momentum", "dampening", "weight_decay", "nesterov", "batch_size", "seed")
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class SweepSpec:
+    """Every checked setting of a sweep (made by :func:`check_sweep`; frozen and picklable).
+
+    Attributes
+    ----------
+    model : gdsim.Linear or gdsim.MLP
+    X, Y : numpy.ndarray
+        The data in the kernels' layout (:meth:`gdsim.MLP.check_data`).
+    epochs : int
+    values : dict of str to numpy.ndarray
+        Each axis of :data:`AXES` as a 1-d array (one value when it is not swept).
+    swept : dict of str to bool
+        Whether the axis was given as an array (a dimension of the result).
+    shuffle, drop_last : bool
+    schedule : None, tuple or numpy.ndarray
+        The checked ``lr_schedule`` (:func:`gdsim.optim.check_lr_schedule`).
+    target : str
+        A name of the target registry (:data:`gdsim.sweeps.targets.TARGETS`).
+    dtype : str
+        ``"float64"`` or ``"float32"``.
+    divergence_factor : float
+        A loss above this factor times the initial loss marks divergence.
+    stop_diverged : bool
+        Whether a run marked diverged stops updating.
+    params0 : numpy.ndarray or None
+        Initial parameters shared by every run, or None for ``model.init(seed)``.
+    """
+
+    model: MLP
+    X: np.ndarray = dataclasses.field(repr=False)
+    Y: np.ndarray = dataclasses.field(repr=False)
+    epochs: int
+    values: dict = dataclasses.field(repr=False)
+    swept: dict
+    shuffle: bool
+    drop_last: bool
+    schedule: object
+    target: str
+    dtype: str
+    divergence_factor: float
+    stop_diverged: bool
+    params0: np.ndarray | None = dataclasses.field(repr=False)
+
+    @property
+    def n(self):
+        """Number of samples."""
+        return self.X.shape[0]
+
+    @property
+    def shape(self):
+        """Number of values of each axis of :data:`AXES`."""
+        return tuple(len(self.values[name]) for name in AXES)
+
+    @property
+    def n_configs(self):
+        """Number of runs (grid points)."""
+        return math.prod(self.shape)
+
+    @property
+    def dims(self):
+        """The swept axes, in :data:`AXES` order: the result's dimensions."""
+        return tuple(name for name in AXES if self.swept[name])
+
+    def with_target(self, target):
+        """The same sweep on another target of the registry.
+
+        Raises
+        ------
+        ParameterError
+            If ``target`` is not a registered target (the registry's message).
+        """
+        return dataclasses.replace(self, target=check_target(target))
+
+    def random_draws(self):
+        """Where the sweep's random numbers come from, for the result's attributes."""
+        init = "params0 (given)" if self.params0 is not None else "model.init(seed), numpy default_rng(seed)"
+        shuffles = ("a permutation per epoch from default_rng(SeedSequence(seed).spawn(1)[0])" if self.shuffle
+                    else "none (data order)")
+        return f"initial parameters: {init}; shuffles: {shuffles}; seed: the seed coordinate or attribute"
+
+
+def _axis_values(name, value, n):
+    """The values of one axis as a 1-d array, and whether it is swept (given as an array)."""
+    swept = np.ndim(value) > 0
+    if isinstance(value, (str, bytes, dict, set)) or np.ndim(value) > 1:
+        raise ParameterError(f"{name} must be a scalar or a 1-d array of values, got {value!r}", name)
+    values = np.atleast_1d(np.asarray(value, dtype=object if name in ("batch_size", "seed") else None))
+    if values.size == 0:
+        raise ParameterError(f"{name} must not be an empty array", name)
+    label = name + (" (every value)" if swept else "")
+    if name == "nesterov":
+        for v in values:
+            check_bool(label, v)
+        return values.astype(bool), swept
+    if name in ("batch_size", "seed"):
+        low, high = (1, n) if name == "batch_size" else (0, None)
+        return np.array([check_int(label, v, minimum=low, maximum=high) for v in values], dtype=np.int64), swept
+    return HYPER_PARAMETERS[name].check_values(values, swept=swept, array_hint=True), swept
+
+
+def _check_divergence(divergence):
+    if divergence is None:
+        return 1e6, False
+    if not is_real_scalar(divergence) or not divergence > 1:
+        raise ParameterError(f"divergence must be a number > 1 (a factor of the initial loss) or None, "
+                             f"got {divergence!r}", "divergence")
+    return float(divergence), True
+
+
+def check_sweep(model, X, Y, *, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False,
+                batch_size=None, epochs, shuffle=False, seed=0, params0=None, lr_schedule=None, drop_last=False,
+                target="parallel", dtype="float64", divergence=1e6):
+    """Check every argument of :func:`gdsim.sweep` (same signature, without ``progress``)
+    without running anything.
+
+    Returns
+    -------
+    SweepSpec
+
+    Raises
+    ------
+    gdsim._validate.ParameterError
+        A ``ValueError`` naming the argument (``error.param``) and what it accepts; also
+        when the grid would not fit in the memory free now (``param`` None).
+    """
+    model = check_model(model)
+    X, Y = model.check_data(X, Y)
+    n = X.shape[0]
+    epochs = check_int("epochs", epochs, minimum=1)
+    given = {"lr": lr, "momentum": momentum, "dampening": dampening, "weight_decay": weight_decay,
+             "nesterov": nesterov, "batch_size": n if batch_size is None else batch_size, "seed": seed}
+    values, swept = {}, {}
+    for name in AXES:
+        values[name], swept[name] = _axis_values(name, given[name], n)
+    check_nesterov(values["nesterov"], values["momentum"], values["dampening"])
+    if not isinstance(shuffle, (bool, np.bool_)):
+        raise ParameterError(f"shuffle must be True or False in a sweep, got {shuffle!r}", "shuffle")
+    drop_last = check_bool("drop_last", drop_last)
+    schedule = check_lr_schedule(lr_schedule, epochs)
+    target = check_target(target)
+    dtype_name = check_choice("dtype", np.dtype(dtype).name if not isinstance(dtype, str) else dtype, DTYPES)
+    divergence_factor, stop_diverged = _check_divergence(divergence)
+    if params0 is not None:
+        params0 = model.check_params(params0, "params0")
+    spec = SweepSpec(model=model, X=X, Y=Y, epochs=epochs, values=values, swept=swept, shuffle=bool(shuffle),
+                     drop_last=drop_last, schedule=schedule, target=target, dtype=dtype_name,
+                     divergence_factor=divergence_factor, stop_diverged=stop_diverged, params0=params0)
+    itemsize = np.dtype(dtype_name).itemsize
+    # Plan, working copies, padding to whole blocks and the result, all at once at worst.
+    n_groups = len(values["seed"]) * len(values["batch_size"])
+    check_memory(spec.n_configs * (4 * model.n_params * itemsize + (2 * epochs + 4) * 8 + 64) + 8 * epochs * n
+                 * n_groups, f"a sweep of {spec.n_configs} runs", "sweep fewer points at once")
+    return spec

@@ -1,0 +1,90 @@
+"""The CPU target, host side: pack a plan's runs into blocks and run ranges of blocks on
+one thread (``target="cpu"``) or on a pool of threads (``"parallel"``).
+
+Blocks are independent and fixed before the loop, so the results are bitwise the same
+whatever the thread count. The kernels are :mod:`~gdsim.sweeps.targets.cpu_blocks`
+(blocks), :mod:`~gdsim.sweeps.targets.cpu_lanes` (layer math) and
+:mod:`~gdsim.sweeps.targets.cpu_line` (the fused ``y = w x + b``).
+"""
+
+from concurrent.futures import ThreadPoolExecutor, as_completed
+
+import numpy as np
+
+from ..._jit import num_threads
+from ..dataset import empty_raw
+from .cpu_blocks import BLOCK_LOOPS
+from .cpu_lanes import BLOCK
+
+_THREAD_POOLS = {}
+
+
+def _thread_pool(n_threads):
+    """A pool of ``n_threads`` threads kept for the process (starting threads for every
+    sweep cost about 1 ms)."""
+    if n_threads not in _THREAD_POOLS:
+        _THREAD_POOLS[n_threads] = ThreadPoolExecutor(n_threads, thread_name_prefix="gdsim-sweep")
+    return _THREAD_POOLS[n_threads]
+
+
+def run_plan(plan, progress=None, *, parallel):
+    """Run a sweep plan (:class:`gdsim.sweeps.plan.Plan`) on the CPU, serially or
+    (``parallel``) on :func:`gdsim._jit.num_threads` threads; ``progress(runs_done,
+    n_runs)``, if given, is called as blocks of runs finish.
+
+    Runs are packed into blocks of ``BLOCK`` runs of the same group (same batch size and
+    sample order); a group's last block is padded with copies of its last run, whose
+    results are the same numbers.
+
+    Returns
+    -------
+    dict
+        :data:`gdsim.sweeps.dataset.RAW_ARRAYS`, one row per run.
+    """
+    group = plan.group
+    slots = []  # run index of every lane, block after block
+    block_group = []
+    for g in np.unique(group):
+        runs = np.flatnonzero(group == g)
+        n_blocks = -(-runs.size // BLOCK)
+        padded = np.concatenate([runs, np.full(n_blocks * BLOCK - runs.size, runs[-1])])
+        slots.append(padded.reshape(n_blocks, BLOCK))
+        block_group += [g] * n_blocks
+    n_runs = plan.n_runs
+    out = empty_raw(n_runs, plan.epochs, plan.theta0.shape[1], plan.theta0.dtype)
+    loop = BLOCK_LOOPS[bool(plan.model.is_line), bool(plan.needs_general_update)]
+    slots = np.concatenate(slots)
+    args = ((slots, np.array(block_group, dtype=np.int64)), plan.model,
+            (plan.X, plan.Y, plan.orders, plan.batch_sizes, plan.drop_last), (plan.theta0, plan.lr, plan.hyper),
+            (plan.divergence_factor, plan.stop_diverged),
+            (out["epoch_loss"], out["params"], out["diverged_step"], out["diverged_loss"]))
+    n_blocks = slots.shape[0]
+    n_threads = min(num_threads(), n_blocks) if parallel else 1
+    # Ranges of blocks: four per thread balance the load; 100 (at most one per block) when progress
+    # is reported, so that it moves.
+    n_ranges = 4 * n_threads if progress is None else max(4 * n_threads, 100)
+    bounds = np.unique(np.linspace(0, n_blocks, n_ranges + 1).round().astype(np.int64))
+
+    def run_range(i):
+        loop(bounds[i], bounds[i + 1], *args)
+        return bounds[i + 1] - bounds[i]
+
+    done = 0
+    futures = []
+    if n_threads == 1:
+        finished = map(run_range, range(bounds.size - 1))
+    else:
+        # Threads running the serial loop on ranges of blocks (the kernels release the
+        # GIL): the same compiled code as target="cpu", so the results are bitwise the
+        # same, and no second, parallel build to compile.
+        futures = [_thread_pool(n_threads).submit(run_range, i) for i in range(bounds.size - 1)]
+        finished = (future.result() for future in as_completed(futures))
+    try:
+        for n_done in finished:
+            done += n_done
+            if progress is not None:
+                progress(int(n_runs * done // n_blocks), n_runs)
+    finally:
+        for future in futures:  # on an error or an interrupt, drop the ranges not started
+            future.cancel()
+    return out

@@ -1,0 +1,409 @@
+"""CPU lane kernels: the layer math of one model for ``BLOCK`` runs at once, one run per lane.
+
+A block holds ``BLOCK`` runs that share the data, the batch size and the sample order,
+and differ in their parameters and hyper-parameters. Every per-run array of a block is
+stored *struct of arrays* with the run innermost: element ``k`` of run ``c`` is ``a[k, c]``
+of a ``[.., BLOCK]`` array. The innermost loops then run over the ``BLOCK`` runs with unit
+stride, which LLVM vectorises (``BLOCK`` is a compile-time constant: 128 runs per block
+amortise each pass's set-up better than 64, measured 5-10% faster on W2 and W3 of
+``benchmarks/bench.py``, while blocks of 8 or 16 get unrolled into scalar code). Each
+run's arithmetic is the same sequence of operations as :func:`gdsim.training.train_loop`
+makes for it, so a sweep's points equal ``train``'s results.
+
+This module: the forward and backward passes and the loss of a batch
+(:func:`batch_loss`), the SGD update of every lane (:func:`update`) and the divergence
+marks (:func:`mark_diverged`). :mod:`~gdsim.sweeps.targets.cpu_line` is the fused path of
+``y = w x + b``; :mod:`~gdsim.sweeps.targets.cpu_blocks` trains a block with either;
+:mod:`~gdsim.sweeps.targets.cpu` schedules blocks on threads.
+
+Performance notes (measured on W2 and W3 of ``benchmarks/bench.py``):
+
+* a call between compiled functions inside a per-step loop costs an atomic
+  reference-count update per array argument, so per-step helpers are inlined
+  (:func:`gdsim._jit.jit_inline`) or the loop moves into the callee;
+* four samples share each pass over the runs in the MLP kernels (:data:`GROUP`);
+* a loop whose body selects an activation at run time does not vectorise: ReLU, the
+  common case, gets its own loop.
+"""
+
+import math
+
+from ..._jit import jit, jit_inline
+from ...kernels import activate, activation_slope, is_diverged
+from ...optim import DAMPENING, MOMENTUM, NESTEROV, WEIGHT_DECAY, sgd_element
+from ...scalar import CROSS_ENTROPY, MEAN, RELU
+
+#: Runs per block.
+BLOCK = 128
+#: Samples :func:`batch_loss` takes together: their forward passes share each pass over
+#: the runs, and so do their back-propagations.
+GROUP = 4
+
+
+@jit_inline
+def forward(theta, sizes, activation, X, r, acts, s):
+    """Forward pass of sample ``X[r]`` for every run of a block (the samples of a batch
+    that do not fill a group of :data:`GROUP`; see :func:`forward_group`).
+
+    ``acts[s, a, c]`` receives every layer's outputs for run ``c`` (not the input, which is
+    the same for all runs and read from ``X`` directly), the last layer's raw outputs last.
+    Each output's sum runs over the inputs in order, as in
+    :func:`gdsim.kernels.forward_sample`.
+    """
+    n_layers = sizes.shape[0] - 1
+    w = 0  # row of the layer's weight in theta
+    a_in = 0  # row of the layer's input in acts (layers > 0)
+    a_out = 0
+    for layer in range(n_layers):
+        fan_in = sizes[layer]
+        fan_out = sizes[layer + 1]
+        b = w + fan_in * fan_out
+        hidden = layer < n_layers - 1
+        for o in range(fan_out):
+            out = a_out + o
+            row = w + o * fan_in
+            for c in range(BLOCK):
+                acts[s, out, c] = 0.0
+            for i in range(fan_in):
+                if layer == 0:
+                    x = X[r, i]
+                    for c in range(BLOCK):
+                        acts[s, out, c] += theta[row + i, c] * x
+                else:
+                    for c in range(BLOCK):
+                        acts[s, out, c] += theta[row + i, c] * acts[s, a_in + i, c]
+            for c in range(BLOCK):
+                z = acts[s, out, c] + theta[b + o, c]
+                acts[s, out, c] = activate(activation, z) if hidden else z
+        w = b + fan_out
+        a_in = a_out
+        a_out += fan_out
+
+
+@jit_inline
+def forward_group(theta, sizes, activation, X, order, first, acts):
+    """:func:`forward` of the :data:`GROUP` samples ``X[order[first + s]]`` into
+    ``acts[s]``, all four in each pass over the runs.
+
+    Each sample's sums run over the inputs in order, as in :func:`forward`, so the numbers
+    are the same; the passes, and the loads of the weights, are shared by the four samples
+    (two inputs per pass).
+    """
+    n_layers = sizes.shape[0] - 1
+    w = 0
+    a_in = 0
+    a_out = 0
+    r0 = order[first]
+    r1 = order[first + 1]
+    r2 = order[first + 2]
+    r3 = order[first + 3]
+    for layer in range(n_layers):
+        fan_in = sizes[layer]
+        fan_out = sizes[layer + 1]
+        b = w + fan_in * fan_out
+        hidden = layer < n_layers - 1
+        for o in range(fan_out):
+            out = a_out + o
+            row = w + o * fan_in
+            for c in range(BLOCK):
+                acts[0, out, c] = 0.0
+                acts[1, out, c] = 0.0
+                acts[2, out, c] = 0.0
+                acts[3, out, c] = 0.0
+            for i in range(0, fan_in - 1, 2):
+                t = row + i
+                if layer == 0:
+                    x00 = X[r0, i]
+                    x01 = X[r0, i + 1]
+                    x10 = X[r1, i]
+                    x11 = X[r1, i + 1]
+                    x20 = X[r2, i]
+                    x21 = X[r2, i + 1]
+                    x30 = X[r3, i]
+                    x31 = X[r3, i + 1]
+                    for c in range(BLOCK):
+                        t0 = theta[t, c]
+                        t1 = theta[t + 1, c]
+                        acts[0, out, c] = (acts[0, out, c] + t0 * x00) + t1 * x01
+                        acts[1, out, c] = (acts[1, out, c] + t0 * x10) + t1 * x11
+                        acts[2, out, c] = (acts[2, out, c] + t0 * x20) + t1 * x21
+                        acts[3, out, c] = (acts[3, out, c] + t0 * x30) + t1 * x31
+                else:
+                    a = a_in + i
+                    for c in range(BLOCK):
+                        t0 = theta[t, c]
+                        t1 = theta[t + 1, c]
+                        acts[0, out, c] = (acts[0, out, c] + t0 * acts[0, a, c]) + t1 * acts[0, a + 1, c]
+                        acts[1, out, c] = (acts[1, out, c] + t0 * acts[1, a, c]) + t1 * acts[1, a + 1, c]
+                        acts[2, out, c] = (acts[2, out, c] + t0 * acts[2, a, c]) + t1 * acts[2, a + 1, c]
+                        acts[3, out, c] = (acts[3, out, c] + t0 * acts[3, a, c]) + t1 * acts[3, a + 1, c]
+            if fan_in % 2 == 1:  # the last input
+                t = row + fan_in - 1
+                if layer == 0:
+                    x0 = X[r0, fan_in - 1]
+                    x1 = X[r1, fan_in - 1]
+                    x2 = X[r2, fan_in - 1]
+                    x3 = X[r3, fan_in - 1]
+                    for c in range(BLOCK):
+                        t0 = theta[t, c]
+                        acts[0, out, c] += t0 * x0
+                        acts[1, out, c] += t0 * x1
+                        acts[2, out, c] += t0 * x2
+                        acts[3, out, c] += t0 * x3
+                else:
+                    a = a_in + fan_in - 1
+                    for c in range(BLOCK):
+                        t0 = theta[t, c]
+                        acts[0, out, c] += t0 * acts[0, a, c]
+                        acts[1, out, c] += t0 * acts[1, a, c]
+                        acts[2, out, c] += t0 * acts[2, a, c]
+                        acts[3, out, c] += t0 * acts[3, a, c]
+            if not hidden:
+                for c in range(BLOCK):
+                    bias = theta[b + o, c]
+                    acts[0, out, c] += bias
+                    acts[1, out, c] += bias
+                    acts[2, out, c] += bias
+                    acts[3, out, c] += bias
+            elif activation == RELU:  # the constant code lets this loop vectorise
+                for c in range(BLOCK):
+                    bias = theta[b + o, c]
+                    acts[0, out, c] = activate(RELU, acts[0, out, c] + bias)
+                    acts[1, out, c] = activate(RELU, acts[1, out, c] + bias)
+                    acts[2, out, c] = activate(RELU, acts[2, out, c] + bias)
+                    acts[3, out, c] = activate(RELU, acts[3, out, c] + bias)
+            else:
+                for s in range(GROUP):
+                    for c in range(BLOCK):
+                        acts[s, out, c] = activate(activation, acts[s, out, c] + theta[b + o, c])
+        w = b + fan_out
+        a_in = a_out
+        a_out += fan_out
+
+
+@jit_inline
+def output_loss(model, acts, s, a_out, Y, r, want_grad, deltas, scale, own):
+    """Each run's own loss of sample ``r`` into ``own[c]`` and, if ``want_grad``,
+    ``scale`` times its gradient with respect to the outputs into ``deltas[s, a_out:]``.
+
+    Same operations as :func:`gdsim.kernels.output_loss`, one run per lane.
+    """
+    sizes, _, loss, reduction = model
+    n_out = sizes[sizes.shape[0] - 1]
+    if loss == CROSS_ENTROPY:
+        label = int(Y[r, 0])
+        top = a_out  # deltas[s, a_out] is scratch for the running maximum until the gradient is written
+        for c in range(BLOCK):
+            deltas[s, top, c] = acts[s, a_out, c]
+        for k in range(1, n_out):
+            for c in range(BLOCK):
+                if acts[s, a_out + k, c] > deltas[s, top, c]:
+                    deltas[s, top, c] = acts[s, a_out + k, c]
+        for c in range(BLOCK):
+            own[c] = 0.0
+        for k in range(n_out):
+            for c in range(BLOCK):
+                own[c] += math.exp(acts[s, a_out + k, c] - deltas[s, top, c])
+        for c in range(BLOCK):
+            own[c] = deltas[s, top, c] + math.log(own[c])  # log of the softmax's normaliser
+        if want_grad:
+            for k in range(n_out):
+                for c in range(BLOCK):
+                    deltas[s, a_out + k, c] = scale * math.exp(acts[s, a_out + k, c] - own[c])
+            for c in range(BLOCK):
+                deltas[s, a_out + label, c] -= scale
+        for c in range(BLOCK):
+            own[c] = own[c] - acts[s, a_out + label, c]
+        return
+    mean_outputs = 1.0 / n_out if reduction == MEAN else 1.0
+    for c in range(BLOCK):
+        own[c] = 0.0
+    for k in range(n_out):
+        y = Y[r, k]
+        if want_grad:
+            for c in range(BLOCK):
+                residual = acts[s, a_out + k, c] - y
+                own[c] += residual * residual
+                deltas[s, a_out + k, c] = scale * 2.0 * mean_outputs * residual
+        else:
+            for c in range(BLOCK):
+                residual = acts[s, a_out + k, c] - y
+                own[c] += residual * residual
+    for c in range(BLOCK):
+        own[c] = mean_outputs * own[c]
+
+
+@jit_inline
+def backward(theta, sizes, activation, X, order, first, group, acts, deltas, grad):
+    """Back-propagate the output deltas of the ``group`` (at most :data:`GROUP`) samples
+    ``X[order[first + s]]`` and add each run's gradient to ``grad``.
+
+    ``acts[s]`` and ``deltas[s]`` belong to sample ``s``. Every gradient element receives
+    the samples' terms in sample order, and every delta its terms in the order of
+    :func:`gdsim.kernels.backward_sample`, so the numbers are those of one sample after
+    the other; a full group adds its four terms in one pass over the runs, keeping the
+    partial sum in a register (one store per four terms instead of one per term).
+    """
+    n_layers = sizes.shape[0] - 1
+    p = theta.shape[0]
+    a_out = 0
+    for layer in range(1, n_layers):
+        a_out += sizes[layer]
+    full = group == GROUP
+    for layer in range(n_layers - 1, -1, -1):
+        fan_in = sizes[layer]
+        fan_out = sizes[layer + 1]
+        b = p - fan_out
+        w = b - fan_in * fan_out
+        a_in = a_out - fan_in
+        for o in range(fan_out):
+            d_out = a_out + o
+            row = w + o * fan_in
+            if full:
+                for c in range(BLOCK):
+                    g = grad[b + o, c]
+                    g += deltas[0, d_out, c]
+                    g += deltas[1, d_out, c]
+                    g += deltas[2, d_out, c]
+                    g += deltas[3, d_out, c]
+                    grad[b + o, c] = g
+            else:
+                for s in range(group):
+                    for c in range(BLOCK):
+                        grad[b + o, c] += deltas[s, d_out, c]
+            for i in range(fan_in):
+                if layer == 0 and full:
+                    x0 = X[order[first + 0], i]
+                    x1 = X[order[first + 1], i]
+                    x2 = X[order[first + 2], i]
+                    x3 = X[order[first + 3], i]
+                    for c in range(BLOCK):
+                        g = grad[row + i, c]
+                        g += deltas[0, d_out, c] * x0
+                        g += deltas[1, d_out, c] * x1
+                        g += deltas[2, d_out, c] * x2
+                        g += deltas[3, d_out, c] * x3
+                        grad[row + i, c] = g
+                elif layer == 0:
+                    for s in range(group):
+                        x = X[order[first + s], i]
+                        for c in range(BLOCK):
+                            grad[row + i, c] += deltas[s, d_out, c] * x
+                elif full:
+                    a = a_in + i
+                    for c in range(BLOCK):
+                        g = grad[row + i, c]
+                        g += deltas[0, d_out, c] * acts[0, a, c]
+                        g += deltas[1, d_out, c] * acts[1, a, c]
+                        g += deltas[2, d_out, c] * acts[2, a, c]
+                        g += deltas[3, d_out, c] * acts[3, a, c]
+                        grad[row + i, c] = g
+                else:
+                    for s in range(group):
+                        for c in range(BLOCK):
+                            grad[row + i, c] += deltas[s, d_out, c] * acts[s, a_in + i, c]
+        if layer > 0:  # deltas of the layer below, sample by sample
+            for s in range(group):
+                for i in range(fan_in):
+                    for c in range(BLOCK):
+                        deltas[s, a_in + i, c] = 0.0
+                for o in range(fan_out):
+                    d_out = a_out + o
+                    row = w + o * fan_in
+                    for i in range(fan_in):
+                        for c in range(BLOCK):
+                            deltas[s, a_in + i, c] += theta[row + i, c] * deltas[s, d_out, c]
+                for i in range(fan_in):
+                    if activation == RELU:  # the constant code lets this loop vectorise
+                        for c in range(BLOCK):
+                            deltas[s, a_in + i, c] *= activation_slope(RELU, acts[s, a_in + i, c])
+                    else:
+                        for c in range(BLOCK):
+                            deltas[s, a_in + i, c] *= activation_slope(activation, acts[s, a_in + i, c])
+        p = w
+        a_out = a_in
+
+
+@jit
+def batch_loss(theta, model, X, Y, order, start, stop, want_grad, grad, work, total):
+    """Reduced loss of the batch ``X[order[start:stop]]`` for every run into ``total`` and,
+    if ``want_grad``, its gradient into ``grad`` (overwritten).
+
+    ``model`` is a :class:`gdsim.models.ModelSpec`; ``work`` the scratch ``(acts, deltas,
+    own)``: ``[GROUP, width, BLOCK]`` twice and ``[BLOCK]``. Callers pass ``start`` and
+    ``want_grad`` as run-time values (not constants), so that the loss-only and the
+    training calls share one compiled function."""
+    sizes, activation, _, reduction = model
+    acts, deltas, own = work
+    n_layers = sizes.shape[0] - 1
+    a_out = 0
+    for layer in range(1, n_layers):
+        a_out += sizes[layer]
+    scale = 1.0 / (stop - start) if reduction == MEAN else 1.0
+    if want_grad:
+        for k in range(grad.shape[0]):
+            for c in range(BLOCK):
+                grad[k, c] = 0.0
+    for c in range(BLOCK):
+        total[c] = 0.0
+    for first in range(start, stop, GROUP):
+        group = min(GROUP, stop - first)
+        if group == GROUP:
+            forward_group(theta, sizes, activation, X, order, first, acts)
+        for s in range(group):
+            r = order[first + s]
+            if group < GROUP:
+                forward(theta, sizes, activation, X, r, acts, s)
+            output_loss(model, acts, s, a_out, Y, r, want_grad, deltas, scale, own)
+            for c in range(BLOCK):
+                total[c] += own[c]
+        if want_grad:
+            backward(theta, sizes, activation, X, order, first, group, acts, deltas, grad)
+    if reduction == MEAN:
+        for c in range(BLOCK):
+            total[c] = total[c] / (stop - start)
+
+
+@jit_inline
+def update(theta, grad, buf, lr, hyper, first_step, active, general):
+    """SGD update of every active run (``active[c] != 0``) from its gradient ``grad``.
+
+    ``lr [BLOCK]`` and ``hyper [N_HYPER, BLOCK]`` (rows :data:`gdsim.optim.HYPER_ROWS`) are
+    the runs' settings. ``general`` (a constant: see
+    :func:`gdsim.sweeps.targets.cpu_blocks.sweep_block`) None compiles the update without
+    weight decay, dampening and Nesterov.
+    """
+    for k in range(theta.shape[0]):
+        for c in range(BLOCK):
+            p = theta[k, c]
+            b = buf[k, c]
+            if general is not None:
+                p_new, b_new = sgd_element(p, grad[k, c], b, lr[c], hyper[MOMENTUM, c], hyper[DAMPENING, c],
+                                           hyper[WEIGHT_DECAY, c], hyper[NESTEROV, c] != 0.0, False, first_step)
+            else:
+                p_new, b_new = sgd_element(p, grad[k, c], b, lr[c], hyper[MOMENTUM, c], 0.0, 0.0, False, False,
+                                           first_step)
+            # Selects rather than branches, so that the loop stays vectorised.
+            theta[k, c] = p_new if active[c] != 0 else p
+            buf[k, c] = b_new if active[c] != 0 else b
+
+
+@jit_inline
+def mark_diverged(total, step, stop_diverged, active, marks):
+    """Mark the active, not yet marked runs whose loss ``total[c]`` at ``step`` marks
+    divergence; with ``stop_diverged`` deactivate them. Returns how many were deactivated.
+
+    ``marks`` is ``(threshold, diverged_step, diverged_loss)``, each ``[BLOCK]``: each run's
+    divergence threshold, and the step and loss that marked it (-1 and NaN until then).
+    """
+    threshold, diverged_step, diverged_loss = marks
+    n_stopped = 0
+    for c in range(BLOCK):
+        if active[c] != 0 and diverged_step[c] < 0 and is_diverged(total[c], threshold[c]):
+            diverged_step[c] = step
+            diverged_loss[c] = total[c]
+            if stop_diverged:
+                active[c] = 0
+                n_stopped += 1
+    return n_stopped
+

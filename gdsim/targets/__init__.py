@@ -1,1 +1,0 @@
-"""Sweep kernels per target: :mod:`gdsim.targets.cpu` (serial and parallel), :mod:`gdsim.targets.cuda`."""

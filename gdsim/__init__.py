@@ -19,11 +19,14 @@ kernels
 theory
     Where theory says GD converges or diverges: thresholds of GD, heavy ball and
     Nesterov on least squares, SGD's epoch and mean-square stability, MLP sharpness.
+ParameterError
+    The ``ValueError`` every argument check raises; ``.param`` names the argument.
 """
 
 from importlib.metadata import PackageNotFoundError, version
 
 from . import datasets, kernels, theory
+from ._validate import ParameterError
 from .training import TrainResult, train
 from .models import MLP, Linear
 from .optim import SGD, epoch_lrs
@@ -35,4 +38,4 @@ except PackageNotFoundError:  # running from a source tree that was not installe
     __version__ = "0+unknown"
 
 __all__ = ["Linear", "MLP", "SGD", "train", "TrainResult", "sweep", "epoch_lrs", "datasets", "kernels", "theory",
-           "__version__"]
+           "ParameterError", "__version__"]

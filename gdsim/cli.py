@@ -111,7 +111,8 @@ def print_info():
     for key, value in info.items():
         print(f"{key}: {value}" if key != "numba" else f"numba {value}")
     cuda = info["cuda"].startswith(("available", "simulator"))
-    print("targets: cpu, parallel" + (", cuda" if cuda else " (cuda: see above)"))
+    usable = [name for name, target in TARGETS.items() if cuda or not target.needs_cuda]
+    print("targets: " + ", ".join(usable) + ("" if cuda else " (cuda: see above)"))
 
 
 RESUME = ("Runs are saved in chunks as they finish: after a crash or Ctrl-C the same command resumes. A result "
@@ -147,7 +148,8 @@ def main(argv=None):
         sub.add_argument("--results", default="results", help="folder for the datasets (default: results)")
         sub.add_argument("--figures", default="figures", help="folder for the figures (default: figures)")
         sub.add_argument("--target", choices=tuple(TARGETS),
-                         help="run sweeps on this target instead of the study's")
+                         help="run sweeps on this target instead of the study's: " + "; ".join(
+                             f"{name}: {target.description}" for name, target in TARGETS.items()))
         sub.add_argument("--redraw", action="store_true",
                          help="only redraw the figures from the saved results (no run)")
         sub.add_argument("--restart", action="store_true",

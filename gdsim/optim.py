@@ -64,14 +64,11 @@ class HyperParameter:
         The start of torch's error message for a bad value (``"Invalid learning rate"``).
     minimum : float or None
         Smallest accepted value; None: any finite real number.
-    default : float
-        torch's default.
     """
 
     name: str
     torch_message: str
     minimum: float | None
-    default: float
 
     @property
     def accepted(self):
@@ -117,13 +114,11 @@ class HyperParameter:
 
 #: SGD's real hyper-parameters, in the order of ``torch.optim.SGD``'s signature.
 HYPER_PARAMETERS = {h.name: h for h in (
-    HyperParameter("lr", "Invalid learning rate", 0.0, 1e-3),
-    HyperParameter("momentum", "Invalid momentum value", 0.0, 0.0),
-    HyperParameter("dampening", "Invalid dampening value", None, 0.0),
-    HyperParameter("weight_decay", "Invalid weight_decay value", 0.0, 0.0),
+    HyperParameter("lr", "Invalid learning rate", 0.0),
+    HyperParameter("momentum", "Invalid momentum value", 0.0),
+    HyperParameter("dampening", "Invalid dampening value", None),
+    HyperParameter("weight_decay", "Invalid weight_decay value", 0.0),
 )}
-#: SGD's flags (True or False, default False).
-FLAGS = ("nesterov", "maximize")
 
 #: Rows of the hyper-parameter table that training kernels take (``float64 [N_HYPER]`` for
 #: one run, ``[N_HYPER, runs]`` for a sweep): one row per setting the update reads besides

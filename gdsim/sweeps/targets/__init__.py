@@ -68,10 +68,10 @@ class Target:
 
 #: The targets, by name.
 TARGETS = {t.name: t for t in (
-    Target("parallel", "gdsim.sweeps.targets.cpu", "cpu", (("parallel", True),),
-           description="CPU, blocks of runs on all of Numba's threads (NUMBA_NUM_THREADS)"),
     Target("cpu", "gdsim.sweeps.targets.cpu", "cpu", (("parallel", False),),
            description="CPU, one thread (bitwise the same as parallel)"),
+    Target("parallel", "gdsim.sweeps.targets.cpu", "cpu", (("parallel", True),),
+           description="CPU, blocks of runs on all of Numba's threads (NUMBA_NUM_THREADS)"),
     Target("cuda", "gdsim.sweeps.targets.cuda", "cuda", needs_cuda=True,
            description="NVIDIA GPU through numba-cuda, one thread per run"),
 )}

@@ -12,6 +12,7 @@ from .._validate import format_bytes
 from .schema import StudyError, load_study
 from .store import chunks_saved, check_work_folder, run_study, study_spec, target_family
 
+
 def _result_state(study, nc, target, restart):
     """"current" if ``nc`` holds this study's result, None if there is none (or ``restart``);
     :class:`StudyError` if it was made from another study file, gdsim version or target."""

@@ -15,6 +15,7 @@ from ..sweeps import AXES, grid_dataset, run_points
 from ..training import train
 from .schema import DATASETS
 
+
 def _train_points(study, spec, runs, progress=None):
     """Run grid points ``runs`` (flat indices) with :func:`gdsim.train`, one at a time:
     the raw arrays of :func:`gdsim.sweeps.run_points`, plus ``epoch_params`` and, for

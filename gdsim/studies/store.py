@@ -16,6 +16,7 @@ from ..sweeps.targets import TARGETS
 from .runners import run_study_points, study_dataset
 from .schema import StudyError
 
+
 def run_study(study, *, target=None, progress=None, folder=None, chunk_runs=None):
     """Run a study's grid, in chunks saved to ``folder`` if one is given.
 

@@ -56,19 +56,21 @@ def line_batch_loss(theta, X, Y, order, start, stop, mean, want_grad, grad, tota
 
 
 @jit_inline
-def _sample_step(theta, buf, sample, lr, hyper, general, first_step, active, marks, stop_diverged, own):
+def _sample_step(theta, buf, sample, lr, hyper, general, first_step, active, threshold, diverged_step,
+                 stop_diverged, own):
     """One per-sample SGD step of the model ``y = w x + b`` (MSE) for every run, fused into
     a single pass over the runs: loss, gradient, divergence check and update.
 
     The same operations as :func:`line_batch_loss` on the batch of the one ``sample = (x,
     y)`` followed by :func:`gdsim.sweeps.targets.cpu_lanes.update`, so the results are
     bitwise the same. ``general`` as in :func:`gdsim.sweeps.targets.cpu_blocks.sweep_block`;
-    ``marks`` as in :func:`gdsim.sweeps.targets.cpu_lanes.mark_diverged`. ``own[c]``
+    ``threshold`` and ``diverged_step`` as in :func:`gdsim.sweeps.targets.cpu_lanes.mark_diverged`
+    (passed as arrays, not as the ``marks`` tuple: unpacking a tuple of arrays at every
+    step costs reference-count updates, measured ~10% of W2). ``own[c]``
     receives each run's loss. Returns how many runs this step marks as diverged; the caller
     records them (from ``own``). With ``stop_diverged`` they are not updated.
     """
     x, y = sample
-    threshold, diverged_step, _ = marks
     n_new = 0
     for c in range(BLOCK):
         # Every operand is loaded before the selects below, so that they need no branches
@@ -118,6 +120,7 @@ def line_sgd_epoch(theta, buf, samples, lr, hyper, general, step, n_active, acti
     straight vector code.
     """
     X, Y, epoch_order = samples
+    threshold, diverged_step, _ = marks
     for j in range(epoch_order.shape[0]):
         r = epoch_order[j]
         # Constant flags for the common case, so that LLVM drops the unused work: a
@@ -125,11 +128,14 @@ def line_sgd_epoch(theta, buf, samples, lr, hyper, general, step, n_active, acti
         # pass's dependency chains short, which makes it about 1.5x faster.
         sample = (X[r, 0], Y[r, 0])
         if step == 0:
-            n_new = _sample_step(theta, buf, sample, lr, hyper, general, True, active, marks, stop_diverged, own)
+            n_new = _sample_step(theta, buf, sample, lr, hyper, general, True, active, threshold, diverged_step,
+                                 stop_diverged, own)
         elif stop_diverged:
-            n_new = _sample_step(theta, buf, sample, lr, hyper, general, False, active, marks, True, own)
+            n_new = _sample_step(theta, buf, sample, lr, hyper, general, False, active, threshold, diverged_step,
+                                 True, own)
         else:
-            n_new = _sample_step(theta, buf, sample, lr, hyper, general, False, active, marks, False, own)
+            n_new = _sample_step(theta, buf, sample, lr, hyper, general, False, active, threshold, diverged_step,
+                                 False, own)
         if n_new > 0:  # rare: record the runs this step marked
             n_active -= mark_diverged(own, step, stop_diverged, active, marks)
         step += 1

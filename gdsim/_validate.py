@@ -66,14 +66,6 @@ def closest(value, choices):
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def check_real(name, value, minimum=None):
-    """``value`` as a finite float ``>= minimum`` (if given), else ParameterError naming ``name``."""
-    if not is_real_scalar(value) or not np.isfinite(value) or (minimum is not None and value < minimum):
-        accepted = "a finite real number" + ("" if minimum is None else f" >= {minimum:g}")
-        raise ParameterError(f"{name} must be {accepted}, got {value!r}", _param(name))
-    return float(value)
-
-
 def is_real_scalar(value):
     """True for int/float (NumPy scalars included), False for bool, complex, strings, arrays."""
     return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))

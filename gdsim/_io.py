@@ -6,6 +6,61 @@ from pathlib import Path
 
 import numpy as np
 
+from ._validate import ParameterError
+
+
+#: The largest integer a result file stores (netCDF 3 has no 64-bit integers).
+INT32_MAX = 2**31 - 1
+
+
+def check_folder(folder, what):
+    """Refuse a folder that cannot be written, before any work: ``folder`` must be a
+    writable folder, or not exist yet below a writable one (it is not created here).
+
+    Parameters
+    ----------
+    folder : str or pathlib.Path
+    what : str
+        What the folder is for, for the message (``"the results folder (--results)"``).
+
+    Raises
+    ------
+    gdsim._validate.ParameterError
+        Naming ``folder``, ``what`` and the problem (a file is in the way, no permission,
+        a read-only file system).
+    """
+    folder = Path(folder)
+    existing = folder
+    while not existing.exists() and not existing.is_symlink():
+        if existing.parent == existing:
+            break
+        existing = existing.parent
+    if existing.exists() and not existing.is_dir():
+        where = "is a file" if existing == folder else f"cannot be made: {existing} is a file"
+        raise ParameterError(f"{folder}: {what} {where}; choose another folder", _what_param(what))
+    try:  # the only reliable test of writability (permissions, ACLs, read-only mounts, root)
+        fd, probe = tempfile.mkstemp(prefix=".gdsim-write-test.", dir=existing)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as error:
+        raise ParameterError(f"{folder}: {what} cannot be written ({error.strerror or error} in {existing}); "
+                             "choose another folder", _what_param(what)) from None
+
+
+def check_file_target(path, what):
+    """Refuse an output file path that is a folder, or whose folder cannot be written
+    (:func:`check_folder`), before the work that produces the file."""
+    path = Path(path)
+    if path.is_dir():
+        raise ParameterError(f"{path}: {what} is a folder, not a file; remove it or choose another path",
+                             _what_param(what))
+    check_folder(path.parent, f"the folder of {what}")
+
+
+def _what_param(what):
+    """The argument named in ``what`` (``"the results folder (--results)"`` -> ``"results"``)."""
+    return what.rsplit("(", 1)[-1].strip("-)") if "(" in what else None
+
 
 def atomic_write(path, write):
     """Call ``write(temporary_path)``, then rename it to ``path``: a reader never sees a
@@ -44,7 +99,7 @@ def save_dataset(ds, path):
     ds.attrs = {k: str(v) if isinstance(v, (bool, np.bool_)) else v for k, v in ds.attrs.items()}
     for name, var in ds.variables.items():
         if var.dtype == np.int64:
-            if var.size and (var.values.min() < np.iinfo(np.int32).min or var.values.max() > np.iinfo(np.int32).max):
+            if var.size and (var.values.min() < -INT32_MAX - 1 or var.values.max() > INT32_MAX):
                 raise ValueError(f"{name} does not fit netCDF 3's int32")
             ds[name] = var.astype(np.int32)
         for k, v in var.attrs.items():

@@ -23,15 +23,21 @@ def check_memory(nbytes, what, way_out):
     Raises
     ------
     ParameterError
-        ``"{what} needs X but only Y of memory is free; {way_out}"`` (``param`` None).
+        :func:`size_message` (``param`` None).
     """
     try:
         available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
     except (ValueError, OSError, AttributeError):  # not on every platform
         return
     if nbytes > available:
-        raise ParameterError(f"{what} needs {format_bytes(nbytes)} but only {format_bytes(available)} "
-                             f"of memory is free; {way_out}")
+        raise ParameterError(size_message(what, nbytes, available, "of memory", way_out))
+
+
+def size_message(what, needed, available, where, way_out):
+    """The one wording of every size refusal, an estimate and a way out:
+    ``"{what} needs about X {where} but only Y is free; {way_out}"``."""
+    return (f"{what} needs about {format_bytes(needed)} {where} but only {format_bytes(available)} is free; "
+            f"{way_out}")
 
 
 def free_disk(folder):

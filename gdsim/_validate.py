@@ -6,6 +6,7 @@ where the value came from without reading the message.
 """
 
 import difflib
+import math
 import numbers
 
 import numpy as np
@@ -45,6 +46,15 @@ def check_int(name, value, minimum=None, maximum=None):
     return value
 
 
+#: Seeds are stored as int64 (a sweep's seed axis, result files): the largest one.
+SEED_MAX = 2**63 - 1
+
+
+def check_seed(name, value):
+    """``value`` as a seed of ``numpy.random.default_rng``: an integer in ``[0, 2**63 - 1]``."""
+    return check_int(name, value, minimum=0, maximum=SEED_MAX)
+
+
 def check_bool(name, value):
     """``value`` as a Python bool (``True``/``False`` only), else ParameterError naming ``name``."""
     if not isinstance(value, (bool, np.bool_)):
@@ -57,13 +67,101 @@ def check_choice(name, value, choices):
     if value in choices:
         return value
     hint = closest(value, choices) if isinstance(value, str) else ""
-    raise ParameterError(f"{name} must be one of {sorted(choices)}, got {value!r}{hint}", _param(name))
+    raise ParameterError(f"{name} must be one of {sorted(choices)}, got {_short(value)}{hint}", _param(name))
+
+
+#: What users type for a choice, from torch, numpy and habit, and the name gdsim uses.
+ALIASES = {
+    "gpu": "cuda", "nvidia": "cuda", "cuda:0": "cuda", "threads": "parallel", "multicore": "parallel",
+    "serial": "cpu", "mseloss": "mse", "l2": "mse", "l2loss": "mse", "squared_error": "mse",
+    "crossentropyloss": "cross_entropy", "crossentropy": "cross_entropy", "ce": "cross_entropy",
+    "xent": "cross_entropy", "softmax": "cross_entropy", "linear": "identity", "none": "identity",
+    "logistic": "sigmoid", "double": "float64", "f8": "float64", "single": "float32", "f4": "float32",
+    "average": "mean", "avg": "mean", "total": "sum",
+}
 
 
 def closest(value, choices):
-    """`` (did you mean 'x'?)`` for the choice closest to the string ``value``, or ``""``."""
-    close = difflib.get_close_matches(value, sorted(choices), n=1)
+    """`` (did you mean 'x'?)`` for the choice ``value`` most likely meant, or ``""``.
+
+    Knows the spellings users bring along: any case, torch's class names with or without
+    ``nn.``/``torch.nn.`` (``"nn.ReLU"`` -> ``"relu"``, ``"MSELoss"`` -> ``"mse"``) and the
+    aliases of :data:`ALIASES` (``"gpu"`` -> ``"cuda"``); else the closest spelling.
+    """
+    value = str(value)
+    key = value.strip().lower()
+    for prefix in ("torch.nn.", "nn.", "torch.", "np.", "numpy."):
+        key = key.removeprefix(prefix)
+    key = key.removesuffix("()")
+    by_key = {str(c).lower(): c for c in choices}
+    for candidate in (key, ALIASES.get(key), key.replace("-", "_")):
+        if candidate in by_key and by_key[candidate] != value:
+            return f" (did you mean {by_key[candidate]!r}?)"
+    close = difflib.get_close_matches(value, sorted(map(str, choices)), n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def check_real(name, value, *, minimum=None, maximum=None, strict=False, finite=True):
+    """``value`` as a Python float, else ParameterError naming ``name``.
+
+    Parameters
+    ----------
+    name : str
+    value : object
+        Must be a real scalar (not bool); NaN is always refused, inf unless ``finite`` is False.
+    minimum, maximum : float, optional
+        Bounds; ``strict`` makes them exclusive (``> minimum``, ``< maximum``).
+    """
+    if not is_real_scalar(value):
+        raise ParameterError(f"{name} must be a real number, got {value!r}", _param(name))
+    value = float(value)
+    low_ok = minimum is None or (value > minimum if strict else value >= minimum)
+    high_ok = maximum is None or (value < maximum if strict else value <= maximum)
+    if math.isnan(value) or (finite and math.isinf(value)) or not (low_ok and high_ok):
+        raise ParameterError(f"{name} must be {_range_text(minimum, maximum, strict, finite)}, got {value!r}",
+                             _param(name))
+    return value
+
+
+def check_real_array(name, value, *, minimum=None, strict=False, finite=True, ndim=None):
+    """``value`` as a float64 array of real numbers, else ParameterError naming ``name``
+    and the first bad entry (bounds as in :func:`check_real`; ``ndim``: required dimensions)."""
+    try:
+        arr = np.asarray(value)
+    except (ValueError, TypeError):  # ragged nested lists
+        raise ParameterError(f"{name} must be an array of real numbers, got {value!r}", _param(name)) from None
+    if arr.dtype.kind not in "fiu" or arr.dtype == np.bool_:
+        raise ParameterError(f"{name} must be an array of real numbers, got {_short(value)} (dtype {arr.dtype})",
+                             _param(name))
+    if ndim is not None and arr.ndim not in np.atleast_1d(ndim):
+        raise ParameterError(f"{name} must be a {ndim}-d array, got shape {arr.shape}", _param(name))
+    arr = arr.astype(np.float64)
+    with np.errstate(invalid="ignore"):
+        bad = np.isnan(arr) | (np.isinf(arr) if finite else False)
+        if minimum is not None:
+            bad |= ~(arr > minimum) if strict else ~(arr >= minimum)
+    if np.any(bad):
+        k = int(np.argmax(np.ravel(bad)))
+        index = tuple(int(i) for i in np.unravel_index(k, arr.shape))
+        where = f" at index {index[0] if len(index) == 1 else index}" if arr.ndim else ""
+        raise ParameterError(f"{name} must hold {_range_text(minimum, None, strict, finite, plural=True)}, got "
+                             f"{float(arr.ravel()[k])!r}{where}", _param(name))
+    return arr
+
+
+def _range_text(minimum, maximum, strict, finite, plural=False):
+    """``"a finite real number > 0"`` and the like, for messages."""
+    text = ("finite real numbers" if plural else "a finite real number") if finite else (
+        "real numbers (not NaN)" if plural else "a real number (not NaN)")
+    bounds = [f"{'>' if strict else '>='} {minimum:g}" if minimum is not None else "",
+              f"{'<' if strict else '<='} {maximum:g}" if maximum is not None else ""]
+    bounds = " and ".join(b for b in bounds if b)
+    return f"{text} {bounds}".strip()
+
+
+def _short(value, limit=60):
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def is_real_scalar(value):

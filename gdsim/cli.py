@@ -1,10 +1,15 @@
 """The ``gdsim`` command.
 
-Exit codes: 0 success; 1 a run failed; 2 bad command-line arguments or a study file that
-does not check (nothing was run); 130 interrupted (Ctrl-C).
+Exit codes: 0 success; 1 a run failed (or a file could not be written); 2 bad command-line
+arguments or a study file that does not check (nothing was run); 130 interrupted (Ctrl-C,
+SIGINT); 143 terminated (SIGTERM, what ``timeout`` and cluster schedulers send). An
+interrupted or terminated run keeps its finished chunks: the same command resumes it.
 """
 
 import argparse
+import contextlib
+import os
+import signal
 import sys
 import time
 
@@ -119,12 +124,42 @@ RESUME = ("Runs are saved in chunks as they finish: after a crash or Ctrl-C the 
           "that is up to date (same study file, gdsim version and target) is reused and only redrawn.")
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread like Ctrl-C's KeyboardInterrupt: the same clean
+    stop (finished chunks kept, resume hint), another exit code."""
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """Turn SIGTERM into :class:`Terminated` while the command runs (main thread only)."""
+    def terminate(signum, frame):
+        raise Terminated()
+
+    try:
+        previous = signal.signal(signal.SIGTERM, terminate)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _oserror_message(error):
+    """One line for an OSError: what failed, on which file (no traceback)."""
+    where = f" {error.filename}" if error.filename else ""
+    if error.filename2:
+        where += f" -> {error.filename2}"
+    return f"cannot write or read{where}: {error.strerror or error}"
+
+
 def main(argv=None):
     """Entry point of the ``gdsim`` console script; returns the exit code."""
     parser = argparse.ArgumentParser(
         prog="gdsim", description="Simulate gradient-descent training.",
         epilog="Exit status: 0 success, 1 a run failed, 2 bad arguments or study file (nothing run), "
-               "130 interrupted.")
+               "130 interrupted (Ctrl-C), 143 terminated (SIGTERM); an interrupted run resumes.")
     parser.add_argument("--version", action="version", version=f"gdsim {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     tutorial = commands.add_parser(
@@ -166,27 +201,42 @@ def main(argv=None):
         return 2
     from .studies import StudyError, find_studies, run_studies
 
-    try:
-        if args.command == "info":
-            print_info()
-        elif args.command == "tutorial":
-            run_tutorial(seed=args.seed, lr=args.lr, epochs=args.epochs)
-        else:
-            paths = args.studies if args.command == "run" else find_studies(args.studies)
-            run_studies(paths, results=args.results, figures=args.figures, target=args.target,
-                        redraw=args.redraw, restart=args.restart, chunk_runs=args.chunk_runs,
-                        progress=_study_progress)
-    except (StudyError, ValueError) as error:
-        print(f"gdsim {args.command}: error: {error}", file=sys.stderr)
-        return 2
-    except RuntimeError as error:  # e.g. target "cuda" without a GPU
-        print(f"gdsim {args.command}: error: {error}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(f"gdsim {args.command}: interrupted; what was saved is kept", file=sys.stderr)
-        return 130
-    except BrokenPipeError:  # output piped into `head` and the like
-        sys.stderr.close()
+    with _sigterm_as_interrupt():
+        try:
+            if args.command == "info":
+                print_info()
+            elif args.command == "tutorial":
+                run_tutorial(seed=args.seed, lr=args.lr, epochs=args.epochs)
+            else:
+                paths = args.studies if args.command == "run" else find_studies(args.studies)
+                run_studies(paths, results=args.results, figures=args.figures, target=args.target,
+                            redraw=args.redraw, restart=args.restart, chunk_runs=args.chunk_runs,
+                            progress=_study_progress)
+        except (StudyError, ValueError) as error:
+            print(f"gdsim {args.command}: error: {error}", file=sys.stderr)
+            return 2
+        except RuntimeError as error:  # e.g. target "cuda" without a GPU
+            print(f"gdsim {args.command}: error: {error}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt as stop:
+            terminated = isinstance(stop, Terminated)
+            print(f"gdsim {args.command}: {'terminated (SIGTERM)' if terminated else 'interrupted'}; what was "
+                  "saved is kept and the same command resumes", file=sys.stderr)
+            return 143 if terminated else 130
+        except BrokenPipeError:  # output piped into `head` and the like
+            sys.stderr.close()
+        except OSError as error:  # disk full, permission lost mid-run: the writes are atomic, nothing half-written
+            print(f"gdsim {args.command}: error: {_oserror_message(error)}", file=sys.stderr)
+            return 1
+        except MemoryError:
+            print(f"gdsim {args.command}: error: out of memory; run fewer points or epochs at once", file=sys.stderr)
+            return 1
+        except Exception as error:  # a bug: one line, the traceback on request
+            if os.environ.get("GDSIM_DEBUG"):
+                raise
+            print(f"gdsim {args.command}: internal error: {type(error).__name__}: {error} (please report it; "
+                  "GDSIM_DEBUG=1 shows the traceback)", file=sys.stderr)
+            return 1
     return 0
 
 

@@ -7,14 +7,19 @@ Every function draws from ``numpy.random.default_rng(seed)`` and returns float64
 
 import numpy as np
 
-from ._validate import check_int, is_real_scalar
+from ._resources import check_memory
+from ._validate import check_int, check_real, check_seed
 from .models import MLP
 
 
 def _check_scale(name, value):
-    if not is_real_scalar(value) or not np.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-    return float(value)
+    return check_real(name, value, minimum=0)
+
+
+def _check_size(function, n, width):
+    """Refuse ``n`` samples of ``width`` floats each (inputs and targets, and the draws
+    behind them) that cannot fit in the memory free now."""
+    check_memory(3 * 8 * n * width, f"{function}(n={n}) ({n} x {width} values)", "ask for fewer samples")
 
 
 def tutorial_line(seed=0):
@@ -32,7 +37,7 @@ def tutorial_line(seed=0):
     X : numpy.ndarray, float64 (100, 1)
     Y : numpy.ndarray, float64 (100, 1)
     """
-    rng = np.random.default_rng(check_int("seed", seed, minimum=0))
+    rng = np.random.default_rng(check_seed("seed", seed))
     X = np.arange(-5, 5, 0.1).reshape(-1, 1)
     Y = -5 * X + 0.4 * rng.standard_normal(X.shape)
     return X, Y
@@ -62,7 +67,8 @@ def teacher_mlp(n=512, sizes=(10, 5, 1), activation="relu", noise=0.1, seed=0):
     n = check_int("n", n, minimum=1)
     noise = _check_scale("noise", noise)
     teacher = MLP(sizes, activation=activation)
-    rng = np.random.default_rng(check_int("seed", seed, minimum=0))
+    _check_size("teacher_mlp", n, teacher.n_in + teacher.n_out + max(teacher.sizes))
+    rng = np.random.default_rng(check_seed("seed", seed))
     X = rng.standard_normal((n, teacher.n_in))
     theta = teacher.init(rng)
     Y = teacher.predict(theta, X) + noise * rng.standard_normal((n, teacher.n_out))
@@ -81,7 +87,8 @@ def random_regression(n=74, n_in=900, n_out=12, seed=0):
     n = check_int("n", n, minimum=1)
     n_in = check_int("n_in", n_in, minimum=1)
     n_out = check_int("n_out", n_out, minimum=1)
-    rng = np.random.default_rng(check_int("seed", seed, minimum=0))
+    _check_size("random_regression", n, n_in + n_out)
+    rng = np.random.default_rng(check_seed("seed", seed))
     return rng.standard_normal((n, n_in)), rng.standard_normal((n, n_out))
 
 
@@ -111,7 +118,10 @@ def blobs(n=300, n_classes=3, n_features=2, spread=1.0, box=5.0, seed=0):
     n_features = check_int("n_features", n_features, minimum=1)
     spread = _check_scale("spread", spread)
     box = _check_scale("box", box)
-    rng = np.random.default_rng(check_int("seed", seed, minimum=0))
+    _check_size("blobs", n, n_features + 1)
+    check_memory(8 * n_classes * n_features, f"blobs(n_classes={n_classes}) ({n_classes} x {n_features} centres)",
+                 "ask for fewer classes or features")
+    rng = np.random.default_rng(check_seed("seed", seed))
     centres = rng.uniform(-box, box, size=(n_classes, n_features))
     labels = rng.permutation(np.arange(n) % n_classes).astype(np.int64)
     X = centres[labels] + spread * rng.standard_normal((n, n_features))

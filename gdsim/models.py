@@ -5,13 +5,19 @@ maps a flat float64 parameter vector ``theta`` (torch's order, see
 :mod:`gdsim.kernels`) to losses and gradients through the Numba kernels.
 """
 
+import math
 from typing import NamedTuple
 
 import numpy as np
 
 from . import kernels
-from ._validate import ParameterError, check_choice, check_int
+from ._resources import check_memory
+from ._validate import ParameterError, check_choice, check_int, check_seed
 from .scalar import ACTIVATIONS, CROSS_ENTROPY, LOSSES, MSE, REDUCTIONS
+
+#: The widest layer a model may have: the kernels index with int64 and a weight matrix
+#: of two such layers already needs more memory than any machine has.
+MAX_WIDTH = 2**31 - 1
 
 
 class ModelSpec(NamedTuple):
@@ -82,7 +88,7 @@ class MLP:
             raise ParameterError(f"sizes must be a sequence of layer widths like (10, 5, 1), got {sizes!r}", "sizes")
         if len(sizes) < 2:
             raise ParameterError(f"sizes needs at least two widths (n_in, n_out), got {tuple(sizes)!r}", "sizes")
-        self.sizes = tuple(check_int(f"sizes[{i}]", s, minimum=1) for i, s in enumerate(sizes))
+        self.sizes = tuple(check_int(f"sizes[{i}]", s, minimum=1, maximum=MAX_WIDTH) for i, s in enumerate(sizes))
         self.activation = check_choice("activation", activation, ACTIVATIONS)
         self.loss_name = check_choice("loss", loss, LOSSES)
         self.reduction = check_choice("reduction", reduction, REDUCTIONS)
@@ -116,7 +122,7 @@ class MLP:
     @property
     def n_params(self):
         """Length of the flat parameter vector."""
-        return sum(int(np.prod(s)) for s in self.shapes)
+        return sum(math.prod(s) for s in self.shapes)  # Python ints: no overflow for absurd widths
 
     def __repr__(self):
         return (f"MLP({self.sizes}, activation={self.activation!r}, loss={self.loss_name!r}, "
@@ -171,7 +177,8 @@ class MLP:
         -------
         numpy.ndarray, float64 (n_params,)
         """
-        rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(check_int("seed", seed, minimum=0))
+        rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(check_seed("seed", seed))
+        check_memory(8 * self.n_params, f"drawing the {self.n_params} parameters of {self!r}", "use narrower layers")
         parts = []
         for shape, fan_in in zip(self.shapes, np.repeat(self.sizes[:-1], 2)):
             bound = 1.0 / np.sqrt(fan_in)
@@ -318,6 +325,9 @@ class Linear(MLP):
     """
 
     def __init__(self, n_in, n_out, loss="mse", reduction="mean"):
+        # Checked here so that a message names n_in or n_out, not MLP's sizes[0].
+        n_in = check_int("n_in", n_in, minimum=1, maximum=MAX_WIDTH)
+        n_out = check_int("n_out", n_out, minimum=1, maximum=MAX_WIDTH)
         super().__init__((n_in, n_out), activation="identity", loss=loss, reduction=reduction)
 
     def __repr__(self):

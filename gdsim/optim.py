@@ -15,6 +15,7 @@ import numpy as np
 
 from . import scalar
 from ._jit import jit
+from ._resources import check_memory
 from ._validate import ParameterError, check_bool, check_choice, check_int, is_real_scalar
 
 sgd_element = jit(scalar.sgd_element)
@@ -338,8 +339,21 @@ def epoch_lrs(lr, lr_schedule, epochs):
         Every step of epoch ``e`` uses ``[..., e]``, as when a torch scheduler's
         ``step()`` is called at the end of each epoch.
     """
-    lr = np.asarray(lr, dtype=np.float64)[..., None]
+    lr = HYPER_PARAMETERS["lr"].check_values(lr)[..., None]
+    epochs = check_int("epochs", epochs, minimum=1)
     schedule = check_lr_schedule(lr_schedule, epochs)
+    check_memory(16 * lr.size * epochs, f"a schedule of {lr.size} x {epochs} learning rates", "use fewer epochs")
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is refused below, not warned about
+        lrs = _scheduled(lr, schedule, epochs)
+    if not np.all(np.isfinite(lrs)):
+        epoch = int(np.argmax(~np.isfinite(lrs)) % epochs)
+        raise ParameterError(f"lr_schedule {lr_schedule!r} makes the learning rate overflow (inf) at epoch {epoch}; "
+                             "use a smaller gamma or fewer epochs", "lr_schedule")
+    return lrs
+
+
+def _scheduled(lr, schedule, epochs):
+    """:func:`epoch_lrs` of checked arguments (``lr`` with a trailing axis of length 1)."""
     e = np.arange(epochs)
     if schedule is None:
         return np.broadcast_to(lr, lr.shape[:-1] + (epochs,)).copy()

@@ -11,7 +11,7 @@ import numpy as np
 
 from ._jit import jit
 from ._resources import check_memory
-from ._validate import ParameterError, check_bool, check_int, is_real_scalar
+from ._validate import ParameterError, check_bool, check_int, check_seed, is_real_scalar
 from .batches import batch_orders, batch_stop, steps_per_epoch
 from .kernels import (batch_loss, batch_loss_grad, dense_batch_loss_grad, divergence_threshold, is_diverged,
                       new_workspace)
@@ -258,21 +258,21 @@ def train(model, X, Y, optimizer, *, epochs, batch_size=None, shuffle=False, see
     epochs = check_int("epochs", epochs, minimum=1)
     batch_size = n if batch_size is None else check_int("batch_size", batch_size, minimum=1, maximum=n)
     drop_last = check_bool("drop_last", drop_last)
-    seed = check_int("seed", seed, minimum=0)
+    seed = check_seed("seed", seed)
     record_params = check_bool("record_params", record_params)
     if divergence_factor is None:
         divergence_factor = math.inf
     elif not is_real_scalar(divergence_factor) or not divergence_factor > 0:
         raise ParameterError(f"divergence_factor must be a number > 0 (or None), got {divergence_factor!r}",
                              "divergence_factor")
-    lrs = epoch_lrs(optimizer.lr, lr_schedule, epochs)
     per_epoch = steps_per_epoch(n, batch_size, drop_last)
     n_steps = epochs * per_epoch
     history_rows = n_steps + 1 if record_params else 0
-    # Everything the run allocates, checked before anything is allocated.
-    check_memory(8 * (history_rows * model.n_params + epochs * n + 2 * n_steps + epochs),
-                  f"a run of {n_steps} steps" + (" with record_params=True" if record_params else ""),
-                  "train for fewer epochs" + (" or set record_params=False" if record_params else ""))
+    # Everything the run allocates (the schedule included), checked before anything is allocated.
+    check_memory(8 * (history_rows * model.n_params + epochs * n + 2 * n_steps + 2 * epochs + 3 * model.n_params),
+                 f"a run of {n_steps} steps" + (" with record_params=True" if record_params else ""),
+                 "train for fewer epochs" + (" or set record_params=False" if record_params else ""))
+    lrs = epoch_lrs(optimizer.lr, lr_schedule, epochs)
     order = batch_orders(n, epochs, shuffle, seed)
     theta = model.init(seed) if params0 is None else model.check_params(params0, "params0").copy()
     params_history = np.empty((history_rows, model.n_params))

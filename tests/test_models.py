@@ -53,7 +53,7 @@ def test_mse_accepts_1d_targets_for_one_output():
 @pytest.mark.parametrize("call, message", [
     (lambda: gdsim.MLP(5), "sizes must be a sequence of layer widths like (10, 5, 1), got 5"),
     (lambda: gdsim.MLP((5,)), "sizes needs at least two widths (n_in, n_out), got (5,)"),
-    (lambda: gdsim.MLP((5, 0, 1)), "sizes[1] must be an integer in [1, inf], got 0"),
+    (lambda: gdsim.MLP((5, 0, 1)), "sizes[1] must be an integer in [1, 2147483647], got 0"),
     (lambda: gdsim.MLP((5, 2.5, 1)), "sizes[1] must be an integer, got 2.5"),
     (lambda: gdsim.MLP((5, 1), activation="rleu"),
      "activation must be one of ['identity', 'relu', 'sigmoid', 'tanh'], got 'rleu' (did you mean 'relu'?)"),

@@ -285,13 +285,15 @@ def test_a_result_too_big_for_memory_or_disk_is_refused_up_front(mlp_study, tmp_
     monkeypatch.setattr(shutil, "disk_usage", lambda folder: usage(10**9, 10**9 - 10**6, 10**6))
     assert cli.main(["run", str(path), "--results", str(tmp_path / "r"), "--figures", str(tmp_path / "f")]) == 2
     err = capsys.readouterr().err
-    assert "the results need about 3.1 MiB on disk" in err and "but only 976.6 KiB is free" in err
+    assert "saving the results of 1 study needs about 3.1 MiB on disk in" in err and "but only 976.6 KiB is free" in err
     assert not (tmp_path / "r").exists()
     monkeypatch.undo()
     page = os.sysconf("SC_PAGE_SIZE")
     real_sysconf = os.sysconf
-    monkeypatch.setattr(os, "sysconf", lambda name: 100 if name == "SC_AVPHYS_PAGES" else real_sysconf(name))
-    with pytest.raises(StudyError, match=r"\[train\]: a sweep of 512 runs needs [0-9.]+ MiB but only "
-                                         r"[0-9.]+ KiB of memory is free; sweep fewer points at once"):
+    # Room for the data (1024 x 43 values, drawn in about 1 MiB) but not for the sweep.
+    pages = 2**21 // page
+    monkeypatch.setattr(os, "sysconf", lambda name: pages if name == "SC_AVPHYS_PAGES" else real_sysconf(name))
+    with pytest.raises(StudyError, match=r"\[train\]: a sweep of 512 runs needs about [0-9.]+ MiB of memory "
+                                         r"but only 2.0 MiB is free; sweep fewer points at once"):
         load_study(path)
-    assert page * 100 < study.result_bytes
+    assert page * pages < 512 * 4 * 385 * 8  # the sweep's working copies of the parameters alone

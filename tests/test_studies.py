@@ -243,7 +243,7 @@ BAD = [
     ('title = "t"\nfigure = "lr_batch"\ntarget = "gpu"\n' + LINE + '[train]\nlr = 0.1\nepochs = 1\n',
      "target: target must be one of ['cpu', 'cuda', 'parallel'], got 'gpu'"),
     ('title = "t"\nfigure = "lr_batch"\n[model]\ntype = "mlp"\nsizes = [1, 0]\n[data]\nname = "tutorial_line"\n'
-     '[train]\nlr = 0.1\nepochs = 1\n', "[model]: sizes[1] must be an integer in [1, inf], got 0"),
+     '[train]\nlr = 0.1\nepochs = 1\n', "[model]: sizes[1] must be an integer in [1, 2147483647], got 0"),
     ('title = "t"\nfigure = "lr_batch"\n[model]\ntype = "linear"\nn_in = 1\nn_out = 1\n[data]\nname = "tutorial"\n'
      '[train]\nlr = 0.1\nepochs = 1\n', "[data] name: must be one of tutorial_line, teacher_mlp, random_regression, "
      "blobs, got 'tutorial' (did you mean 'tutorial_line'?)"),
@@ -311,5 +311,5 @@ def test_data_from_a_file_is_checked_and_hashed(tmp_path, capsys):
         assert cli.main(["run", str(path), "--results", str(tmp_path / "r")]) == 2
         assert message in capsys.readouterr().err
     (tmp_path / "mine.npz").unlink()
-    with pytest.raises(StudyError, match="cannot read .*mine.npz"):
+    with pytest.raises(StudyError, match="mine.npz: cannot read it: No such file"):
         load_study(path)

@@ -305,7 +305,7 @@ def no_work(monkeypatch):
     (dict(nesterov=[0, 1]), "nesterov (every value) must be True or False"),
     (dict(batch_size=[1, 0]), "batch_size (every value) must be an integer in [1, 20]"),
     (dict(batch_size=21), "batch_size must be an integer in [1, 20]"),
-    (dict(seed=[0, -1]), "seed (every value) must be an integer in [0, inf]"),
+    (dict(seed=[0, -1]), "seed (every value) must be an integer in [0, 9223372036854775807]"),
     (dict(epochs=0), "epochs must be an integer in [1, inf]"),
     (dict(shuffle="yes"), "shuffle must be True or False"),
     (dict(dtype="float16"), "dtype must be one of"),

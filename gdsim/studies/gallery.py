@@ -6,9 +6,10 @@ import sys
 import time
 from pathlib import Path
 
-from .._io import load_dataset, read_attrs, save_dataset
-from .._resources import free_disk
-from .._validate import format_bytes
+from .._io import check_file_target, check_folder, load_dataset, read_attrs, save_dataset
+from .._resources import free_disk, size_message
+from .._validate import ParameterError
+from ..sweeps.targets import check_target, get_target
 from .schema import StudyError, load_study
 from .store import chunks_saved, check_work_folder, run_study, study_spec, target_family
 
@@ -20,7 +21,9 @@ def _result_state(study, nc, target, restart):
 
     if restart or not nc.exists():
         return None
-    attrs = read_attrs(nc)
+    if not nc.is_file():
+        raise StudyError(f"{nc}: a folder is where the study's result file goes; remove it")
+    attrs = _read_attrs(nc)
     problems = []
     if attrs.get("study_sha256") != study.sha256:
         problems.append("the study file changed")
@@ -32,6 +35,101 @@ def _result_state(study, nc, target, restart):
         raise StudyError(f"{nc} is a result of {study.path} that is out of date ({'; '.join(problems)}); "
                          "rerun with --restart to replace it (or --redraw to draw it as it is)")
     return "current"
+
+
+#: About the largest PNG of the gallery: the disk a figure needs.
+FIGURE_BYTES = 400_000
+
+
+def _preflight(paths, results, figures, target, redraw, restart, chunk_runs):
+    """Check everything a run of ``paths`` needs before the first study runs: the flags,
+    every study file, what ``results`` holds for each, the output folders, each target's
+    availability and the disk the results need. Returns ``[(study, nc, partial,
+    override, state)]`` (``override``: the --target that applies to the study, or None); nothing
+    is written."""
+    if redraw and restart:
+        raise ParameterError("--redraw (never run) and --restart (run again) exclude each other", "redraw")
+    if chunk_runs is not None and (isinstance(chunk_runs, bool) or not isinstance(chunk_runs, int) or chunk_runs < 1):
+        raise ParameterError(f"--chunk-runs must be an integer >= 1, got {chunk_runs!r}", "chunk_runs")
+    if target is not None:
+        check_target(target)
+    studies = [load_study(p) for p in paths]
+    names = [s.name for s in studies]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise StudyError(f"two study files named {twice[0]!r}: their results would overwrite each other")
+    check_folder(figures, "the figures folder (--figures)")
+    if not redraw:
+        check_folder(results, "the results folder (--results)")
+    plans = []
+    for study in studies:
+        nc, partial = results / f"{study.name}.nc", results / f"{study.name}.partial"
+        check_file_target(figures / f"{study.name}.png", "the figure (--figures)")
+        # --target is for sweeps; the train runner runs on the CPU whatever it says.
+        override = target if study.runner == "sweep" else None
+        run_target = override or study.target
+        if redraw:
+            if not nc.is_file():
+                raise StudyError(f"{nc}: no saved result to redraw; run `gdsim run {study.path}` first")
+            if _read_attrs(nc).get("study_sha256") != study.sha256:
+                raise StudyError(f"{nc} was made from another version of {study.path} (hash differs); run it again")
+            state = "redraw"
+        else:
+            spec = study_spec(study, override)
+            state = _result_state(study, nc, run_target, restart)
+            if state is None:
+                check_file_target(nc, "the result (--results)")
+                if partial.exists() and not partial.is_dir():
+                    raise StudyError(f"{partial}: a file is where the study's work folder goes; remove it")
+                if not restart:
+                    check_work_folder(study, spec, partial)
+                if study.runner == "sweep":
+                    _check_available(study, run_target, override)
+        plans.append((study, nc, partial, override, state))
+    to_run = [p for p in plans if p[4] is None]
+    needed = 2 * sum(p[0].result_bytes for p in to_run)  # the chunks and the final file (memory: load_study)
+    if needed:
+        free = free_disk(results)
+        if needed > free:
+            raise StudyError(size_message(f"saving the results of {_studies(len(to_run))}", needed, free,
+                                          f"on disk in {results}", "run fewer points or epochs, or choose --results"))
+    free = free_disk(figures)
+    if FIGURE_BYTES * len(plans) > free:
+        raise StudyError(size_message(f"drawing {len(plans)} figure{'s' * (len(plans) > 1)}", FIGURE_BYTES * len(plans), free,
+                                      f"on disk in {figures}", "choose --figures"))
+    return plans
+
+
+def _studies(count):
+    return f"{count} stud{'ies' if count > 1 else 'y'}"
+
+
+def _check_available(study, run_target, override):
+    """StudyError naming the study file (or --target) if ``run_target`` cannot run here."""
+    try:
+        get_target(run_target).check_available()
+    except RuntimeError as error:
+        where = "--target" if override else f"{study.path}: target"
+        raise StudyError(f"{where}: {run_target!r} cannot run on this machine: {error}; nothing was run "
+                         "(choose another target, e.g. --target parallel)") from None
+
+
+def _read_attrs(nc):
+    """A result file's attributes, or StudyError naming the file if it cannot be read."""
+    try:
+        return read_attrs(nc)
+    except Exception as error:  # a truncated, foreign or corrupt file: xarray/scipy raise many kinds
+        raise StudyError(f"{nc}: cannot read this result file ({type(error).__name__}: {error}); "
+                         "rerun with --restart to replace it") from None
+
+
+def _load_result(nc):
+    """A result file's dataset, or StudyError naming the file if it cannot be read."""
+    try:
+        return load_dataset(nc)
+    except Exception as error:  # as in _read_attrs
+        raise StudyError(f"{nc}: cannot read this result file ({type(error).__name__}: {error}); "
+                         "rerun with --restart to replace it") from None
 
 
 def run_studies(paths, *, results, figures, target=None, redraw=False, restart=False, chunk_runs=None,
@@ -67,60 +165,29 @@ def run_studies(paths, *, results, figures, target=None, redraw=False, restart=F
     from ..figures import draw
 
     # ---- everything checked before the first run ------------------------------------------
-    if redraw and restart:
-        raise ValueError("--redraw (never run) and --restart (run again) exclude each other")
-    if chunk_runs is not None and (isinstance(chunk_runs, bool) or not isinstance(chunk_runs, int) or chunk_runs < 1):
-        raise ValueError(f"--chunk-runs must be an integer >= 1, got {chunk_runs!r}")
-    studies = [load_study(p) for p in paths]
-    names = [s.name for s in studies]
-    twice = sorted({n for n in names if names.count(n) > 1})
-    if twice:
-        raise StudyError(f"two study files named {twice[0]!r}: their results would overwrite each other")
     results, figures = Path(results), Path(figures)
-    plans = []
-    for study in studies:
-        nc, partial = results / f"{study.name}.nc", results / f"{study.name}.partial"
-        run_target = target or study.target
-        if redraw:
-            if not nc.exists():
-                raise StudyError(f"{nc}: no saved result to redraw; run `gdsim run {study.path}` first")
-            if read_attrs(nc).get("study_sha256") != study.sha256:
-                raise StudyError(f"{nc} was made from another version of {study.path} (hash differs); run it again")
-            state = "redraw"
-        else:
-            spec = study_spec(study, target)
-            state = _result_state(study, nc, run_target, restart)
-            if state is None and not restart:
-                check_work_folder(study, spec, partial)
-        plans.append((study, nc, partial, run_target, state))
-    to_run = [p for p in plans if p[4] is None]
-    needed = 2 * sum(p[0].result_bytes for p in to_run)  # the chunks and the final file (memory: load_study)
-    if needed:
-        free = free_disk(results)
-        if needed > free:
-            raise StudyError(f"the results need about {format_bytes(needed)} on disk in {results} but only "
-                             f"{format_bytes(free)} is free; run fewer points or epochs, or choose --results")
+    plans = _preflight(paths, results, figures, target, redraw, restart, chunk_runs)
 
     # ---- run -------------------------------------------------------------------------------
     done = []
     start = time.perf_counter()
-    for i, (study, nc, partial, run_target, state) in enumerate(plans, 1):
-        prefix = f"[{i}/{len(studies)}] {study.name}"
+    for i, (study, nc, partial, override, state) in enumerate(plans, 1):
+        prefix = f"[{i}/{len(plans)}] {study.name}"
         t0 = time.perf_counter()
         if state is not None:
-            ds = load_dataset(nc)
+            ds = _load_result(nc)
             what = "redrawn" if state == "redraw" else f"up to date ({nc}; --restart runs it again)"
         else:
-            if restart:
-                nc.unlink(missing_ok=True)
+            if restart:  # the old result stays until the new one replaces it
                 shutil.rmtree(partial, ignore_errors=True)
             resumed = chunks_saved(partial)
-            runner = f"{study.n_runs} runs" + (f" on {run_target}" if study.runner == "sweep" else " with gdsim.train")
+            runner = f"{study.n_runs} runs" + (f" on {override or study.target}" if study.runner == "sweep"
+                                               else " with gdsim.train")
             print(f"{prefix}: {study.title} ({runner}" + (f"; resuming from {resumed} saved chunks" if resumed
                                                             else "") + ")", flush=True)
             try:
-                ds = run_study(study, target=target, progress=progress(prefix) if progress else None, folder=partial,
-                               chunk_runs=chunk_runs)
+                ds = run_study(study, target=override, progress=progress(prefix) if progress else None,
+                               folder=partial, chunk_runs=chunk_runs)
             except KeyboardInterrupt:
                 print(f"\n{prefix}: interrupted; {chunks_saved(partial)} finished chunks are saved in {partial}; "
                       "run the same command again to resume", file=sys.stderr, flush=True)
@@ -132,5 +199,5 @@ def run_studies(paths, *, results, figures, target=None, redraw=False, restart=F
         draw(study, ds, figures / f"{study.name}.png")
         print(f"{prefix}: {what}; drew {figures / study.name}.png ({time.perf_counter() - t0:.1f} s)", flush=True)
         done.append((study, ds))
-    print(f"{len(studies)} studies done in {time.perf_counter() - start:.1f} s", flush=True)
+    print(f"{len(plans)} studies done in {time.perf_counter() - start:.1f} s", flush=True)
     return done

@@ -19,8 +19,10 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 from .. import datasets
+from .._io import INT32_MAX
 from .._resources import check_memory
 from .._validate import ParameterError, closest
+from ..batches import steps_per_epoch
 from ..models import MLP, Linear
 from ..sweeps import AXES, SweepSpec, check_sweep
 
@@ -127,6 +129,13 @@ def _grid_value(fail, key, value, n):
             fail(f"[train] {key}", f"geomspace needs start and stop > 0, got {args!r}")
         if function == "arange" and (args[2] == 0 or not math.isfinite(args[2])):
             fail(f"[train] {key}", f"arange needs a finite step != 0, got {args[2]!r}")
+        if not all(math.isfinite(a) for a in args):
+            fail(f"[train] {key}", f"{function} needs finite numbers, got {args!r}")
+        count = args[2] if function != "arange" else max(0, math.ceil((args[1] - args[0]) / args[2]))
+        try:
+            check_memory(8 * 64 * count, f"{function} of {count} values", "sweep fewer values")
+        except ParameterError as error:
+            fail(f"[train] {key}", str(error))
         values = GRID_FUNCTIONS[function](*args)
         return values.astype(np.int64) if key in ("batch_size", "seed") and function == "arange" else values
     if key == "batch_size":
@@ -169,16 +178,11 @@ def _build_data(fail, spec, folder):
     file (``file``, relative to the study file; arrays ``X`` and ``Y``)."""
     if "file" in spec:
         _check_keys(fail, "[data] (file = ...)", spec, {"file"})
-        path = folder / str(spec["file"])
-        try:
-            raw = path.read_bytes()
-            with np.load(path) as f:
-                missing = [key for key in ("X", "Y") if key not in f.files]
-                if missing:
-                    fail("[data] file", f"{path} has arrays {f.files}; it needs X and Y")
-                return f["X"], f["Y"], raw
-        except (OSError, ValueError) as error:
-            fail("[data] file", f"cannot read {path} as an .npz file of X and Y: {error}")
+        if not isinstance(spec["file"], str) or not spec["file"]:
+            fail("[data] file", f"must be the path of an .npz file (a string), got {spec['file']!r}")
+        path = folder / spec["file"]
+        X, Y, raw = _read_npz(lambda message: fail("[data] file", f"{path}: {message}"), path)
+        return X, Y, raw
     _check_keys(fail, "[data]", spec, {"name", "file"} | {p for f in DATASETS.values()
                                                           for p in inspect.signature(f).parameters})
     if "name" not in spec:
@@ -195,11 +199,64 @@ def _build_data(fail, spec, folder):
         fail("[data]", str(error))
 
 
+#: What a file starts with, for a message that says what it is instead of an .npz archive.
+FILE_KINDS = ((b"\x93NUMPY", "a single .npy array (save X and Y together with numpy.savez(path, X=X, Y=Y))"),
+              (b"\x89HDF", "an HDF5/netCDF4 file"), (b"CDF", "a netCDF 3 file"), (b"\x80", "a Python pickle"))
+
+
+def _read_npz(fail, path):
+    """``(X, Y, file_bytes)`` of an .npz archive holding arrays X and Y; ``fail(message)``
+    for anything else (missing, a folder, empty, another format, pickled objects)."""
+    try:
+        raw = path.read_bytes()
+    except IsADirectoryError:
+        fail("is a folder, not an .npz file")
+    except OSError as error:
+        fail(f"cannot read it: {error.strerror or error}")
+    if not raw.startswith(b"PK"):
+        kind = next((k for magic, k in FILE_KINDS if raw.startswith(magic)), None)
+        if not raw:
+            kind = "an empty file"
+        elif kind is None:
+            kind = "text (a CSV?)" if _is_text(raw[:4096]) else "not an .npz archive"
+        fail(f"is {kind}, not an .npz archive of arrays X and Y (numpy.savez(path, X=X, Y=Y))")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            missing = [key for key in ("X", "Y") if key not in archive.files]
+            if missing:
+                fail(f"has arrays {archive.files}; it needs X and Y")
+            return archive["X"], archive["Y"], raw
+    except StudyError:
+        raise
+    except Exception as error:  # zipfile, numpy's format and pickle errors all mean: not usable
+        reason = "it holds Python objects (pickled arrays)" if "pickle" in str(error) else str(error)
+        fail(f"cannot read it as an .npz archive of numeric arrays X and Y: {reason}")
+
+
+def _is_text(head):
+    return b"\x00" not in head
+
+
 def _key_of(param):
     """Where a study file sets the argument ``param`` of :func:`gdsim.sweeps.check_sweep`."""
     if param == "target":
         return "target"
     return f"[train] {param}" if param in TRAIN_KEYS else "[train]"
+
+
+def _check_storable(fail, runner, spec):
+    """Refuse settings whose result the study cannot hold: the train runner computes in
+    float64 only, and the result file stores integers (seeds, step counts) as int32."""
+    if runner == "train" and spec.dtype != "float64":
+        fail("[train] dtype", f"the train runner runs gdsim.train, which computes in float64; got {spec.dtype!r} "
+             "(use runner = 'sweep' for float32)")
+    if spec.values["seed"].max() > INT32_MAX:
+        fail("[train] seed", f"must be at most {INT32_MAX} in a study (its result file stores seeds as int32), "
+             f"got {int(spec.values['seed'].max())}")
+    n_steps = spec.epochs * steps_per_epoch(spec.n, int(spec.values["batch_size"].min()), spec.drop_last)
+    if n_steps > INT32_MAX:
+        fail("[train] epochs", f"{spec.epochs} epochs make {n_steps} steps, more than the result file can count "
+             f"({INT32_MAX}, int32); train for fewer epochs or with bigger batches")
 
 
 def load_study(path):
@@ -282,6 +339,7 @@ def load_study(path):
         sweep_spec = check_sweep(model, X, Y, target=spec.get("target", "parallel"), **settings)
     except ParameterError as error:
         fail(_key_of(error.param), str(error))
+    _check_storable(fail, runner, sweep_spec)
     per_run = 8 * (sweep_spec.epochs + 1) + 8 * model.n_params + 24  # loss, params, divergence
     if runner == "train" and FIGURES[figure].params:
         per_run += 8 * (sweep_spec.epochs + 1) * (model.n_params + 1)  # epoch_params, accuracy

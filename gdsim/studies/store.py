@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .._io import atomic_write
-from ..sweeps.targets import TARGETS
+from .._io import atomic_write, check_folder
+from ..sweeps.targets import TARGETS, get_target
 from .runners import run_study_points, study_dataset
 from .schema import StudyError
 
@@ -48,10 +48,13 @@ def run_study(study, *, target=None, progress=None, folder=None, chunk_runs=None
         file's text), ``runner``, ``figure``, ``data``, ``data_seed`` and ``random_draws``.
     """
     spec = study_spec(study, target)
+    if study.runner == "sweep":
+        get_target(spec.target).check_available()  # before a work folder is made
     n_runs = spec.n_configs
     if folder is None:
         return study_dataset(study, spec, run_study_points(study, spec, np.arange(n_runs), progress))
     folder = Path(folder)
+    check_folder(folder, "the work folder (folder)")
     chunk_runs = _open_work_folder(study, spec, folder, chunk_runs)
     bounds = list(range(0, n_runs, chunk_runs)) + [n_runs]
     parts = []

@@ -11,9 +11,9 @@ import math
 import numpy as np
 
 from .._resources import check_memory
-from .._validate import ParameterError, check_bool, check_choice, check_int, is_real_scalar
+from .._validate import SEED_MAX, ParameterError, check_bool, check_int, closest, is_real_scalar
 from ..models import MLP, check_model
-from ..optim import HYPER_PARAMETERS, check_lr_schedule, check_nesterov
+from ..optim import HYPER_PARAMETERS, check_lr_schedule, check_nesterov, epoch_lrs
 from .targets import check_target
 
 DTYPES = {"float64": np.float64, "float32": np.float32}
@@ -117,9 +117,38 @@ def _axis_values(name, value, n):
             check_bool(label, v)
         return values.astype(bool), swept
     if name in ("batch_size", "seed"):
-        low, high = (1, n) if name == "batch_size" else (0, None)
+        low, high = (1, n) if name == "batch_size" else (0, SEED_MAX)
         return np.array([check_int(label, v, minimum=low, maximum=high) for v in values], dtype=np.int64), swept
     return HYPER_PARAMETERS[name].check_values(values, swept=swept, array_hint=True), swept
+
+
+def check_dtype(dtype):
+    """The name of ``dtype`` (``"float64"`` or ``"float32"``), given as a name numpy knows
+    (``"float32"``, ``"f4"``, ``"double"``) or a dtype (``numpy.float32``), else ParameterError."""
+    try:
+        name = np.dtype(dtype).name if dtype is not None else None
+    except (TypeError, ValueError):
+        name = None
+    if name not in DTYPES:
+        raise ParameterError(f"dtype must be one of {sorted(DTYPES)} (or numpy.float64, numpy.float32), got "
+                             f"{dtype!r}{closest(dtype, DTYPES) if isinstance(dtype, str) else ''}", "dtype")
+    return name
+
+
+def check_float32_range(dtype, **arrays):
+    """Refuse data or parameters that a float32 sweep would turn into inf (values beyond
+    float32's range); ``arrays``: name -> array (None: absent)."""
+    if dtype != "float32":
+        return
+    top = float(np.finfo(np.float32).max)
+    for name, array in arrays.items():
+        if array is None:
+            continue
+        big = np.abs(array) > top
+        if big.any():
+            raise ParameterError(f"{name} has values beyond float32's range (+-{top:.4g}, first "
+                                 f"{array[np.unravel_index(np.argmax(big), big.shape)]:.4g}) that dtype='float32' "
+                                 "would turn into inf; rescale the data or use dtype='float64'", name)
 
 
 def _check_divergence(divergence):
@@ -162,10 +191,11 @@ def check_sweep(model, X, Y, *, lr, momentum=0.0, dampening=0.0, weight_decay=0.
     drop_last = check_bool("drop_last", drop_last)
     schedule = check_lr_schedule(lr_schedule, epochs)
     target = check_target(target)
-    dtype_name = check_choice("dtype", np.dtype(dtype).name if not isinstance(dtype, str) else dtype, DTYPES)
+    dtype_name = check_dtype(dtype)
     divergence_factor, stop_diverged = _check_divergence(divergence)
     if params0 is not None:
         params0 = model.check_params(params0, "params0")
+    check_float32_range(dtype_name, X=X, Y=Y, params0=params0)
     spec = SweepSpec(model=model, X=X, Y=Y, epochs=epochs, values=values, swept=swept, shuffle=bool(shuffle),
                      drop_last=drop_last, schedule=schedule, target=target, dtype=dtype_name,
                      divergence_factor=divergence_factor, stop_diverged=stop_diverged, params0=params0)
@@ -174,4 +204,5 @@ def check_sweep(model, X, Y, *, lr, momentum=0.0, dampening=0.0, weight_decay=0.
     n_groups = len(values["seed"]) * len(values["batch_size"])
     check_memory(spec.n_configs * (4 * model.n_params * itemsize + (2 * epochs + 4) * 8 + 64) + 8 * epochs * n
                  * n_groups, f"a sweep of {spec.n_configs} runs", "sweep fewer points at once")
+    epoch_lrs(values["lr"], schedule, epochs)  # refuses a schedule whose learning rate overflows
     return spec

@@ -24,7 +24,7 @@ class ParameterError(ValueError):
     """
 
     def __init__(self, message, param=None):
-        super().__init__(message)
+        super().__init__(" ".join(message.split()))  # one line, however a value's repr wraps
         self.param = param
 
 
@@ -67,7 +67,7 @@ def check_choice(name, value, choices):
     if value in choices:
         return value
     hint = closest(value, choices) if isinstance(value, str) else ""
-    raise ParameterError(f"{name} must be one of {sorted(choices)}, got {_short(value)}{hint}", _param(name))
+    raise ParameterError(f"{name} must be one of {sorted(choices)}, got {short_repr(value)}{hint}", _param(name))
 
 
 #: What users type for a choice, from torch, numpy and habit, and the name gdsim uses.
@@ -131,7 +131,7 @@ def check_real_array(name, value, *, minimum=None, strict=False, finite=True, nd
     except (ValueError, TypeError):  # ragged nested lists
         raise ParameterError(f"{name} must be an array of real numbers, got {value!r}", _param(name)) from None
     if arr.dtype.kind not in "fiu" or arr.dtype == np.bool_:
-        raise ParameterError(f"{name} must be an array of real numbers, got {_short(value)} (dtype {arr.dtype})",
+        raise ParameterError(f"{name} must be an array of real numbers, got {short_repr(value)} (dtype {arr.dtype})",
                              _param(name))
     if ndim is not None and arr.ndim not in np.atleast_1d(ndim):
         raise ParameterError(f"{name} must be a {ndim}-d array, got shape {arr.shape}", _param(name))
@@ -159,7 +159,8 @@ def _range_text(minimum, maximum, strict, finite, plural=False):
     return f"{text} {bounds}".strip()
 
 
-def _short(value, limit=60):
+def short_repr(value, limit=80):
+    """``repr(value)`` cut to ``limit`` characters, for messages (an array can be huge)."""
     text = repr(value)
     return text if len(text) <= limit else text[:limit] + "..."
 

@@ -221,7 +221,7 @@ def _read_npz(fail, path):
             kind = "text (a CSV?)" if _is_text(raw[:4096]) else "not an .npz archive"
         fail(f"is {kind}, not an .npz archive of arrays X and Y (numpy.savez(path, X=X, Y=Y))")
     try:
-        with np.load(path, allow_pickle=False) as archive:
+        with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as archive:
             missing = [key for key in ("X", "Y") if key not in archive.files]
             if missing:
                 fail(f"has arrays {archive.files}; it needs X and Y")
@@ -235,6 +235,11 @@ def _read_npz(fail, path):
 
 def _is_text(head):
     return b"\x00" not in head
+
+
+def _data_key(data, folder):
+    """Where the data comes from, for messages: ``"[data] file: PATH"`` or ``"[data]"``."""
+    return f"[data] file: {folder / data['file']}" if "file" in data else "[data]"
 
 
 def _key_of(param):
@@ -308,10 +313,11 @@ def load_study(path):
         fail("target", "the train runner runs on the CPU, one run at a time; target is for runner = 'sweep'")
     model = _build_model(fail, spec["model"])
     X, Y, data_bytes = _build_data(fail, spec["data"], path.parent)
+    data_key = _data_key(spec["data"], path.parent)
     try:
         checked_X, checked_Y = model.check_data(X, Y)
     except ValueError as error:
-        fail("[data]", f"does not fit the model: {error}")
+        fail(data_key, f"does not fit the model: {error}")
     # float64 (n, n_in) and, for MSE, (n, n_out); a classifier keeps its integer labels.
     X, Y = checked_X, (checked_Y if model.loss_name == "mse" else np.asarray(Y))
 
@@ -338,7 +344,7 @@ def load_study(path):
     try:
         sweep_spec = check_sweep(model, X, Y, target=spec.get("target", "parallel"), **settings)
     except ParameterError as error:
-        fail(_key_of(error.param), str(error))
+        fail(data_key if error.param in ("X", "Y") else _key_of(error.param), str(error))
     _check_storable(fail, runner, sweep_spec)
     per_run = 8 * (sweep_spec.epochs + 1) + 8 * model.n_params + 24  # loss, params, divergence
     if runner == "train" and FIGURES[figure].params:

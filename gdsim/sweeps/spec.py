@@ -203,6 +203,7 @@ def check_sweep(model, X, Y, *, lr, momentum=0.0, dampening=0.0, weight_decay=0.
     # Plan, working copies, padding to whole blocks and the result, all at once at worst.
     n_groups = len(values["seed"]) * len(values["batch_size"])
     check_memory(spec.n_configs * (4 * model.n_params * itemsize + (2 * epochs + 4) * 8 + 64) + 8 * epochs * n
-                 * n_groups, f"a sweep of {spec.n_configs} runs", "sweep fewer points at once")
+                 * n_groups, f"a sweep of {spec.n_configs} runs of {epochs} epochs",
+                 "sweep fewer points or epochs at once (the loss is kept at every epoch)")
     epoch_lrs(values["lr"], schedule, epochs)  # refuses a schedule whose learning rate overflows
     return spec

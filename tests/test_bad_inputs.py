@@ -508,13 +508,24 @@ CLI = {
     "run chunk-runs 0": (["run", "x.toml", "--chunk-runs", "0"], ["--chunk-runs"]),
     "run redraw and restart": (["run", "x.toml", "--redraw", "--restart"], ["--redraw", "--restart"]),
     "figures folder without studies": (["figures", "--studies", "."], ["no study files"]),
-    "figures studies folder missing": (["figures", "--studies", "nowhere"], ["nowhere"]),
+    "figures studies folder missing": (["figures", "--studies", "nowhere"], ["nowhere", "no such folder"]),
 }
 
 
 @pytest.mark.parametrize("argv, names", CLI.values(), ids=CLI.keys())
 def test_cli(argv, names, tmp_path, capsys):
     cli_refused(tmp_path, capsys, argv, names)
+
+
+def test_figures_studies_is_a_file(study, tmp_path, capsys):
+    cli_refused(tmp_path, capsys, ["figures", "--studies", study], [str(study), "is a file", "gdsim run"])
+
+
+def test_run_studies_without_studies(tmp_path):
+    from gdsim.studies import run_studies
+
+    refused(tmp_path, lambda: run_studies([], results="r", figures="f"), ["paths", "non-empty"])
+    refused(tmp_path, lambda: run_studies("a.toml", results="r", figures="f"), ["paths", "list"])
 
 
 @pytest.mark.parametrize("argv", [["run"], ["tutorial", "--epochs", "x"], ["run", "a.toml", "--target", "gpu"],

@@ -53,6 +53,8 @@ def _preflight(paths, results, figures, target, redraw, restart, chunk_runs):
         raise ParameterError(f"--chunk-runs must be an integer >= 1, got {chunk_runs!r}", "chunk_runs")
     if target is not None:
         check_target(target)
+    if isinstance(paths, (str, Path)) or not len(paths):
+        raise ParameterError(f"paths must be a non-empty list of study files, got {paths!r}", "paths")
     studies = [load_study(p) for p in paths]
     names = [s.name for s in studies]
     twice = sorted({n for n in names if names.count(n) > 1})

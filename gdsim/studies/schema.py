@@ -368,6 +368,10 @@ def load_study(path):
 def find_studies(folder):
     """The ``*.toml`` files of ``folder``, sorted by name (ValueError if there are none)."""
     folder = Path(folder)
+    if folder.is_file():
+        raise StudyError(f"{folder}: is a file; --studies takes a folder of study files (`gdsim run` takes files)")
+    if not folder.is_dir():
+        raise StudyError(f"{folder}: no such folder of study files")
     paths = sorted(folder.glob("*.toml"))
     if not paths:
         raise StudyError(f"{folder}: no study files (*.toml) there")

@@ -123,13 +123,20 @@ def check_real(name, value, *, minimum=None, maximum=None, strict=False, finite=
     return value
 
 
+def as_array(name, value, dtype=None):
+    """``numpy.asarray(value, dtype)``, or ParameterError naming ``name`` for what numpy
+    cannot make an array of (ragged nested lists, strings into numbers)."""
+    try:
+        return np.asarray(value, dtype=dtype)
+    except (ValueError, TypeError, OverflowError):
+        raise ParameterError(f"{name} must be a rectangular array of numbers (not a ragged list), got "
+                             f"{short_repr(value)}", _param(name)) from None
+
+
 def check_real_array(name, value, *, minimum=None, strict=False, finite=True, ndim=None):
     """``value`` as a float64 array of real numbers, else ParameterError naming ``name``
     and the first bad entry (bounds as in :func:`check_real`; ``ndim``: required dimensions)."""
-    try:
-        arr = np.asarray(value)
-    except (ValueError, TypeError):  # ragged nested lists
-        raise ParameterError(f"{name} must be an array of real numbers, got {value!r}", _param(name)) from None
+    arr = as_array(name, value)
     if arr.dtype.kind not in "fiu" or arr.dtype == np.bool_:
         raise ParameterError(f"{name} must be an array of real numbers, got {short_repr(value)} (dtype {arr.dtype})",
                              _param(name))

@@ -14,7 +14,7 @@ import numpy as np
 
 from . import scalar
 from ._jit import jit_inline
-from ._validate import ParameterError
+from ._validate import ParameterError, as_array
 
 #: :func:`gdsim.scalar.batch_stop` compiled for CPU kernels.
 batch_stop = jit_inline(scalar.batch_stop)
@@ -42,7 +42,7 @@ def batch_orders(n, epochs, shuffle=False, seed=0):
             return np.tile(np.arange(n, dtype=np.int64), (epochs, 1))
         rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])
         return np.stack([rng.permutation(n) for _ in range(epochs)]).astype(np.int64)
-    order = np.asarray(shuffle)
+    order = as_array("shuffle", shuffle)
     if order.dtype.kind not in "iu" or order.shape != (epochs, n):
         raise ParameterError(f"shuffle must be True, False or an integer array of shape (epochs, n) = "
                              f"({epochs}, {n}), got a {order.dtype} array of shape {order.shape}", "shuffle")

@@ -12,7 +12,7 @@ import numpy as np
 
 from . import kernels
 from ._resources import check_memory
-from ._validate import ParameterError, check_choice, check_int, check_seed
+from ._validate import ParameterError, as_array, check_choice, check_int, check_seed
 from .scalar import ACTIVATIONS, CROSS_ENTROPY, LOSSES, MSE, REDUCTIONS
 
 #: The widest layer a model may have: the kernels index with int64 and a weight matrix
@@ -192,7 +192,7 @@ class MLP:
     # -- input checks ----------------------------------------------------------------
     def check_params(self, theta, name="theta", finite=True):
         """``theta`` as a contiguous float64 vector of length :attr:`n_params`, or ValueError."""
-        arr = np.asarray(theta)
+        arr = as_array(name, theta)
         if arr.dtype.kind not in "fiu":
             raise ParameterError(f"{name} must be a real array, got dtype {arr.dtype}", name)
         if arr.shape != (self.n_params,):
@@ -204,7 +204,7 @@ class MLP:
 
     def check_inputs(self, X):
         """``X`` as a C-contiguous float64 ``(n, n_in)`` array of finite values, or ValueError."""
-        X = np.asarray(X)
+        X = as_array("X", X)
         if X.dtype.kind not in "fiu":
             raise ParameterError(f"X must be a real array, got dtype {X.dtype}", "X")
         if X.ndim != 2 or X.shape[1] != self.n_in or X.shape[0] < 1:
@@ -234,7 +234,7 @@ class MLP:
         """
         X = self.check_inputs(X)
         n = X.shape[0]
-        Y = np.asarray(Y)
+        Y = as_array("Y", Y)
         if self.loss_code == CROSS_ENTROPY:
             if Y.dtype.kind not in "iu":
                 raise ParameterError(f"loss='cross_entropy' needs integer class labels Y, got dtype {Y.dtype}", "Y")

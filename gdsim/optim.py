@@ -16,7 +16,7 @@ import numpy as np
 from . import scalar
 from ._jit import jit
 from ._resources import check_memory
-from ._validate import ParameterError, check_bool, check_choice, check_int, is_real_scalar
+from ._validate import ParameterError, as_array, check_bool, check_choice, check_int, is_real_scalar
 
 sgd_element = jit(scalar.sgd_element)
 
@@ -98,7 +98,7 @@ class HyperParameter:
         ``swept``: ``value`` is a sweep's 1-d array, the message gives the bad value's index;
         ``array_hint``: the message says that an array is accepted too.
         """
-        arr = np.asarray(value) if isinstance(value, np.ndarray) else np.asarray(value, dtype=object)
+        arr = np.asarray(value) if isinstance(value, np.ndarray) else as_array(self.name, value, dtype=object)
         flat = arr.ravel()
         if arr.dtype.kind in "fiu":  # numeric arrays: check them at once, report the first bad value
             bad = ~np.isfinite(flat) | (flat < (-np.inf if self.minimum is None else self.minimum))
@@ -307,7 +307,7 @@ def check_lr_schedule(lr_schedule, epochs):
         raise ParameterError("lr_schedule must be None, ('step', step_size, gamma), ('exponential', gamma), "
                              f"('cosine', T_max, eta_min) or an array of per-epoch factors, got {lr_schedule!r}",
                              "lr_schedule")
-    factors = np.asarray(lr_schedule)
+    factors = as_array("lr_schedule", lr_schedule)
     if factors.dtype.kind not in "iuf" or factors.shape != (epochs,):
         raise ParameterError(f"an lr_schedule array must hold one real factor per epoch, shape ({epochs},), "
                              f"got a {factors.dtype} array of shape {factors.shape}", "lr_schedule")

@@ -141,6 +141,9 @@ API = {
     "train X with nan": (train(X=np.where(X1 > 4, np.nan, X1)), ["X", "NaN"]),
     "train Y wrong rows": (train(Y=Y1[:50]), ["Y", "shape"]),
     "train X str": (train(X="data.csv"), ["X", "real array"]),
+    "train X ragged": (train(X=[[1.0], [2.0, 3.0]]), ["X", "ragged"]),
+    "train params0 ragged": (train(params0=[[1.0], [2.0, 3.0]]), ["params0", "ragged"]),
+    "train schedule ragged": (train(lr_schedule=[[1.0], [2.0, 3.0]]), ["lr_schedule", "ragged"]),
     "train optimizer dict": (train(optimizer={"lr": 0.1}), ["optimizer"]),
     "train model str": (train(model="linear"), ["model"]),
     "train labels out of range": (train(model=CLASSIFIER, X=XB, Y=YB + 5), ["Y", "labels"]),
@@ -167,6 +170,8 @@ API = {
     "sweep epochs 10**13": (sweep(epochs=HUGE), ["needs about", "of memory"]),
     "sweep lr 2-d": (sweep(lr=[[0.1, 0.2]]), ["lr", "1-d"]),
     "sweep lr empty": (sweep(lr=[]), ["lr", "empty"]),
+    "sweep lr ragged": (sweep(lr=[[0.1], [0.2, 0.3]]), ["lr", "ragged"]),
+    "sweep seed ragged": (sweep(seed=[[0], [1, 2]]), ["seed", "ragged"]),
     "sweep lr negative at index": (sweep(lr=[0.1, -0.1]), ["lr", "index 1"]),
     "sweep momentum str": (sweep(momentum="0.9"), ["momentum"]),
     "sweep batch_size 0": (sweep(batch_size=[0, 10]), ["batch_size"]),
@@ -296,6 +301,12 @@ def test_study_file_not_utf8(tmp_path, capsys):
     path = tmp_path / "bad.toml"
     path.write_bytes(STUDY.encode("utf-16"))
     cli_refused(tmp_path, capsys, ["run", path, "--results", tmp_path / "r"], [str(path), "not a valid TOML"])
+
+
+def test_study_file_with_a_byte_order_mark_runs(tmp_path):
+    path = tmp_path / "bom.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + STUDY.encode())
+    assert load_study(path).title == "small"
 
 
 def test_study_file_is_a_folder(tmp_path, capsys):
@@ -508,7 +519,7 @@ CLI = {
     "run chunk-runs 0": (["run", "x.toml", "--chunk-runs", "0"], ["--chunk-runs"]),
     "run redraw and restart": (["run", "x.toml", "--redraw", "--restart"], ["--redraw", "--restart"]),
     "figures folder without studies": (["figures", "--studies", "."], ["no study files"]),
-    "figures studies folder missing": (["figures", "--studies", "nowhere"], ["nowhere", "no such folder"]),
+    "figures studies folder missing": (["figures", "--studies", "nowhere"], ["nowhere", "no such folder", "no study files"]),
 }
 
 

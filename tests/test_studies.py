@@ -302,7 +302,7 @@ def test_data_from_a_file_is_checked_and_hashed(tmp_path, capsys):
     # The data file is part of the study's hash.
     np.savez(tmp_path / "mine.npz", X=X, Y=Y[:, 0] + 1.0)
     assert load_study(path).sha256 != study.sha256
-    for arrays, message in (({"X": np.where(X > 4, np.nan, X), "Y": Y}, "[data]: does not fit the model: X contains NaN or inf (first at row 91, column 0)"),
+    for arrays, message in (({"X": np.where(X > 4, np.nan, X), "Y": Y}, "mine.npz: does not fit the model: X contains NaN or inf (first at row 91, column 0)"),
                             ({"X": X, "Y": Y[:50]}, "must have"),
                             ({"X": X}, "it needs X and Y")):
         np.savez(tmp_path / "mine.npz", **arrays)

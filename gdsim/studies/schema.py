@@ -295,7 +295,7 @@ def load_study(path):
     except OSError as error:
         raise StudyError(f"{path}: cannot read the study file: {error.strerror or error}") from None
     try:
-        text = raw.decode("utf-8")
+        text = raw.decode("utf-8-sig")  # a byte-order mark, as some Windows editors write, is fine
         spec = tomllib.loads(text)
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
         raise StudyError(f"{path}: not a valid TOML file: {error}") from None
@@ -371,7 +371,7 @@ def find_studies(folder):
     if folder.is_file():
         raise StudyError(f"{folder}: is a file; --studies takes a folder of study files (`gdsim run` takes files)")
     if not folder.is_dir():
-        raise StudyError(f"{folder}: no such folder of study files")
+        raise StudyError(f"{folder}: no such folder, so no study files (*.toml) there")
     paths = sorted(folder.glob("*.toml"))
     if not paths:
         raise StudyError(f"{folder}: no study files (*.toml) there")

@@ -11,7 +11,7 @@ import math
 import numpy as np
 
 from .._resources import check_memory
-from .._validate import SEED_MAX, ParameterError, check_bool, check_int, closest, is_real_scalar
+from .._validate import SEED_MAX, ParameterError, as_array, short_repr, check_bool, check_int, closest, is_real_scalar
 from ..models import MLP, check_model
 from ..optim import HYPER_PARAMETERS, check_lr_schedule, check_nesterov, epoch_lrs
 from .targets import check_target
@@ -105,10 +105,13 @@ class SweepSpec:
 
 def _axis_values(name, value, n):
     """The values of one axis as a 1-d array, and whether it is swept (given as an array)."""
-    swept = np.ndim(value) > 0
-    if isinstance(value, (str, bytes, dict, set)) or np.ndim(value) > 1:
-        raise ParameterError(f"{name} must be a scalar or a 1-d array of values, got {value!r}", name)
-    values = np.atleast_1d(np.asarray(value, dtype=object if name in ("batch_size", "seed") else None))
+    if isinstance(value, (str, bytes, dict, set)):
+        raise ParameterError(f"{name} must be a scalar or a 1-d array of values, got {short_repr(value)}", name)
+    values = as_array(name, value, dtype=object if name in ("batch_size", "seed") else None)
+    swept = values.ndim > 0
+    if values.ndim > 1:
+        raise ParameterError(f"{name} must be a scalar or a 1-d array of values, got shape {values.shape}", name)
+    values = np.atleast_1d(values)
     if values.size == 0:
         raise ParameterError(f"{name} must not be an empty array", name)
     label = name + (" (every value)" if swept else "")

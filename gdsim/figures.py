@@ -85,6 +85,26 @@ def _mark_overflow(ax, lrs, color, label=None):
             label=label)
 
 
+def _note(ax, ds, drawn=True, what="finite loss", xy=(0.5, 0.5)):
+    """Say on ``ax`` (at ``xy``, in axes fractions) that every run of ``ds`` diverged, and
+    that the panel has no ``what`` to draw when ``drawn`` is false; nothing if neither
+    holds. On a white box over the data: a diverged result may still show a few points."""
+    lines = ["every run diverged"] if bool(ds.diverged.all()) else []
+    if not drawn:
+        lines.append(f"no {what} to draw")
+    if lines:
+        ax.text(*xy, ":\n".join(lines), transform=ax.transAxes, ha="center", va="center", fontsize=11,
+                color="0.35", zorder=10, bbox={"facecolor": "white", "alpha": 0.85, "edgecolor": "0.7"})
+
+
+def _span_epochs(ax, epochs, curves):
+    """Show every epoch on ``ax`` when no curve of ``curves`` (one a row, NaN where not
+    drawn) reaches the last with a finite positive value: the runs stopped or blew up early."""
+    last = np.asarray(curves)[..., -1]
+    if not np.any(np.isfinite(last) & (last > 0)):
+        ax.set_xlim(epochs[0], epochs[-1])
+
+
 def _title(fig, study):
     fig.suptitle(study.title, fontsize=12)
 
@@ -118,15 +138,19 @@ def tutorial(study, ds):
     ax_fit.legend(fontsize=7.5, loc="upper right")
 
     epochs = ds.epoch.values
+    arrows = 0
     for b, color in zip(ds.batch_size.values, ("C0", "C3", "C1", "C4")):
         run = ds.sel(batch_size=b)
         ax_loss.semilogy(epochs, run.loss.values, "o-", ms=3, color=color, label=_batch_label(b, n))
-        if bool(run.diverged):
+        if bool(run.diverged) and 0 < float(run.diverged_loss) < np.inf:  # a point on the log axis
             step = int(run.diverged_step)
             per_epoch = steps_per_epoch(ds.attrs["n_samples"], int(b), study.spec.drop_last)
             ax_loss.annotate(f"loss > 1e6 x initial\nat step {step} (epoch {step // per_epoch})",
-                             xy=(step / per_epoch, float(run.diverged_loss)), xytext=(0.12, 0.5),
+                             xy=(step / per_epoch, float(run.diverged_loss)), xytext=(0.12, 0.5 - 0.18 * arrows),
                              textcoords="axes fraction", fontsize=8, arrowprops={"arrowstyle": "->", "lw": 0.8})
+            arrows += 1
+    _span_epochs(ax_loss, epochs, ds.loss.values)
+    _note(ax_loss, ds, bool(np.any(np.isfinite(ds.loss.values) & (ds.loss.values > 0))), xy=(0.5, 0.85))
     ax_loss.axhline(optimum, color="C2", ls=":", label=f"least-squares optimum {optimum:.3f}")
     ax_loss.set(xlabel="epoch", ylabel="full-data MSE loss (log scale)",
                 title=f"Loss before each epoch, lr = {float(ds.attrs.get('lr', np.nan)):g}")
@@ -163,6 +187,7 @@ def lr_batch(study, ds):
     ax.set(xlabel="learning rate", ylabel=f"full-data MSE loss after {ds.attrs['epochs']} epochs (log)",
            title="Final loss vs learning rate, batches in data order")
     ax.legend(fontsize=8, loc="upper left")
+    _note(ax, ds, bool(np.any(ds.final_loss.values <= LOSS_CAP)), f"final loss below {LOSS_CAP:.0e}")
     _title(fig, study)
     return fig
 
@@ -199,7 +224,7 @@ def momentum_phase(study, ds):
     excess = {nv: _excess_loss((worst.sel(nesterov=nv) if "nesterov" in ds.dims else worst).values, optimum)
               for nv in nesterov_values}
     finite = np.concatenate([e[np.isfinite(e)] for e in excess.values()])
-    vmin, vmax = float(finite.min()), float(finite.max())
+    vmin, vmax = (float(finite.min()), float(finite.max())) if finite.size else (-1.0, 1.0)  # a scale for no data
     beta = np.linspace(0, momenta.max(), 200)
     lr_star, beta_star, rate = theory.polyak(L, mu)
     for ax, nv in zip(axes, nesterov_values):
@@ -213,6 +238,7 @@ def momentum_phase(study, ds):
         ax.set_ylim(momenta.min(), momenta.max())
         ax.set_title("Nesterov" if nv else "heavy ball")
         ax.legend(fontsize=7.5, loc="lower left")
+        _note(ax, ds, bool(np.isfinite(excess[nv]).any()))
     bar = fig.colorbar(mesh, ax=list(axes), shrink=0.9)
     bar.set_label(f"log10 (loss / optimum - 1), the worst of steps {ds.attrs['epochs'] - last + 1}-"
                   f"{ds.attrs['epochs']}; gray: diverged")
@@ -231,21 +257,24 @@ def trajectories(study, ds):
     for ax, lr in zip(axes, lrs):
         path = ds.epoch_params.sel(lr=lr).values
         finite = path[np.all(np.isfinite(path), axis=1) & (np.abs(path).max(axis=1) < 1e3)]
-        pad = 0.08 * np.ptp(finite, axis=0).max() + 1.0
-        w_lo, w_hi = min(finite[:, 0].min(), w_ls) - pad, max(finite[:, 0].max(), w_ls) + pad
-        b_lo, b_hi = min(finite[:, 1].min(), b_ls) - pad, max(finite[:, 1].max(), b_ls) + pad
+        # No finite iterate at all: a window around the minimum, for the contours.
+        pad = 0.08 * np.ptp(finite, axis=0).max() + 1.0 if len(finite) else 1.0
+        corners = np.vstack([finite, [[w_ls, b_ls]]])
+        (w_lo, b_lo), (w_hi, b_hi) = corners.min(axis=0) - pad, corners.max(axis=0) + pad
         W, B = np.meshgrid(np.linspace(w_lo, w_hi, 200), np.linspace(b_lo, b_hi, 200))
         loss = ((W[..., None] * x + B[..., None] - y) ** 2).mean(axis=-1)
         levels = optimum + np.geomspace(1e-2, max(loss.max() - optimum, 1.0), 14)
         ax.contour(W, B, loss, levels=levels, colors="0.6", linewidths=0.7)
         ax.plot(finite[:, 0], finite[:, 1], "-o", color="C0", ms=3, lw=1)
-        ax.plot(*finite[0], "s", color="k", ms=6, label="start")
+        if len(finite):
+            ax.plot(*finite[0], "s", color="k", ms=6, label="start")
         ax.plot(w_ls, b_ls, "*", color="C3", ms=12, label="least-squares minimum")
         ax.set_xlim(w_lo, w_hi)
         ax.set_ylim(b_lo, b_hi)
         verdict = "diverges" if lr > 2 / L else ("oscillates, converges" if lr > 1 / L else "monotone")
         ax.set(xlabel="w", ylabel="b", title=f"lr = {lr:g} = {lr * L / 2:.2f} x 2/L: {verdict}")
         ax.legend(fontsize=7.5, loc="lower right")
+        _note(ax, ds, len(finite) > 0, "finite parameters", xy=(0.5, 0.8))  # off the minimum, centred
     _title(fig, study)
     return fig
 
@@ -260,8 +289,8 @@ def critical_batch(study, ds):
     batch_sizes = ds.batch_size.values
     # A run is unstable when its loss grew over the run (the stable ones end near the
     # noise floor, far below the initial loss); the transients of small batches do not count.
-    with np.errstate(invalid="ignore"):
-        grew = ~(ds.final_loss <= ds.loss.isel(epoch=0))
+    # A NaN or inf final loss counts as grown, even from an inf initial loss.
+    grew = ~(np.isfinite(ds.final_loss) & (ds.final_loss <= ds.loss.isel(epoch=0)))
     fraction = grew.mean("seed").transpose("lr", "batch_size").values
     lo, hi = [], []
     for j in range(len(batch_sizes)):
@@ -290,6 +319,7 @@ def critical_batch(study, ds):
     ax.set(xlabel="batch size B (log scale)", ylabel="critical learning rate",
            title=f"Where SGD becomes unstable: final loss above initial after {ds.attrs['epochs']} epochs")
     ax.legend(fontsize=8, loc="lower right")
+    _note(ax, ds, bool(np.isfinite(centre).any()), "critical lr within the sweep")
     _title(fig, study)
     return fig
 
@@ -313,6 +343,7 @@ def mlp_phase(study, ds):
     batch = ds.attrs.get("batch_size", "?")
     ax.set_title(f"{model.sizes} {model.activation} MLP, batch {batch}, {ds.attrs['epochs']} epochs")
     ax.legend(fontsize=8, loc="lower left")
+    _note(ax, ds, bool(np.isfinite(values).any()))
     bar = fig.colorbar(mesh, ax=ax, extend="max")
     bar.set_label("log10 (final loss / initial loss); gray: diverged")
     _title(fig, study)
@@ -342,14 +373,19 @@ def lr_threshold(study, ds):
     ax.set(xlabel="learning rate", ylabel=f"loss after {ds.attrs['epochs']} steps / initial loss (log)",
            title=f"{model.sizes} {model.activation} MLP, MSE {model.reduction}, momentum {momentum:g}")
     ax.legend(fontsize=7.5, loc="lower left")
+    _note(ax, ds, bool(ok.any()), f"final loss below {LOSS_CAP:.0e} x initial")
 
     picks = [lrs[np.argmin(np.abs(np.log(lrs / target)))] for target in (threshold / 40, threshold / 1.5,
                                                                            threshold * 1.5, threshold * 2.5, 0.2)]
+    curves = []
     for lr, color in zip(dict.fromkeys(picks), ("C0", "C2", "C1", "C4", "C3")):
         with np.errstate(all="ignore"):
             curve = ds.loss.sel(lr=lr).values / loss0
-        ax_curves.semilogy(ds.epoch.values, np.where(curve <= LOSS_CAP, curve, np.nan), color=color,
+        curves.append(np.where(curve <= LOSS_CAP, curve, np.nan))
+        ax_curves.semilogy(ds.epoch.values, curves[-1], color=color,
                            label=f"lr = {lr:.3g} ({lr / threshold:.2g} x threshold)")
+    _span_epochs(ax_curves, ds.epoch.values, curves)
+    _note(ax_curves, ds, bool(np.any(np.array(curves) > 0)), f"loss below {LOSS_CAP:.0e} x initial")
     ax_curves.set(xlabel="step (full batch)", ylabel="loss / initial loss (log)", title="Loss curves")
     ax_curves.legend(fontsize=7.5)
     _title(fig, study)
@@ -371,11 +407,18 @@ def classifier(study, ds):
     batch = ds.attrs.get("batch_size", "?")
     ax_loss.set(xlabel="epoch", ylabel="full-data cross-entropy (log)",
                 title=f"Mini-batch SGD, batch {batch}, shuffled each epoch")
-    lowest = float(ds.loss.where(np.isfinite(ds.loss)).min())
+    lowest = float(ds.loss.where(np.isfinite(ds.loss) & (ds.loss > 0)).min())
+    if not lowest < 1e3:  # no finite loss under the top: the axis goes down to the uniform guess's
+        lowest = np.log(n_classes)
     ax_loss.set_ylim(lowest / 2, 1e3)  # a blow-up would squash every other curve
     ax_acc.set(xlabel="epoch", ylabel="training accuracy (%)", ylim=(0, 102), title="Accuracy")
     ax_loss.legend(fontsize=8)
     ax_acc.legend(fontsize=8, loc="lower right")
+    for ax, curves in ((ax_loss, np.where(ds.loss.values < 1e3, ds.loss.values, np.nan)),
+                       (ax_acc, 1 + ds.accuracy.values)):  # 1 +: a zero accuracy is drawn too
+        _span_epochs(ax, ds.epoch.values, curves)
+    _note(ax_loss, ds, bool(np.any((ds.loss.values > 0) & (ds.loss.values < 1e3))), "loss below 1e3")
+    _note(ax_acc, ds, bool(np.isfinite(ds.accuracy.values).any()), "finite accuracy")
     _title(fig, study)
     return fig
 

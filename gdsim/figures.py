@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import theory
-from ._io import atomic_write
+from ._io import atomic_write, check_file_target
 from .batches import batch_orders, steps_per_epoch
 
 DPI = 110
@@ -449,6 +449,7 @@ def draw(study, ds, path):
     -------
     pathlib.Path
     """
+    check_file_target(path, "the figure (path)")  # before the drawing, not after
     fig = FIGURES[study.figure].draw(study, ds)
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
     return path

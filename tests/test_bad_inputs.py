@@ -426,6 +426,20 @@ def test_figure_path_is_a_folder(study, tmp_path, capsys):
                 ["small.png", "is a folder"])
 
 
+def test_draw_into_a_folder_is_refused_before_drawing(study, tmp_path, monkeypatch):
+    from gdsim import figures
+    from gdsim.studies import run_study
+
+    loaded = load_study(study)
+    ds = run_study(loaded)
+    (tmp_path / "out.png").mkdir()
+    drawn = []
+    monkeypatch.setitem(figures.FIGURES, "lr_batch", figures.FIGURES["lr_batch"].__class__(
+        lambda *a: drawn.append(a), axes=("lr", "batch_size")))
+    refused(tmp_path, lambda: figures.draw(loaded, ds, tmp_path / "out.png"), ["out.png", "is a folder"])
+    assert drawn == []
+
+
 def test_result_path_is_a_folder(study, tmp_path, capsys):
     (tmp_path / "r" / "small.nc").mkdir(parents=True)
     cli_refused(tmp_path, capsys, ["run", study, "--results", tmp_path / "r", "--figures", tmp_path / "f"],

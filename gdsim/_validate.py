@@ -64,8 +64,11 @@ def check_bool(name, value):
 
 def check_choice(name, value, choices):
     """``value`` if it is one of ``choices``, else ParameterError listing them (and the closest)."""
-    if value in choices:
-        return value
+    try:
+        if value in choices:
+            return value
+    except TypeError:  # unhashable (a list, a set): not a choice
+        pass
     hint = closest(value, choices) if isinstance(value, str) else ""
     raise ParameterError(f"{name} must be one of {sorted(choices)}, got {short_repr(value)}{hint}", _param(name))
 
@@ -133,9 +136,10 @@ def as_array(name, value, dtype=None):
                              f"{short_repr(value)}", _param(name)) from None
 
 
-def check_real_array(name, value, *, minimum=None, strict=False, finite=True, ndim=None):
+def check_real_array(name, value, *, minimum=None, strict=False, finite=True, ndim=None, allow_nan=False):
     """``value`` as a float64 array of real numbers, else ParameterError naming ``name``
-    and the first bad entry (bounds as in :func:`check_real`; ``ndim``: required dimensions)."""
+    and the first bad entry (bounds as in :func:`check_real`; ``ndim``: required dimensions;
+    ``allow_nan``: accept any float, NaN and inf included, and no bounds)."""
     arr = as_array(name, value)
     if arr.dtype.kind not in "fiu" or arr.dtype == np.bool_:
         raise ParameterError(f"{name} must be an array of real numbers, got {short_repr(value)} (dtype {arr.dtype})",
@@ -143,6 +147,8 @@ def check_real_array(name, value, *, minimum=None, strict=False, finite=True, nd
     if ndim is not None and arr.ndim not in np.atleast_1d(ndim):
         raise ParameterError(f"{name} must be a {ndim}-d array, got shape {arr.shape}", _param(name))
     arr = arr.astype(np.float64)
+    if allow_nan:
+        return arr
     with np.errstate(invalid="ignore"):
         bad = np.isnan(arr) | (np.isinf(arr) if finite else False)
         if minimum is not None:

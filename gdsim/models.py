@@ -12,7 +12,7 @@ import numpy as np
 
 from . import kernels
 from ._resources import check_memory
-from ._validate import ParameterError, as_array, check_choice, check_int, check_seed
+from ._validate import ParameterError, as_array, check_choice, check_int, check_real_array, check_seed, short_repr
 from .scalar import ACTIVATIONS, CROSS_ENTROPY, LOSSES, MSE, REDUCTIONS
 
 #: The widest layer a model may have: the kernels index with int64 and a weight matrix
@@ -152,14 +152,16 @@ class MLP:
 
     def pack(self, arrays):
         """Join ``[W0, b0, W1, b1, ...]`` (shapes as :attr:`shapes`) into a flat vector."""
-        arrays = list(arrays)
+        if isinstance(arrays, (str, bytes, dict)) or not hasattr(arrays, "__len__"):
+            raise ParameterError(f"arrays must be a list [W0, b0, W1, b1, ...], got {short_repr(arrays)}", "arrays")
+        arrays = [check_real_array(f"arrays[{i}]", a, allow_nan=True) for i, a in enumerate(arrays)]
         if len(arrays) != len(self.shapes):
             raise ParameterError(f"pack needs {len(self.shapes)} arrays (weight and bias per layer), got "
                                  f"{len(arrays)}", "arrays")
         for i, (a, shape) in enumerate(zip(arrays, self.shapes)):
-            if np.shape(a) != shape:
-                raise ParameterError(f"pack: array {i} has shape {np.shape(a)}, expected {shape}", "arrays")
-        return np.concatenate([np.asarray(a, dtype=np.float64).ravel() for a in arrays])
+            if a.shape != shape:
+                raise ParameterError(f"arrays[{i}] has shape {a.shape}, expected {shape}", "arrays")
+        return np.concatenate([a.ravel() for a in arrays])
 
     def init(self, seed=0):
         """Parameters drawn like ``nn.Linear``'s default initialisation.

@@ -63,7 +63,7 @@ def test_mse_accepts_1d_targets_for_one_output():
      "loss='cross_entropy' needs at least 2 outputs (classes), got n_out=1"),
     (lambda: gdsim.Linear(2, 1).pack([np.zeros((1, 2))]), "pack needs 2 arrays (weight and bias per layer), got 1"),
     (lambda: gdsim.Linear(2, 1).pack([np.zeros((2, 1)), np.zeros(1)]),
-     "pack: array 0 has shape (2, 1), expected (1, 2)"),
+     "arrays[0] has shape (2, 1), expected (1, 2)"),
     (lambda: gdsim.Linear(2, 1).unpack(np.zeros(4)),
      "theta must have shape (3,) for Linear(2, 1, loss='mse', reduction='mean'), got (4,)"),
     (lambda: gdsim.Linear(2, 1).init(seed=1.5), "seed must be an integer, got 1.5"),

@@ -561,6 +561,17 @@ def test_run_studies_without_studies(tmp_path):
     refused(tmp_path, lambda: run_studies("a.toml", results="r", figures="f"), ["paths", "list"])
 
 
+def test_study_api_arguments(study, tmp_path):
+    from gdsim.studies import run_studies, run_study
+
+    refused(tmp_path, lambda: run_studies([study], results=3, figures="f"), ["results", "folder"])
+    refused(tmp_path, lambda: run_studies([study], results="r", figures="f", progress=3), ["progress"])
+    refused(tmp_path, lambda: run_study(str(study)), ["study", "load_study"])
+    refused(tmp_path, lambda: run_study(load_study(study), progress="yes"), ["progress"])
+    refused(tmp_path, lambda: run_study(load_study(study), chunk_runs=0, folder=tmp_path / "w"), ["chunk_runs"])
+    refused(tmp_path, lambda: load_study(3), ["path", "study file"])
+
+
 @pytest.mark.parametrize("argv", [["run"], ["tutorial", "--epochs", "x"], ["run", "a.toml", "--target", "gpu"],
                                   ["figures", "--chunk-runs", "1.5"], ["bogus"], ["tutorial", "--lr"]])
 def test_cli_usage_errors(argv, tmp_path, capsys):

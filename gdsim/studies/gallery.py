@@ -1,6 +1,7 @@
 """Many studies at once: check them all (and what ``results/`` holds for them) before the
 first runs, run or reuse each, and draw its figure (``gdsim run``, ``gdsim figures``)."""
 
+import os
 import shutil
 import sys
 import time
@@ -41,7 +42,7 @@ def _result_state(study, nc, target, restart):
 FIGURE_BYTES = 400_000
 
 
-def _preflight(paths, results, figures, target, redraw, restart, chunk_runs):
+def _preflight(paths, results, figures, target, redraw, restart, chunk_runs, progress):
     """Check everything a run of ``paths`` needs before the first study runs: the flags,
     every study file, what ``results`` holds for each, the output folders, each target's
     availability and the disk the results need. Returns ``[(study, nc, partial,
@@ -53,7 +54,9 @@ def _preflight(paths, results, figures, target, redraw, restart, chunk_runs):
         raise ParameterError(f"--chunk-runs must be an integer >= 1, got {chunk_runs!r}", "chunk_runs")
     if target is not None:
         check_target(target)
-    if isinstance(paths, (str, Path)) or not len(paths):
+    if progress is not None and not callable(progress):
+        raise ParameterError(f"progress must be None or a callable progress(label), got {progress!r}", "progress")
+    if isinstance(paths, (str, Path)) or not hasattr(paths, "__len__") or not len(paths):
         raise ParameterError(f"paths must be a non-empty list of study files, got {paths!r}", "paths")
     studies = [load_study(p) for p in paths]
     names = [s.name for s in studies]
@@ -167,8 +170,11 @@ def run_studies(paths, *, results, figures, target=None, redraw=False, restart=F
     from ..figures import draw
 
     # ---- everything checked before the first run ------------------------------------------
+    for name, folder in (("results", results), ("figures", figures)):
+        if not isinstance(folder, (str, os.PathLike)):
+            raise ParameterError(f"{name} must be a folder's path (str or pathlib.Path), got {folder!r}", name)
     results, figures = Path(results), Path(figures)
-    plans = _preflight(paths, results, figures, target, redraw, restart, chunk_runs)
+    plans = _preflight(paths, results, figures, target, redraw, restart, chunk_runs, progress)
 
     # ---- run -------------------------------------------------------------------------------
     done = []

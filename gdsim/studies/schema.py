@@ -8,6 +8,7 @@ sweep settings of ``[train]`` are checked by :func:`gdsim.sweeps.check_sweep`, w
 import hashlib
 import inspect
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -285,6 +286,8 @@ def load_study(path):
     """
     from ..figures import FIGURES  # figures read studies: imported when a study is loaded
 
+    if not isinstance(path, (str, os.PathLike)):
+        raise ParameterError(f"path must be the path of a study file (str or pathlib.Path), got {path!r}", "path")
     path = Path(path)
 
     def fail(where, message):

@@ -12,9 +12,10 @@ from pathlib import Path
 import numpy as np
 
 from .._io import atomic_write, check_folder
+from .._validate import ParameterError
 from ..sweeps.targets import TARGETS, get_target
 from .runners import run_study_points, study_dataset
-from .schema import StudyError
+from .schema import Study, StudyError
 
 
 def run_study(study, *, target=None, progress=None, folder=None, chunk_runs=None):
@@ -47,6 +48,12 @@ def run_study(study, *, target=None, progress=None, folder=None, chunk_runs=None
         its attributes: ``study``, ``study_title``, ``study_sha256``, ``study_file`` (the
         file's text), ``runner``, ``figure``, ``data``, ``data_seed`` and ``random_draws``.
     """
+    if not isinstance(study, Study):
+        raise ParameterError(f"study must be a Study from gdsim.studies.load_study, got {type(study).__name__}",
+                             "study")
+    if progress is not None and not callable(progress):
+        raise ParameterError(f"progress must be None or a callable progress(runs_done, n_runs), got {progress!r}",
+                             "progress")
     spec = study_spec(study, target)
     if study.runner == "sweep":
         get_target(spec.target).check_available()  # before a work folder is made

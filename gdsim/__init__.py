@@ -23,19 +23,35 @@ ParameterError
     The ``ValueError`` every argument check raises; ``.param`` names the argument.
 """
 
+import importlib
 from importlib.metadata import PackageNotFoundError, version
-
-from . import datasets, kernels, theory
-from ._validate import ParameterError
-from .training import TrainResult, train
-from .models import MLP, Linear
-from .optim import SGD, epoch_lrs
-from .sweeps import sweep
 
 try:
     __version__ = version("gdsim")
 except PackageNotFoundError:  # running from a source tree that was not installed
     __version__ = "0+unknown"
 
+#: The public names and the module each comes from, imported on first use (PEP 562):
+#: ``import gdsim`` stays light, so the ``gdsim`` command installs its signal handlers
+#: before numpy, numba and xarray load.
+_PUBLIC = {"Linear": "models", "MLP": "models", "SGD": "optim", "epoch_lrs": "optim", "train": "training",
+           "TrainResult": "training", "sweep": "sweeps", "ParameterError": "_validate"}
+_SUBMODULES = ("datasets", "kernels", "theory")
+
 __all__ = ["Linear", "MLP", "SGD", "train", "TrainResult", "sweep", "epoch_lrs", "datasets", "kernels", "theory",
            "ParameterError", "__version__"]
+
+
+def __getattr__(name):
+    if name in _PUBLIC:
+        value = getattr(importlib.import_module(f".{_PUBLIC[name]}", __name__), name)
+    elif name in _SUBMODULES:
+        value = importlib.import_module(f".{name}", __name__)
+    else:
+        raise AttributeError(f"module 'gdsim' has no attribute {name!r}")
+    globals()[name] = value  # once: later lookups are plain attributes
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

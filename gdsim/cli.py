@@ -13,69 +13,10 @@ import signal
 import sys
 import time
 
-import numpy as np
-
-from . import __version__, datasets
-from ._validate import check_int
-from .training import train
-from .models import Linear
-from .optim import SGD
-from .sweeps.targets import TARGETS
-
-# The linear-regression tutorial's starting point (w0, b0).
-TUTORIAL_START = (-10.0, -20.0)
-
-
-def _tutorial_table(title, result, optimum):
-    """Print one run the way the tutorial prints it, then a one-line verdict."""
-    print(f"\n{title}")
-    print(f"{'epoch':>5}  {'loss':>14}  {'w':>14}  {'b':>14}")
-    # As in the tutorial: the loss recorded at the start of the epoch, w and b after it.
-    for epoch, (loss, (w, b)) in enumerate(zip(result.epoch_loss[:-1], result.epoch_params[1:])):
-        print(f"{epoch:>5}  {loss:>14.6g}  {w:>14.6g}  {b:>14.6g}")
-    final = result.epoch_loss[-1]
-    print(f"{'end':>5}  {final:>14.6g}")
-    if result.diverged:
-        verdict = (f"DIVERGED: loss first exceeded 1e6 x its initial value at step {result.diverged_step} "
-                   f"(loss {result.diverged_loss:.4g}); final loss {final:.4g}")
-    elif final <= 1.5 * optimum:
-        verdict = f"CONVERGED: final loss {final:.4g}, least-squares optimum {optimum:.4g}"
-    else:
-        verdict = f"NOT CONVERGED: final loss {final:.4g}, least-squares optimum {optimum:.4g}"
-    print(f"=> {verdict}")
-    return verdict
-
-
-def run_tutorial(seed=0, lr=0.1, epochs=20):
-    """Reproduce the linear-regression tutorial: batch GD converges, per-sample SGD blows up.
-
-    Returns
-    -------
-    dict
-        ``{"batch_gd": TrainResult, "per_sample_sgd": TrainResult}``.
-    """
-    # Check everything before printing anything.
-    epochs = check_int("epochs", epochs, minimum=1)
-    X, Y = datasets.tutorial_line(seed)
-    model = Linear(1, 1)
-    params0 = model.pack([[[TUTORIAL_START[0]]], [TUTORIAL_START[1]]])
-    optimizer = SGD(lr=lr)
-    design = np.column_stack([X, np.ones(len(X))])
-    residual = Y - design @ np.linalg.lstsq(design, Y, rcond=None)[0]
-    optimum = float(np.mean(residual**2))
-
-    print("Linear-regression tutorial: y = w x + b, X = arange(-5, 5, 0.1), Y = -5 X + 0.4 N(0, 1) "
-          f"(seed {seed})")
-    print(f"start w = {TUTORIAL_START[0]:g}, b = {TUTORIAL_START[1]:g}; MSE loss; SGD lr {lr:g}; "
-          f"{epochs} epochs; float64")
-    runs = {}
-    for key, title, batch_size in (("batch_gd", "Batch gradient descent (one step per epoch)", None),
-                                   ("per_sample_sgd", "Per-sample SGD (one step per sample, data order)", 1)):
-        runs[key] = train(model, X, Y, optimizer, epochs=epochs, batch_size=batch_size, params0=params0,
-                          record_params=True)
-        _tutorial_table(title, runs[key], optimum)
-    return runs
-
+# Only the standard library up here: the signal handlers are installed before gdsim's
+# dependencies (numpy, numba, xarray) are imported, so that Ctrl-C or SIGTERM during
+# that second of imports is a clean stop too.
+from . import __version__
 
 def _study_progress(prefix):
     """A ``progress(done, total)`` callback rewriting one stderr line (only on a terminal)."""
@@ -104,6 +45,7 @@ def print_info():
     from importlib.metadata import PackageNotFoundError, version
 
     from ._jit import runtime_info
+    from .sweeps.targets import TARGETS
 
     print(f"gdsim {__version__}")
     print(f"python {platform.python_version()} ({platform.system()} {platform.machine()})")
@@ -154,8 +96,8 @@ def _oserror_message(error):
     return f"cannot write or read{where}: {error.strerror or error}"
 
 
-def main(argv=None):
-    """Entry point of the ``gdsim`` console script; returns the exit code."""
+def _parser(targets):
+    """The command line: ``gdsim tutorial|run|figures|info`` (``targets``: the registry)."""
     parser = argparse.ArgumentParser(
         prog="gdsim", description="Simulate gradient-descent training.",
         epilog="Exit status: 0 success, 1 a run failed, 2 bad arguments or study file (nothing run), "
@@ -182,9 +124,9 @@ def main(argv=None):
     for sub in (run, figures):
         sub.add_argument("--results", default="results", help="folder for the datasets (default: results)")
         sub.add_argument("--figures", default="figures", help="folder for the figures (default: figures)")
-        sub.add_argument("--target", choices=tuple(TARGETS),
+        sub.add_argument("--target", choices=tuple(targets),
                          help="run sweeps on this target instead of the study's: " + "; ".join(
-                             f"{name}: {target.description}" for name, target in TARGETS.items()))
+                             f"{name}: {target.description}" for name, target in targets.items()))
         sub.add_argument("--redraw", action="store_true",
                          help="only redraw the figures from the saved results (no run)")
         sub.add_argument("--restart", action="store_true",
@@ -195,14 +137,25 @@ def main(argv=None):
     commands.add_parser("info", help="versions, CPU, threads and whether the CUDA target is available",
                         description="Print gdsim's and its dependencies' versions, the CPU, the number "
                                     "of threads target='parallel' uses and the CUDA target's state.")
-    args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help()
-        return 2
-    from .studies import StudyError, find_studies, run_studies
+    return parser
 
+
+def main(argv=None):
+    """Entry point of the ``gdsim`` console script; returns the exit code."""
+    name = "gdsim"  # "gdsim COMMAND" once the command line is read
     with _sigterm_as_interrupt():
         try:
+            # Imported here, where Ctrl-C and SIGTERM already stop cleanly.
+            from .studies import find_studies, run_studies
+            from .sweeps.targets import TARGETS
+            from .tutorial import run_tutorial
+
+            parser = _parser(TARGETS)
+            args = parser.parse_args(argv)
+            if args.command is None:
+                parser.print_help()
+                return 2
+            name = f"gdsim {args.command}"
             if args.command == "info":
                 print_info()
             elif args.command == "tutorial":
@@ -212,29 +165,29 @@ def main(argv=None):
                 run_studies(paths, results=args.results, figures=args.figures, target=args.target,
                             redraw=args.redraw, restart=args.restart, chunk_runs=args.chunk_runs,
                             progress=_study_progress)
-        except (StudyError, ValueError) as error:
-            print(f"gdsim {args.command}: error: {error}", file=sys.stderr)
+        except ValueError as error:  # a bad argument or study file (StudyError, ParameterError), nothing run
+            print(f"{name}: error: {error}", file=sys.stderr)
             return 2
         except RuntimeError as error:  # e.g. target "cuda" without a GPU
-            print(f"gdsim {args.command}: error: {error}", file=sys.stderr)
+            print(f"{name}: error: {error}", file=sys.stderr)
             return 1
         except KeyboardInterrupt as stop:
             terminated = isinstance(stop, Terminated)
-            print(f"gdsim {args.command}: {'terminated (SIGTERM)' if terminated else 'interrupted'}; what was "
+            print(f"{name}: {'terminated (SIGTERM)' if terminated else 'interrupted'}; what was "
                   "saved is kept and the same command resumes", file=sys.stderr)
             return 143 if terminated else 130
         except BrokenPipeError:  # output piped into `head` and the like
             sys.stderr.close()
         except OSError as error:  # disk full, permission lost mid-run: the writes are atomic, nothing half-written
-            print(f"gdsim {args.command}: error: {_oserror_message(error)}", file=sys.stderr)
+            print(f"{name}: error: {_oserror_message(error)}", file=sys.stderr)
             return 1
         except MemoryError:
-            print(f"gdsim {args.command}: error: out of memory; run fewer points or epochs at once", file=sys.stderr)
+            print(f"{name}: error: out of memory; run fewer points or epochs at once", file=sys.stderr)
             return 1
         except Exception as error:  # a bug: one line, the traceback on request
             if os.environ.get("GDSIM_DEBUG"):
                 raise
-            print(f"gdsim {args.command}: internal error: {type(error).__name__}: {error} (please report it; "
+            print(f"{name}: internal error: {type(error).__name__}: {error} (please report it; "
                   "GDSIM_DEBUG=1 shows the traceback)", file=sys.stderr)
             return 1
     return 0

@@ -649,6 +649,20 @@ def test_sigterm_during_the_tutorial_exits_143(tmp_path):
     assert tree(tmp_path) == []
 
 
+@pytest.mark.parametrize("signum, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_while_gdsim_imports_is_a_clean_stop(study, tmp_path, signum, status):
+    """The handlers are in place before numpy, numba and xarray load (a second or so)."""
+    process = subprocess.Popen([sys.executable, "-m", "gdsim.cli", "run", str(study), "--results", "r"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    time.sleep(0.3)
+    process.send_signal(signum)
+    _, err = process.communicate(timeout=60)
+    if process.returncode == 0:
+        pytest.skip("the run finished before the signal arrived")
+    assert process.returncode == status and "Traceback" not in err, err
+    assert tree(tmp_path) == ["small.toml"]
+
+
 def test_the_cli_restores_the_sigterm_handler():
     before = signal.getsignal(signal.SIGTERM)
     assert cli.main(["info"]) == 0

@@ -95,6 +95,11 @@ def save_dataset(ds, path):
     as the strings ``"True"``/``"False"`` and integer variables and coordinates as int32
     (they are step counts, seeds and batch sizes); boolean variables round-trip.
     """
+    import xarray as xr
+
+    if not isinstance(ds, xr.Dataset):
+        raise ParameterError(f"ds must be an xarray.Dataset, got {type(ds).__name__}", "ds")
+    check_file_target(path, "the result file (path)")
     ds = ds.copy()
     ds.attrs = {k: str(v) if isinstance(v, (bool, np.bool_)) else v for k, v in ds.attrs.items()}
     for name, var in ds.variables.items():
@@ -109,16 +114,32 @@ def save_dataset(ds, path):
 
 
 def load_dataset(path):
-    """Read a dataset written by :func:`save_dataset` (fully into memory; the file is closed)."""
-    import xarray as xr
+    """Read a dataset written by :func:`save_dataset` (fully into memory; the file is closed).
 
-    with xr.open_dataset(path, engine="scipy") as ds:
-        return ds.load()
+    Raises
+    ------
+    gdsim._validate.ParameterError
+        Naming the file, if it is missing or not such a dataset.
+    """
+    return _open(path, lambda ds: ds.load())
 
 
 def read_attrs(path):
-    """The attributes of a dataset written by :func:`save_dataset`, without reading its arrays."""
+    """The attributes of a dataset written by :func:`save_dataset`, without reading its arrays
+    (:class:`~gdsim._validate.ParameterError` naming the file if it cannot be read)."""
+    return _open(path, lambda ds: dict(ds.attrs))
+
+
+def _open(path, read):
     import xarray as xr
 
-    with xr.open_dataset(path, engine="scipy") as ds:
-        return dict(ds.attrs)
+    if not Path(path).is_file():
+        raise ParameterError(f"{path}: no such result file" + (" (a folder)" if Path(path).is_dir() else ""), "path")
+    try:
+        with xr.open_dataset(path, engine="scipy") as ds:
+            return read(ds)
+    except Exception as error:  # scipy and xarray raise TypeError, ValueError, OSError... for a foreign file
+        reason = " ".join(str(error).split())
+        reason = reason if len(reason) <= 80 else reason[:80] + "..."
+        raise ParameterError(f"{path}: not a result file gdsim can read (netCDF 3, as gdsim writes it): "
+                             f"{type(error).__name__}: {reason}", "path") from None

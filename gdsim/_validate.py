@@ -100,8 +100,24 @@ def closest(value, choices):
     for candidate in (key, ALIASES.get(key), key.replace("-", "_")):
         if candidate in by_key and by_key[candidate] != value:
             return f" (did you mean {by_key[candidate]!r}?)"
-    close = difflib.get_close_matches(value, sorted(map(str, choices)), n=1)
+    # The fewest edits first ("sead" -> "seed", not "spread"), then difflib's similarity.
+    names = sorted(map(str, choices))
+    distance = {c: _edits(key, c.lower()) for c in names}
+    best = min(names, key=lambda c: distance[c], default=None)
+    if best is not None and distance[best] <= max(1, len(key) // 3):
+        return f" (did you mean {best!r}?)"
+    close = difflib.get_close_matches(value, names, n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _edits(a, b):
+    """Levenshtein distance between two strings (insertions, deletions, substitutions)."""
+    row = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        previous, row[0] = row[0], i
+        for j, y in enumerate(b, 1):
+            previous, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, previous + (x != y))
+    return row[-1]
 
 
 def check_real(name, value, *, minimum=None, maximum=None, strict=False, finite=True):
@@ -116,8 +132,11 @@ def check_real(name, value, *, minimum=None, maximum=None, strict=False, finite=
         Bounds; ``strict`` makes them exclusive (``> minimum``, ``< maximum``).
     """
     if not is_real_scalar(value):
-        raise ParameterError(f"{name} must be a real number, got {value!r}", _param(name))
-    value = float(value)
+        raise ParameterError(f"{name} must be a real number, got {short_repr(value)}", _param(name))
+    try:
+        value = float(value)
+    except OverflowError:  # an int beyond float's range
+        value = math.copysign(math.inf, value)
     low_ok = minimum is None or (value > minimum if strict else value >= minimum)
     high_ok = maximum is None or (value < maximum if strict else value <= maximum)
     if math.isnan(value) or (finite and math.isinf(value)) or not (low_ok and high_ok):
@@ -185,7 +204,7 @@ def is_real_scalar(value):
 
 def format_bytes(nbytes):
     """``nbytes`` for a message: "512 B", "1.6 MiB", "2.30 GiB"."""
-    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+    for unit, size in (("PiB", 2**50), ("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
         if nbytes >= size:
             return f"{nbytes / size:.{2 if unit == 'GiB' else 1}f} {unit}"
     return f"{int(nbytes)} B"

@@ -12,14 +12,19 @@ from ._validate import check_int, check_real, check_seed
 from .models import MLP
 
 
+#: The largest scale (noise, spread, box) a dataset takes: a few standard normals times it
+#: must stay finite in float64 (its range ends at 1.8e308).
+MAX_SCALE = 1e300
+
+
 def _check_scale(name, value):
-    return check_real(name, value, minimum=0)
+    return check_real(name, value, minimum=0, maximum=MAX_SCALE)
 
 
-def _check_size(function, n, width):
+def _check_size(call, n, width):
     """Refuse ``n`` samples of ``width`` floats each (inputs and targets, and the draws
-    behind them) that cannot fit in the memory free now."""
-    check_memory(3 * 8 * n * width, f"{function}(n={n}) ({n} x {width} values)", "ask for fewer samples")
+    behind them) that cannot fit in the memory free now; ``call`` names the arguments."""
+    check_memory(3 * 8 * n * width, f"{call} ({n} x {width} values)", "ask for fewer samples or features")
 
 
 def tutorial_line(seed=0):
@@ -67,7 +72,7 @@ def teacher_mlp(n=512, sizes=(10, 5, 1), activation="relu", noise=0.1, seed=0):
     n = check_int("n", n, minimum=1)
     noise = _check_scale("noise", noise)
     teacher = MLP(sizes, activation=activation)
-    _check_size("teacher_mlp", n, teacher.n_in + teacher.n_out + max(teacher.sizes))
+    _check_size(f"teacher_mlp(n={n}, sizes={teacher.sizes})", n, teacher.n_in + teacher.n_out + max(teacher.sizes))
     rng = np.random.default_rng(check_seed("seed", seed))
     X = rng.standard_normal((n, teacher.n_in))
     theta = teacher.init(rng)
@@ -87,7 +92,7 @@ def random_regression(n=74, n_in=900, n_out=12, seed=0):
     n = check_int("n", n, minimum=1)
     n_in = check_int("n_in", n_in, minimum=1)
     n_out = check_int("n_out", n_out, minimum=1)
-    _check_size("random_regression", n, n_in + n_out)
+    _check_size(f"random_regression(n={n}, n_in={n_in}, n_out={n_out})", n, n_in + n_out)
     rng = np.random.default_rng(check_seed("seed", seed))
     return rng.standard_normal((n, n_in)), rng.standard_normal((n, n_out))
 
@@ -118,7 +123,7 @@ def blobs(n=300, n_classes=3, n_features=2, spread=1.0, box=5.0, seed=0):
     n_features = check_int("n_features", n_features, minimum=1)
     spread = _check_scale("spread", spread)
     box = _check_scale("box", box)
-    _check_size("blobs", n, n_features + 1)
+    _check_size(f"blobs(n={n}, n_features={n_features})", n, n_features + 1)
     check_memory(8 * n_classes * n_features, f"blobs(n_classes={n_classes}) ({n_classes} x {n_features} centres)",
                  "ask for fewer classes or features")
     rng = np.random.default_rng(check_seed("seed", seed))

@@ -6,6 +6,7 @@ no display needed), and saved as a PNG. :data:`FIGURES` maps the name a study fi
 in ``figure = "..."`` to the drawing function and to what it needs from the study.
 """
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -450,6 +451,9 @@ def draw(study, ds, path):
     pathlib.Path
     """
     check_file_target(path, "the figure (path)")  # before the drawing, not after
-    fig = FIGURES[study.figure].draw(study, ds)
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
+    with warnings.catch_warnings():
+        # A title in a script the font lacks (CJK, emoji) is drawn with boxes: not worth a warning per glyph.
+        warnings.filterwarnings("ignore", "Glyph .* missing from font", UserWarning)
+        fig = FIGURES[study.figure].draw(study, ds)
+        atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
     return path

@@ -16,7 +16,7 @@ import numpy as np
 from . import scalar
 from ._jit import jit
 from ._resources import check_memory
-from ._validate import ParameterError, as_array, check_bool, check_choice, check_int, is_real_scalar
+from ._validate import ParameterError, as_array, check_real_array, short_repr, check_bool, check_choice, check_int, is_real_scalar
 
 sgd_element = jit(scalar.sgd_element)
 
@@ -77,14 +77,14 @@ class HyperParameter:
         return "a finite real number" + ("" if self.minimum is None else f" >= {self.minimum:g}")
 
     def _bad(self, value):
-        return (not is_real_scalar(value) or not math.isfinite(value)
+        return (not is_real_scalar(value) or not _finite(value)
                 or (self.minimum is not None and value < self.minimum))
 
     def check_torch(self, value):
         """``value`` as a float, else ParameterError starting with torch's message (what
         :class:`SGD` raises: ``"Invalid learning rate: -1 (lr must be >= 0)"``)."""
-        if not is_real_scalar(value) or not math.isfinite(value):
-            raise ParameterError(f"{self.torch_message}: {value!r} ({self.name} must be a finite real number)",
+        if not is_real_scalar(value) or not _finite(value):
+            raise ParameterError(f"{self.torch_message}: {short_repr(value)} ({self.name} must be a finite real number)",
                                  self.name)
         if self._bad(value):  # messages print the value as given, like torch's ("-1", not "-1.0")
             raise ParameterError(f"{self.torch_message}: {value} ({self.name} must be >= {self.minimum:g})",
@@ -109,8 +109,17 @@ class HyperParameter:
             if self._bad(v):
                 where = f" at index {i}" if swept else ""
                 also = " (or a 1-d array of them)" if array_hint else ""
-                raise ParameterError(f"{self.name} must be {self.accepted}{also}, got {v!r}{where}", self.name)
+                raise ParameterError(f"{self.name} must be {self.accepted}{also}, got {short_repr(v)}{where}",
+                                     self.name)
         return arr.astype(np.float64)
+
+
+def _finite(value):
+    """Whether the real number ``value`` is finite as a float (an int beyond 1.8e308 is not)."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 #: SGD's real hyper-parameters, in the order of ``torch.optim.SGD``'s signature.
@@ -249,7 +258,7 @@ class SGD:
                 and params.flags.c_contiguous and params.flags.writeable):
             raise ParameterError("params must be a writeable, C-contiguous float64 1-d array (it is updated in place)",
                                  "params")
-        grad = np.ascontiguousarray(grad, dtype=np.float64)
+        grad = np.ascontiguousarray(check_real_array("grad", grad, allow_nan=True))
         if grad.shape != params.shape:
             raise ParameterError(f"grad must have the shape of params {params.shape}, got {grad.shape}", "grad")
         first = momentum_buffer is None
@@ -285,7 +294,7 @@ def check_lr_schedule(lr_schedule, epochs):
     """
     if lr_schedule is None:
         return None
-    if isinstance(lr_schedule, tuple) and lr_schedule and isinstance(lr_schedule[0], str):
+    if isinstance(lr_schedule, (tuple, list)) and lr_schedule and isinstance(lr_schedule[0], str):
         name = check_choice("lr_schedule[0] (the schedule's name)", lr_schedule[0], SCHEDULES)
         arg_names = SCHEDULES[name]
         if len(lr_schedule) != 1 + len(arg_names):
@@ -295,7 +304,7 @@ def check_lr_schedule(lr_schedule, epochs):
         for arg_name, value in zip(arg_names, lr_schedule[1:]):
             if arg_name in ("step_size", "T_max"):
                 args.append(check_int(f"lr_schedule {arg_name}", value, minimum=1))
-            elif not is_real_scalar(value) or not math.isfinite(value) or value < 0 or (
+            elif not is_real_scalar(value) or not _finite(value) or value < 0 or (
                     arg_name == "gamma" and value == 0):
                 accepted = "> 0" if arg_name == "gamma" else ">= 0"
                 raise ParameterError(f"lr_schedule {arg_name} must be a finite number {accepted}, got {value!r}",

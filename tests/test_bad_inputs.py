@@ -119,7 +119,7 @@ API = {
                                      ["did you mean 'cross_entropy'"]),
     "MLP reduction none": (lambda: gdsim.MLP((2, 1), reduction="none"), ["reduction", "'mean'"]),
     "MLP cross-entropy one class": (lambda: gdsim.MLP((2, 1), loss="cross_entropy"), ["n_out=1"]),
-    "init of 10**12 parameters": (lambda: gdsim.MLP((10**6, 10**6, 1)).init(), ["needs about", "GiB of memory",
+    "init of 10**12 parameters": (lambda: gdsim.MLP((10**6, 10**6, 1)).init(), ["needs about", "TiB of memory",
                                                                                 "narrower layers"]),
     "init seed -1": (lambda: LINE.init(-1), ["seed"]),
     "pack wrong count": (lambda: LINE.pack([[1.0]]), ["arrays", "2 arrays"]),
@@ -140,6 +140,9 @@ API = {
     "SGD momentum -1": (lambda: gdsim.SGD(lr=0.1, momentum=-1), ["momentum"]),
     "SGD nesterov without momentum": (lambda: gdsim.SGD(lr=0.1, nesterov=True), ["momentum", "Nesterov"]),
     "SGD weight_decay inf": (lambda: gdsim.SGD(lr=0.1, weight_decay=float("inf")), ["weight_decay"]),
+    "SGD lr 2**1024": (lambda: gdsim.SGD(lr=2**1024), ["learning rate", "finite"]),
+    "SGD step complex grad": (lambda: gdsim.SGD(lr=0.1).step(np.ones(2), np.ones(2) + 1j), ["grad", "real"]),
+    "SGD step string grad": (lambda: gdsim.SGD(lr=0.1).step(np.ones(2), ["a", "b"]), ["grad", "real"]),
     # train
     "train epochs 10**11": (train(epochs=10**11), ["a run of", "needs about", "of memory", "fewer epochs"]),
     "train epochs 0": (train(epochs=0), ["epochs"]),
@@ -178,6 +181,13 @@ API = {
     "sweep epochs 10**13": (sweep(epochs=HUGE), ["needs about", "of memory"]),
     "sweep lr 2-d": (sweep(lr=[[0.1, 0.2]]), ["lr", "1-d"]),
     "sweep lr empty": (sweep(lr=[]), ["lr", "empty"]),
+    "sweep momentum 2**1024": (sweep(momentum=[0.0, 2**1024]), ["momentum", "index 1"]),
+    "run_points out of range": (lambda: gdsim.sweeps.run_points(gdsim.sweeps.check_sweep(
+        LINE, X1, Y1, lr=[0.1, 0.2], epochs=2), [10]), ["runs", "0 to 1"]),
+    "run_points not increasing": (lambda: gdsim.sweeps.run_points(gdsim.sweeps.check_sweep(
+        LINE, X1, Y1, lr=[0.1, 0.2], epochs=2), [1, 0]), ["runs", "increasing"]),
+    "run_points float index": (lambda: gdsim.sweeps.run_points(gdsim.sweeps.check_sweep(
+        LINE, X1, Y1, lr=[0.1, 0.2], epochs=2), [0.5]), ["runs", "integer"]),
     "sweep lr ragged": (sweep(lr=[[0.1], [0.2, 0.3]]), ["lr", "ragged"]),
     "sweep seed ragged": (sweep(seed=[[0], [1, 2]]), ["seed", "must be an integer, got [0]"]),
     "sweep lr negative at index": (sweep(lr=[0.1, -0.1]), ["lr", "index 1"]),
@@ -200,6 +210,13 @@ API = {
     "blobs n 10**13": (lambda: datasets.blobs(n=HUGE), ["blobs", "needs about"]),
     "blobs n_classes 10**13": (lambda: datasets.blobs(n_classes=HUGE), ["n_classes", "needs about"]),
     "blobs spread nan": (lambda: datasets.blobs(spread=float("nan")), ["spread"]),
+    "blobs box 1e308": (lambda: datasets.blobs(box=1e308), ["box", "1e+300"]),
+    "teacher_mlp noise 1e308": (lambda: datasets.teacher_mlp(noise=1e308), ["noise", "1e+300"]),
+    "random_regression n_out 2**64": (lambda: datasets.random_regression(n_out=2**64), ["n_out=", "needs about"]),
+    "load_dataset garbage": (lambda: gdsim.studies.load_dataset(Path(__file__)), ["test_bad_inputs.py",
+                                                                                   "not a result file"]),
+    "read_attrs missing": (lambda: gdsim.studies.read_attrs("nowhere.nc"), ["nowhere.nc", "no such result file"]),
+    "save_dataset not a dataset": (lambda: gdsim.studies.save_dataset("not a dataset", "x.nc"), ["ds", "xarray"]),
     "blobs n_classes 1": (lambda: datasets.blobs(n_classes=1), ["n_classes"]),
     "teacher_mlp activation ReLU": (lambda: datasets.teacher_mlp(activation="ReLU"), ["did you mean 'relu'"]),
     "tutorial_line seed -1": (lambda: datasets.tutorial_line(-1), ["seed"]),
@@ -210,7 +227,7 @@ API = {
 @pytest.mark.parametrize("call, names", API.values(), ids=API.keys())
 def test_api(call, names, tmp_path):
     error = refused(tmp_path, call, names)
-    if isinstance(error, gdsim.ParameterError) and error.param is not None:
+    if isinstance(error, gdsim.ParameterError) and error.param not in (None, "path"):  # a path: the file is named
         assert error.param.lower() in str(error).lower()  # the argument named is the one refused
 
 
@@ -242,6 +259,17 @@ STUDIES = {
     "runner unknown": (('figure', 'runner = "jax"\nfigure'), ["runner"]),
     "target gpu": (('figure', 'target = "gpu"\nfigure'), ["target", "did you mean 'cuda'"]),
     "target a number": (('figure', 'target = 3\nfigure'), ["target", "string"]),
+    "model type a list": (('"linear"', '["linear"]'), ["[model] type"]),
+    "data name a list": (('"tutorial_line"', '["tutorial_line"]'), ["[data] name"]),
+    "data key misspelt": (('"tutorial_line"', '"tutorial_line"\nsead = 1'), ["sead", "did you mean 'seed'"]),
+    "batch_size Full": (("batch_size = [100, 10]", 'batch_size = ["Full", 10]'), ["[train] batch_size",
+                                                                                  "did you mean 'full'"]),
+    "batch_size arange float step": (("batch_size = [100, 10]", "batch_size = {arange = [1, 5, 1.5]}"),
+                                     ["[train] batch_size", "integer"]),
+    "divergence None": (("epochs = 3", 'epochs = 3\ndivergence = "None"'), ["[train] divergence",
+                                                                              "did you mean 'none'"]),
+    "factors not numbers": (("epochs = 3", 'epochs = 3\nlr_schedule = {factors = [1, "a", 1]}'),
+                            ["[train] lr_schedule", "numbers"]),
     "model type MLP": (('"linear"', '"MLP"'), ["[model] type", "did you mean 'mlp'"]),
     "model n_in 0": (("n_in = 1", "n_in = 0"), ["[model]", "n_in"]),
     "model n_in 2**63": (("n_in = 1", "n_in = 9223372036854775807"), ["[model]", "n_in"]),
@@ -303,6 +331,40 @@ def test_study_file(case, tmp_path, capsys):
     refused(tmp_path, lambda: load_study(path), [str(path), *names], error=StudyError)
     cli_refused(tmp_path, capsys, ["run", path, "--results", tmp_path / "r", "--figures", tmp_path / "f"],
                 [str(path), *names])
+
+
+def test_valid_spellings_run(tmp_path):
+    """What the refusals above must not catch: a schedule as a list, factors for every epoch."""
+    assert np.array_equal(gdsim.epoch_lrs(0.1, ["step", 2, 0.5], 5), [0.1, 0.1, 0.05, 0.05, 0.025])
+    path = tmp_path / "ok.toml"
+    path.write_text(STUDY.replace("epochs = 3", "epochs = 3\nlr_schedule = {factors = [1, 0.5, 0.25]}"))
+    assert np.array_equal(load_study(path).spec.schedule, [1.0, 0.5, 0.25])
+
+
+@pytest.mark.parametrize("manifest", ['{"chunk_runs": 0}', '{"chunk_runs": -1}', "[1, 2]", "not json", "folder",
+                                      "chunk folder"])
+def test_unusable_work_folder(study, tmp_path, capsys, manifest):
+    """A work folder whose manifest or chunks cannot be resumed: refused before running, with --restart."""
+    from gdsim.studies.store import _manifest  # noqa: F401 (the real manifest's keys are not needed)
+
+    partial = tmp_path / "r" / "small.partial"
+    partial.mkdir(parents=True)
+    if manifest == "folder":
+        (partial / "manifest.json").mkdir()
+    elif manifest == "chunk folder":
+        import json
+
+        from gdsim import __version__
+
+        loaded = load_study(study)
+        (partial / "manifest.json").write_text(json.dumps(
+            {"study": "small", "study_sha256": loaded.sha256, "gdsim_version": __version__, "runner": "sweep",
+             "target": "cpu", "n_runs": 4, "chunk_runs": 2}))
+        (partial / "chunk_000000.npz").mkdir()
+    else:
+        (partial / "manifest.json").write_text(manifest)
+    cli_refused(tmp_path, capsys, ["run", study, "--results", tmp_path / "r", "--figures", tmp_path / "f"],
+                ["small.partial", "cannot be resumed", "--restart"])
 
 
 def test_study_file_not_utf8(tmp_path, capsys):

@@ -44,8 +44,8 @@ def test_random_regression_shapes():
 @pytest.mark.parametrize("call, message", [
     (lambda: datasets.tutorial_line(seed=-1), "seed must be an integer in [0, 9223372036854775807], got -1"),
     (lambda: datasets.blobs(n_classes=1), "n_classes must be an integer in [2, inf], got 1"),
-    (lambda: datasets.blobs(spread=-1.0), "spread must be a finite real number >= 0, got -1.0"),
-    (lambda: datasets.teacher_mlp(noise=float("nan")), "noise must be a finite real number >= 0, got nan"),
+    (lambda: datasets.blobs(spread=-1.0), "spread must be a finite real number >= 0 and <= 1e+300, got -1.0"),
+    (lambda: datasets.teacher_mlp(noise=float("nan")), "noise must be a finite real number >= 0 and <= 1e+300, got nan"),
     (lambda: datasets.random_regression(n=0), "n must be an integer in [1, inf], got 0"),
 ])
 def test_bad_arguments(call, message):

@@ -264,7 +264,7 @@ def test_runs_that_overflow_leave_their_neighbours_exact(tmp_path, capsys, stop)
 
 def test_bad_options_are_refused_before_any_run(mlp_study, tmp_path, capsys):
     path, _ = mlp_study
-    for extra, message in ((["--chunk-runs", "0"], "--chunk-runs must be an integer >= 1, got 0"),
+    for extra, message in ((["--chunk-runs", "0"], "--chunk-runs must be an integer in [1, inf], got 0"),
                            (["--redraw", "--restart"], "--redraw (never run) and --restart (run again) exclude")):
         assert cli.main(["run", str(path), "--results", str(tmp_path / "r"), *extra]) == 2
         assert message in capsys.readouterr().err

@@ -12,7 +12,7 @@ from .._resources import free_disk, size_message
 from .._validate import ParameterError
 from ..sweeps.targets import check_target, get_target
 from .schema import StudyError, load_study
-from .store import chunks_saved, check_work_folder, run_study, study_spec, target_family
+from .store import check_chunk_runs, chunks_saved, check_work_folder, run_study, study_spec, target_family
 
 
 def _result_state(study, nc, target, restart):
@@ -24,7 +24,7 @@ def _result_state(study, nc, target, restart):
         return None
     if not nc.is_file():
         raise StudyError(f"{nc}: a folder is where the study's result file goes; remove it")
-    attrs = _read_attrs(nc)
+    attrs = _read_result(nc, read_attrs)
     problems = []
     if attrs.get("study_sha256") != study.sha256:
         problems.append("the study file changed")
@@ -50,8 +50,8 @@ def _preflight(paths, results, figures, target, redraw, restart, chunk_runs, pro
     is written."""
     if redraw and restart:
         raise ParameterError("--redraw (never run) and --restart (run again) exclude each other", "redraw")
-    if chunk_runs is not None and (isinstance(chunk_runs, bool) or not isinstance(chunk_runs, int) or chunk_runs < 1):
-        raise ParameterError(f"--chunk-runs must be an integer >= 1, got {chunk_runs!r}", "chunk_runs")
+    if chunk_runs is not None:
+        check_chunk_runs(chunk_runs, "--chunk-runs")
     if target is not None:
         check_target(target)
     if progress is not None and not callable(progress):
@@ -76,7 +76,7 @@ def _preflight(paths, results, figures, target, redraw, restart, chunk_runs, pro
         if redraw:
             if not nc.is_file():
                 raise StudyError(f"{nc}: no saved result to redraw; run `gdsim run {study.path}` first")
-            if _read_attrs(nc).get("study_sha256") != study.sha256:
+            if _read_result(nc, read_attrs).get("study_sha256") != study.sha256:
                 raise StudyError(f"{nc} was made from another version of {study.path} (hash differs); run it again")
             state = "redraw"
         else:
@@ -119,22 +119,13 @@ def _check_available(study, run_target, override):
                          "(choose another target, e.g. --target parallel)") from None
 
 
-def _read_attrs(nc):
-    """A result file's attributes, or StudyError naming the file if it cannot be read."""
+def _read_result(nc, read):
+    """``read(nc)`` (:func:`read_attrs` or :func:`load_dataset`), or StudyError naming the
+    file and the way out if it cannot be read (truncated, foreign, corrupt)."""
     try:
-        return read_attrs(nc)
-    except Exception as error:  # a truncated, foreign or corrupt file: xarray/scipy raise many kinds
-        raise StudyError(f"{nc}: cannot read this result file ({type(error).__name__}: {error}); "
-                         "rerun with --restart to replace it") from None
-
-
-def _load_result(nc):
-    """A result file's dataset, or StudyError naming the file if it cannot be read."""
-    try:
-        return load_dataset(nc)
-    except Exception as error:  # as in _read_attrs
-        raise StudyError(f"{nc}: cannot read this result file ({type(error).__name__}: {error}); "
-                         "rerun with --restart to replace it") from None
+        return read(nc)
+    except ParameterError as error:
+        raise StudyError(f"cannot read this result file: {error}; rerun with --restart to replace it") from None
 
 
 def run_studies(paths, *, results, figures, target=None, redraw=False, restart=False, chunk_runs=None,
@@ -183,7 +174,7 @@ def run_studies(paths, *, results, figures, target=None, redraw=False, restart=F
         prefix = f"[{i}/{len(plans)}] {study.name}"
         t0 = time.perf_counter()
         if state is not None:
-            ds = _load_result(nc)
+            ds = _read_result(nc, load_dataset)
             what = "redrawn" if state == "redraw" else f"up to date ({nc}; --restart runs it again)"
         else:
             if restart:  # the old result stays until the new one replaces it

@@ -137,9 +137,15 @@ def _grid_value(fail, key, value, n):
             check_memory(8 * 64 * count, f"{function} of {count} values", "sweep fewer values")
         except ParameterError as error:
             fail(f"[train] {key}", str(error))
+        if key in ("batch_size", "seed") and not all(isinstance(a, int) for a in args):
+            fail(f"[train] {key}", f"{key} takes integers: {function} needs integer numbers here, got {args!r}")
         values = GRID_FUNCTIONS[function](*args)
         return values.astype(np.int64) if key in ("batch_size", "seed") and function == "arange" else values
     if key == "batch_size":
+        for v in value if isinstance(value, list) else [value]:
+            if isinstance(v, str) and v != "full":
+                fail("[train] batch_size", f'a batch size is an integer or "full" (the whole data set), got {v!r}'
+                     f"{closest(v, ['full'])}")
         if value == "full":
             return n
         if isinstance(value, list):
@@ -153,7 +159,11 @@ def _lr_schedule(fail, value):
     if isinstance(value, dict):
         if set(value) != {"factors"}:
             fail("[train] lr_schedule", f"a table must be {{factors = [...]}}, got {value!r}")
-        return np.asarray(value["factors"], dtype=object)
+        factors = value["factors"]
+        if not isinstance(factors, list) or not all(isinstance(f, (int, float)) and not isinstance(f, bool)
+                                                    for f in factors):
+            fail("[train] lr_schedule", f"factors must be a list of numbers, got {factors!r}")
+        return np.asarray(factors, dtype=np.float64)
     if isinstance(value, list) and value and isinstance(value[0], str):
         return tuple(value)
     fail("[train] lr_schedule", '["step", step_size, gamma], ["exponential", gamma], ["cosine", T_max, eta_min] '
@@ -163,7 +173,7 @@ def _lr_schedule(fail, value):
 def _build_model(fail, spec):
     _check_keys(fail, "[model]", spec, MODEL_KEYS["linear"] | MODEL_KEYS["mlp"], required=("type",))
     kind = spec["type"]
-    if kind not in MODEL_KEYS:
+    if not isinstance(kind, str) or kind not in MODEL_KEYS:
         fail("[model] type", f"must be 'linear' or 'mlp', got {kind!r}{closest(str(kind), MODEL_KEYS)}")
     _check_keys(fail, f"[model] (type = {kind!r})", spec, MODEL_KEYS[kind],
                 required=("n_in", "n_out") if kind == "linear" else ("sizes",))
@@ -189,7 +199,7 @@ def _build_data(fail, spec, folder):
     if "name" not in spec:
         fail("[data]", "needs name = one of " + ", ".join(DATASETS) + ", or file = \"data.npz\"")
     name = spec["name"]
-    if name not in DATASETS:
+    if not isinstance(name, str) or name not in DATASETS:
         fail("[data] name", f"must be one of {', '.join(DATASETS)}, got {name!r}{closest(str(name), DATASETS)}")
     arguments = {k: v for k, v in spec.items() if k != "name"}
     accepted = set(inspect.signature(DATASETS[name]).parameters)
@@ -333,6 +343,9 @@ def load_study(path):
         elif key == "lr_schedule":
             settings[key] = _lr_schedule(fail, value)
         elif key == "divergence":
+            if isinstance(value, str) and value != "none":
+                fail("[train] divergence", f'must be a number > 1 (a factor of the initial loss) or "none", '
+                     f"got {value!r}{closest(value, ['none'])}")
             if value == "none":
                 settings[key] = None
             elif runner == "train":

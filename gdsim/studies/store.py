@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from .._io import atomic_write, check_folder
-from .._validate import ParameterError
+from .._validate import ParameterError, check_int
 from ..sweeps.targets import TARGETS, get_target
 from .runners import run_study_points, study_dataset
 from .schema import Study, StudyError
@@ -54,6 +54,8 @@ def run_study(study, *, target=None, progress=None, folder=None, chunk_runs=None
     if progress is not None and not callable(progress):
         raise ParameterError(f"progress must be None or a callable progress(runs_done, n_runs), got {progress!r}",
                              "progress")
+    if chunk_runs is not None:
+        check_chunk_runs(chunk_runs)
     spec = study_spec(study, target)
     if study.runner == "sweep":
         get_target(spec.target).check_available()  # before a work folder is made
@@ -82,6 +84,11 @@ def run_study(study, *, target=None, progress=None, folder=None, chunk_runs=None
 #: Default runs per chunk of a resumable study: sweeps run blocks of 128 runs on every
 #: thread; the train runner's runs can each take seconds.
 CHUNK_RUNS = {"sweep": 2048, "train": 1}
+
+
+def check_chunk_runs(chunk_runs, name="chunk_runs"):
+    """``chunk_runs`` if it is an integer >= 1, else ParameterError naming ``name``."""
+    return check_int(name, chunk_runs, minimum=1)
 
 
 def study_spec(study, target=None):
@@ -119,18 +126,26 @@ def target_family(target):
 def check_work_folder(study, spec, folder):
     """The chunk size recorded in ``folder``'s manifest (None if there is no manifest);
     :class:`StudyError` if its chunks cannot be part of this run."""
-    manifest_path = Path(folder) / "manifest.json"
-    if not manifest_path.exists():
+    folder = Path(folder)
+    manifest_path = folder / "manifest.json"
+    if not manifest_path.exists() and not manifest_path.is_symlink():
         return None
     try:
         found = json.loads(manifest_path.read_text())
-    except ValueError:
+    except (OSError, ValueError):  # a folder, unreadable, not JSON
+        found = {}
+    if not isinstance(found, dict):
         found = {}
     expected = _manifest(study, spec, found.get("chunk_runs", 1))
     what = {"study_sha256": "the study file changed", "gdsim_version": "gdsim's version changed",
             "target": "the target differs", "runner": "the runner differs", "n_runs": "the grid differs"}
     changed = [key for key in what if found.get(key) != expected[key]]
-    if changed or not isinstance(found.get("chunk_runs"), int):
+    chunk_runs = found.get("chunk_runs")
+    in_the_way = [p.name for p in folder.glob("chunk_*.npz") if not p.is_file()]
+    if in_the_way:
+        changed.append("in_the_way")
+        what["in_the_way"] = f"{in_the_way[0]} is not a file"
+    if changed or isinstance(chunk_runs, bool) or not isinstance(chunk_runs, int) or chunk_runs < 1:
         raise StudyError(f"{folder} holds part of a run of {study.path} that cannot be resumed ("
                          f"{', '.join(what[k] for k in changed) or 'its manifest is unreadable'}); "
                          "rerun with --restart to discard it")
@@ -144,8 +159,6 @@ def _open_work_folder(study, spec, folder, chunk_runs):
     if found is not None:
         return found
     chunk_runs = CHUNK_RUNS[study.runner] if chunk_runs is None else chunk_runs
-    if not isinstance(chunk_runs, int) or isinstance(chunk_runs, bool) or chunk_runs < 1:
-        raise StudyError(f"chunk_runs must be an integer >= 1, got {chunk_runs!r}")
     folder.mkdir(parents=True, exist_ok=True)
     text = json.dumps(_manifest(study, spec, chunk_runs), indent=2) + "\n"
     atomic_write(folder / "manifest.json", lambda tmp: Path(tmp).write_text(text))

@@ -10,10 +10,10 @@ import time
 
 import numpy as np
 
-from .._validate import ParameterError
+from .._validate import ParameterError, as_array, short_repr
 from .dataset import grid_dataset
 from .plan import make_plan
-from .spec import check_sweep
+from .spec import SweepSpec, check_sweep
 from .targets import get_target
 
 
@@ -167,4 +167,15 @@ def run_points(spec, runs, progress=None):
         not depend on which other runs share the call (the kernels treat runs
         independently), so chunks of a grid concatenate to the whole grid's result bit for bit.
     """
-    return get_target(spec.target).run(make_plan(spec, runs), progress)
+    if not isinstance(spec, SweepSpec):
+        raise ParameterError(f"spec must be a SweepSpec from gdsim.sweeps.check_sweep, got {type(spec).__name__}",
+                             "spec")
+    runs = as_array("runs", runs)
+    if (runs.ndim != 1 or runs.dtype.kind not in "iu" or (runs.size and (runs.min() < 0 or runs.max() >= spec.n_configs))
+            or np.any(np.diff(runs) <= 0)):
+        raise ParameterError(f"runs must be increasing integer indices of the grid's {spec.n_configs} points (0 to "
+                             f"{spec.n_configs - 1}), got {short_repr(runs)}", "runs")
+    if progress is not None and not callable(progress):
+        raise ParameterError(f"progress must be None or a callable progress(runs_done, n_runs), got {progress!r}",
+                             "progress")
+    return get_target(spec.target).run(make_plan(spec, runs.astype(np.int64)), progress)

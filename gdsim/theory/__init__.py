@@ -39,11 +39,37 @@ References
    edge of stability", ICLR 2021 (sharpness: the top Hessian eigenvalue, against 2 / lr).
 """
 
-from .quadratic import GradientDescent, companion, critical_lr, gradient_descent, hessian, polyak, spectral_radius
-from .sgd import (epoch_critical_lr, epoch_spectral_radius, mean_square_critical_lr, mean_square_spectral_radius,
-                  step_critical_lr)
+from .quadratic import (
+    GradientDescent,
+    companion,
+    critical_lr,
+    gradient_descent,
+    hessian,
+    polyak,
+    spectral_radius,
+)
+from .sgd import (
+    epoch_critical_lr,
+    epoch_spectral_radius,
+    mean_square_critical_lr,
+    mean_square_spectral_radius,
+    step_critical_lr,
+)
 from .sharpness import hessian_vector_product, sharpness
 
-__all__ = ["hessian", "GradientDescent", "gradient_descent", "critical_lr", "companion", "spectral_radius", "polyak",
-           "epoch_spectral_radius", "epoch_critical_lr", "step_critical_lr", "mean_square_spectral_radius",
-           "mean_square_critical_lr", "hessian_vector_product", "sharpness"]
+__all__ = [
+    "GradientDescent",
+    "companion",
+    "critical_lr",
+    "epoch_critical_lr",
+    "epoch_spectral_radius",
+    "gradient_descent",
+    "hessian",
+    "hessian_vector_product",
+    "mean_square_critical_lr",
+    "mean_square_spectral_radius",
+    "polyak",
+    "sharpness",
+    "spectral_radius",
+    "step_critical_lr",
+]

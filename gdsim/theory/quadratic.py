@@ -1,34 +1,44 @@
 """Least squares and full-batch gradient descent with momentum: the Hessian, closed-form
 thresholds, companion matrices and Polyak's optimum (see :mod:`gdsim.theory`)."""
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from .._validate import ParameterError, check_bool, is_real_scalar
-from ..models import check_model
-from ..optim import HYPER_PARAMETERS, check_nesterov
+from .._validate import ParameterError, short_repr
 from ..scalar import MEAN
+from .checks import (
+    check_broadcast,
+    check_eigenvalues,
+    check_hyper,
+    check_linear_mse,
+    check_momentum,
+    check_reals,
+    check_scalar,
+    safe_product,
+)
 
 
 # ---------------------------------------------------------------------------------------
 # Curvature of least squares
 # ---------------------------------------------------------------------------------------
-def check_linear_mse(model, what):
-    model = check_model(model)
-    if not model.spec.is_least_squares:
-        raise ParameterError(f"{what} needs a gdsim.Linear model with loss='mse' (a quadratic loss), got {model!r}; "
-                         "for an MLP use gdsim.theory.sharpness", "model")
-    return model
-
-
 def per_sample_curvatures(model, X):
     """``(A, weight)``: the rows ``a_i = (x_i, 1)`` and the factor such that sample ``i``
     adds ``weight * a_i a_i^T`` to a batch's Hessian block per sample of the batch
-    (``2 / n_out`` for "mean", then divided by the batch size; ``2`` for "sum")."""
+    (``2 / n_out`` for "mean", then divided by the batch size; ``2`` for "sum").
+
+    Refuses ``X`` so large that a sum of ``a_i a_i^T`` or its eigenvalues could overflow.
+    """
     X = model.check_inputs(X)
     A = np.hstack([X, np.ones((X.shape[0], 1))])
     weight = 2.0 / model.n_out if model.reduction_code == MEAN else 2.0
+    top = float(np.abs(A).max())
+    # Python floats: overflow gives inf, never a warning
+    if not weight * A.shape[0] * A.shape[1] * top * top < 1e307:
+        limit = math.sqrt(1e307 / (weight * A.shape[0] * A.shape[1]))
+        raise ParameterError(f"X must hold values of magnitude below {limit:.3g} here (its Hessian, a sum of "
+                             f"x x^T, must be finite in float64), got {top:g}", "X")
     return A, weight
 
 
@@ -54,6 +64,12 @@ def hessian(model, X):
         ``H = 2/(n n_out) sum_i a_i a_i^T`` ("mean") or ``2 sum_i a_i a_i^T`` ("sum"),
         ``a = (x, 1)``: rows and columns ordered as the output's weights, then its bias.
         The full Hessian in torch's flat order has this block once per output.
+
+    Raises
+    ------
+    gdsim.ParameterError
+        ``model`` not a :class:`gdsim.Linear` with MSE; ``X`` of the wrong shape, not
+        finite, or so large that the Hessian overflows.
     """
     model = check_linear_mse(model, "hessian")
     return batch_hessian(model, *per_sample_curvatures(model, X))
@@ -90,9 +106,22 @@ class GradientDescent:
 def gradient_descent(H):
     """Thresholds of full-batch GD for a Hessian ``H`` (:func:`hessian`) or its eigenvalues.
 
+    Parameters
+    ----------
+    H : array_like
+        A finite symmetric matrix, or a 1-d array of its eigenvalues (or one eigenvalue).
+        The largest must be > 0; negative ones count as 0 (``mu = max(min, 0)``).
+
     Returns
     -------
     GradientDescent
+        Thresholds too large for float64 (``L`` below about 1e-308) are inf.
+
+    Raises
+    ------
+    gdsim.ParameterError
+        ``param`` "H": not real, not finite, empty, not symmetric, eigenvalues beyond
+        float64, or a largest eigenvalue <= 0.
 
     Examples
     --------
@@ -101,53 +130,35 @@ def gradient_descent(H):
     >>> gd.critical_lr, gd.optimal_lr, gd.optimal_rate
     (0.5, 0.4, 0.6)
     """
-    lam = _eigenvalues(H)
+    lam = check_eigenvalues("H", H)
     L, mu = float(lam.max()), float(lam.min())
     if not L > 0:
-        raise ValueError(f"the Hessian's largest eigenvalue must be > 0, got {L}")
+        raise ParameterError(f"H's largest eigenvalue must be > 0 (a curvature), got {L!r}", "H")
     mu = max(mu, 0.0)
-    return GradientDescent(L=L, mu=mu, critical_lr=2.0 / L, oscillation_lr=1.0 / L, optimal_lr=2.0 / (L + mu),
-                           optimal_rate=(L - mu) / (L + mu))
-
-
-def _eigenvalues(H):
-    H = np.asarray(H, dtype=np.float64)
-    if H.ndim == 2:
-        if H.shape[0] != H.shape[1] or not np.allclose(H, H.T, rtol=1e-12, atol=0.0):
-            raise ValueError(f"H must be a symmetric matrix, got shape {H.shape}")
-        return np.linalg.eigvalsh(H)
-    if H.ndim == 1 and H.size > 0:
-        return H
-    raise ValueError(f"H must be a symmetric matrix or a 1-d array of its eigenvalues, got shape {H.shape}")
+    # Python floats: 2 / L overflows to inf (no warning); L + mu may overflow, its half not
+    total = L + mu
+    if math.isinf(total):
+        half = 0.5 * L + 0.5 * mu
+        optimal_lr, optimal_rate = 1.0 / half, (0.5 * L - 0.5 * mu) / half
+    else:
+        optimal_lr, optimal_rate = 2.0 / total, (L - mu) / total
+    return GradientDescent(L=L, mu=mu, critical_lr=2.0 / L, oscillation_lr=1.0 / L, optimal_lr=optimal_lr,
+                           optimal_rate=optimal_rate)
 
 
 # ---------------------------------------------------------------------------------------
 # Momentum on a quadratic: closed forms and companion matrices
 # ---------------------------------------------------------------------------------------
-def check_momentum(momentum, dampening, weight_decay, nesterov, below_one=False):
-    """Validate the momentum settings with SGD's rules (:data:`gdsim.optim.HYPER_PARAMETERS`,
-    :func:`gdsim.optim.check_nesterov`; momentum 0 with Nesterov is plain GD here), and
-    ``below_one``: a threshold is asked for, which only exists for momentum < 1. Returns
-    ``nesterov`` as a bool."""
-    for name, value in (("momentum", momentum), ("dampening", dampening), ("weight_decay", weight_decay)):
-        HYPER_PARAMETERS[name].check_values(value)
-    if below_one and np.any(np.asarray(momentum) >= 1):
-        raise ParameterError(f"momentum must be < 1 (no learning rate is stable from 1 on), got {momentum!r}",
-                             "momentum")
-    nesterov = check_bool("nesterov", nesterov)
-    check_nesterov(nesterov, momentum, dampening, require_momentum=False)
-    return nesterov
-
-
 def critical_lr(L, momentum=0.0, *, dampening=0.0, weight_decay=0.0, nesterov=False):
     """The largest stable learning rate of full-batch GD with momentum, torch's form.
 
     Parameters
     ----------
-    L : float
-        Largest Hessian eigenvalue (:attr:`GradientDescent.L`).
+    L : float or array_like
+        Largest Hessian eigenvalue (:attr:`GradientDescent.L`), finite and > 0.
     momentum, dampening, weight_decay : float or array_like
-        Broadcast against each other. ``momentum`` in ``[0, 1)``.
+        Broadcast against each other and ``L``. ``momentum`` in ``[0, 1)``; with heavy
+        ball and momentum > 0, ``dampening < 1``.
     nesterov : bool
 
     Returns
@@ -155,22 +166,38 @@ def critical_lr(L, momentum=0.0, *, dampening=0.0, weight_decay=0.0, nesterov=Fa
     float or numpy.ndarray
         Heavy ball: ``2 (1 + beta) / ((1 - tau) (L + wd))`` [3]_; Nesterov:
         ``2 (1 + beta) / ((1 + 2 beta) (L + wd))`` (the Jury conditions of its companion
-        matrix); ``beta = 0`` gives GD's ``2 / L``. Above it the iterates diverge.
+        matrix); ``beta = 0`` gives GD's ``2 / L``. Above it the iterates diverge. Always
+        > 0; inf where it exceeds float64 (``L`` below about 1e-308).
+
+    Raises
+    ------
+    gdsim.ParameterError
+        Naming the argument: ``L`` not finite and > 0; ``momentum``, ``dampening`` or
+        ``weight_decay`` outside SGD's rules, ``momentum >= 1`` or (heavy ball)
+        ``dampening >= 1``; ``nesterov`` not a bool or with dampening; shapes that do not
+        broadcast; a threshold below float64's smallest number (``dampening`` hugely
+        negative).
 
     Examples
     --------
     >>> critical_lr(4.0), critical_lr(4.0, 0.5), critical_lr(4.0, 0.5, nesterov=True)
     (0.5, 0.75, 0.375)
     """
-    nesterov = check_momentum(momentum, dampening, weight_decay, nesterov, below_one=True)
-    beta = np.asarray(momentum, dtype=np.float64)
-    lam = L + np.asarray(weight_decay, dtype=np.float64)
+    L = check_reals("L", L, minimum=0.0, strict=True)
+    beta, tau, wd, nesterov = check_momentum(momentum, dampening, weight_decay, nesterov, below_one=True)
+    check_broadcast(L=L, momentum=beta, dampening=tau, weight_decay=wd)
     if nesterov:
-        out = 2.0 * (1.0 + beta) / ((1.0 + 2.0 * beta) * lam)
+        ratio = (1.0 + beta) / (1.0 + 2.0 * beta)
     else:
-        # with beta == 0, torch ignores dampening
-        tau = np.where(beta > 0, np.asarray(dampening, dtype=np.float64), 0.0)
-        out = 2.0 * (1.0 + beta) / ((1.0 - tau) * lam)
+        ratio = (1.0 + beta) / (1.0 - np.where(beta > 0, tau, 0.0))  # with beta == 0 torch ignores dampening
+    with np.errstate(over="ignore", under="ignore", divide="ignore"):
+        total = L + wd  # both >= 0: overflows only to +inf, where the halves do not
+        out = np.where(np.isinf(total), ratio / (0.5 * L + 0.5 * wd), 2.0 * ratio / np.where(np.isinf(total), 1.0,
+                                                                                              total))
+    if np.any(out == 0):
+        raise ParameterError(f"dampening={short_repr(dampening)} makes the critical learning rate "
+                             "2 (1 + momentum) / ((1 - dampening) (L + weight_decay)) smaller than float64's "
+                             "smallest number; dampening must be closer to 0", "dampening")
     return float(out) if np.ndim(out) == 0 else out
 
 
@@ -179,20 +206,32 @@ def companion(lr, lam, momentum=0.0, *, dampening=0.0, nesterov=False):
 
     Heavy ball (torch): ``buf' = beta buf + (1 - tau) lam p``, ``p' = p - lr buf'``;
     Nesterov: ``buf' = beta buf + lam p``, ``p' = p - lr (lam p + beta buf')``.
-    Arguments broadcast; the result has shape ``broadcast + (2, 2)``.
+    Arguments broadcast; the result has shape ``broadcast + (2, 2)``. ``lr >= 0`` and
+    ``lam`` any finite reals; ``momentum`` and ``dampening`` as in :class:`gdsim.SGD`
+    (momentum >= 1 allowed). Entries beyond float64 are +-inf, never NaN.
+
+    Raises
+    ------
+    gdsim.ParameterError
+        Naming the argument that is not finite or out of range, or whose shape does not
+        broadcast; ``nesterov`` not a bool, or with dampening.
     """
-    lr, lam, beta, tau = np.broadcast_arrays(*(np.asarray(v, dtype=np.float64)
-                                               for v in (lr, lam, momentum, dampening)))
-    M = np.empty(lr.shape + (2, 2))
-    if nesterov:
-        M[..., 0, 0] = 1.0 - lr * lam * (1.0 + beta)
-        M[..., 0, 1] = -lr * beta * beta
-        M[..., 1, 0] = lam
-    else:
-        g = np.where(beta > 0, 1.0 - tau, 1.0) * lam
-        M[..., 0, 0] = 1.0 - lr * g
-        M[..., 0, 1] = -lr * beta
-        M[..., 1, 0] = g
+    lr = check_hyper("lr", lr)
+    lam = check_reals("lam", lam)
+    beta, tau, _, nesterov = check_momentum(momentum, dampening, 0.0, nesterov)
+    shape = check_broadcast(lr=lr, lam=lam, momentum=beta, dampening=tau)
+    lr, lam, beta, tau = (np.broadcast_to(v, shape) for v in (lr, lam, beta, tau))
+    M = np.empty(shape + (2, 2))
+    with np.errstate(over="ignore"):
+        if nesterov:
+            M[..., 0, 0] = 1.0 - safe_product(lr, lam, 1.0 + beta)
+            M[..., 0, 1] = -safe_product(lr, beta, beta)
+            M[..., 1, 0] = lam
+        else:
+            g = np.where(beta > 0, 1.0 - tau, 1.0)
+            M[..., 0, 0] = 1.0 - safe_product(lr, g, lam)
+            M[..., 0, 1] = -safe_product(lr, beta)
+            M[..., 1, 0] = safe_product(g, lam)
     M[..., 1, 1] = beta
     return M
 
@@ -205,30 +244,65 @@ def spectral_radius(lr, eigenvalues, momentum=0.0, *, dampening=0.0, weight_deca
     lr, momentum, dampening, weight_decay : float or array_like
         Broadcast against each other (e.g. an ``lr`` column against a ``momentum`` row
         for a phase diagram); ``momentum >= 1`` is allowed (and never stable).
-    eigenvalues : array_like
-        The Hessian's eigenvalues (or a Hessian matrix).
+    eigenvalues : float or array_like
+        The Hessian's eigenvalues (any finite reals), or a symmetric Hessian matrix.
     nesterov : bool
 
     Returns
     -------
     float or numpy.ndarray
         ``max over eigenvalues`` of the spectral radius of :func:`companion` (with
-        ``lam + weight_decay``): the error shrinks like ``rho^t``; ``rho > 1`` diverges.
+        ``lam + weight_decay``): the error shrinks like ``rho^t``; ``rho > 1`` diverges;
+        inf where it exceeds float64.
+
+    Raises
+    ------
+    gdsim.ParameterError
+        Naming the argument: ``lr``, ``momentum``, ``dampening`` or ``weight_decay``
+        outside SGD's rules, ``eigenvalues`` not finite, empty or not symmetric, shapes
+        that do not broadcast; ``nesterov`` not a bool, or with dampening.
 
     Examples
     --------
     >>> round(spectral_radius(0.1, [4.0, 1.0]), 12)          # GD: |1 - lr L|
     0.9
     """
-    nesterov = check_momentum(momentum, dampening, weight_decay, nesterov)
-    lam = _eigenvalues(eigenvalues)
-    lr, beta, tau, wd = np.broadcast_arrays(*(np.asarray(v, dtype=np.float64)
-                                              for v in (lr, momentum, dampening, weight_decay)))
-    rho = np.zeros(lr.shape)
+    lr = check_hyper("lr", lr)
+    beta, tau, wd, nesterov = check_momentum(momentum, dampening, weight_decay, nesterov)
+    lam = check_eigenvalues("eigenvalues", eigenvalues)
+    shape = check_broadcast(lr=lr, momentum=beta, dampening=tau, weight_decay=wd)
+    lr, beta, tau, wd = (np.broadcast_to(v, shape) for v in (lr, beta, tau, wd))
+    g = 1.0 if nesterov else np.where(beta > 0, 1.0 - tau, 1.0)
+    rho = np.zeros(shape)
     for value in lam:
-        M = companion(lr, value + wd, beta, dampening=tau, nesterov=nesterov)
-        rho = np.maximum(rho, np.abs(np.linalg.eigvals(M)).max(axis=-1))
+        with np.errstate(over="ignore"):
+            curvature = value + wd  # overflows only when both are positive: then add the two parts
+            k = np.where(np.isinf(curvature), safe_product(lr, g, value) + safe_product(lr, g, wd),
+                         safe_product(lr, g, np.where(np.isinf(curvature), 0.0, curvature)))
+        rho = np.maximum(rho, _companion_radius(k, beta, nesterov))
     return float(rho) if rho.ndim == 0 else rho
+
+
+def _companion_radius(k, beta, nesterov):
+    """Spectral radius of the companion matrix with effective curvature ``k`` (``lr`` times
+    the gradient's curvature), from its trace ``T`` and determinant ``D``: in the
+    coordinates ``(p, lr buf)`` it is ``[[1 - k, -beta], [k, beta]]`` (heavy ball) or
+    ``[[1 - (1 + beta) k, -beta^2], [k, beta]]`` (Nesterov). inf when ``T`` or ``D``
+    overflows (the radius is at least ``|T| / 2`` and ``sqrt|D|``)."""
+    with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
+        if nesterov:
+            one_minus_k = 1.0 - k
+            trace, det = safe_product(1.0 + beta, one_minus_k), safe_product(beta, one_minus_k)
+        else:
+            trace, det = 1.0 + beta - k, beta
+        # scale by s >= |T|, 2 sqrt|D| so that T^2 - 4D cannot overflow
+        s = np.maximum(np.abs(trace), 2.0 * np.sqrt(np.abs(det)))
+        safe = np.where((s > 0) & np.isfinite(s), s, 1.0)
+        t, d = trace / safe, det / safe / safe
+        disc = t * t - 4.0 * d
+        scaled = np.where(disc >= 0, 0.5 * (np.abs(t) + np.sqrt(np.abs(disc))), np.sqrt(np.abs(d)))
+        rho = safe * scaled
+    return np.where(np.isfinite(s), np.where(s > 0, rho, 0.0), np.inf)
 
 
 def polyak(L, mu):
@@ -237,19 +311,34 @@ def polyak(L, mu):
     In torch's form (``buf <- beta buf + g``, ``p <- p - lr buf``), which is Polyak's
     ``p <- p - lr g + beta (p - p_prev)`` with the same ``lr``.
 
+    Parameters
+    ----------
+    L, mu : float
+        Largest and smallest curvature, finite, ``0 < mu <= L``.
+
     Returns
     -------
     lr, momentum, rate : float
         ``lr = 4 / (sqrt(L) + sqrt(mu))^2``, ``momentum = ((sqrt(L) - sqrt(mu)) /
-        (sqrt(L) + sqrt(mu)))^2`` and the contraction per step ``sqrt(momentum)``.
+        (sqrt(L) + sqrt(mu)))^2`` and the contraction per step ``sqrt(momentum)``;
+        ``lr`` is inf where it exceeds float64 (``L`` below about 1e-308).
+
+    Raises
+    ------
+    gdsim.ParameterError
+        ``param`` "L" or "mu": not a finite real number > 0, or ``mu > L``.
 
     Examples
     --------
     >>> polyak(4.0, 1.0)
     (0.4444444444444444, 0.1111111111111111, 0.3333333333333333)
     """
-    if not (is_real_scalar(L) and is_real_scalar(mu) and L >= mu > 0):
-        raise ValueError(f"polyak needs 0 < mu <= L, got L={L!r}, mu={mu!r}")
-    sL, smu = np.sqrt(L), np.sqrt(mu)
-    beta = ((sL - smu) / (sL + smu)) ** 2
-    return float(4.0 / (sL + smu) ** 2), float(beta), float(np.sqrt(beta))
+    L = check_scalar("L", L, minimum=0.0, strict=True)
+    mu = check_scalar("mu", mu, minimum=0.0, strict=True)
+    if mu > L:
+        raise ParameterError(f"mu must satisfy 0 < mu <= L, got mu={mu!r} > L={L!r}", "mu")
+    # Python floats, squares as products: overflow gives inf, never an exception or warning
+    sL, smu = math.sqrt(L), math.sqrt(mu)
+    rate = (sL - smu) / (sL + smu)
+    half_lr = 2.0 / (sL + smu)
+    return half_lr * half_lr, rate * rate, rate

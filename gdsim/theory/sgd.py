@@ -1,52 +1,108 @@
 """Stochastic gradient descent on least squares: the epoch map of a fixed sample order,
 the single-step threshold and the mean-square stability of sampling with replacement
-(see :mod:`gdsim.theory`)."""
+(see :mod:`gdsim.theory`).
+
+The step maps are written in the coordinates ``(p - p*, lr buf)``, where they depend on
+``lr`` only through the effective curvature ``K = lr g (H + wd I)`` (``g = 1 - dampening``
+for heavy ball with momentum, else 1): the same spectra as in ``(p, buf)``, and a tiny
+``lr`` with a huge curvature gives moderate numbers instead of an overflow.
+"""
+
+import math
 
 import numpy as np
 
-from .._validate import ParameterError, check_bool, check_int, is_real_scalar
+from .._validate import ParameterError, check_int
 from ..batches import batch_bounds
-from ..optim import HYPER_PARAMETERS
 from ..scalar import MEAN
-from .quadratic import batch_hessian, check_linear_mse, check_momentum, critical_lr, hessian, per_sample_curvatures
+from .checks import (
+    check_batches,
+    check_hyper,
+    check_linear_mse,
+    check_momentum,
+    check_rtol,
+    radius_of,
+    safe_product,
+    times_power_of_two,
+)
+from .quadratic import batch_hessian, critical_lr, per_sample_curvatures
+
+#: Radii up to ``1 + STABLE_SLACK`` count as stable in the searches for a critical lr:
+#: directions of zero curvature (data with fewer distinct rows than parameters) keep the
+#: radius at 1 up to rounding, and neither converge nor diverge.
+STABLE_SLACK = 1e-12
+
+#: The largest batch drawn with replacement: beyond it ``1 / batch_size`` is below
+#: float64's resolution next to 1 (and Python ints may not even convert to a float).
+MAX_DRAWN_BATCH = 2**53
 
 
 # ---------------------------------------------------------------------------------------
 # Stochastic gradient descent
 # ---------------------------------------------------------------------------------------
-def _step_matrix(lr, H, beta, tau, nesterov):
-    """The linear part of one SGD step on the state ``(e, buf)`` for a batch Hessian ``H``
-    (already including weight decay): a ``2d x 2d`` matrix, or a stack of them for a
-    stack of Hessians ``(..., d, d)``."""
-    eye = np.broadcast_to(np.eye(H.shape[-1]), H.shape)
-    if nesterov:
-        blocks = [[eye - lr * (1.0 + beta) * H, -lr * beta * beta * eye], [H, beta * eye]]
-    else:
-        g = (1.0 - tau) if beta > 0 else 1.0
-        blocks = [[eye - lr * g * H, -lr * beta * eye], [g * H, beta * eye]]
-    return np.concatenate([np.concatenate(row, axis=-1) for row in blocks], axis=-2)
-
-
-def _sgd_settings(model, X, lr, momentum, dampening, weight_decay, nesterov, what):
+def _sgd_settings(model, X, lr, momentum, dampening, weight_decay, nesterov, what, search=False):
+    """Every argument of one SGD run checked: ``(model, A, weight, lr, beta, tau, wd,
+    nesterov)`` with Python floats; ``search``: the caller searches for a threshold (no
+    ``lr``; momentum < 1, dampening < 1)."""
     model = check_linear_mse(model, what)
-    nesterov = check_momentum(momentum, dampening, weight_decay, nesterov)
-    for name, value in (("lr", lr), ("momentum", momentum), ("dampening", dampening), ("weight_decay", weight_decay)):
-        if not is_real_scalar(value):
-            raise ParameterError(f"{name} must be a real number here, got {value!r}", name)
-    HYPER_PARAMETERS["lr"].check_values(lr)
+    lr = None if search else float(check_hyper("lr", lr, scalar=True))
+    beta, tau, wd, nesterov = check_momentum(momentum, dampening, weight_decay, nesterov, below_one=search,
+                                             scalar=True)
     A, weight = per_sample_curvatures(model, X)
-    return model, nesterov, A, weight
+    return model, A, weight, lr, float(beta), float(tau), float(wd), nesterov
 
 
-def _epoch_batches(A, batch_size, order, drop_last):
-    """The rows of ``A`` of each batch of one epoch in ``order`` (checked first)."""
-    n = A.shape[0]
-    batch_size = check_int("batch_size", batch_size, minimum=1, maximum=n)
-    drop_last = check_bool("drop_last", drop_last)
-    order = np.arange(n) if order is None else np.asarray(order)
-    if order.dtype.kind not in "iu" or not np.array_equal(np.sort(order), np.arange(n)):
-        raise ParameterError(f"order must be a permutation of range({n}), got {order!r}", "order")
-    return [A[order[start:stop]] for start, stop in batch_bounds(n, batch_size, drop_last)]
+def _lr_scale(lr, beta, tau, nesterov):
+    """``lr g``: the factor of the curvature in every step (inf when it overflows)."""
+    g = (1.0 - tau) if beta > 0 and not nesterov else 1.0
+    return float(safe_product(lr, g))
+
+
+def _effective_curvatures(c, hessians, wd):
+    """``K = c (H + wd I)`` for a stack of Hessians, as ``c H + (c wd) I`` so that a
+    small ``c`` never meets an overflowed ``H + wd``."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        K = safe_product(c, hessians)
+        diagonal = np.arange(hessians.shape[-1])
+        K[..., diagonal, diagonal] += float(safe_product(c, wd))
+    return K
+
+
+def _step_matrices(K, beta, nesterov):
+    """The linear part of one SGD step on ``(e, lr buf)`` for effective curvatures ``K``
+    (``(..., d, d)``): ``[[I - K, -beta I], [K, beta I]]`` (heavy ball) or
+    ``[[I - (1 + beta) K, -beta^2 I], [K, beta I]]`` (Nesterov); just ``I - K`` without
+    momentum (the buffer plays no part)."""
+    eye = np.broadcast_to(np.eye(K.shape[-1]), K.shape)
+    if beta == 0:
+        return eye - K
+    with np.errstate(over="ignore", invalid="ignore"):
+        top_left = eye - (1.0 + beta) * K if nesterov else eye - K
+        corner = beta * beta if nesterov else beta
+        blocks = [[top_left, -corner * eye], [K, beta * eye]]
+        return np.concatenate([np.concatenate(row, axis=-1) for row in blocks], axis=-2)
+
+
+def _product_radius(steps):
+    """Spectral radius of ``steps[-1] @ ... @ steps[0]``: every factor and partial product
+    scaled by a power of two (exact), the exponents kept apart, so that no entry
+    overflows unless a step itself did (then inf: that step's map is beyond float64)."""
+    tops = np.abs(steps).max(axis=(-2, -1))
+    if not np.all(np.isfinite(tops)):
+        return math.inf
+    exponents = np.frexp(tops)[1]
+    scaled = np.ldexp(steps, -exponents[:, None, None])
+    exponent = int(exponents.sum())
+    M = scaled[0]
+    for step in scaled[1:]:
+        M = step @ M
+        top = float(np.abs(M).max())
+        if top == 0:
+            return 0.0
+        shift = math.frexp(top)[1]
+        M = np.ldexp(M, -shift)
+        exponent += shift
+    return times_power_of_two(radius_of(M), exponent)
 
 
 def epoch_spectral_radius(model, X, lr, *, batch_size=1, order=None, drop_last=False, momentum=0.0,
@@ -64,41 +120,45 @@ def epoch_spectral_radius(model, X, lr, *, batch_size=1, order=None, drop_last=F
         With ``loss="mse"``.
     X : array_like (n, n_in)
     lr : float
+        ``>= 0``.
     batch_size : int, default 1
         In ``[1, n]``.
     order : array_like of int, optional
         The sample order of the epoch (a permutation of ``range(n)``); default: data order.
     drop_last : bool, default False
     momentum, dampening, weight_decay, nesterov
-        As in :class:`gdsim.SGD` (scalars).
+        As in :class:`gdsim.SGD` (numbers; momentum >= 1 allowed, never stable).
 
     Returns
     -------
     float
         ``rho(M)``; ``rho(M) ** (1 / steps_per_epoch)`` is the mean contraction per step.
+        inf where it exceeds float64.
+
+    Raises
+    ------
+    gdsim.ParameterError
+        Naming the argument: ``model`` not a :class:`gdsim.Linear` with MSE; ``X`` of the
+        wrong shape, not finite or overflowing the Hessian; ``lr``, ``momentum``,
+        ``dampening``, ``weight_decay`` not single numbers within SGD's rules;
+        ``batch_size``, ``order``, ``drop_last`` or ``nesterov`` invalid.
     """
-    model, nesterov, A, weight = _sgd_settings(model, X, lr, momentum, dampening, weight_decay, nesterov,
-                                               "epoch_spectral_radius")
-    hessians = _epoch_hessians(model, A, weight, batch_size, order, drop_last, weight_decay)
-    return _epoch_radius(hessians, lr, momentum, dampening, nesterov)
+    model, A, weight, lr, beta, tau, wd, nesterov = _sgd_settings(
+        model, X, lr, momentum, dampening, weight_decay, nesterov, "epoch_spectral_radius")
+    hessians = _epoch_hessians(model, A, weight, *check_batches(batch_size, order, drop_last, A.shape[0]))
+    return _epoch_radius(hessians, _lr_scale(lr, beta, tau, nesterov), wd, beta, nesterov)
 
 
-def _epoch_hessians(model, A, weight, batch_size, order, drop_last, weight_decay):
-    """The Hessian (plus weight decay) of each batch of one epoch, stacked ``(steps, d, d)``."""
-    batches = _epoch_batches(A, batch_size, order, drop_last)
-    return np.stack([batch_hessian(model, rows, weight) for rows in batches]) + weight_decay * np.eye(A.shape[1])
+def _epoch_hessians(model, A, weight, batch_size, order, drop_last):
+    """The Hessian of each batch of one epoch, stacked ``(steps, d, d)``."""
+    return np.stack([batch_hessian(model, A[order[start:stop]], weight)
+                     for start, stop in batch_bounds(A.shape[0], batch_size, drop_last)])
 
 
-def _epoch_radius(hessians, lr, momentum, dampening, nesterov):
-    """Spectral radius of the product of one epoch's step matrices, last step leftmost."""
-    steps = _step_matrix(lr, hessians, momentum, dampening, nesterov)
-    if momentum == 0:  # the buffer plays no part (the top-right blocks are 0): the p blocks alone
-        d = hessians.shape[-1]
-        steps = steps[:, :d, :d]
-    M = steps[0]
-    for step in steps[1:]:
-        M = step @ M
-    return float(np.abs(np.linalg.eigvals(M)).max())
+def _epoch_radius(hessians, c, wd, beta, nesterov):
+    """Spectral radius of the product of one epoch's step matrices, last step leftmost,
+    for the gradient scale ``c = lr g`` (:func:`_lr_scale`)."""
+    return _product_radius(_step_matrices(_effective_curvatures(c, hessians, wd), beta, nesterov))
 
 
 def mean_square_spectral_radius(model, X, lr, *, batch_size=1, momentum=0.0, dampening=0.0,
@@ -113,84 +173,119 @@ def mean_square_spectral_radius(model, X, lr, *, batch_size=1, momentum=0.0, dam
     + (1 - 1/B) H (x) H``; the mean-square error stays bounded when this map's spectral
     radius is below 1 and grows without bound above.
 
-    Parameters are as in :func:`epoch_spectral_radius` (no order: sampling is random).
-    The map has size ``(2d)^2`` (``d = n_in + 1``), so ``n_in`` up to a few tens.
+    Parameters are as in :func:`epoch_spectral_radius` (no order: sampling is random;
+    ``batch_size`` any integer in ``[1, 2**53]``). The map has size ``(2d)^2``
+    (``d = n_in + 1``), so ``n_in`` up to 39.
 
     Returns
     -------
     float
+        inf where it exceeds float64.
+
+    Raises
+    ------
+    gdsim.ParameterError
+        As :func:`epoch_spectral_radius`; ``model`` with ``n_in > 39``.
     """
-    model, nesterov, A, weight = _sgd_settings(model, X, lr, momentum, dampening, weight_decay, nesterov,
-                                               "mean_square_spectral_radius")
-    n, d = A.shape
-    batch_size = check_int("batch_size", batch_size, minimum=1)
+    model, A, weight, lr, beta, tau, wd, nesterov = _sgd_settings(
+        model, X, lr, momentum, dampening, weight_decay, nesterov, "mean_square_spectral_radius")
+    batch_size = _check_drawn_batch(model, batch_size)
+    return _mean_square_radius(model, A, weight, batch_size, _lr_scale(lr, beta, tau, nesterov), wd, beta, nesterov)
+
+
+def _check_drawn_batch(model, batch_size):
+    """``batch_size`` of batches drawn with replacement, and a model small enough for the map."""
+    batch_size = check_int("batch_size", batch_size, minimum=1, maximum=MAX_DRAWN_BATCH)
+    d = model.n_in + 1
     if d > 40:
-        raise ValueError(f"mean_square_spectral_radius builds a ({2 * d}^2)^2 matrix; n_in + 1 = {d} is over 40")
+        raise ParameterError(f"model must have n_in <= 39 here (the mean-square map is a ({2 * d}^2)^2 matrix), "
+                             f"got {model!r}", "model")
+    return batch_size
+
+
+def _mean_square_radius(model, A, weight, batch_size, c, wd, beta, nesterov):
+    """:func:`mean_square_spectral_radius` for the gradient scale ``c = lr g``."""
+    n, d = A.shape
     per_sample = weight if model.reduction_code == MEAN else weight * batch_size  # "sum" adds B samples
-    h = per_sample * np.einsum("ni,nj->nij", A, A)  # each sample's Hessian block, h_i
-    H = h.mean(axis=0) + weight_decay * np.eye(d)
-    h_wd = h + weight_decay * np.eye(d)  # the step's Hessian is H_B + wd I: mix wd into each draw
-    hh = np.einsum("nij,nkl->ikjl", h_wd, h_wd).reshape(d * d, d * d) / n  # E[h (x) h]
-    HH = np.kron(H, H)
-    E_HH = hh / batch_size + (1.0 - 1.0 / batch_size) * HH
-    # A_B = A0 + P H_B Q with Q = [I, 0]: E[A (x) A] = A0(x)A0 + A0(x)(PHQ) + (PHQ)(x)A0 + (P(x)P) E[H(x)H] (Q(x)Q)
-    A_mean = _step_matrix(lr, H, momentum, dampening, nesterov)
-    A0 = _step_matrix(lr, np.zeros((d, d)), momentum, dampening, nesterov)
-    K = A_mean - A0
-    if nesterov:
-        P = np.vstack([-lr * (1.0 + momentum) * np.eye(d), np.eye(d)])
-    else:
-        g = (1.0 - dampening) if momentum > 0 else 1.0
-        P = np.vstack([-lr * g * np.eye(d), g * np.eye(d)])
-    Q = np.hstack([np.eye(d), np.zeros((d, d))])
-    second = np.kron(A0, A0) + np.kron(A0, K) + np.kron(K, A0) + np.kron(P, P) @ E_HH @ np.kron(Q, Q)
-    if momentum == 0:  # the buffer plays no part: the p block alone
-        keep = (np.arange(2 * d)[:, None] * 2 * d + np.arange(2 * d)[None, :])[:d, :d].ravel()
-        second = second[np.ix_(keep, keep)]
-    return float(np.abs(np.linalg.eigvals(second)).max())
+    # each draw's effective curvature k_i = c (h_i + wd I): the step's K_B is their mean
+    k = _effective_curvatures(float(safe_product(c, per_sample)), np.einsum("ni,nj->nij", A, A), 0.0)
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        k[:, np.arange(d), np.arange(d)] += float(safe_product(c, wd))
+        K = k.mean(axis=0)
+        kk = np.einsum("nij,nkl->ikjl", k, k).reshape(d * d, d * d) / n  # E[k (x) k]
+        E_KK = kk / batch_size + (1.0 - 1.0 / batch_size) * np.kron(K, K)
+        # A_B = A0 + P K_B Q with Q = [I, 0]: E[A (x) A] = A0(x)A0 + A0(x)(PKQ) + (PKQ)(x)A0 + (P(x)P) E[K(x)K] (Q(x)Q)
+        eye = np.eye(d)
+        A0 = _step_matrices(np.zeros((d, d)), beta, nesterov)
+        if beta == 0:  # the buffer plays no part: the e block alone
+            P, Q = -eye, eye
+        else:
+            P = np.vstack([-(1.0 + beta) * eye if nesterov else -eye, eye])
+            Q = np.hstack([eye, np.zeros((d, d))])
+        KQ = P @ K @ Q
+        second = np.kron(A0, A0) + np.kron(A0, KQ) + np.kron(KQ, A0) + np.kron(P, P) @ E_KK @ np.kron(Q, Q)
+    return radius_of(second)
 
 
-def _bisect_critical(radius, lr_hi, tol):
-    """The smallest ``lr`` in ``(0, lr_hi]`` where ``radius(lr)`` reaches 1: scan a
-    geometric grid up from ``lr_hi / 1e6`` to bracket the first crossing, then bisect."""
-    grid = np.geomspace(lr_hi * 1e-6, lr_hi, 200)
-    below = None
-    for lr in grid:
-        if radius(lr) >= 1.0:
-            if below is None:
-                raise ValueError(f"already unstable at lr={lr:g}: no stable learning rate found")
-            lo, hi = below, lr
+def _bisect_critical(radius, lr_hi, rtol):
+    """The smallest ``lr`` in ``(0, lr_hi]`` where ``radius(lr)`` exceeds ``1 +
+    STABLE_SLACK``: scan a geometric grid up from ``lr_hi / 1e6`` (lower if that is
+    already unstable) to bracket the first crossing, then bisect to ``rtol``."""
+    def stable(lr):
+        return radius(lr) < 1.0 + STABLE_SLACK
+
+    lr_hi = min(lr_hi, 1e300)
+    start = lr_hi * 1e-6
+    for _ in range(40):  # for data whose SGD threshold lies far below the full-batch one
+        if stable(start):
             break
-        below = lr
+        start *= 1e-6
+    if not (start > 0 and stable(start)):  # a convex quadratic is stable for small enough lr
+        raise ValueError(f"no stable learning rate found down to {start:g}")
+    below = None
+    for lr in np.geomspace(start, lr_hi, 200):
+        if not stable(lr):
+            lo, hi = below, float(lr)
+            break
+        below = float(lr)
     else:
-        return np.inf
-    while hi - lo > tol * hi:
+        return math.inf
+    while hi - lo > rtol * hi:
         mid = 0.5 * (lo + hi)
-        lo, hi = (mid, hi) if radius(mid) < 1.0 else (lo, mid)
+        if not lo < mid < hi:  # float64's resolution reached before rtol
+            break
+        lo, hi = (mid, hi) if stable(mid) else (lo, mid)
     return 0.5 * (lo + hi)
 
 
-def _critical_lr(radius, model, X, what, momentum, dampening, weight_decay, nesterov, rtol):
-    """:func:`_bisect_critical` of ``radius(lr)`` up to 10 x the full-batch threshold."""
-    model = check_linear_mse(model, what)
-    check_momentum(momentum, dampening, weight_decay, nesterov, below_one=True)
-    L = float(np.linalg.eigvalsh(hessian(model, X)).max())
-    lr_hi = 10.0 * critical_lr(L, momentum, dampening=dampening, weight_decay=weight_decay, nesterov=nesterov)
-    return _bisect_critical(radius, lr_hi, rtol)
+def _search_range(model, A, weight, beta, tau, wd, nesterov):
+    """10 x the full-batch :func:`critical_lr`: where the searches stop."""
+    L = float(np.linalg.eigvalsh(batch_hessian(model, A, weight)).max())
+    return 10.0 * critical_lr(L, beta, dampening=tau, weight_decay=wd, nesterov=nesterov)
 
 
 def epoch_critical_lr(model, X, *, batch_size=1, order=None, drop_last=False, momentum=0.0, dampening=0.0,
                       weight_decay=0.0, nesterov=False, rtol=1e-10):
-    """The smallest ``lr`` at which :func:`epoch_spectral_radius` reaches 1 (bisection).
+    """The smallest ``lr`` at which :func:`epoch_spectral_radius` exceeds 1 (bisection).
 
-    Searched in ``(0, 10 x`` the full-batch heavy-ball threshold ``]``; ``rtol`` is the
-    bisection's relative tolerance. Returns ``inf`` if every ``lr`` there is stable.
+    Searched in ``(0, 10 x`` the full-batch heavy-ball threshold ``]``; ``rtol`` in
+    ``(0, 1)`` is the bisection's relative tolerance. Returns ``inf`` if every ``lr``
+    there is stable. Directions of zero curvature (fewer distinct samples than
+    parameters) keep the radius at 1 and do not count as unstable.
+
+    Raises
+    ------
+    gdsim.ParameterError
+        As :func:`epoch_spectral_radius` (no ``lr``); ``momentum >= 1``, heavy ball with
+        ``dampening >= 1``, or ``rtol`` outside ``(0, 1)``.
     """
-    model, nesterov, A, weight = _sgd_settings(model, X, 0.0, momentum, dampening, weight_decay, nesterov,
-                                               "epoch_critical_lr")
-    hessians = _epoch_hessians(model, A, weight, batch_size, order, drop_last, weight_decay)  # the same for every lr
-    return _critical_lr(lambda lr: _epoch_radius(hessians, lr, momentum, dampening, nesterov),
-                        model, X, "epoch_critical_lr", momentum, dampening, weight_decay, nesterov, rtol)
+    model, A, weight, _, beta, tau, wd, nesterov = _sgd_settings(
+        model, X, None, momentum, dampening, weight_decay, nesterov, "epoch_critical_lr", search=True)
+    hessians = _epoch_hessians(model, A, weight, *check_batches(batch_size, order, drop_last, A.shape[0]))
+    rtol = check_rtol(rtol)
+    lr_hi = _search_range(model, A, weight, beta, tau, wd, nesterov)
+    return _bisect_critical(lambda lr: _epoch_radius(hessians, _lr_scale(lr, beta, tau, nesterov), wd, beta,
+                                                     nesterov), lr_hi, rtol)
 
 
 def step_critical_lr(model, X, *, batch_size=1, order=None, drop_last=False):
@@ -208,6 +303,7 @@ def step_critical_lr(model, X, *, batch_size=1, order=None, drop_last=False):
         With ``loss="mse"``.
     X : array_like (n, n_in)
     batch_size : int, default 1
+        In ``[1, n]``.
     order : array_like of int, optional
         The sample order (a permutation of ``range(n)``); default: data order.
     drop_last : bool, default False
@@ -215,23 +311,38 @@ def step_critical_lr(model, X, *, batch_size=1, order=None, drop_last=False):
     Returns
     -------
     float
+
+    Raises
+    ------
+    gdsim.ParameterError
+        Naming ``model``, ``X``, ``batch_size``, ``order`` or ``drop_last``.
     """
     model = check_linear_mse(model, "step_critical_lr")
     A, weight = per_sample_curvatures(model, X)
-    top = 0.0
-    for rows in _epoch_batches(A, batch_size, order, drop_last):
-        top = max(top, float(np.linalg.eigvalsh(batch_hessian(model, rows, weight)).max()))
-    return 2.0 / top if top > 0 else np.inf
+    hessians = _epoch_hessians(model, A, weight, *check_batches(batch_size, order, drop_last, A.shape[0]))
+    top = float(np.linalg.eigvalsh(hessians).max())
+    return 2.0 / top if top > 0 else math.inf
 
 
 def mean_square_critical_lr(model, X, *, batch_size=1, momentum=0.0, dampening=0.0, weight_decay=0.0,
                             nesterov=False, rtol=1e-10):
-    """The smallest ``lr`` at which :func:`mean_square_spectral_radius` reaches 1 (bisection).
+    """The smallest ``lr`` at which :func:`mean_square_spectral_radius` exceeds 1 (bisection).
 
     Searched in ``(0, 10 x`` the full-batch threshold ``]``; returns ``inf`` if every
     ``lr`` there is stable. As ``batch_size`` grows the gradient noise vanishes and it
     tends to the full-batch :func:`critical_lr`; small batches lower it.
+
+    Raises
+    ------
+    gdsim.ParameterError
+        As :func:`mean_square_spectral_radius` (no ``lr``); ``momentum >= 1``, heavy ball
+        with ``dampening >= 1``, or ``rtol`` outside ``(0, 1)``.
     """
-    return _critical_lr(lambda lr: mean_square_spectral_radius(
-        model, X, lr, batch_size=batch_size, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
-        nesterov=nesterov), model, X, "mean_square_critical_lr", momentum, dampening, weight_decay, nesterov, rtol)
+    model, A, weight, _, beta, tau, wd, nesterov = _sgd_settings(
+        model, X, None, momentum, dampening, weight_decay, nesterov, "mean_square_critical_lr", search=True)
+    batch_size = _check_drawn_batch(model, batch_size)
+    rtol = check_rtol(rtol)
+    lr_hi = _search_range(model, A, weight, beta, tau, wd, nesterov)
+    return _bisect_critical(lambda lr: _mean_square_radius(model, A, weight, batch_size,
+                                                           _lr_scale(lr, beta, tau, nesterov), wd, beta, nesterov),
+                            lr_hi, rtol)

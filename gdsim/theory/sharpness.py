@@ -1,10 +1,12 @@
 """Sharpness of any model: Hessian-vector products by finite differences of the gradient
 kernel, and the top Hessian eigenvalues by Lanczos (see :mod:`gdsim.theory`)."""
 
+
 import numpy as np
 
-from .._validate import check_int
+from .._validate import ParameterError, check_int
 from ..models import check_model
+from .checks import check_reals, check_scalar
 
 
 # ---------------------------------------------------------------------------------------
@@ -17,16 +19,103 @@ def hessian_vector_product(model, params, X, Y, v, *, eps=None):
     ``h`` defaults to ``1e-5 * max(1, |params|) / |v|``: the error is ``O(h^2)`` from the
     third derivative plus ``O(1e-16 / h)`` from rounding (about 1e-9 relative for smooth
     losses); a ReLU kink within ``h`` of a sample's pre-activation adds its own error.
+
+    Parameters
+    ----------
+    model : gdsim.MLP or gdsim.Linear
+    params : array_like (n_params,)
+        Finite.
+    X, Y : array_like
+        The data (as in :meth:`gdsim.MLP.loss`).
+    v : array_like (n_params,)
+        Finite.
+    eps : float, optional
+        ``h`` itself, finite and > 0.
+
+    Returns
+    -------
+    numpy.ndarray (n_params,)
+        Entries beyond float64 are +-inf (``v`` near float64's largest numbers).
+
+    Raises
+    ------
+    gdsim.ParameterError
+        Naming the argument: ``model``, ``params``, ``X``, ``Y``, ``v`` (wrong shape, not
+        finite) or ``eps`` (not finite and > 0, or so small or large that the difference
+        quotient is lost or overflows); ``params``, ``X`` or ``Y`` (the largest) when the
+        gradient overflows float64 near ``params``.
     """
+    model, params, X, Y = _check_point(model, params, X, Y)
+    v = check_reals("v", v)
+    if v.shape != (model.n_params,):
+        raise ParameterError(f"v must have shape ({model.n_params},) (one entry per parameter of {model!r}), got "
+                             f"{v.shape}", "v")
+    if eps is not None:
+        eps = check_scalar("eps", eps, minimum=0.0, strict=True)
+        return _difference_quotient(model, params, X, Y, v, eps, "eps")
+    return _default_product(model, params, X, Y, v)
+
+
+def _check_point(model, params, X, Y):
     model = check_model(model)
-    params = model.check_params(params, "params")
-    X, Y = model.check_data(X, Y)
-    v = np.asarray(v, dtype=np.float64)
-    norm = np.linalg.norm(v)
-    if norm == 0:
-        return np.zeros_like(v)
-    h = 1e-5 * max(1.0, float(np.linalg.norm(params))) / norm if eps is None else float(eps)
-    return (model.grad(params + h * v, X, Y) - model.grad(params - h * v, X, Y)) / (2.0 * h)
+    return model, model.check_params(params, "params"), *model.check_data(X, Y)
+
+
+def _norm(x):
+    """Euclidean norm without overflow (inf only when it exceeds float64)."""
+    top = float(np.abs(x).max()) if x.size else 0.0
+    if top == 0:
+        return 0.0
+    return top * float(np.linalg.norm(x / top))  # Python floats: an overflow is inf, silently
+
+
+def _default_product(model, params, X, Y, v):
+    """:func:`hessian_vector_product` with the default step, along ``v / max|v|`` (entries
+    up to 1, so that ``h`` and the shift stay in range), scaled back by ``max|v|``."""
+    top = float(np.abs(v).max())
+    if top == 0:
+        return np.zeros(model.n_params)
+    u = v / top
+    h = 1e-5 * max(1.0, _norm(params)) / _norm(u)
+    with np.errstate(over="ignore"):
+        return _difference_quotient(model, params, X, Y, u, h, "v") * top
+
+
+def _difference_quotient(model, params, X, Y, v, h, step_name):
+    """``(grad(p + h v) - grad(p - h v)) / (2 h)`` with every overflow refused or inf:
+    the shifted points must be finite and distinct from ``params``, the gradients there
+    finite; ``step_name`` is the argument blamed for a lost or overflowing quotient."""
+    if not np.any(v):
+        return np.zeros(model.n_params)
+    with np.errstate(over="ignore"):
+        shift = h * v
+        plus, minus = params + shift, params - shift
+    if not (np.all(np.isfinite(plus)) and np.all(np.isfinite(minus))):
+        name = "params" if step_name == "v" else "eps"
+        raise ParameterError(f"{name}: params +- h v leave float64's range (max |params| = "
+                             f"{np.abs(params).max():g}, h max|v| = {np.abs(shift).max():g})", name)
+    if np.array_equal(plus, params) and np.array_equal(minus, params):
+        raise ParameterError(f"{step_name} is too small: params +- h v round to params (h max|v| = "
+                             f"{np.abs(shift).max():g} next to max |params| = {np.abs(params).max():g})", step_name)
+    g_plus, g_minus = model.grad(plus, X, Y), model.grad(minus, X, Y)
+    if not (np.all(np.isfinite(g_plus)) and np.all(np.isfinite(g_minus))):
+        if step_name == "eps" and np.all(np.isfinite(model.grad(params, X, Y))):  # the step went too far
+            raise ParameterError(f"eps is too large: the gradient at params +- eps v is not finite in float64 "
+                                 f"(eps = {h!r}, max |eps v| = {np.abs(shift).max():g})", "eps")
+        _gradient_overflow(params, X, Y)
+    with np.errstate(over="ignore"):
+        out = (g_plus - g_minus) / (2.0 * h)
+    if step_name == "eps" and not np.all(np.isfinite(out)):
+        raise ParameterError(f"eps is too small: the difference quotient overflows float64 (eps = {h!r})", "eps")
+    return out
+
+
+def _gradient_overflow(params, X, Y):
+    """Refuse the largest of ``params``, ``X`` and ``Y``: the gradient overflowed."""
+    sizes = {"params": float(np.abs(params).max()), "X": float(np.abs(X).max()), "Y": float(np.abs(Y).max())}
+    name = max(sizes, key=sizes.get)
+    text = ", ".join(f"max |{k}| = {value:g}" for k, value in sizes.items())
+    raise ParameterError(f"{name} is too large: the gradient near params is not finite in float64 ({text})", name)
 
 
 def sharpness(model, params, X, Y, *, k=1, tol=1e-8):
@@ -44,26 +133,47 @@ def sharpness(model, params, X, Y, *, k=1, tol=1e-8):
     X, Y : array_like
         The data (as in :meth:`gdsim.MLP.loss`).
     k : int, default 1
-        How many of the largest eigenvalues.
+        How many of the largest eigenvalues, in ``[1, n_params]``.
     tol : float
-        eigsh's relative tolerance.
+        eigsh's relative tolerance, finite and >= 0 (0: machine precision); models of up
+        to 20 parameters use the dense Hessian and need none.
 
     Returns
     -------
     float (k == 1) or numpy.ndarray (k,), largest first
+
+    Raises
+    ------
+    gdsim.ParameterError
+        Naming ``model``, ``params``, ``X``, ``Y``, ``k`` or ``tol``; ``params``, ``X`` or
+        ``Y`` (the largest) when the gradient or the Hessian overflows float64.
     """
     from scipy.sparse.linalg import LinearOperator, eigsh
 
-    model = check_model(model)
-    params = model.check_params(params, "params")
-    X, Y = model.check_data(X, Y)
+    model, params, X, Y = _check_point(model, params, X, Y)
     k = check_int("k", k, minimum=1, maximum=model.n_params)
+    tol = check_scalar("tol", tol, minimum=0.0)
     P = model.n_params
     if P <= 2 * k + 1 or P <= 20:  # tiny problems: the dense Hessian from P products
-        H = np.column_stack([hessian_vector_product(model, params, X, Y, e) for e in np.eye(P)])
-        values = np.linalg.eigvalsh(0.5 * (H + H.T))[::-1][:k]
+        H = np.column_stack([_default_product(model, params, X, Y, e) for e in np.eye(P)])
+        if not np.all(np.isfinite(H)):
+            _gradient_overflow(params, X, Y)
+        with np.errstate(over="ignore"):
+            symmetric = 0.5 * H + 0.5 * H.T  # halves first: H + H.T may overflow
+        values = np.linalg.eigvalsh(symmetric)[::-1][:k]
     else:
-        op = LinearOperator((P, P), matvec=lambda v: hessian_vector_product(model, params, X, Y, v.ravel()),
-                            dtype=np.float64)
+        op = LinearOperator((P, P), matvec=lambda v: _finite(_default_product(model, params, X, Y, v.ravel()),
+                                                             params, X, Y), dtype=np.float64)
         values = np.sort(eigsh(op, k=k, which="LA", tol=tol, v0=np.ones(P), return_eigenvectors=False))[::-1]
+    if not np.all(np.isfinite(values)):
+        _gradient_overflow(params, X, Y)
     return float(values[0]) if k == 1 else values
+
+
+def _finite(product, params, X, Y):
+    """``product`` if it is finite, else the overflow refused (ARPACK would spread NaN)."""
+    if not np.all(np.isfinite(product)):
+        _gradient_overflow(params, X, Y)
+    return product
+
+

@@ -136,7 +136,7 @@ def check_real(name, value, *, minimum=None, maximum=None, strict=False, finite=
     try:
         value = float(value)
     except OverflowError:  # an int beyond float's range
-        value = math.copysign(math.inf, value)
+        value = math.inf if value > 0 else -math.inf
     low_ok = minimum is None or (value > minimum if strict else value >= minimum)
     high_ok = maximum is None or (value < maximum if strict else value <= maximum)
     if math.isnan(value) or (finite and math.isinf(value)) or not (low_ok and high_ok):

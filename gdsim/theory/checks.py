@@ -27,15 +27,6 @@ from ..optim import HYPER_PARAMETERS, check_nesterov
 # ---------------------------------------------------------------------------------------
 # Numbers and arrays
 # ---------------------------------------------------------------------------------------
-def check_scalar(name, value, **bounds):
-    """:func:`gdsim._validate.check_real`, also for ints too large for a float (``2**1024``)."""
-    try:
-        return check_real(name, value, **bounds)
-    except OverflowError:
-        raise ParameterError(f"{name} must be a finite real number, got {short_repr(value)} (beyond float64)",
-                             name) from None
-
-
 def check_reals(name, value, *, minimum=None, strict=False):
     """A non-empty float64 array of finite reals (a scalar gives a 0-d array), else
     ParameterError naming ``name`` and the first bad entry."""
@@ -44,7 +35,7 @@ def check_reals(name, value, *, minimum=None, strict=False):
     except (ValueError, TypeError):  # ragged nested lists
         scalar = False
     if scalar:
-        return np.asarray(check_scalar(name, value, minimum=minimum, strict=strict))
+        return np.asarray(check_real(name, value, minimum=minimum, strict=strict))
     arr = check_real_array(name, value, minimum=minimum, strict=strict)
     if arr.size == 0:
         raise ParameterError(f"{name} must not be empty, got shape {arr.shape}", name)
@@ -55,10 +46,7 @@ def check_hyper(name, value, *, scalar=False):
     """``lr``, ``momentum``, ``dampening`` or ``weight_decay`` by SGD's rules, as a float64
     array (non-empty); ``scalar``: one number only (a single run)."""
     rule = HYPER_PARAMETERS[name]
-    try:
-        arr = rule.check_values(value)
-    except OverflowError:  # an int beyond float64
-        raise ParameterError(f"{name} must be {rule.accepted}, got {short_repr(value)}", name) from None
+    arr = rule.check_values(value)
     if arr.size == 0:
         raise ParameterError(f"{name} must not be empty, got shape {arr.shape}", name)
     if scalar and not is_real_scalar(value):
@@ -197,4 +185,4 @@ def check_batches(batch_size, order, drop_last, n):
 
 def check_rtol(rtol):
     """The bisection's relative tolerance, in (0, 1)."""
-    return check_scalar("rtol", rtol, minimum=0.0, maximum=1.0, strict=True)
+    return check_real("rtol", rtol, minimum=0.0, maximum=1.0, strict=True)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._validate import ParameterError, short_repr
+from .._validate import ParameterError, check_real, short_repr
 from ..scalar import MEAN
 from .checks import (
     check_broadcast,
@@ -15,7 +15,6 @@ from .checks import (
     check_linear_mse,
     check_momentum,
     check_reals,
-    check_scalar,
     safe_product,
 )
 
@@ -333,8 +332,8 @@ def polyak(L, mu):
     >>> polyak(4.0, 1.0)
     (0.4444444444444444, 0.1111111111111111, 0.3333333333333333)
     """
-    L = check_scalar("L", L, minimum=0.0, strict=True)
-    mu = check_scalar("mu", mu, minimum=0.0, strict=True)
+    L = check_real("L", L, minimum=0.0, strict=True)
+    mu = check_real("mu", mu, minimum=0.0, strict=True)
     if mu > L:
         raise ParameterError(f"mu must satisfy 0 < mu <= L, got mu={mu!r} > L={L!r}", "mu")
     # Python floats, squares as products: overflow gives inf, never an exception or warning

@@ -4,9 +4,9 @@ kernel, and the top Hessian eigenvalues by Lanczos (see :mod:`gdsim.theory`)."""
 
 import numpy as np
 
-from .._validate import ParameterError, check_int
+from .._validate import ParameterError, check_int, check_real
 from ..models import check_model
-from .checks import check_reals, check_scalar
+from .checks import check_reals
 
 
 # ---------------------------------------------------------------------------------------
@@ -51,7 +51,7 @@ def hessian_vector_product(model, params, X, Y, v, *, eps=None):
         raise ParameterError(f"v must have shape ({model.n_params},) (one entry per parameter of {model!r}), got "
                              f"{v.shape}", "v")
     if eps is not None:
-        eps = check_scalar("eps", eps, minimum=0.0, strict=True)
+        eps = check_real("eps", eps, minimum=0.0, strict=True)
         return _difference_quotient(model, params, X, Y, v, eps, "eps")
     return _default_product(model, params, X, Y, v)
 
@@ -152,7 +152,7 @@ def sharpness(model, params, X, Y, *, k=1, tol=1e-8):
 
     model, params, X, Y = _check_point(model, params, X, Y)
     k = check_int("k", k, minimum=1, maximum=model.n_params)
-    tol = check_scalar("tol", tol, minimum=0.0)
+    tol = check_real("tol", tol, minimum=0.0)
     P = model.n_params
     if P <= 2 * k + 1 or P <= 20:  # tiny problems: the dense Hessian from P products
         H = np.column_stack([_default_product(model, params, X, Y, e) for e in np.eye(P)])

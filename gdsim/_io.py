@@ -31,13 +31,18 @@ def check_folder(folder, what):
     """
     folder = Path(folder)
     existing = folder
-    while not existing.exists() and not existing.is_symlink():
+    while not _exists(existing):
         if existing.parent == existing:
             break
         existing = existing.parent
     if existing.exists() and not existing.is_dir():
         where = "is a file" if existing == folder else f"cannot be made: {existing} is a file"
         raise ParameterError(f"{folder}: {what} {where}; choose another folder", _what_param(what))
+    longest = os.pathconf(existing, "PC_NAME_MAX") if existing.exists() else 255
+    for part in folder.relative_to(existing).parts if existing in (folder, *folder.parents) else ():
+        if len(os.fsencode(part)) > longest:
+            raise ParameterError(f"{folder}: {what} cannot be made: the name {part[:20]}... is longer than the "
+                                 f"{longest} bytes a file name may have here", _what_param(what))
     try:  # the only reliable test of writability (permissions, ACLs, read-only mounts, root)
         fd, probe = tempfile.mkstemp(prefix=".gdsim-write-test.", dir=existing)
         os.close(fd)
@@ -47,11 +52,20 @@ def check_folder(folder, what):
                              "choose another folder", _what_param(what)) from None
 
 
+def _exists(path):
+    """``path.exists()`` (a dangling link counts), False where the OS refuses to look
+    (a name too long, a loop of links)."""
+    try:
+        return path.exists() or path.is_symlink()
+    except OSError:
+        return False
+
+
 def check_file_target(path, what):
     """Refuse an output file path that is a folder, or whose folder cannot be written
     (:func:`check_folder`), before the work that produces the file."""
     path = Path(path)
-    if path.is_dir():
+    if _exists(path) and path.is_dir():
         raise ParameterError(f"{path}: {what} is a folder, not a file; remove it or choose another path",
                              _what_param(what))
     check_folder(path.parent, f"the folder of {what}")

@@ -16,7 +16,7 @@ import numpy as np
 from . import scalar
 from ._jit import jit
 from ._resources import check_memory
-from ._validate import ParameterError, as_array, check_real_array, short_repr, check_bool, check_choice, check_int, is_real_scalar
+from ._validate import SEED_MAX, ParameterError, as_array, check_real_array, short_repr, check_bool, check_choice, check_int, is_real_scalar
 
 sgd_element = jit(scalar.sgd_element)
 
@@ -303,7 +303,7 @@ def check_lr_schedule(lr_schedule, epochs):
         args = []
         for arg_name, value in zip(arg_names, lr_schedule[1:]):
             if arg_name in ("step_size", "T_max"):
-                args.append(check_int(f"lr_schedule {arg_name}", value, minimum=1))
+                args.append(check_int(f"lr_schedule {arg_name}", value, minimum=1, maximum=SEED_MAX))  # an int64
             elif not is_real_scalar(value) or not _finite(value) or value < 0 or (
                     arg_name == "gamma" and value == 0):
                 accepted = "> 0" if arg_name == "gamma" else ">= 0"

@@ -205,6 +205,7 @@ API = {
     "epoch_lrs lr nan": (lambda: gdsim.epoch_lrs(float("nan"), None, 3), ["lr"]),
     "epoch_lrs epochs 10**13": (lambda: gdsim.epoch_lrs(0.1, None, HUGE), ["needs about", "fewer epochs"]),
     "epoch_lrs epochs 0": (lambda: gdsim.epoch_lrs(0.1, None, 0), ["epochs"]),
+    "epoch_lrs step_size 2**64": (lambda: gdsim.epoch_lrs(0.1, ("step", 2**64, 0.5), 5), ["step_size"]),
     "teacher_mlp n 10**13": (lambda: datasets.teacher_mlp(n=HUGE), ["teacher_mlp(n=", "needs about", "fewer samples"]),
     "random_regression n 10**13": (lambda: datasets.random_regression(n=HUGE), ["random_regression", "needs about"]),
     "blobs n 10**13": (lambda: datasets.blobs(n=HUGE), ["blobs", "needs about"]),
@@ -363,8 +364,10 @@ def test_unusable_work_folder(study, tmp_path, capsys, manifest):
         (partial / "chunk_000000.npz").mkdir()
     else:
         (partial / "manifest.json").write_text(manifest)
-    cli_refused(tmp_path, capsys, ["run", study, "--results", tmp_path / "r", "--figures", tmp_path / "f"],
-                ["small.partial", "cannot be resumed", "--restart"])
+    names = ["small.partial", "cannot be resumed", "--restart"]
+    if manifest in ("folder", "not json", "[1, 2]"):
+        names.append("manifest.json cannot be read")
+    cli_refused(tmp_path, capsys, ["run", study, "--results", tmp_path / "r", "--figures", tmp_path / "f"], names)
 
 
 def test_study_file_not_utf8(tmp_path, capsys):
@@ -481,6 +484,33 @@ def test_output_folder_not_writable(study, tmp_path, capsys, flag):
     # /proc refuses new files even to root, unlike a chmod-ed folder.
     argv = ["run", study, "--results", tmp_path / "r", "--figures", tmp_path / "f", flag, "/proc/gdsim-out"]
     cli_refused(tmp_path, capsys, argv, [flag, "/proc/gdsim-out", "cannot be written"])
+
+
+def test_results_folder_name_too_long(study, tmp_path, capsys):
+    cli_refused(tmp_path, capsys, ["run", study, "--results", "a" * 300, "--figures", tmp_path / "f"],
+                ["--results", "longer than the"])
+
+
+def test_results_folder_in_a_loop_of_links(study, tmp_path, capsys):
+    (tmp_path / "one").symlink_to(tmp_path / "two")
+    (tmp_path / "two").symlink_to(tmp_path / "one")
+    cli_refused(tmp_path, capsys, ["run", study, "--results", tmp_path / "one" / "r", "--figures", tmp_path / "f"],
+                ["--results", "cannot be written", "symbolic links"])
+
+
+def test_damaged_chunks_are_run_again(study, tmp_path, capsys):
+    """Chunks damaged outside gdsim (truncated, garbled) are run again, to the clean result."""
+    from gdsim.studies import load_dataset, run_study
+
+    loaded = load_study(study)
+    clean = run_study(loaded)
+    partial = tmp_path / "r" / "small.partial"
+    run_study(loaded, folder=partial, chunk_runs=1)
+    chunks = sorted(partial.glob("chunk_*.npz"))
+    chunks[0].write_bytes(chunks[0].read_bytes()[:40])
+    chunks[1].write_bytes(b"garbage")
+    assert cli.main(["run", str(study), "--results", str(tmp_path / "r"), "--figures", str(tmp_path / "f")]) == 0
+    assert load_dataset(tmp_path / "r" / "small.nc").final_loss.equals(clean.final_loss)
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")

@@ -133,9 +133,10 @@ def check_work_folder(study, spec, folder):
     try:
         found = json.loads(manifest_path.read_text())
     except (OSError, ValueError):  # a folder, unreadable, not JSON
-        found = {}
+        found = None
     if not isinstance(found, dict):
-        found = {}
+        raise StudyError(f"{folder} holds part of a run of {study.path} that cannot be resumed ({manifest_path} "
+                         "cannot be read as a manifest); rerun with --restart to discard it")
     expected = _manifest(study, spec, found.get("chunk_runs", 1))
     what = {"study_sha256": "the study file changed", "gdsim_version": "gdsim's version changed",
             "target": "the target differs", "runner": "the runner differs", "n_runs": "the grid differs"}
@@ -180,7 +181,7 @@ def _load_chunk(path, n):
     try:
         with np.load(path) as f:
             part = {key: f[key] for key in f.files}
-    except (OSError, ValueError, EOFError):  # unreadable: run it again
+    except Exception:  # unreadable (truncated, garbled: zipfile, numpy and OS errors alike): run it again
         return None
     if "epoch_loss" not in part or any(a.shape[:1] != (n,) for a in part.values()):
         return None

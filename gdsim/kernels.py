@@ -21,6 +21,13 @@ index for cross-entropy (``MLP.check_data`` converts integer labels). Scratch
 buffers ``acts`` and ``deltas`` are float64 ``[sum(sizes)]`` (``MLP.workspace()``);
 kernels never allocate in their inner loops.
 
+The kernels check nothing: they run inside compiled loops, where a check per call would
+cost more than the work, and Numba does not bounds-check arrays. Arguments that do not
+fit (rows beyond ``X``, codes that are not in :mod:`gdsim.scalar`, widths that do not
+match ``theta``) give wrong numbers, not errors. Check the data once with
+:meth:`gdsim.MLP.check_data` and :meth:`gdsim.MLP.check_params` and take the codes from
+the model; :class:`gdsim.MLP`'s methods, :func:`gdsim.train` and :func:`gdsim.sweep` do.
+
 Losses follow ``nn.MSELoss`` / ``nn.CrossEntropyLoss``. A sample's *own* loss is the
 loss of the one-sample batch: for MSE with reduction ``mean`` that is the mean over the
 ``n_out`` outputs. The reduced loss of a batch of ``B`` samples is the mean (``mean``)

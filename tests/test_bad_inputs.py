@@ -25,6 +25,7 @@ import pytest
 import gdsim
 from gdsim import cli, datasets
 from gdsim.studies import StudyError, load_study
+from test_reliability import MLP_STUDY
 
 X1, Y1 = datasets.tutorial_line()
 LINE = gdsim.Linear(1, 1)
@@ -346,8 +347,6 @@ def test_valid_spellings_run(tmp_path):
                                       "chunk folder"])
 def test_unusable_work_folder(study, tmp_path, capsys, manifest):
     """A work folder whose manifest or chunks cannot be resumed: refused before running, with --restart."""
-    from gdsim.studies.store import _manifest  # noqa: F401 (the real manifest's keys are not needed)
-
     partial = tmp_path / "r" / "small.partial"
     partial.mkdir(parents=True)
     if manifest == "folder":
@@ -678,26 +677,8 @@ def test_cli_usage_errors(argv, tmp_path, capsys):
 # =======================================================================================
 # Signals
 # =======================================================================================
-SLOW_STUDY = """\
-title = "slow"
-figure = "mlp_phase"
-target = "cpu"
-
-[model]
-type = "mlp"
-sizes = [10, 32, 1]
-
-[data]
-name = "teacher_mlp"
-n = 1024
-sizes = [10, 32, 1]
-
-[train]
-lr = {geomspace = [0.001, 3.0, 32]}
-momentum = {linspace = [0.0, 0.9, 16]}
-batch_size = 16
-epochs = 6
-"""
+# The resumable MLP study of the reliability tests (16 chunks of 32 runs), on one thread.
+SLOW_STUDY = MLP_STUDY.replace('title = "resumable"', 'title = "slow"').replace('"parallel"', '"cpu"')
 
 
 def _stop_mid_run(tmp_path, signum):

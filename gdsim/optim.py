@@ -16,7 +16,8 @@ import numpy as np
 from . import scalar
 from ._jit import jit
 from ._resources import check_memory
-from ._validate import SEED_MAX, ParameterError, as_array, check_real_array, short_repr, check_bool, check_choice, check_int, is_real_scalar
+from ._validate import (SEED_MAX, ParameterError, as_array, check_bool, check_choice, check_int, check_real_array,
+                        is_real_scalar, short_repr)
 
 sgd_element = jit(scalar.sgd_element)
 
@@ -84,8 +85,8 @@ class HyperParameter:
         """``value`` as a float, else ParameterError starting with torch's message (what
         :class:`SGD` raises: ``"Invalid learning rate: -1 (lr must be >= 0)"``)."""
         if not is_real_scalar(value) or not _finite(value):
-            raise ParameterError(f"{self.torch_message}: {short_repr(value)} ({self.name} must be a finite real number)",
-                                 self.name)
+            raise ParameterError(
+                f"{self.torch_message}: {short_repr(value)} ({self.name} must be a finite real number)", self.name)
         if self._bad(value):  # messages print the value as given, like torch's ("-1", not "-1.0")
             raise ParameterError(f"{self.torch_message}: {value} ({self.name} must be >= {self.minimum:g})",
                                  self.name)

@@ -98,9 +98,9 @@ def _preflight(paths, results, figures, target, redraw, restart, chunk_runs, pro
         if needed > free:
             raise StudyError(size_message(f"saving the results of {_studies(len(to_run))}", needed, free,
                                           f"on disk in {results}", "run fewer points or epochs, or choose --results"))
-    free = free_disk(figures)
-    if FIGURE_BYTES * len(plans) > free:
-        raise StudyError(size_message(f"drawing {len(plans)} figure{'s' * (len(plans) > 1)}", FIGURE_BYTES * len(plans), free,
+    free, needed = free_disk(figures), FIGURE_BYTES * len(plans)
+    if needed > free:
+        raise StudyError(size_message(f"drawing {len(plans)} figure{'s' * (len(plans) > 1)}", needed, free,
                                       f"on disk in {figures}", "choose --figures"))
     return plans
 

@@ -171,8 +171,8 @@ def run_points(spec, runs, progress=None):
         raise ParameterError(f"spec must be a SweepSpec from gdsim.sweeps.check_sweep, got {type(spec).__name__}",
                              "spec")
     runs = as_array("runs", runs)
-    if (runs.ndim != 1 or runs.dtype.kind not in "iu" or (runs.size and (runs.min() < 0 or runs.max() >= spec.n_configs))
-            or np.any(np.diff(runs) <= 0)):
+    inside = runs.size and runs.min() >= 0 and runs.max() < spec.n_configs
+    if runs.ndim != 1 or runs.dtype.kind not in "iu" or not inside or np.any(np.diff(runs) <= 0):
         raise ParameterError(f"runs must be increasing integer indices of the grid's {spec.n_configs} points (0 to "
                              f"{spec.n_configs - 1}), got {short_repr(runs)}", "runs")
     if progress is not None and not callable(progress):

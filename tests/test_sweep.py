@@ -311,7 +311,7 @@ def no_work(monkeypatch):
     (dict(dtype="float16"), "dtype must be one of"),
     (dict(divergence=0.5), "divergence must be a number > 1"),
     (dict(progress="yes"), "progress must be True, False or a callable"),
-    (dict(lr_schedule=("cosine", 0, 0.0)), "lr_schedule T_max must be an integer in [1, inf]"),
+    (dict(lr_schedule=("cosine", 0, 0.0)), "lr_schedule T_max must be an integer in [1, 9223372036854775807]"),
     (dict(lr_schedule=("linear", 0.5)), "lr_schedule[0] (the schedule's name) must be one of"),
     (dict(lr_schedule=[1.0, 0.5]), "one real factor per epoch, shape (3,)"),
     (dict(params0=[1.0, 2.0]), "params0 must have shape (11,)"),

@@ -211,7 +211,7 @@ def _build_data(fail, spec, folder):
 
 
 #: What a file starts with, for a message that says what it is instead of an .npz archive.
-FILE_KINDS = ((b"\x93NUMPY", "a single .npy array (save X and Y together with numpy.savez(path, X=X, Y=Y))"),
+FILE_KINDS = ((b"\x93NUMPY", "a single .npy array"),
               (b"\x89HDF", "an HDF5/netCDF4 file"), (b"CDF", "a netCDF 3 file"), (b"\x80", "a Python pickle"))
 
 
@@ -229,7 +229,7 @@ def _read_npz(fail, path):
         if not raw:
             kind = "an empty file"
         elif kind is None:
-            kind = "text (a CSV?)" if _is_text(raw[:4096]) else "not an .npz archive"
+            kind = "text (a CSV?)" if _is_text(raw[:4096]) else "a binary file of another format"
         fail(f"is {kind}, not an .npz archive of arrays X and Y (numpy.savez(path, X=X, Y=Y))")
     try:
         with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as archive:

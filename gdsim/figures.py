@@ -203,11 +203,29 @@ def _phase_panel(ax, fig, lrs, momenta, values, label, vmin, vmax):
     from matplotlib import colormaps
 
     cmap = colormaps["viridis"].with_extremes(bad=DIVERGED_COLOR)
-    mesh = ax.pcolormesh(lrs, momenta, np.ma.masked_invalid(values.T), cmap=cmap, vmin=vmin, vmax=vmax,
-                         shading="nearest", rasterized=True)
+    x, y, shading = lrs, momenta, "nearest"
+    if len(lrs) == 1 or len(momenta) == 1:  # matplotlib cannot size a cell from one value: give the edges
+        x, y, shading = _cell_edges(lrs, log=True), _cell_edges(momenta, log=False), "flat"
+    mesh = ax.pcolormesh(x, y, np.ma.masked_invalid(values.T), cmap=cmap, vmin=vmin, vmax=vmax,
+                         shading=shading, rasterized=True)
     ax.set_xscale("log")
     ax.set(xlabel="learning rate", ylabel="momentum")
     return mesh
+
+
+def _cell_edges(values, log):
+    """Cell edges around grid values, half-way between neighbours as shading="nearest"
+    draws them; around a single value, a factor 1.25 (``log``) or 0.05 either side."""
+    if len(values) == 1:
+        return values[0] * np.array([0.8, 1.25]) if log else values[0] + np.array([-0.05, 0.05])
+    mids = (values[1:] + values[:-1]) / 2
+    return np.concatenate([[2 * values[0] - mids[0]], mids, [2 * values[-1] - mids[-1]]])
+
+
+def _phase_limits(ax, lrs, momenta):
+    """The axes of a phase diagram span the grid (the cell around a single value)."""
+    ax.set_xlim(*(_cell_edges(lrs, log=True) if len(lrs) == 1 else (lrs.min(), lrs.max())))
+    ax.set_ylim(*(_cell_edges(momenta, log=False) if len(momenta) == 1 else (momenta.min(), momenta.max())))
 
 
 def momentum_phase(study, ds):
@@ -235,8 +253,7 @@ def momentum_phase(study, ds):
         if not nv:
             ax.plot(lr_star, beta_star, "*", color="C3", ms=14, mec="w",
                     label=f"Polyak's optimum lr = {lr_star:.3f}, beta = {beta_star:.3f}\n(rate {rate:.3f} per step)")
-        ax.set_xlim(lrs.min(), lrs.max())
-        ax.set_ylim(momenta.min(), momenta.max())
+        _phase_limits(ax, lrs, momenta)
         ax.set_title("Nesterov" if nv else "heavy ball")
         ax.legend(fontsize=7.5, loc="lower left")
         _note(ax, ds, bool(np.isfinite(excess[nv]).any()))
@@ -339,8 +356,7 @@ def mlp_phase(study, ds):
     beta = np.linspace(0, ds.momentum.values.max(), 200)
     ax.plot(theory.critical_lr(sharp, beta), beta, "w-", lw=2,
             label=f"2 (1 + beta) / sharpness at init ({sharp:.3g})")
-    ax.set_xlim(ds.lr.values.min(), ds.lr.values.max())
-    ax.set_ylim(ds.momentum.values.min(), ds.momentum.values.max())
+    _phase_limits(ax, ds.lr.values, ds.momentum.values)
     batch = ds.attrs.get("batch_size", "?")
     ax.set_title(f"{model.sizes} {model.activation} MLP, batch {batch}, {ds.attrs['epochs']} epochs")
     ax.legend(fontsize=8, loc="lower left")

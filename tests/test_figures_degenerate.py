@@ -180,3 +180,54 @@ def test_every_figure_draws_any_result(figure, kind, results, tmp_path, monkeypa
         assert ALL_DIVERGED in texts, texts
     if kind in ("nan", "inf"):
         assert NOTHING in texts, texts
+
+
+CLASSIFIER = """
+    [model]
+    type = "mlp"
+    sizes = [2, 8, 3]
+    loss = "cross_entropy"
+    [data]
+    name = "blobs"
+    n = 60
+    """
+
+# Grids the figures' checks accept but the gallery never makes: one value per swept axis,
+# a classifier where the figure was drawn for regression.
+ODD_GRIDS = {
+    "momentum_phase, one lr and one momentum": ("momentum_phase", LINE + """
+        [train]
+        lr = [0.05]
+        momentum = [0.5]
+        batch_size = "full"
+        epochs = 5
+        """),
+    "mlp_phase, a classifier": ("mlp_phase", CLASSIFIER + """
+        [train]
+        lr = [0.01, 1.0]
+        momentum = [0.0, 0.9]
+        batch_size = "full"
+        epochs = 3
+        """),
+    "lr_threshold, a classifier with reduction sum": ("lr_threshold", CLASSIFIER.replace(
+        'loss = "cross_entropy"', 'loss = "cross_entropy"\nreduction = "sum"') + """
+        [train]
+        lr = [0.001, 0.1]
+        batch_size = "full"
+        epochs = 3
+        """),
+}
+
+
+@pytest.mark.parametrize("case", ODD_GRIDS)
+def test_odd_grids_draw_without_warning(case, tmp_path):
+    figure, text = ODD_GRIDS[case]
+    path = tmp_path / "odd.toml"
+    path.write_text(f'title = "odd"\nfigure = "{figure}"\n' + textwrap.dedent(text))
+    study = load_study(path)
+    ds = run_study(study)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        gdsim.figures.draw(study, ds, tmp_path / "odd.png")
+    assert [str(w.message) for w in caught] == []
+    assert (tmp_path / "odd.png").stat().st_size > 10_000

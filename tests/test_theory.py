@@ -230,9 +230,11 @@ def test_sharpness_of_least_squares_is_the_top_eigenvalue(line):
     assert theory.sharpness(model, model.init(0), X, Y) == pytest.approx(L, rel=1e-7)
 
 
-@pytest.mark.parametrize("sizes, activation", [((3, 4, 1), "tanh"), ((10, 5, 1), "relu"), ((4, 6, 3), "sigmoid")])
-def test_sharpness_matches_the_dense_hessian(sizes, activation):
-    model = gdsim.MLP(sizes, activation=activation)
+@pytest.mark.parametrize("sizes, activation, loss", [((3, 4, 1), "tanh", "mse"), ((10, 5, 1), "relu", "mse"),
+                                                   ((4, 6, 3), "sigmoid", "mse"),
+                                                   ((4, 6, 3), "tanh", "cross_entropy")])
+def test_sharpness_matches_the_dense_hessian(sizes, activation, loss):
+    model = gdsim.MLP(sizes, activation=activation, loss=loss)
     X, Y = make_data(model, 40, seed=3)
     params = model.init(1)
     assert model.n_params > 20  # the Lanczos path

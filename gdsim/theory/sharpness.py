@@ -57,8 +57,11 @@ def hessian_vector_product(model, params, X, Y, v, *, eps=None):
 
 
 def _check_point(model, params, X, Y):
+    """The checked arguments; ``Y`` as given for a classifier (the model's methods, which
+    the products call, take integer labels, not the kernels' float layout)."""
     model = check_model(model)
-    return model, model.check_params(params, "params"), *model.check_data(X, Y)
+    X, checked_Y = model.check_data(X, Y)
+    return model, model.check_params(params, "params"), X, (checked_Y if model.loss_name == "mse" else np.asarray(Y))
 
 
 def _norm(x):

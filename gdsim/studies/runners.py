@@ -12,6 +12,7 @@ import numpy as np
 
 from ..optim import SGD
 from ..sweeps import AXES, grid_dataset, run_points
+from ..sweeps.dataset import grid_variables
 from ..training import train
 from .schema import DATASETS
 
@@ -60,20 +61,27 @@ def run_study_points(study, spec, runs, progress=None):
     return _train_points(study, spec, runs, progress)
 
 
+def study_variables(raw, dims, shape):
+    """:func:`gdsim.sweeps.dataset.grid_variables`, plus the train runner's ``epoch_params``
+    and ``accuracy`` when ``raw`` has them."""
+    variables = grid_variables(raw, dims, shape)
+    dims, shape = list(dims), tuple(shape)
+    if "epoch_params" in raw:
+        variables["epoch_params"] = (dims + ["epoch", "param"], raw["epoch_params"].reshape(
+            shape + raw["epoch_params"].shape[1:]), {"long_name": "parameters",
+                                                      "description": "before each epoch and after the last"})
+    if "accuracy" in raw:
+        variables["accuracy"] = (dims + ["epoch"], raw["accuracy"].reshape(shape + raw["accuracy"].shape[1:]),
+                                 {"long_name": "training accuracy",
+                                  "description": "before each epoch and after the last"})
+    return variables
+
+
 def study_dataset(study, spec, raw):
-    """The study's labelled dataset from the raw arrays of all its grid points."""
-    ds = grid_dataset(spec, raw)
+    """The study's labelled dataset from the raw arrays of all its grid points (NumPy or
+    Dask arrays)."""
+    ds = grid_dataset(spec, raw, study_variables)
     if study.runner == "train":
-        dims = list(ds.final_loss.dims)
-        shape = ds.final_loss.shape
-        if "epoch_params" in raw:
-            ds["epoch_params"] = (dims + ["epoch", "param"], raw["epoch_params"].reshape(shape + raw[
-                "epoch_params"].shape[1:]), {"long_name": "parameters",
-                                            "description": "before each epoch and after the last"})
-        if "accuracy" in raw:
-            ds["accuracy"] = (dims + ["epoch"], raw["accuracy"].reshape(shape + (-1,)),
-                              {"long_name": "training accuracy",
-                               "description": "before each epoch and after the last"})
         ds.attrs.update(target="cpu (gdsim.train, one run at a time)", stop_diverged=False)
     if "file" in study.data:
         source = f"data: the file {study.data['file']} (no random draw)"

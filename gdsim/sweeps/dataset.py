@@ -20,6 +20,11 @@ RAW_ARRAYS = {
 }
 
 
+def grid_shape(spec):
+    """The result's shape over its dimensions (the swept axes, :attr:`SweepSpec.dims`)."""
+    return tuple(len(spec.values[name]) for name in spec.dims)
+
+
 def empty_raw(n_runs, epochs, n_params, dtype):
     """Uninitialised :data:`RAW_ARRAYS` for ``n_runs`` runs, each ``[n_runs, ...]``."""
     sizes = {"epoch": epochs + 1, "param": n_params}
@@ -27,7 +32,29 @@ def empty_raw(n_runs, epochs, n_params, dtype):
             for name, (axes, kind) in RAW_ARRAYS.items()}
 
 
-def grid_dataset(spec, raw):
+def grid_variables(raw, dims, shape):
+    """The result's variables from the raw arrays of the runs of a grid (or of a
+    rectangular region of it) of ``shape`` over ``dims``, in C order: name -> (dims,
+    array, attrs). NumPy or Dask arrays alike."""
+    def grid(a):
+        return a.reshape(tuple(shape) + a.shape[1:])
+
+    dims = list(dims)
+    epoch_loss = grid(raw["epoch_loss"])
+    diverged_step = grid(raw["diverged_step"])
+    return {
+        "loss": (dims + ["epoch"], epoch_loss,
+                 {"long_name": "full-data loss", "description": "before each epoch and after the last"}),
+        "final_loss": (dims, epoch_loss[..., -1], {"long_name": "final loss"}),
+        "diverged": (dims, diverged_step >= 0, {"long_name": "diverged"}),
+        "diverged_step": (dims, diverged_step, {"long_name": "step marked as diverged", "description": "-1 if never"}),
+        "diverged_loss": (dims, grid(raw["diverged_loss"]), {"long_name": "loss that marked divergence"}),
+        "params": (dims + ["param"], grid(raw["params"]),
+                   {"long_name": "final parameters", "description": "flat, in torch's order"}),
+    }
+
+
+def grid_dataset(spec, raw, variables=grid_variables):
     """The labelled result of a sweep (see :func:`gdsim.sweep`) from the raw arrays of
     every grid point (:func:`gdsim.sweeps.run_points`, in order).
 
@@ -35,7 +62,10 @@ def grid_dataset(spec, raw):
     ----------
     spec : gdsim.sweeps.spec.SweepSpec
     raw : dict
-        :data:`RAW_ARRAYS` of every run, in the grid's flat (C) order.
+        :data:`RAW_ARRAYS` of every run, in the grid's flat (C) order (NumPy or Dask arrays).
+    variables : callable, optional
+        ``variables(raw, dims, shape)`` -> the variables (default :func:`grid_variables`;
+        a study adds its own).
 
     Returns
     -------
@@ -47,30 +77,10 @@ def grid_dataset(spec, raw):
 
     model, values, swept = spec.model, spec.values, spec.swept
     dims = list(spec.dims)
-    grid_shape = tuple(len(values[name]) for name in dims)
     coords = {name: values[name] for name in dims}
     coords["epoch"] = np.arange(spec.epochs + 1)
     coords["param"] = np.arange(model.n_params)
-
-    def grid(a):
-        return a.reshape(grid_shape + a.shape[1:])
-
-    epoch_loss = grid(raw["epoch_loss"])
-    diverged_step = grid(raw["diverged_step"])
-    ds = xr.Dataset(
-        {
-            "loss": (dims + ["epoch"], epoch_loss,
-                     {"long_name": "full-data loss", "description": "before each epoch and after the last"}),
-            "final_loss": (dims, epoch_loss[..., -1], {"long_name": "final loss"}),
-            "diverged": (dims, diverged_step >= 0, {"long_name": "diverged"}),
-            "diverged_step": (dims, diverged_step,
-                              {"long_name": "step marked as diverged", "description": "-1 if never"}),
-            "diverged_loss": (dims, grid(raw["diverged_loss"]), {"long_name": "loss that marked divergence"}),
-            "params": (dims + ["param"], grid(raw["params"]),
-                       {"long_name": "final parameters", "description": "flat, in torch's order"}),
-        },
-        coords=coords,
-    )
+    ds = xr.Dataset(variables(raw, dims, grid_shape(spec)), coords=coords)
     ds.epoch.attrs["description"] = "loss[epoch] is measured before that epoch; loss[epochs] after the last"
     fixed = {name: (values[name][0].item()) for name in AXES if not swept[name]}
     schedule = spec.schedule

@@ -25,10 +25,15 @@ def grid_shape(spec):
     return tuple(len(spec.values[name]) for name in spec.dims)
 
 
-def empty_raw(n_runs, epochs, n_params, dtype):
-    """Uninitialised :data:`RAW_ARRAYS` for ``n_runs`` runs, each ``[n_runs, ...]``."""
+def empty_raw(n_runs, epochs, n_params, dtype, lazy=False):
+    """Uninitialised :data:`RAW_ARRAYS` for ``n_runs`` runs, each ``[n_runs, ...]``
+    (``lazy``: Dask arrays of zeros that are never computed, for a store's layout)."""
     sizes = {"epoch": epochs + 1, "param": n_params}
-    return {name: np.empty((n_runs,) + tuple(sizes[a] for a in axes), dtype=dtype if kind == "float" else kind)
+    if lazy:
+        import dask.array as da
+
+    new = da.zeros if lazy else np.empty
+    return {name: new((n_runs,) + tuple(sizes[a] for a in axes), dtype=dtype if kind == "float" else kind)
             for name, (axes, kind) in RAW_ARRAYS.items()}
 
 

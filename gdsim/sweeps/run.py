@@ -5,15 +5,19 @@ Data flow: :func:`gdsim.sweeps.spec.check_sweep` -> :func:`gdsim.sweeps.plan.mak
 -> the target (:mod:`gdsim.sweeps.targets`) -> :func:`gdsim.sweeps.dataset.grid_dataset`.
 """
 
+import os
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
-from .._validate import ParameterError, as_array, short_repr
-from .dataset import grid_dataset
+from .._io import check_folder
+from .._validate import ParameterError, as_array, check_int, short_repr
+from .dataset import empty_raw, grid_dataset, grid_shape, grid_variables
 from .plan import make_plan
 from .spec import SweepSpec, check_sweep
+from .store import ResultStore, fill
 from .targets import get_target
 
 
@@ -38,7 +42,7 @@ def progress_line(what, every=0.5):
 
 def sweep(model, X, Y, *, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False, batch_size=None,
           epochs, shuffle=False, seed=0, params0=None, lr_schedule=None, drop_last=False, target="parallel",
-          dtype="float64", divergence=1e6, progress=False):
+          dtype="float64", divergence=1e6, progress=False, store=None, chunk_runs=None):
     """Train ``model`` on ``(X, Y)`` for every point of a grid of SGD settings, at once.
 
     Every hyper-parameter takes a scalar or a 1-d array; the grid is the Cartesian
@@ -98,6 +102,15 @@ def sweep(model, X, Y, *, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nes
         runs finish; a callable: called as ``progress(runs_done, n_runs)`` instead.
         ``"cuda"`` reports once, at the end (the runs are one kernel launch). Progress is
         not part of the sweep's settings (:class:`gdsim.sweeps.SweepSpec`).
+    store : str or pathlib.Path, optional
+        A Zarr store (``"x.zarr"``) to stream the result to, region by region (see
+        :mod:`gdsim.sweeps.store`); the result is never whole in memory and is returned
+        opened lazily. A store of the same sweep (same settings, gdsim version and target
+        family) is resumed: only the regions not found intact are computed. A store of
+        another sweep is refused. None: the result is computed in memory.
+    chunk_runs : int, optional
+        Runs per region of a new store (default: about 8 MiB of results per region);
+        the result does not depend on it.
 
     Returns
     -------
@@ -146,7 +159,38 @@ def sweep(model, X, Y, *, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nes
     get_target(spec.target).check_available()  # raises the clear error if there is no GPU / numba-cuda
     report = (progress_line(f"sweep of {spec.n_configs} runs") if progress is True or progress is np.True_
               else progress if callable(progress) else None)
-    return grid_dataset(spec, run_points(spec, np.arange(spec.n_configs), report))
+    if store is None:
+        if chunk_runs is not None:
+            raise ParameterError("chunk_runs is for a store (store='x.zarr'); without one the sweep runs at once",
+                                 "chunk_runs")
+        return grid_dataset(spec, run_points(spec, np.arange(spec.n_configs), report))
+    return _sweep_to_store(spec, store, chunk_runs, report)
+
+
+#: The size of a store's region when chunk_runs is not given: big enough that a region's
+#: overhead (a task, a record, a few files) is small, small enough to stream.
+REGION_BYTES = 8 * 2**20
+
+
+def _sweep_to_store(spec, store, chunk_runs, report):
+    """:func:`sweep` with ``store``: checked, then :func:`gdsim.sweeps.store.fill`."""
+    from .. import __version__
+
+    if not isinstance(store, (str, os.PathLike)):
+        raise ParameterError(f"store must be the path of a Zarr store (str or pathlib.Path), got {store!r}", "store")
+    check_folder(Path(store).parent, "the folder of the store (store)")
+    if Path(store).exists() and not Path(store).is_dir():
+        raise ParameterError(f"{store}: the store (store) is a file, not a Zarr store", "store")
+    per_run = np.dtype(spec.dtype).itemsize * (spec.epochs + 1 + spec.model.n_params) + 24
+    chunk_runs = (max(128, REGION_BYTES // per_run // 128 * 128) if chunk_runs is None
+                  else check_int("chunk_runs", chunk_runs, minimum=1))
+    identity = {"sweep_sha256": spec.digest(), "gdsim_version": __version__,
+                "target_family": get_target(spec.target).family}
+    n, epochs, n_params = spec.n_configs, spec.epochs, spec.model.n_params
+    return fill(ResultStore(store, spec.dims, identity), grid_shape(spec), chunk_runs,
+                compute=lambda runs: run_points(spec, runs), variables=grid_variables,
+                template=lambda: grid_dataset(spec, empty_raw(n, epochs, n_params, spec.dtype, lazy=True)),
+                progress=report)
 
 
 def run_points(spec, runs, progress=None):

@@ -6,6 +6,7 @@ to another process or machine and run there with the same result.
 """
 
 import dataclasses
+import hashlib
 import math
 
 import numpy as np
@@ -94,6 +95,20 @@ class SweepSpec:
             If ``target`` is not a registered target (the registry's message).
         """
         return dataclasses.replace(self, target=check_target(target))
+
+    def digest(self):
+        """SHA-256 of every setting that decides the sweep's numbers (not the target: a
+        target family gives the same bits): what a result store is keyed on."""
+        h = hashlib.sha256()
+        h.update(repr((self.model, self.epochs, self.swept, self.shuffle, self.drop_last, self.dtype,
+                       self.divergence_factor, self.stop_diverged)).encode())
+        schedule = self.schedule
+        arrays = [self.X, self.Y, self.params0, schedule if isinstance(schedule, np.ndarray) else None]
+        arrays += [self.values[name] for name in AXES]
+        h.update(repr(schedule if isinstance(schedule, tuple) else None).encode())
+        for a in arrays:
+            h.update(b"none" if a is None else f"{a.dtype.str}{a.shape}".encode() + np.ascontiguousarray(a).tobytes())
+        return h.hexdigest()
 
     def random_draws(self):
         """Where the sweep's random numbers come from, for the result's attributes."""

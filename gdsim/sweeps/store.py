@@ -1,0 +1,258 @@
+"""A sweep's result streamed to a Zarr store, one rectangular region of runs at a time,
+each region with the record of what it holds, so that a resumed run can never mix in
+wrong numbers.
+
+Layout of ``NAME.zarr/`` (Zarr v3, written through xarray):
+
+* the result's variables, coordinates and typed attributes (bools stay bools, seeds
+  int64); the layout is created first (metadata only, in a temporary folder renamed into
+  place), the data then arrives region by region (``to_zarr(region=...)``), so the whole
+  result is never in memory and ``xr.open_zarr`` reads it while it runs;
+* the attribute ``gdsim_store``: the identity of what the store holds (JSON: the hash of
+  the settings that decide the numbers, gdsim's version, the target family, the chunk size);
+* ``gdsim_regions/NNNNNN.json``: one record per written region, written (atomically)
+  after its data: the identity, the runs ``[first, stop)``, the region's slices and the
+  SHA-256 of the region's data as written.
+
+A region counts as done only when its record parses, matches the identity and the region,
+and the data read back from the store hashes to the record's SHA-256; any other region
+(missing, unreadable, truncated, garbled, from another chunk size) is computed again.
+"""
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .._io import atomic_write
+from .._validate import ParameterError
+
+#: The records' folder inside the store: an empty Zarr group (so that Zarr, which lists
+#: the store's children, sees a node it knows) holding one JSON file per region.
+RECORDS = "gdsim_regions"
+RECORDS_GROUP = '{"zarr_format": 3, "node_type": "group", "attributes": {}}'
+
+
+
+@dataclass(frozen=True)
+class Region:
+    """A rectangular block of the grid whose runs are contiguous in flat (C) order.
+
+    Attributes
+    ----------
+    index : int
+    first, stop : int
+        The flat indices of its runs, ``[first, stop)``.
+    slices : tuple of (int, int)
+        ``(start, stop)`` along each of the grid's dimensions.
+    """
+
+    index: int
+    first: int
+    stop: int
+    slices: tuple
+
+    def selection(self, dims):
+        """``{dim: slice}`` over the grid's ``dims`` (for ``isel`` and ``to_zarr(region=)``)."""
+        return {dim: slice(a, b) for dim, (a, b) in zip(dims, self.slices)}
+
+    @property
+    def shape(self):
+        return tuple(b - a for a, b in self.slices)
+
+
+def chunk_shape(shape, chunk_runs):
+    """The block of at most ``chunk_runs`` runs (at least one) that tiles a grid of
+    ``shape`` in C order: whole trailing axes, a part of one axis, single leading indices."""
+    chunk, inner = [1] * len(shape), 1
+    for axis in reversed(range(len(shape))):
+        if inner * shape[axis] <= chunk_runs:
+            chunk[axis], inner = shape[axis], inner * shape[axis]
+        else:
+            chunk[axis] = max(1, chunk_runs // inner)
+            break
+    return tuple(chunk)
+
+
+def plan_regions(shape, chunk_runs):
+    """The regions of :func:`chunk_shape` that cover a grid of ``shape``, in run order."""
+    chunk = chunk_shape(shape, chunk_runs)
+    counts = [math.ceil(n / c) for n, c in zip(shape, chunk)]
+    regions = []
+    for index, corner in enumerate(np.ndindex(*counts)):
+        starts = [i * c for i, c in zip(corner, chunk)]
+        stops = [min(a + c, n) for a, c, n in zip(starts, chunk, shape)]
+        first = int(np.ravel_multi_index(starts, shape)) if shape else 0
+        size = math.prod(b - a for a, b in zip(starts, stops))
+        regions.append(Region(index, first, first + size, tuple(zip(starts, stops))))
+    return regions
+
+
+def data_digest(arrays):
+    """SHA-256 of named arrays (name, dtype, shape and bytes, by name): what a record keeps."""
+    digest = hashlib.sha256()
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        digest.update(f"{name}|{a.dtype.str}|{a.shape}|".encode())
+        digest.update(a.tobytes())
+    return digest.hexdigest()
+
+
+class ResultStore:
+    """A result being written to (or read from) a Zarr store, region by region.
+
+    Parameters
+    ----------
+    path : path
+        The store, ``NAME.zarr``.
+    dims : sequence of str
+        The grid's dimensions (the result's swept axes).
+    identity : dict
+        What the store holds (JSON-able): a store whose identity differs is refused.
+    """
+
+    def __init__(self, path, dims, identity):
+        self.path = Path(path)
+        self.dims = list(dims)
+        self.identity = dict(identity)
+
+    # -- creation and identity ---------------------------------------------------------
+    def stored_identity(self):
+        """The identity the store records, or None if there is no store; ParameterError
+        naming the store if it cannot be read."""
+        import xarray as xr
+
+        if not self.path.exists():
+            return None
+        try:
+            with xr.open_zarr(self.path, consolidated=False) as ds:
+                return json.loads(ds.attrs["gdsim_store"])
+        except Exception as error:  # missing or damaged metadata: zarr, xarray and json raise many kinds
+            raise ParameterError(f"{self.path}: not a result store gdsim can read ({type(error).__name__}: "
+                                 f"{' '.join(str(error).split())[:80]})", "store") from None
+
+    def create(self, template, chunk_runs):
+        """Write the layout of ``template`` (a Dask-backed dataset of the whole result)
+        with Zarr chunks of :func:`chunk_shape`; atomically: a temporary folder renamed
+        into place."""
+        shape = tuple(template.sizes[d] for d in self.dims)
+        chunks = dict(zip(self.dims, chunk_shape(shape, chunk_runs)))
+        template = template.chunk({**chunks, **{d: -1 for d in template.dims if d not in chunks}})
+        template.attrs["gdsim_store"] = json.dumps({**self.identity, "chunk_runs": int(chunk_runs)}, sort_keys=True)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent))
+        try:
+            template.to_zarr(tmp, compute=False, mode="w", zarr_format=3, consolidated=False)
+            (tmp / RECORDS).mkdir()
+            (tmp / RECORDS / "zarr.json").write_text(RECORDS_GROUP)
+            os.replace(tmp, self.path)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+    def clean_temporary(self):
+        """Remove what an interrupted write left: temporary stores and records."""
+        for tmp in self.path.parent.glob(f".{self.path.name}.*.tmp"):
+            shutil.rmtree(tmp, ignore_errors=True)
+        for tmp in (self.path / RECORDS).glob(".*.tmp"):
+            tmp.unlink(missing_ok=True)
+
+    # -- regions -----------------------------------------------------------------------
+    def _record_path(self, region):
+        return self.path / RECORDS / f"{region.index:06d}.json"
+
+    def _expected_record(self, region):
+        return {**self.identity, "first": region.first, "stop": region.stop,
+                "slices": [list(s) for s in region.slices]}
+
+    def is_done(self, region, ds):
+        """Whether ``region`` holds what its record says (``ds``: the store, opened lazily)."""
+        try:
+            record = json.loads(self._record_path(region).read_text())
+            digest = record.pop("sha256")
+        except (OSError, ValueError, KeyError, AttributeError, TypeError):
+            return False
+        if record != self._expected_record(region):
+            return False
+        try:
+            part = ds.isel(region.selection(self.dims))
+            arrays = {name: part[name].values for name in part.data_vars}
+        except Exception:  # a truncated or garbled chunk: codecs and zarr raise many kinds
+            return False
+        return data_digest(arrays) == digest
+
+    def write(self, region, variables):
+        """Write one region's variables (name -> (dims, array, attrs), the region's shape)
+        into the store, then its record."""
+        import xarray as xr
+
+        part = xr.Dataset({name: (dims, array) for name, (dims, array, _) in variables.items()})
+        extra = {d: slice(None) for d in part.dims if d not in self.dims}
+        part.to_zarr(self.path, region={**region.selection(self.dims), **extra}, consolidated=False)
+        record = {**self._expected_record(region),
+                  "sha256": data_digest({name: part[name].values for name in part.data_vars})}
+        text = json.dumps(record, sort_keys=True)
+        atomic_write(self._record_path(region), lambda tmp: Path(tmp).write_text(text))
+
+    def open(self):
+        """The result, opened lazily (Dask arrays)."""
+        import xarray as xr
+
+        return xr.open_zarr(self.path, consolidated=False)
+
+
+def fill(store, shape, chunk_runs, compute, variables, template, progress=None):
+    """Create or resume ``store`` and compute every region that is not done.
+
+    Parameters
+    ----------
+    store : ResultStore
+    shape : tuple of int
+        The grid's shape over ``store.dims``.
+    chunk_runs : int
+        Runs per region of a new store (a resumed store keeps its own).
+    compute : callable
+        ``compute(runs)`` -> the raw arrays of those flat run indices.
+    variables : callable
+        ``variables(raw, dims, shape)`` -> the variables to store
+        (:func:`gdsim.sweeps.dataset.grid_variables` or a study's).
+    template : callable
+        ``template()`` -> the whole result as a Dask-backed dataset (the layout).
+    progress : callable, optional
+        ``progress(runs_done, n_runs)``.
+
+    Returns
+    -------
+    xarray.Dataset
+        The result, opened lazily from the store.
+
+    Raises
+    ------
+    gdsim._validate.ParameterError
+        If the store holds another result (its identity differs) or cannot be read.
+    """
+    store.clean_temporary()
+    found = store.stored_identity()
+    if found is None:
+        store.create(template(), chunk_runs)
+    else:
+        changed = sorted(k for k in store.identity if found.get(k) != store.identity[k])
+        if changed or not isinstance(found.get("chunk_runs"), int) or found["chunk_runs"] < 1:
+            raise ParameterError(f"{store.path} holds another result (its {', '.join(changed) or 'chunk_runs'} "
+                                 "differs); remove it or choose another store", "store")
+        chunk_runs = found["chunk_runs"]
+    ds = store.open()
+    n_runs = math.prod(shape)
+    for region in plan_regions(shape, chunk_runs):
+        if not store.is_done(region, ds):
+            raw = compute(np.arange(region.first, region.stop))
+            store.write(region, variables(raw, store.dims, region.shape))
+        if progress is not None:
+            progress(region.stop, n_runs)
+    return store.open()

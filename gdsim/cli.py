@@ -143,6 +143,9 @@ def _parser(targets):
 def main(argv=None):
     """Entry point of the ``gdsim`` console script; returns the exit code."""
     name = "gdsim"  # "gdsim COMMAND" once the command line is read
+    for stream in (sys.stdout, sys.stderr):  # a title the terminal cannot show is escaped, not an error
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     with _sigterm_as_interrupt():
         try:
             # Imported here, where Ctrl-C and SIGTERM already stop cleanly.

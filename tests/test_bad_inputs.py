@@ -736,6 +736,17 @@ def test_a_signal_while_gdsim_imports_is_a_clean_stop(study, tmp_path, signum, s
     assert tree(tmp_path) == ["small.toml"]
 
 
+def test_a_terminal_that_cannot_show_the_title_still_runs(tmp_path):
+    """Characters the output encoding lacks are escaped, not a refusal (PYTHONIOENCODING=ascii)."""
+    path = tmp_path / "étude.toml"
+    path.write_text(STUDY.replace('title = "small"', 'title = "學習 🚀"'))
+    done = subprocess.run([sys.executable, "-m", "gdsim.cli", "run", str(path), "--results", "r", "--figures", "f"],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=300,
+                          env={**os.environ, "PYTHONIOENCODING": "ascii"})
+    assert done.returncode == 0, done.stderr
+    assert "\\u" in done.stdout and (tmp_path / "f" / "étude.png").exists()
+
+
 def test_the_cli_restores_the_sigterm_handler():
     before = signal.getsignal(signal.SIGTERM)
     assert cli.main(["info"]) == 0

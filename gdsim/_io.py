@@ -1,16 +1,10 @@
-"""Files: atomic writes and the dataset codec (netCDF 3 through xarray's scipy engine)."""
+"""Files: output locations checked up front, atomic writes, reading result stores."""
 
 import os
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
 from ._validate import ParameterError
-
-
-#: The largest integer a result file stores (netCDF 3 has no 64-bit integers).
-INT32_MAX = 2**31 - 1
 
 
 def check_folder(folder, what):
@@ -102,58 +96,33 @@ def atomic_write(path, write):
         raise
 
 
-def save_dataset(ds, path):
-    """Write a sweep's dataset to netCDF (``xarray``'s scipy engine: netCDF 3), atomically.
-
-    netCDF 3 has no boolean attributes or 64-bit integers: boolean attributes are stored
-    as the strings ``"True"``/``"False"`` and integer variables and coordinates as int32
-    (they are step counts, seeds and batch sizes); boolean variables round-trip.
-    """
-    import xarray as xr
-
-    if not isinstance(ds, xr.Dataset):
-        raise ParameterError(f"ds must be an xarray.Dataset, got {type(ds).__name__}", "ds")
-    check_file_target(path, "the result file (path)")
-    ds = ds.copy()
-    ds.attrs = {k: str(v) if isinstance(v, (bool, np.bool_)) else v for k, v in ds.attrs.items()}
-    for name, var in ds.variables.items():
-        if var.dtype == np.int64:
-            if var.size and (var.values.min() < -INT32_MAX - 1 or var.values.max() > INT32_MAX):
-                raise ValueError(f"{name} does not fit netCDF 3's int32")
-            ds[name] = var.astype(np.int32)
-        for k, v in var.attrs.items():
-            if isinstance(v, (bool, np.bool_)):
-                var.attrs[k] = str(v)
-    atomic_write(path, lambda tmp: ds.to_netcdf(tmp, engine="scipy"))
-
-
 def load_dataset(path):
-    """Read a dataset written by :func:`save_dataset` (fully into memory; the file is closed).
+    """A result store (``NAME.zarr``, see :mod:`gdsim.sweeps.store`) read wholly into memory.
 
     Raises
     ------
     gdsim._validate.ParameterError
-        Naming the file, if it is missing or not such a dataset.
+        Naming the store, if it is missing or not a result store.
     """
     return _open(path, lambda ds: ds.load())
 
 
 def read_attrs(path):
-    """The attributes of a dataset written by :func:`save_dataset`, without reading its arrays
-    (:class:`~gdsim._validate.ParameterError` naming the file if it cannot be read)."""
+    """The attributes of a result store, without reading its arrays
+    (:class:`~gdsim._validate.ParameterError` naming the store if it cannot be read)."""
     return _open(path, lambda ds: dict(ds.attrs))
 
 
 def _open(path, read):
     import xarray as xr
 
-    if not Path(path).is_file():
-        raise ParameterError(f"{path}: no such result file" + (" (a folder)" if Path(path).is_dir() else ""), "path")
+    if not Path(path).is_dir():
+        raise ParameterError(f"{path}: no such result store" + (" (a file)" if Path(path).is_file() else ""), "path")
     try:
-        with xr.open_dataset(path, engine="scipy") as ds:
+        with xr.open_zarr(path, consolidated=False) as ds:
             return read(ds)
-    except Exception as error:  # scipy and xarray raise TypeError, ValueError, OSError... for a foreign file
+    except Exception as error:  # zarr, xarray and the codecs raise many kinds for a damaged store
         reason = " ".join(str(error).split())
         reason = reason if len(reason) <= 80 else reason[:80] + "..."
-        raise ParameterError(f"{path}: not a result file gdsim can read (netCDF 3, as gdsim writes it): "
+        raise ParameterError(f"{path}: not a result store gdsim can read (Zarr, as gdsim writes it): "
                              f"{type(error).__name__}: {reason}", "path") from None

@@ -3,7 +3,7 @@
 Exit codes: 0 success; 1 a run failed (or a file could not be written); 2 bad command-line
 arguments or a study file that does not check (nothing was run); 130 interrupted (Ctrl-C,
 SIGINT); 143 terminated (SIGTERM, what ``timeout`` and cluster schedulers send). An
-interrupted or terminated run keeps its finished chunks: the same command resumes it.
+interrupted or terminated run keeps its finished regions: the same command resumes it.
 """
 
 import argparse
@@ -62,13 +62,14 @@ def print_info():
     print("targets: " + ", ".join(usable) + ("" if cuda else " (cuda: see above)"))
 
 
-RESUME = ("Runs are saved in chunks as they finish: after a crash or Ctrl-C the same command resumes. A result "
-          "that is up to date (same study file, gdsim version and target) is reused and only redrawn.")
+RESUME = ("Runs are saved region by region as they finish: after a crash, Ctrl-C or SIGTERM the same command "
+          "resumes, computing only the regions not found intact. A complete result of the same study content, gdsim "
+          "version and target family is checked and redrawn, not run again.")
 
 
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised in the main thread like Ctrl-C's KeyboardInterrupt: the same clean
-    stop (finished chunks kept, resume hint), another exit code."""
+    stop (finished regions kept, resume hint), another exit code."""
 
 
 @contextlib.contextmanager
@@ -112,9 +113,9 @@ def _parser(targets):
     tutorial.add_argument("--lr", type=float, default=0.1, help="learning rate (default 0.1)")
     tutorial.add_argument("--epochs", type=int, default=20, help="number of epochs (default 20)")
     run = commands.add_parser(
-        "run", help="run study files: save results/NAME.nc and draw figures/NAME.png",
+        "run", help="run study files: save results/NAME.zarr and draw figures/NAME.png",
         description="Check the study files (TOML, see gdsim.studies), then run each one's grid, save the "
-                    "dataset to RESULTS/NAME.nc (netCDF) and draw its figure to FIGURES/NAME.png. " + RESUME)
+                    "dataset to RESULTS/NAME.zarr (a Zarr store) and draw its figure to FIGURES/NAME.png. " + RESUME)
     run.add_argument("studies", nargs="+", metavar="STUDY.toml", help="study files")
     figures = commands.add_parser(
         "figures", help="run every study of a folder and rewrite the gallery",
@@ -130,9 +131,9 @@ def _parser(targets):
         sub.add_argument("--redraw", action="store_true",
                          help="only redraw the figures from the saved results (no run)")
         sub.add_argument("--restart", action="store_true",
-                         help="discard saved results and partial runs of these studies and run them again")
+                         help="discard the saved results (complete or partial) of these studies and run them again")
         sub.add_argument("--chunk-runs", type=int, metavar="N",
-                         help="runs per saved chunk of a new run (default: 2048 for sweeps, 1 for the train "
+                         help="runs per saved region of a new store (default: 2048 for sweeps, 1 for the train "
                               "runner); a resumed run keeps its own")
     commands.add_parser("info", help="versions, CPU, threads and whether the CUDA target is available",
                         description="Print gdsim's and its dependencies' versions, the CPU, the number "

@@ -15,7 +15,7 @@ import pytest
 
 import gdsim
 from gdsim import cli
-from gdsim.studies import StudyError, load_dataset, load_study, run_studies, run_study
+from gdsim.studies import StudyError, load_dataset, load_study, regions_saved, run_studies, run_study
 
 # An MLP sweep of 512 runs in 16 chunks of 32: about 0.15 s a chunk on 2 cores.
 MLP_STUDY = """
@@ -47,8 +47,7 @@ def write(folder, name, text):
 
 
 def bits(a):
-    """Floats as their bytes (so NaN == NaN and -0.0 != 0.0); integers widened (netCDF 3
-    stores them as int32)."""
+    """Floats as their bytes (so NaN == NaN and -0.0 != 0.0); integers as int64."""
     a = np.ascontiguousarray(a)
     return a.view(np.uint8) if a.dtype.kind == "f" else a.astype(np.int64) if a.dtype.kind in "iu" else a
 
@@ -60,7 +59,12 @@ def assert_identical(a, b):
         x, y = a[name].transpose(*b[name].dims).values, b[name].values
         assert x.dtype.kind == y.dtype.kind and x.shape == y.shape, name
         assert np.array_equal(bits(x), bits(y)), name
-    assert a.attrs.keys() == b.attrs.keys()
+    assert a.attrs.keys() - {"gdsim_store"} == b.attrs.keys() - {"gdsim_store"}  # the store's own bookkeeping
+
+
+def saved(store):
+    """How many regions of ``store`` have their record."""
+    return regions_saved(store)
 
 
 def gdsim_command(*args):
@@ -79,47 +83,45 @@ def mlp_study(tmp_path_factory):
 def test_a_study_killed_with_sigkill_resumes_to_the_same_dataset(mlp_study, tmp_path):
     path, clean = mlp_study
     results = tmp_path / "results"
-    partial = results / "resumable.partial"
+    store = results / "resumable.zarr"
     rng = random.Random(0)
     interrupted = 0
     for attempt in range(4):
         process = subprocess.Popen(gdsim_command("run", path, "--results", results, "--figures", tmp_path / "f",
                                                  "--chunk-runs", 32), stdout=subprocess.DEVNULL,
                                    stderr=subprocess.DEVNULL)
-        # Wait for a few more chunks than the last attempt left, then kill at a random moment.
+        # Wait for a few more regions than the last attempt left, then kill at a random moment.
         target = 2 + 3 * attempt
         deadline = time.monotonic() + 120
         while process.poll() is None and time.monotonic() < deadline:
-            if len(list(partial.glob("chunk_*.npz"))) >= target:
+            if saved(store) >= target:
                 time.sleep(rng.uniform(0.0, 0.15))
                 break
             time.sleep(0.005)
         if process.poll() is None:
             os.kill(process.pid, signal.SIGKILL)
             process.wait()
-            saved = len(list(partial.glob("chunk_*.npz")))
-            interrupted += 0 < saved < 16
-        if (results / "resumable.nc").exists():
+            interrupted += 0 < saved(store) < 16
+        if saved(store) == 16:
             break
     assert interrupted >= 2  # the kills did land in the middle of the run
-    # The same command finishes the run from the chunks on disk.
+    # The same command finishes the run from the regions in the store.
     done = subprocess.run(gdsim_command("run", path, "--results", results, "--figures", tmp_path / "f"),
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "resuming from" in done.stdout or interrupted == 0
-    assert not partial.exists()
-    assert_identical(load_dataset(results / "resumable.nc"), clean)
+    assert_identical(load_dataset(store), clean)
 
 
 def test_ctrl_c_stops_cleanly_and_says_how_to_resume(mlp_study, tmp_path):
     path, clean = mlp_study
     results = tmp_path / "results"
-    partial = results / "resumable.partial"
+    store = results / "resumable.zarr"
     process = subprocess.Popen(gdsim_command("run", path, "--results", results, "--figures", tmp_path / "f",
                                              "--chunk-runs", 32), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True)
     deadline = time.monotonic() + 120
-    while process.poll() is None and time.monotonic() < deadline and len(list(partial.glob("chunk_*.npz"))) < 3:
+    while process.poll() is None and time.monotonic() < deadline and (not store.exists() or saved(store) < 3):
         time.sleep(0.005)
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=60)
@@ -127,9 +129,9 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(mlp_study, tmp_path):
         pytest.skip("the run finished before Ctrl-C arrived")
     assert process.returncode == 130
     assert "run the same command again to resume" in err and "Traceback" not in err
-    assert 3 <= len(list(partial.glob("chunk_*.npz"))) < 16
+    assert 3 <= saved(store) < 16
     assert cli.main(["run", str(path), "--results", str(results), "--figures", str(tmp_path / "f")]) == 0
-    assert_identical(load_dataset(results / "resumable.nc"), clean)
+    assert_identical(load_dataset(store), clean)
 
 
 def interrupt_after(n_runs):
@@ -145,33 +147,36 @@ def test_a_changed_study_file_is_refused_unless_restart(mlp_study, tmp_path, cap
     results = tmp_path / "results"
     study = write(tmp_path, "resumable", path.read_text())
     with pytest.raises(KeyboardInterrupt):
-        run_study(load_study(study), folder=results / "resumable.partial", chunk_runs=64,
+        run_study(load_study(study), store=results / "resumable.zarr", chunk_runs=64,
                   progress=interrupt_after(200))
     study.write_text(study.read_text().replace("epochs = 6", "epochs = 7"))
     args = ["run", str(study), "--results", str(results), "--figures", str(tmp_path / "f")]
     assert cli.main(args) == 2
     err = capsys.readouterr().err
-    assert "cannot be resumed (the study file changed); rerun with --restart to discard it" in err
-    assert not (results / "resumable.nc").exists()
+    assert "out of date (the study's content changed); rerun with --restart to replace it" in err
     assert cli.main(args + ["--restart"]) == 0
-    assert load_dataset(results / "resumable.nc").sizes["epoch"] == 8
+    assert load_dataset(results / "resumable.zarr").sizes["epoch"] == 8
     # A finished result is reused while the file is unchanged, refused once it changes.
     assert cli.main(args) == 0
     assert "up to date" in capsys.readouterr().out
     study.write_text(study.read_text().replace("epochs = 7", "epochs = 6"))
     assert cli.main(args) == 2
-    assert "out of date (the study file changed)" in capsys.readouterr().err
+    assert "out of date (the study's content changed)" in capsys.readouterr().err
+    # A new title is not a new result: the store stays current.
+    study.write_text(study.read_text().replace('title = "resumable"', 'title = "renamed"').replace(
+        "epochs = 6", "epochs = 7"))
+    assert cli.main(args) == 0 and "up to date" in capsys.readouterr().out
 
 
 def test_a_new_gdsim_version_does_not_resume_old_chunks(mlp_study, tmp_path, monkeypatch, capsys):
     path, _ = mlp_study
     results = tmp_path / "results"
     with pytest.raises(KeyboardInterrupt):
-        run_study(load_study(path), folder=results / "resumable.partial", chunk_runs=64,
+        run_study(load_study(path), store=results / "resumable.zarr", chunk_runs=64,
                   progress=interrupt_after(100))
     monkeypatch.setattr(gdsim, "__version__", "999.0")
     assert cli.main(["run", str(path), "--results", str(results), "--figures", str(tmp_path / "f")]) == 2
-    assert "gdsim's version changed" in capsys.readouterr().err
+    assert "out of date (it was made by gdsim" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------------------------------
@@ -183,16 +188,16 @@ def test_same_bits_across_threads_chunk_sizes_and_reruns(mlp_study, tmp_path):
     before = numba.get_num_threads()
     try:
         numba.set_num_threads(1)
-        one_thread = run_study(study, folder=tmp_path / "a", chunk_runs=100)
+        one_thread = run_study(study, store=tmp_path / "a.zarr", chunk_runs=100)
     finally:
         numba.set_num_threads(before)
     assert_identical(one_thread, clean)
-    assert_identical(run_study(study, target="cpu", folder=tmp_path / "b", chunk_runs=37), clean)
+    assert_identical(run_study(study, target="cpu", store=tmp_path / "b.zarr", chunk_runs=37), clean)
     # Half the chunks interrupted, then resumed with another chunk size asked for (the
     # manifest's is kept).
     with pytest.raises(KeyboardInterrupt):
-        run_study(study, folder=tmp_path / "c", chunk_runs=50, progress=interrupt_after(250))
-    assert_identical(run_study(study, folder=tmp_path / "c", chunk_runs=9), clean)
+        run_study(study, store=tmp_path / "c.zarr", chunk_runs=50, progress=interrupt_after(250))
+    assert_identical(run_study(study, store=tmp_path / "c.zarr", chunk_runs=9), clean)
     assert clean.attrs["data_seed"] == 0 and "model.init(seed)" in clean.attrs["random_draws"]
 
 
@@ -246,7 +251,7 @@ def test_runs_that_overflow_leave_their_neighbours_exact(tmp_path, capsys, stop)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # not one warning, from the runs or the figure
         assert cli.main(["run", str(study), "--results", str(tmp_path / "r"), "--figures", str(tmp_path / "f")]) == 0
-    ds = load_dataset(tmp_path / "r" / "blowup.nc")
+    ds = load_dataset(tmp_path / "r" / "blowup.zarr")
     n_diverged = int(ds.diverged.sum())
     assert n_diverged >= 60  # of 80
     assert f"{n_diverged} of 80 runs diverged" in capsys.readouterr().out
@@ -285,7 +290,7 @@ def test_a_result_too_big_for_memory_or_disk_is_refused_up_front(mlp_study, tmp_
     monkeypatch.setattr(shutil, "disk_usage", lambda folder: usage(10**9, 10**9 - 10**6, 10**6))
     assert cli.main(["run", str(path), "--results", str(tmp_path / "r"), "--figures", str(tmp_path / "f")]) == 2
     err = capsys.readouterr().err
-    assert "saving the results of 1 study needs about 3.1 MiB on disk in" in err and "but only 976.6 KiB is free" in err
+    assert "saving the results of 1 study needs about 1.5 MiB on disk in" in err and "but only 976.6 KiB is free" in err
     assert not (tmp_path / "r").exists()
     monkeypatch.undo()
     page = os.sysconf("SC_PAGE_SIZE")

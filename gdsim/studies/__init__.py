@@ -42,19 +42,19 @@ parameters of every epoch only when the figure draws them.
 Data flow, one room each: :mod:`~gdsim.studies.schema` (:func:`load_study` reads and checks
 the whole file and builds the data before anything runs) -> :mod:`~gdsim.studies.runners`
 (the grid's points, with ``gdsim.sweep``'s kernels or ``gdsim.train``) ->
-:mod:`~gdsim.studies.store` (:func:`run_study` runs the grid in chunks saved to
-``results/NAME.partial/``, resumable; :func:`save_dataset` writes ``results/NAME.nc``
-atomically) -> :mod:`gdsim.figures` draws ``figures/NAME.png``.
+:mod:`~gdsim.studies.store` (:func:`run_study` streams the grid region by region into the
+Zarr store ``results/NAME.zarr``, resumable, keyed on the study's content) -> :mod:`gdsim.figures`
+draws ``figures/NAME.png``.
 :mod:`~gdsim.studies.gallery` (:func:`run_studies`) does all of it for several study files,
 checking every one (and what ``results/`` holds for it) before the first runs; ``gdsim run``
 and ``gdsim figures`` call it.
 """
 
-from .._io import load_dataset, read_attrs, save_dataset
+from .._io import load_dataset, read_attrs
 from .gallery import run_studies
 from .schema import Study, StudyError, find_studies, load_study
-from .store import CHUNK_RUNS, check_work_folder, chunks_saved, run_study
+from .store import CHUNK_RUNS, regions_saved, run_study
 
-__all__ = ["Study", "StudyError", "load_study", "find_studies", "run_study", "run_studies", "save_dataset",
-           "load_dataset", "read_attrs", "check_work_folder", "chunks_saved", "CHUNK_RUNS"]
+__all__ = ["Study", "StudyError", "load_study", "find_studies", "run_study", "run_studies", "load_dataset",
+           "read_attrs", "regions_saved", "CHUNK_RUNS"]
 

@@ -7,6 +7,7 @@ sweep settings of ``[train]`` are checked by :func:`gdsim.sweeps.check_sweep`, w
 
 import hashlib
 import inspect
+import json
 import math
 import os
 from dataclasses import dataclass, field
@@ -20,10 +21,8 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 from .. import datasets
-from .._io import INT32_MAX
 from .._resources import check_memory
 from .._validate import ParameterError, closest
-from ..batches import steps_per_epoch
 from ..models import MLP, Linear
 from ..sweeps import AXES, SweepSpec, check_sweep
 
@@ -49,10 +48,15 @@ class Study:
     Attributes
     ----------
     name : str
-        The file's stem: results go to ``NAME.nc``, the figure to ``NAME.png``.
+        The file's stem: results go to ``NAME.zarr``, the figure to ``NAME.png``.
     path : pathlib.Path
     sha256 : str
         Hash of the file's bytes and of its data file's, if any (recorded in the dataset).
+    content_sha256 : str
+        Hash of what decides the numbers: the parsed ``runner``, ``[model]``, ``[data]``
+        (and the data file's bytes) and ``[train]``, and whether the figure keeps the
+        parameters of every epoch. A result is current while it is unchanged: editing the
+        title, the description or comments does not make it stale.
     text : str
         The file itself (recorded in the dataset, so a result says how it was made).
     title, description, figure, runner : str
@@ -73,6 +77,7 @@ class Study:
     name: str
     path: Path
     sha256: str
+    content_sha256: str
     text: str
     title: str
     description: str
@@ -261,18 +266,10 @@ def _key_of(param):
 
 
 def _check_storable(fail, runner, spec):
-    """Refuse settings whose result the study cannot hold: the train runner computes in
-    float64 only, and the result file stores integers (seeds, step counts) as int32."""
+    """Refuse settings the runner cannot honour: the train runner computes in float64 only."""
     if runner == "train" and spec.dtype != "float64":
         fail("[train] dtype", f"the train runner runs gdsim.train, which computes in float64; got {spec.dtype!r} "
              "(use runner = 'sweep' for float32)")
-    if spec.values["seed"].max() > INT32_MAX:
-        fail("[train] seed", f"must be at most {INT32_MAX} in a study (its result file stores seeds as int32), "
-             f"got {int(spec.values['seed'].max())}")
-    n_steps = spec.epochs * steps_per_epoch(spec.n, int(spec.values["batch_size"].min()), spec.drop_last)
-    if n_steps > INT32_MAX:
-        fail("[train] epochs", f"{spec.epochs} epochs make {n_steps} steps, more than the result file can count "
-             f"({INT32_MAX}, int32); train for fewer epochs or with bigger batches")
 
 
 def load_study(path):
@@ -371,7 +368,11 @@ def load_study(path):
                      "sweep fewer points or fewer epochs (loss is recorded at every epoch), or split the study")
     except ParameterError as error:
         fail("[train]", str(error))
-    study = Study(name=path.stem, path=path, sha256=hashlib.sha256(raw + data_bytes).hexdigest(), text=text,
+    content = {"runner": runner, "model": spec["model"], "data": spec["data"], "train": spec["train"],
+               "keeps_params": runner == "train" and FIGURES[figure].params}
+    content_sha256 = hashlib.sha256(json.dumps(content, sort_keys=True, default=repr).encode() + data_bytes).hexdigest()
+    study = Study(name=path.stem, path=path, sha256=hashlib.sha256(raw + data_bytes).hexdigest(),
+                  content_sha256=content_sha256, text=text,
                   title=spec["title"], description=spec.get("description", ""), figure=figure, runner=runner,
                   model=model, data=dict(spec["data"]), X=X, Y=Y, settings=settings, spec=sweep_spec,
                   result_bytes=per_run * n_runs)

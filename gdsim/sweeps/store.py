@@ -37,6 +37,8 @@ from .._validate import ParameterError
 #: the store's children, sees a node it knows) holding one JSON file per region.
 RECORDS = "gdsim_regions"
 RECORDS_GROUP = '{"zarr_format": 3, "node_type": "group", "attributes": {}}'
+#: The names of the records in it (``NNNNNN.json``; the folder also has the group's ``zarr.json``).
+RECORD_NAMES = "[0-9]*.json"
 
 
 
@@ -171,14 +173,23 @@ class ResultStore:
         return {**self.identity, "first": region.first, "stop": region.stop,
                 "slices": [list(s) for s in region.slices]}
 
-    def is_done(self, region, ds):
-        """Whether ``region`` holds what its record says (``ds``: the store, opened lazily)."""
+    def _digest(self, region):
+        """The SHA-256 the record of ``region`` gives, if the record matches it; else None."""
         try:
             record = json.loads(self._record_path(region).read_text())
             digest = record.pop("sha256")
         except (OSError, ValueError, KeyError, AttributeError, TypeError):
-            return False
-        if record != self._expected_record(region):
+            return None
+        return digest if record == self._expected_record(region) else None
+
+    def has_record(self, region):
+        """Whether ``region`` has a matching record (its data not read)."""
+        return self._digest(region) is not None
+
+    def is_done(self, region, ds):
+        """Whether ``region`` holds what its record says (``ds``: the store, opened lazily)."""
+        digest = self._digest(region)
+        if digest is None:
             return False
         try:
             part = ds.isel(region.selection(self.dims))

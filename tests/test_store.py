@@ -196,3 +196,18 @@ def test_kill_9_at_random_points_then_rerun_gives_the_same_bits(tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
     assert not list((store / "gdsim_regions").glob(".*.tmp"))
     assert os.path.isdir(store)
+
+
+def test_a_grid_bigger_than_memory_streams_to_a_store(tmp_path, monkeypatch):
+    """Free memory (pretended) for a few regions, not for the whole result: refused in
+    memory, with the store as the way out, and streamed to the store."""
+    grid = dict(GRID, lr=np.geomspace(1e-3, 0.5, 400))  # 2400 runs
+    page = os.sysconf("SC_PAGE_SIZE")
+    real_sysconf = os.sysconf
+    pages = 2**18 // page  # 256 KiB: the whole grid needs about 600 KiB
+    monkeypatch.setattr(os, "sysconf", lambda name: pages if name == "SC_AVPHYS_PAGES" else real_sysconf(name))
+    with pytest.raises(gdsim.ParameterError, match="a sweep of 2400 runs .* stream the result to a store"):
+        gdsim.sweep(LINE, X, Y, **grid)
+    ds = gdsim.sweep(LINE, X, Y, store=tmp_path / "big.zarr", chunk_runs=120, **grid)
+    monkeypatch.undo()
+    assert_same_bits(ds.load(), gdsim.sweep(LINE, X, Y, **grid))

@@ -149,10 +149,12 @@ def sweep(model, X, Y, *, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nes
     >>> bool(ds.diverged.sel(lr=0.001, momentum=0.0))
     False
     """
+    if chunk_runs is not None:
+        chunk_runs = check_int("chunk_runs", chunk_runs, minimum=1)
     spec = check_sweep(model, X, Y, lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
                        nesterov=nesterov, batch_size=batch_size, epochs=epochs, shuffle=shuffle, seed=seed,
                        params0=params0, lr_schedule=lr_schedule, drop_last=drop_last, target=target, dtype=dtype,
-                       divergence=divergence)
+                       divergence=divergence, at_once=None if store is None else chunk_runs or DEFAULT_REGION_RUNS)
     if not (isinstance(progress, (bool, np.bool_)) or callable(progress)):
         raise ParameterError(f"progress must be True, False or a callable progress(runs_done, n_runs), "
                              f"got {progress!r}", "progress")
@@ -168,8 +170,10 @@ def sweep(model, X, Y, *, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nes
 
 
 #: The size of a store's region when chunk_runs is not given: big enough that a region's
-#: overhead (a task, a record, a few files) is small, small enough to stream.
+#: overhead (a task, a record, a few files) is small, small enough to stream; and the most
+#: runs such a region holds (the memory check's bound before the spec is known).
 REGION_BYTES = 8 * 2**20
+DEFAULT_REGION_RUNS = REGION_BYTES // 24 // 128 * 128
 
 
 def _sweep_to_store(spec, store, chunk_runs, report):
@@ -182,8 +186,8 @@ def _sweep_to_store(spec, store, chunk_runs, report):
     if Path(store).exists() and not Path(store).is_dir():
         raise ParameterError(f"{store}: the store (store) is a file, not a Zarr store", "store")
     per_run = np.dtype(spec.dtype).itemsize * (spec.epochs + 1 + spec.model.n_params) + 24
-    chunk_runs = (max(128, REGION_BYTES // per_run // 128 * 128) if chunk_runs is None
-                  else check_int("chunk_runs", chunk_runs, minimum=1))
+    if chunk_runs is None:
+        chunk_runs = max(128, REGION_BYTES // per_run // 128 * 128)
     identity = {"sweep_sha256": spec.digest(), "gdsim_version": __version__,
                 "target_family": get_target(spec.target).family}
     n, epochs, n_params = spec.n_configs, spec.epochs, spec.model.n_params

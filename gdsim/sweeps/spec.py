@@ -180,9 +180,12 @@ def _check_divergence(divergence):
 
 def check_sweep(model, X, Y, *, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False,
                 batch_size=None, epochs, shuffle=False, seed=0, params0=None, lr_schedule=None, drop_last=False,
-                target="parallel", dtype="float64", divergence=1e6):
-    """Check every argument of :func:`gdsim.sweep` (same signature, without ``progress``)
-    without running anything.
+                target="parallel", dtype="float64", divergence=1e6, at_once=None):
+    """Check every argument of :func:`gdsim.sweep` (same signature, without ``progress``
+    and ``store``) without running anything.
+
+    ``at_once``: the most runs computed and held at once (a store's region), for the memory
+    check; None: every run (the result in memory).
 
     Returns
     -------
@@ -220,8 +223,11 @@ def check_sweep(model, X, Y, *, lr, momentum=0.0, dampening=0.0, weight_decay=0.
     itemsize = np.dtype(dtype_name).itemsize
     # Plan, working copies, padding to whole blocks and the result, all at once at worst.
     n_groups = len(values["seed"]) * len(values["batch_size"])
-    check_memory(spec.n_configs * (4 * model.n_params * itemsize + (2 * epochs + 4) * 8 + 64) + 8 * epochs * n
-                 * n_groups, f"a sweep of {spec.n_configs} runs of {epochs} epochs",
-                 "sweep fewer points or epochs at once (the loss is kept at every epoch)")
+    held = spec.n_configs if at_once is None else min(spec.n_configs, check_int("at_once", at_once, minimum=1))
+    check_memory(held * (4 * model.n_params * itemsize + (2 * epochs + 4) * 8 + 64) + 8 * epochs * n * n_groups,
+                 f"a sweep of {spec.n_configs} runs of {epochs} epochs" + (
+                     f", {held} at a time," if held < spec.n_configs else ""),
+                 "sweep fewer points or epochs at once (the loss is kept at every epoch)" + (
+                     ", or stream the result to a store (store='x.zarr')" if at_once is None else ""))
     epoch_lrs(values["lr"], schedule, epochs)  # refuses a schedule whose learning rate overflows
     return spec

@@ -17,7 +17,8 @@ from .._validate import ParameterError, as_array, check_int, short_repr
 from .dataset import empty_raw, grid_dataset, grid_shape, grid_variables
 from .plan import make_plan
 from .spec import SweepSpec, check_sweep
-from .store import ResultStore, fill
+from .executors import dask_client, dask_results
+from .store import ResultStore, fill, plan_regions
 from .targets import get_target
 
 
@@ -42,7 +43,7 @@ def progress_line(what, every=0.5):
 
 def sweep(model, X, Y, *, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False, batch_size=None,
           epochs, shuffle=False, seed=0, params0=None, lr_schedule=None, drop_last=False, target="parallel",
-          dtype="float64", divergence=1e6, progress=False, store=None, chunk_runs=None):
+          dtype="float64", divergence=1e6, progress=False, store=None, chunk_runs=None, scheduler=None):
     """Train ``model`` on ``(X, Y)`` for every point of a grid of SGD settings, at once.
 
     Every hyper-parameter takes a scalar or a 1-d array; the grid is the Cartesian
@@ -109,8 +110,14 @@ def sweep(model, X, Y, *, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nes
         family) is resumed: only the regions not found intact are computed. A store of
         another sweep is refused. None: the result is computed in memory.
     chunk_runs : int, optional
-        Runs per region of a new store (default: about 8 MiB of results per region);
-        the result does not depend on it.
+        Runs per region of a new store, or per task on a cluster (default: about 8 MiB of
+        results per region); the result does not depend on it.
+    scheduler : distributed.Client or str, optional
+        Compute the regions as tasks on a Dask ``distributed`` cluster (a Client, or the
+        scheduler's address): each task is the pickled spec and a range of runs, and the
+        result is the same bits as here (:mod:`gdsim.sweeps.executors`). The target runs
+        on the workers (``"cuda"`` on GPU workers), so its availability is not checked
+        here. None: the target's threads here.
 
     Returns
     -------
@@ -158,15 +165,46 @@ def sweep(model, X, Y, *, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nes
     if not (isinstance(progress, (bool, np.bool_)) or callable(progress)):
         raise ParameterError(f"progress must be True, False or a callable progress(runs_done, n_runs), "
                              f"got {progress!r}", "progress")
-    get_target(spec.target).check_available()  # raises the clear error if there is no GPU / numba-cuda
+    if scheduler is None:  # a cluster's workers have their own GPUs (or not)
+        get_target(spec.target).check_available()  # raises the clear error if there is no GPU / numba-cuda
     report = (progress_line(f"sweep of {spec.n_configs} runs") if progress is True or progress is np.True_
               else progress if callable(progress) else None)
-    if store is None:
+    if store is None and scheduler is None:
         if chunk_runs is not None:
-            raise ParameterError("chunk_runs is for a store (store='x.zarr'); without one the sweep runs at once",
-                                 "chunk_runs")
+            raise ParameterError("chunk_runs is for a store (store='x.zarr') or a cluster (scheduler=...); without "
+                                 "them the sweep runs at once", "chunk_runs")
         return grid_dataset(spec, run_points(spec, np.arange(spec.n_configs), report))
-    return _sweep_to_store(spec, store, chunk_runs, report)
+    if store is not None:
+        _check_store(store)
+    if chunk_runs is None:
+        per_run = np.dtype(spec.dtype).itemsize * (spec.epochs + 1 + spec.model.n_params) + 24
+        chunk_runs = max(128, REGION_BYTES // per_run // 128 * 128)
+    with dask_client(scheduler) as client:
+        if store is None:
+            return _sweep_on_cluster(spec, client, chunk_runs, report)
+        return _sweep_to_store(spec, store, chunk_runs, report, client)
+
+
+def _check_store(store):
+    """Refuse a ``store`` argument that cannot be a store's path, before any work."""
+    if not isinstance(store, (str, os.PathLike)):
+        raise ParameterError(f"store must be the path of a Zarr store (str or pathlib.Path), got {store!r}", "store")
+    check_folder(Path(store).parent, "the folder of the store (store)")
+    if Path(store).exists() and not Path(store).is_dir():
+        raise ParameterError(f"{store}: the store (store) is a file, not a Zarr store", "store")
+
+
+def _sweep_on_cluster(spec, client, chunk_runs, report):
+    """:func:`sweep` in memory, its regions computed as tasks on ``client``'s cluster."""
+    raw = empty_raw(spec.n_configs, spec.epochs, spec.model.n_params, spec.dtype)
+    done = 0
+    for region, part in dask_results(client, (run_points, (spec,)), plan_regions(grid_shape(spec), chunk_runs)):
+        for name, array in part.items():
+            raw[name][region.first:region.stop] = array
+        done += region.stop - region.first
+        if report is not None:
+            report(done, spec.n_configs)
+    return grid_dataset(spec, raw)
 
 
 #: The size of a store's region when chunk_runs is not given: big enough that a region's
@@ -176,25 +214,17 @@ REGION_BYTES = 8 * 2**20
 DEFAULT_REGION_RUNS = REGION_BYTES // 24 // 128 * 128
 
 
-def _sweep_to_store(spec, store, chunk_runs, report):
+def _sweep_to_store(spec, store, chunk_runs, report, client):
     """:func:`sweep` with ``store``: checked, then :func:`gdsim.sweeps.store.fill`."""
     from .. import __version__
 
-    if not isinstance(store, (str, os.PathLike)):
-        raise ParameterError(f"store must be the path of a Zarr store (str or pathlib.Path), got {store!r}", "store")
-    check_folder(Path(store).parent, "the folder of the store (store)")
-    if Path(store).exists() and not Path(store).is_dir():
-        raise ParameterError(f"{store}: the store (store) is a file, not a Zarr store", "store")
-    per_run = np.dtype(spec.dtype).itemsize * (spec.epochs + 1 + spec.model.n_params) + 24
-    if chunk_runs is None:
-        chunk_runs = max(128, REGION_BYTES // per_run // 128 * 128)
     identity = {"sweep_sha256": spec.digest(), "gdsim_version": __version__,
                 "target_family": get_target(spec.target).family}
     n, epochs, n_params = spec.n_configs, spec.epochs, spec.model.n_params
     return fill(ResultStore(store, spec.dims, identity), grid_shape(spec), chunk_runs,
-                compute=lambda runs: run_points(spec, runs), variables=grid_variables,
+                task=(run_points, (spec,)), variables=grid_variables,
                 template=lambda: grid_dataset(spec, empty_raw(n, epochs, n_params, spec.dtype, lazy=True)),
-                progress=report)
+                progress=report, client=client)
 
 
 def run_points(spec, runs, progress=None):

@@ -32,6 +32,7 @@ import numpy as np
 
 from .._io import atomic_write
 from .._validate import ParameterError
+from .executors import dask_results, local_results
 
 #: The records' folder inside the store: an empty Zarr group (so that Zarr, which lists
 #: the store's children, sees a node it knows) holding one JSON file per region.
@@ -218,7 +219,7 @@ class ResultStore:
         return xr.open_zarr(self.path, consolidated=False)
 
 
-def fill(store, shape, chunk_runs, compute, variables, template, progress=None):
+def fill(store, shape, chunk_runs, task, variables, template, progress=None, client=None):
     """Create or resume ``store`` and compute every region that is not done.
 
     Parameters
@@ -228,8 +229,9 @@ def fill(store, shape, chunk_runs, compute, variables, template, progress=None):
         The grid's shape over ``store.dims``.
     chunk_runs : int
         Runs per region of a new store (a resumed store keeps its own).
-    compute : callable
-        ``compute(runs)`` -> the raw arrays of those flat run indices.
+    task : (callable, tuple)
+        ``(function, args)``: ``function(*args, runs)`` -> the raw arrays of those flat run
+        indices (picklable, to run on a cluster).
     variables : callable
         ``variables(raw, dims, shape)`` -> the variables to store
         (:func:`gdsim.sweeps.dataset.grid_variables` or a study's).
@@ -237,6 +239,9 @@ def fill(store, shape, chunk_runs, compute, variables, template, progress=None):
         ``template()`` -> the whole result as a Dask-backed dataset (the layout).
     progress : callable, optional
         ``progress(runs_done, n_runs)``.
+    client : distributed.Client, optional
+        Compute the regions as tasks on its cluster (:func:`gdsim.sweeps.executors.dask_results`);
+        None: here, one after another.
 
     Returns
     -------
@@ -259,11 +264,19 @@ def fill(store, shape, chunk_runs, compute, variables, template, progress=None):
                                  "differs); remove it or choose another store", "store")
         chunk_runs = found["chunk_runs"]
     ds = store.open()
-    n_runs = math.prod(shape)
+    n_runs, done = math.prod(shape), 0
+    missing = []
     for region in plan_regions(shape, chunk_runs):
-        if not store.is_done(region, ds):
-            raw = compute(np.arange(region.first, region.stop))
-            store.write(region, variables(raw, store.dims, region.shape))
+        if store.is_done(region, ds):
+            done += region.stop - region.first
+        else:
+            missing.append(region)
+    if progress is not None and done:
+        progress(done, n_runs)
+    results = local_results(task, missing) if client is None else dask_results(client, task, missing)
+    for region, raw in results:
+        store.write(region, variables(raw, store.dims, region.shape))
+        done += region.stop - region.first
         if progress is not None:
-            progress(region.stop, n_runs)
+            progress(done, n_runs)
     return store.open()

@@ -1,0 +1,86 @@
+"""Sweeps on a Dask cluster (a LocalCluster of worker processes): the same bits as here,
+into memory or into a store, also when a worker dies in the middle."""
+
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import gdsim
+
+distributed = pytest.importorskip("distributed")
+
+X, Y = gdsim.datasets.teacher_mlp(n=256, sizes=(10, 8, 1))
+MLP = gdsim.MLP((10, 8, 1))
+GRID = dict(lr=np.geomspace(1e-3, 3.0, 24), momentum=np.linspace(0.0, 0.9, 10), batch_size=16, epochs=4,
+            target="cpu")
+
+
+def bits(a):
+    a = np.ascontiguousarray(a)
+    return a.view(np.uint8) if a.dtype.kind == "f" else a
+
+
+def assert_same_bits(a, b):
+    assert set(a.data_vars) == set(b.data_vars)
+    for name in a.data_vars:
+        assert a[name].dtype == b[name].dtype and np.array_equal(bits(a[name].values), bits(b[name].values)), name
+
+
+@pytest.fixture(scope="module")
+def here():
+    return gdsim.sweep(MLP, X, Y, **GRID)
+
+
+@pytest.fixture(scope="module")
+def client():
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                                  worker_dashboard_address=None) as cluster:
+        with distributed.Client(cluster) as c:
+            yield c
+
+
+def test_a_cluster_gives_the_same_bits_in_memory_and_in_a_store(here, client, tmp_path):
+    assert_same_bits(gdsim.sweep(MLP, X, Y, scheduler=client, chunk_runs=17, **GRID), here)
+    stored = gdsim.sweep(MLP, X, Y, scheduler=client, store=tmp_path / "a.zarr", chunk_runs=30, **GRID)
+    assert_same_bits(stored.load(), here)
+    address = client.scheduler.address
+    assert_same_bits(gdsim.sweep(MLP, X, Y, scheduler=address, chunk_runs=64, **GRID), here)
+
+
+@pytest.mark.filterwarnings("ignore:Port 8787 is already in use")  # the replacement worker's dashboard
+def test_a_worker_killed_mid_run_changes_nothing(here, tmp_path):
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                                  worker_dashboard_address=None) as cluster:
+        with distributed.Client(cluster) as client:
+            client.wait_for_workers(2)
+            pids = list(client.run(os.getpid).values())
+            done = []
+
+            def progress(runs, total):
+                done.append(runs)
+
+            def kill_one():  # once a few regions are in, one worker dies with its tasks
+                deadline = time.monotonic() + 60
+                while len(done) < 2 and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                os.kill(pids[0], signal.SIGKILL)
+
+            killer = threading.Thread(target=kill_one)
+            killer.start()
+            ds = gdsim.sweep(MLP, X, Y, scheduler=client, store=tmp_path / "k.zarr", chunk_runs=8, progress=progress,
+                             **GRID)
+            killer.join()
+            assert pids[0] not in client.run(os.getpid).values()  # the worker did die (and was replaced)
+    assert done[-1] == 240 and len(done) == 48  # every region once (rows of 8 + 2 momenta)
+    assert_same_bits(ds.load(), here)
+
+
+def test_scheduler_arguments_are_checked(tmp_path):
+    with pytest.raises(gdsim.ParameterError, match="scheduler must be a distributed.Client or a scheduler's address"):
+        gdsim.sweep(MLP, X, Y, scheduler=3, **GRID)
+    with pytest.raises(gdsim.ParameterError, match="scheduler 'tcp://127.0.0.1:9': cannot connect"):
+        gdsim.sweep(MLP, X, Y, scheduler="tcp://127.0.0.1:9", **GRID)

@@ -132,6 +132,10 @@ def _parser(targets):
                          help="only redraw the figures from the saved results (no run)")
         sub.add_argument("--restart", action="store_true",
                          help="discard the saved results (complete or partial) of these studies and run them again")
+        sub.add_argument("--scheduler", metavar="ADDRESS",
+                         help="run the regions as tasks on this Dask scheduler (tcp://host:8786; needs gdsim[dask])")
+        sub.add_argument("--workers", type=int, metavar="N",
+                         help="run the regions on a new Dask LocalCluster of N single-threaded worker processes")
         sub.add_argument("--chunk-runs", type=int, metavar="N",
                          help="runs per saved region of a new store (default: 2048 for sweeps, 1 for the train "
                               "runner); a resumed run keeps its own")
@@ -168,7 +172,7 @@ def main(argv=None):
                 paths = args.studies if args.command == "run" else find_studies(args.studies)
                 run_studies(paths, results=args.results, figures=args.figures, target=args.target,
                             redraw=args.redraw, restart=args.restart, chunk_runs=args.chunk_runs,
-                            progress=_study_progress)
+                            progress=_study_progress, scheduler=args.scheduler, workers=args.workers)
         except ValueError as error:  # a bad argument or study file (StudyError, ParameterError), nothing run
             print(f"{name}: error: {error}", file=sys.stderr)
             return 2

@@ -37,8 +37,7 @@ def here():
 
 @pytest.fixture(scope="module")
 def client():
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-                                  worker_dashboard_address=None) as cluster:
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:
         with distributed.Client(cluster) as c:
             yield c
 
@@ -51,10 +50,8 @@ def test_a_cluster_gives_the_same_bits_in_memory_and_in_a_store(here, client, tm
     assert_same_bits(gdsim.sweep(MLP, X, Y, scheduler=address, chunk_runs=64, **GRID), here)
 
 
-@pytest.mark.filterwarnings("ignore:Port 8787 is already in use")  # the replacement worker's dashboard
 def test_a_worker_killed_mid_run_changes_nothing(here, tmp_path):
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-                                  worker_dashboard_address=None) as cluster:
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:
         with distributed.Client(cluster) as client:
             client.wait_for_workers(2)
             pids = list(client.run(os.getpid).values())
@@ -84,3 +81,42 @@ def test_scheduler_arguments_are_checked(tmp_path):
         gdsim.sweep(MLP, X, Y, scheduler=3, **GRID)
     with pytest.raises(gdsim.ParameterError, match="scheduler 'tcp://127.0.0.1:9': cannot connect"):
         gdsim.sweep(MLP, X, Y, scheduler="tcp://127.0.0.1:9", **GRID)
+
+
+STUDY = """
+title = "on a cluster"
+figure = "mlp_phase"
+target = "cpu"
+
+[model]
+type = "mlp"
+sizes = [10, 8, 1]
+
+[data]
+name = "teacher_mlp"
+n = 256
+sizes = [10, 8, 1]
+
+[train]
+lr = {geomspace = [0.001, 3.0, 12]}
+momentum = {linspace = [0.0, 0.9, 5]}
+batch_size = 16
+epochs = 4
+"""
+
+
+def test_gdsim_run_with_workers_gives_the_same_result(tmp_path, capsys):
+    from gdsim import cli
+    from gdsim.studies import load_dataset
+
+    path = tmp_path / "c.toml"
+    path.write_text(STUDY)
+    args = ["run", str(path), "--figures", str(tmp_path / "f"), "--chunk-runs", "7"]
+    assert cli.main(args + ["--results", str(tmp_path / "here")]) == 0
+    assert cli.main(args + ["--results", str(tmp_path / "cluster"), "--workers", "2"]) == 0
+    assert_same_bits(load_dataset(tmp_path / "cluster" / "c.zarr"), load_dataset(tmp_path / "here" / "c.zarr"))
+    capsys.readouterr()
+    assert cli.main(args + ["--results", str(tmp_path / "x"), "--workers", "0"]) == 2
+    assert "--workers must be an integer in [1, inf], got 0" in capsys.readouterr().err
+    assert cli.main(args + ["--results", str(tmp_path / "x"), "--workers", "1", "--scheduler", "tcp://h:1"]) == 2
+    assert "not both" in capsys.readouterr().err

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from .._io import check_file_target, check_folder, load_dataset, read_attrs
 from .._resources import free_disk, size_message
-from .._validate import ParameterError
+from .._validate import ParameterError, check_int
+from ..sweeps.executors import dask_client
 from ..sweeps.targets import check_target, get_target
 from .schema import StudyError, load_study
 from .store import check_chunk_runs, regions_saved, run_study, store_state, study_spec
@@ -19,7 +20,7 @@ from .store import check_chunk_runs, regions_saved, run_study, store_state, stud
 FIGURE_BYTES = 400_000
 
 
-def _preflight(paths, results, figures, target, redraw, restart, chunk_runs, progress):
+def _preflight(paths, results, figures, target, redraw, restart, chunk_runs, progress, scheduler=None):
     """Check everything a run of ``paths`` needs before the first study runs: the flags,
     every study file, what ``results`` holds for each, the output folders, each target's
     availability and the disk the results need. Returns ``[(study, zarr, override, state)]``
@@ -63,7 +64,7 @@ def _preflight(paths, results, figures, target, redraw, restart, chunk_runs, pro
             if zarr.exists() and not zarr.is_dir():
                 raise StudyError(f"{zarr}: a file is where the study's result store goes; remove it")
             state = None if restart else store_state(study, spec, zarr)
-            if state != "complete" and study.runner == "sweep":
+            if state != "complete" and study.runner == "sweep" and scheduler is None:
                 _check_available(study, override or study.target, override)
         plans.append((study, zarr, override, state))
     to_run = [p for p in plans if p[3] in (None, "partial")]
@@ -104,7 +105,7 @@ def _read_result(zarr, read):
 
 
 def run_studies(paths, *, results, figures, target=None, redraw=False, restart=False, chunk_runs=None,
-                progress=None):
+                progress=None, scheduler=None, workers=None):
     """Check every study file, run each one into its store (resuming from the regions
     saved) or check its complete result, and draw its figure.
 
@@ -126,19 +127,33 @@ def run_studies(paths, *, results, figures, target=None, redraw=False, restart=F
     progress : callable, optional
         ``progress(label)`` returns a ``progress(runs_done, n_runs)`` callback (or None)
         for the study named by ``label``. Each study's start and end are printed either way.
+    scheduler : distributed.Client or str, optional
+        Run the studies' regions as tasks on this Dask cluster (its address).
+    workers : int, optional
+        Run them on a new ``LocalCluster`` of this many single-threaded worker processes.
 
     Returns
     -------
     list of (Study, xarray.Dataset)
     """
-    from ..figures import draw
-
     # ---- everything checked before the first run ------------------------------------------
     for name, folder in (("results", results), ("figures", figures)):
         if not isinstance(folder, (str, os.PathLike)):
             raise ParameterError(f"{name} must be a folder's path (str or pathlib.Path), got {folder!r}", name)
     results, figures = Path(results), Path(figures)
-    plans = _preflight(paths, results, figures, target, redraw, restart, chunk_runs, progress)
+    if workers is not None:
+        check_int("--workers", workers, minimum=1)
+    if workers is not None and scheduler is not None:
+        raise ParameterError("give --scheduler (an existing cluster) or --workers (a new local one), not both",
+                             "workers")
+    plans = _preflight(paths, results, figures, target, redraw, restart, chunk_runs, progress, scheduler)
+    with dask_client(scheduler, workers) as client:
+        return _run_plans(plans, results, figures, restart, chunk_runs, progress, client)
+
+
+def _run_plans(plans, results, figures, restart, chunk_runs, progress, client):
+    """Run (or check, or redraw) each planned study and draw its figure (see :func:`run_studies`)."""
+    from ..figures import draw
 
     # ---- run -------------------------------------------------------------------------------
     done = []
@@ -160,7 +175,7 @@ def run_studies(paths, *, results, figures, target=None, redraw=False, restart=F
             print(f"{prefix}: {study.title} ({runner}{note.get(state, '')})", flush=True)
             try:
                 ds = run_study(study, target=override, progress=progress(prefix) if progress else None,
-                               store=zarr, chunk_runs=chunk_runs)
+                               store=zarr, chunk_runs=chunk_runs, scheduler=client)
             except KeyboardInterrupt:
                 print(f"\n{prefix}: interrupted; {regions_saved(zarr)} finished regions are saved in {zarr}; "
                       "run the same command again to resume", file=sys.stderr, flush=True)

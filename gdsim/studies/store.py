@@ -14,6 +14,7 @@ import numpy as np
 from .._io import check_folder
 from .._validate import ParameterError, check_int
 from ..sweeps.dataset import empty_raw, grid_shape
+from ..sweeps.executors import dask_client
 from ..sweeps.store import RECORD_NAMES, RECORDS, ResultStore, fill, plan_regions
 from ..sweeps.targets import TARGETS, get_target
 from .runners import run_study_points, study_dataset, study_variables
@@ -24,7 +25,7 @@ from .schema import Study, StudyError
 CHUNK_RUNS = {"sweep": 2048, "train": 1}
 
 
-def run_study(study, *, target=None, progress=None, store=None, chunk_runs=None):
+def run_study(study, *, target=None, progress=None, store=None, chunk_runs=None, scheduler=None):
     """Run a study's grid, streamed region by region to ``store`` if one is given.
 
     Parameters
@@ -44,6 +45,9 @@ def run_study(study, *, target=None, progress=None, store=None, chunk_runs=None)
     chunk_runs : int, optional
         Runs per region of a new store; default :data:`CHUNK_RUNS` of the runner (a
         resumed store keeps its own). The result does not depend on it (bit for bit).
+    scheduler : distributed.Client or str, optional
+        Compute the store's regions as tasks on a Dask cluster (see :func:`gdsim.sweep`);
+        needs ``store``.
 
     Returns
     -------
@@ -62,19 +66,24 @@ def run_study(study, *, target=None, progress=None, store=None, chunk_runs=None)
                              "progress")
     if chunk_runs is not None:
         check_chunk_runs(chunk_runs)
+    if scheduler is not None and store is None:
+        raise ParameterError("scheduler needs a store: a study on a cluster streams its regions to store=...",
+                             "scheduler")
     spec = study_spec(study, target)
-    if study.runner == "sweep":
+    if study.runner == "sweep" and scheduler is None:  # a cluster's workers have their own GPUs (or not)
         get_target(spec.target).check_available()  # before a store is made
     if store is None:
         return study_dataset(study, spec, run_study_points(study, spec, np.arange(spec.n_configs), progress))
     check_folder(Path(store).parent, "the folder of the store (store)")
     result = study_store(study, spec, store)
-    try:
-        return fill(result, grid_shape(spec), CHUNK_RUNS[study.runner] if chunk_runs is None else chunk_runs,
-                    compute=lambda runs: run_study_points(study, spec, runs), variables=study_variables,
-                    template=lambda: study_dataset(study, spec, _lazy_raw(study, spec)), progress=progress)
-    except ParameterError as error:  # another study's store, or one that cannot be read
-        raise StudyError(f"{error}; rerun with --restart to replace it") from None
+    with dask_client(scheduler) as client:
+        try:
+            return fill(result, grid_shape(spec), CHUNK_RUNS[study.runner] if chunk_runs is None else chunk_runs,
+                        task=(run_study_points, (study, spec)), variables=study_variables,
+                        template=lambda: study_dataset(study, spec, _lazy_raw(study, spec)), progress=progress,
+                        client=client)
+        except ParameterError as error:  # another study's store, or one that cannot be read
+            raise StudyError(f"{error}; rerun with --restart to replace it") from None
 
 
 def study_store(study, spec, path):

@@ -86,8 +86,8 @@ def dask_client(scheduler=None, workers=None):
         return
     if workers is not None:
         workers = check_int("workers", workers, minimum=1)
-        with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                          worker_dashboard_address=None) as cluster:
+        # The dashboard on a free port: 8787 may be another cluster's (and a warning).
+        with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:
             with Client(cluster) as client:
                 yield client
         return

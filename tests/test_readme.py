@@ -3,12 +3,14 @@
 import pathlib
 import re
 
+import numpy as np
+
 README = (pathlib.Path(__file__).parents[1] / "README.md").read_text()
 
 
 def test_python_examples_run():
-    blocks = re.findall(r"```python\n(.*?)```", README, re.S)
-    assert len(blocks) == 4
+    blocks = [b for b in re.findall(r"```python\n(.*?)```", README, re.S) if not b.lstrip().startswith("# recipe")]
+    assert len(blocks) == 5
     namespace = {}
     exec(blocks[0], namespace)
     result = namespace["result"]
@@ -18,14 +20,21 @@ def test_python_examples_run():
     assert ds.final_loss.dims == ("lr", "momentum") and ds.final_loss.shape == (128, 64)
     # Per-sample SGD on the tutorial: small learning rates converge, lr 1 blows up at every momentum.
     assert not ds.diverged.sel(lr=1e-4).any() and ds.diverged.sel(lr=1.0).all()
-    exec(blocks[2], namespace)
+    on_cluster = {}
+    exec(blocks[2], on_cluster)  # on a LocalCluster: the same result as here
+    here = on_cluster["gdsim"].sweep(on_cluster["gdsim"].MLP((10, 5, 1)), on_cluster["X"], on_cluster["Y"],
+                                     lr=np.geomspace(1e-3, 1, 40), momentum=np.linspace(0, 0.9, 10), batch_size=16,
+                                     epochs=5, target="cpu")
+    assert on_cluster["ds"].final_loss.shape == (40, 10)
+    assert np.array_equal(on_cluster["ds"].loss.values, here.loss.values, equal_nan=True)
+    exec(blocks[3], namespace)
     # the values the comments quote
     gd, theory = namespace["gd"], namespace["theory"]
     assert round(gd.critical_lr, 4) == 0.1200 and round(theory.critical_lr(gd.L, 0.9), 4) == 0.2279
     assert round(theory.critical_lr(gd.L, 0.9, nesterov=True), 4) == 0.0814 and round(namespace["rate"], 3) == 0.486
     assert round(theory.epoch_critical_lr(namespace["model"], namespace["X"], batch_size=1), 4) == 0.1265
     assert round(theory.mean_square_critical_lr(namespace["model"], namespace["X"], batch_size=1), 4) == 0.0642
-    exec(blocks[3], namespace)
+    exec(blocks[4], namespace)
     model, X, Yk = namespace["model"], namespace["X"], namespace["Yk"]
     assert model.loss(namespace["theta"], X, Yk) < 0.5 * model.loss(model.init(0), X, Yk)
 

@@ -313,3 +313,18 @@ def test_data_from_a_file_is_checked_and_hashed(tmp_path, capsys):
     (tmp_path / "mine.npz").unlink()
     with pytest.raises(StudyError, match="mine.npz: cannot read it: No such file"):
         load_study(path)
+
+
+def test_a_seed_of_2_to_the_40_saves_with_its_type(tmp_path):
+    path = write(tmp_path, "big_seed", 'title = "t"\nfigure = "lr_batch"\n' + LINE + """
+        [train]
+        lr = [0.01, 0.1]
+        batch_size = [100, 10]
+        epochs = 2
+        seed = 1099511627776
+        """)
+    ds = run_study(load_study(path), store=tmp_path / "big_seed.zarr")
+    back = load_dataset(tmp_path / "big_seed.zarr")
+    assert back.attrs["seed"] == 2**40 and isinstance(back.attrs["seed"], int)
+    assert back.attrs["shuffle"] is False and back.attrs["stop_diverged"] is True
+    assert np.array_equal(back.final_loss.values, ds.final_loss.values)

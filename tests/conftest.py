@@ -22,3 +22,20 @@ def tutorial():
     X, Y = gdsim.datasets.tutorial_line(0)
     model = gdsim.Linear(1, 1)
     return model, X, Y, np.array([-10.0, -20.0])
+
+
+def bits(a):
+    """An array's floats as their bytes (so NaN == NaN and -0.0 != 0.0)."""
+    a = np.ascontiguousarray(a)
+    return a.view(np.uint8) if a.dtype.kind == "f" else a
+
+
+def assert_same_bits(a, b):
+    """Two results hold the same variables, dtypes and bits (and the same coordinates)."""
+    assert set(a.data_vars) == set(b.data_vars)
+    for name in a.data_vars:
+        x, y = a[name].values, b[name].values
+        assert x.dtype == y.dtype and x.shape == y.shape, name
+        assert np.array_equal(bits(x), bits(y)), name
+    for name in a.coords:
+        assert np.array_equal(a[name].values, b[name].values), name

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import gdsim
+from conftest import assert_same_bits
 
 distributed = pytest.importorskip("distributed")
 
@@ -17,17 +18,6 @@ X, Y = gdsim.datasets.teacher_mlp(n=256, sizes=(10, 8, 1))
 MLP = gdsim.MLP((10, 8, 1))
 GRID = dict(lr=np.geomspace(1e-3, 3.0, 24), momentum=np.linspace(0.0, 0.9, 10), batch_size=16, epochs=4,
             target="cpu")
-
-
-def bits(a):
-    a = np.ascontiguousarray(a)
-    return a.view(np.uint8) if a.dtype.kind == "f" else a
-
-
-def assert_same_bits(a, b):
-    assert set(a.data_vars) == set(b.data_vars)
-    for name in a.data_vars:
-        assert a[name].dtype == b[name].dtype and np.array_equal(bits(a[name].values), bits(b[name].values)), name
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import gdsim
+from conftest import assert_same_bits
 from gdsim.sweeps import run as sweep_run
 from gdsim.sweeps.store import chunk_shape, plan_regions
 
@@ -20,21 +21,6 @@ X, Y = gdsim.datasets.tutorial_line()
 LINE = gdsim.Linear(1, 1)
 GRID = dict(lr=np.geomspace(1e-3, 0.5, 7), momentum=[0.0, 0.5, 0.9], epochs=5, batch_size=[100, 10],
             seed=2**40, params0=[-10.0, -20.0], target="cpu")
-
-
-def bits(a):
-    a = np.ascontiguousarray(a)
-    return a.view(np.uint8) if a.dtype.kind == "f" else a
-
-
-def assert_same_bits(a, b):
-    assert set(a.data_vars) == set(b.data_vars)
-    for name in a.data_vars:
-        x, y = a[name].values, b[name].values
-        assert x.dtype == y.dtype and x.shape == y.shape, name
-        assert np.array_equal(bits(x), bits(y)), name
-    for name in a.coords:
-        assert np.array_equal(a[name].values, b[name].values), name
 
 
 @pytest.fixture(scope="module")

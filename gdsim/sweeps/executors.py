@@ -37,6 +37,12 @@ def dask_results(client, task, regions, in_flight=None):
     threads = sum(client.nthreads().values()) or 1
     in_flight = 2 * threads if in_flight is None else in_flight
     args = client.scatter(list(args), broadcast=True)
+    regions = list(regions)
+    if regions:
+        # Warm-up: one run on one worker compiles the kernels into Numba's cache (shared
+        # through NUMBA_CACHE_DIR on a cluster), which the other workers then load.
+        first = regions[0].first
+        client.submit(function, *args, np.arange(first, first + 1), pure=False).result()
     pending = iter(regions)
     regions_of = {}
     finished = as_completed()

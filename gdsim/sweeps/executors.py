@@ -8,8 +8,10 @@ its worker and retried by Dask gives the same bits. The client writes every regi
 so workers need no access to the store.
 """
 
+import collections
 import contextlib
 import os
+from concurrent.futures import CancelledError
 from itertools import islice
 
 import numpy as np
@@ -45,6 +47,7 @@ def dask_results(client, task, regions, in_flight=None):
         client.submit(function, *args, np.arange(first, first + 1), pure=False).result()
     pending = iter(regions)
     regions_of = {}
+    retries = collections.Counter()
     finished = as_completed()
 
     def submit(region):
@@ -57,7 +60,17 @@ def dask_results(client, task, regions, in_flight=None):
         submit(region)
     for future in finished:
         region = regions_of.pop(future)
-        raw = future.result()
+        try:
+            raw = future.result()
+        except CancelledError:
+            # A worker that died with the only copy of the scattered arguments can cancel
+            # the tasks that need them (Dask retries the others): send them again, retry.
+            if retries[region.index] >= 3:
+                raise
+            retries[region.index] += 1
+            args[:] = client.scatter(list(task[1]), broadcast=True)
+            submit(region)
+            continue
         future.release()
         yield region, raw
         following = next(pending, None)

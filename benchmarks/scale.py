@@ -74,7 +74,9 @@ Output: the tables on stdout (and ``--md``, default ``benchmarks/results/scale.m
 FAIL lines for the issue's targets, and a JSON file (default
 ``benchmarks/results/scale.json``) with every measurement and the machine's description.
 Stores go to ``--workdir`` (a new temporary folder by default) and are deleted after
-they are compared, unless ``--keep-stores``.
+they are compared, unless ``--keep-stores``. With ``--workdir DIR``, an interrupted run
+(the machine is shared) is continued by the same command plus ``--resume``: every
+measurement already made there is reused, the rest is run.
 """
 
 import argparse
@@ -664,6 +666,8 @@ def parse_args(argv=None):
                    help="a smoke run: linear 1e4 and 1e5 (big), MLP 1e4, 1 repeat, overhead on 500 runs")
     p.add_argument("--workdir", type=Path, default=None, help="where the stores go (default: a new temporary folder)")
     p.add_argument("--keep-stores", action="store_true", help="keep the stores (default: deleted once compared)")
+    p.add_argument("--resume", action="store_true",
+                   help="with --workdir: reuse the measurements an interrupted run with the same settings left there")
     p.add_argument("--timeout", type=float, default=1800, help="seconds per child process")
     p.add_argument("--json", type=Path, default=HERE / "results" / "scale.json", help="the JSON report")
     p.add_argument("--md", type=Path, default=HERE / "results" / "scale.md", help="the markdown tables")
@@ -687,6 +691,8 @@ def parse_args(argv=None):
     for w, n in [("linear", n) for n in args.linear_small + [args.linear_big] if n] + [("mlp", args.mlp_runs)]:
         if n and not check_runs(w, n):
             p.error(f"{w} size {n}: use a multiple of {1000 if w == 'linear' else 100}")
+    if args.resume and args.workdir is None:
+        p.error("--resume needs --workdir (the folder of the interrupted run)")
     if args.repeats < 1 or args.big_repeats < 1:
         p.error("--repeats and --big-repeats must be >= 1")
     return args
@@ -726,10 +732,21 @@ def main(argv=None):
     def run_one(workload, runs, config, tag):
         store = workdir / f"{workload}-{runs}-{config}-{tag}.zarr"
         out = workdir / f"{workload}-{runs}-{config}-{tag}.json"
+        done = workdir / f"{workload}-{runs}-{config}-{tag}.done.json"
+        key = (workload, runs)
+        if args.resume and done.is_file():  # measured and compared by an earlier, interrupted run
+            r = json.loads(done.read_text())
+            if r.get("is_ref") and store.is_dir():
+                refs.setdefault(key, (config, store))
+            if not r.get("is_ref") or store.is_dir():
+                results.append(r)
+                log(f"  {workload} {runs:.0e} {config} {tag}: from {done.name}")
+                return
         inmem = config == "local" and runs <= args.inmem_max_runs
         child = ["--child", "sweep", "--workload", workload, "--runs", runs, "--config", config, "--store", store,
                  "--out", out, "--mlp-epochs", args.mlp_epochs, "--workdir", workdir,
                  *(["--chunk-runs", args.chunk_runs] if args.chunk_runs else []), *(["--inmem"] if inmem else [])]
+        shutil.rmtree(store, ignore_errors=True)  # left by an interrupted run: gdsim would resume it
         t = time.perf_counter()
         try:
             spawn(child, args.timeout)
@@ -741,14 +758,15 @@ def main(argv=None):
             return
         r["tag"] = tag
         r["store_size"] = store_size(store)
-        key = (workload, runs)
         if key not in refs:
             refs[key] = (config, store)
+            r["is_ref"] = True
         else:
             r["compared_with"] = refs[key][0]
             r["compare"] = compare_stores(refs[key][1], store, runs <= args.decode_all_runs, args.sample_regions)
             if not args.keep_stores:
                 shutil.rmtree(store)
+        done.write_text(json.dumps(r))
         results.append(r)
         c = r.get("compare")
         log(f"  {workload} {runs:.0e} {config}: {r['wall_s']:.2f} s ({runs / r['wall_s']:,.0f} runs/s), client "

@@ -38,7 +38,7 @@ def dask_results(client, task, regions, in_flight=None):
     function, args = task
     threads = sum(client.nthreads().values()) or 1
     in_flight = 2 * threads if in_flight is None else in_flight
-    args = client.scatter(list(args), broadcast=True)
+    args = client.scatter(list(args), broadcast=True, hash=False)
     regions = list(regions)
     if regions:
         # Warm-up: one run on one worker compiles the kernels into Numba's cache (shared
@@ -68,7 +68,7 @@ def dask_results(client, task, regions, in_flight=None):
             if retries[region.index] >= 3:
                 raise
             retries[region.index] += 1
-            args[:] = client.scatter(list(task[1]), broadcast=True)
+            args[:] = client.scatter(list(task[1]), broadcast=True, hash=False)
             submit(region)
             continue
         future.release()

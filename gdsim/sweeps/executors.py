@@ -44,14 +44,16 @@ def dask_results(client, task, regions, in_flight=None):
         # Warm-up: one run on one worker compiles the kernels into Numba's cache (shared
         # through NUMBA_CACHE_DIR on a cluster), which the other workers then load.
         first = regions[0].first
-        client.submit(function, *args, np.arange(first, first + 1), pure=False).result()
+        client.submit(_run_range, function, first, first + 1, *args, pure=False).result()
     pending = iter(regions)
     regions_of = {}
     retries = collections.Counter()
     finished = as_completed()
 
     def submit(region):
-        future = client.submit(function, *args, np.arange(region.first, region.stop), pure=False,
+        # The run range travels as two integers: distributed keeps its last 1000 messages,
+        # and an index array in each would grow the client by the array's size per task.
+        future = client.submit(_run_range, function, region.first, region.stop, *args, pure=False,
                                key=f"gdsim-region-{region.index}-{os.urandom(4).hex()}")
         regions_of[future] = region
         finished.add(future)
@@ -76,6 +78,11 @@ def dask_results(client, task, regions, in_flight=None):
         following = next(pending, None)
         if following is not None:
             submit(following)
+
+
+def _run_range(function, first, stop, *args):
+    """``function(*args, runs)`` for the runs ``[first, stop)`` (a task on a worker)."""
+    return function(*args, np.arange(first, stop))
 
 
 @contextlib.contextmanager

@@ -59,8 +59,8 @@ same to a store here and on the cluster with ``--overhead-store-chunks``, round-
 time against the number of tasks.
 
 The projection (a 10^8-run linear study on 100 nodes by default) uses the measured
-per-worker throughput (``dask-1w`` on the biggest linear size), the per-task overhead and
-the client's CPU time per run (the client writes every region), and prints its arithmetic.
+per-worker throughput (``dask-1w`` on the biggest linear size; the workers write their own
+regions), the per-task overhead and the client's CPU time per task, and prints its arithmetic.
 
 How to run::
 
@@ -496,9 +496,10 @@ def overhead_summary(raw):
 def projection(args, rows, overhead, sizes):
     """The projected wall time of ``--project-runs`` linear runs on ``--project-nodes`` nodes, with its arithmetic.
 
-    Two sides work at once: the workers compute (``N / (W r)`` plus the per-task overhead
-    and a last wave), and the one client receives and writes every region (its CPU time
-    per run ``b`` and per region ``o_region``, serial). The wall time is the larger.
+    Two sides work at once: the workers compute and write their regions (``N / (W r)``,
+    ``r`` measured per worker-CPU-second with the writing in it, plus the per-task
+    overhead and a last wave), and the client with the scheduler handles every task (its
+    CPU time per task ``k``, serial). The wall time is the larger.
     """
     big = max((n for w, n in sizes if w == "linear"), default=None)
     d1 = row_lookup(rows, "linear", big, "dask-1w")
@@ -510,9 +511,7 @@ def projection(args, rows, overhead, sizes):
     r1, r2 = per_cpu(d1), per_cpu(d2)
     r = min(x for x in (r1, r2) if x)  # runs per worker-CPU-second: a worker that is never idle
     o = overhead["dask in memory s_per_task"]
-    o_region = max(overhead.get("local store s_per_task") or 0.0, 0.0)
-    b_all = d1["client_cpu_s"]["median"] / big
-    b = max(b_all - d1["n_regions"] * o_region / big, 0.0)
+    k = d1["client_cpu_s"]["median"] / d1["n_regions"]
     row = 1000  # a whole momentum row of the grid
     c_w = 100 * o * r
     c = int(max(row, math.ceil(c_w / row) * row))
@@ -521,34 +520,32 @@ def projection(args, rows, overhead, sizes):
     t_over = n_tasks / W * o
     t_tail = c / r
     t_workers = t_compute + t_over + t_tail
-    t_client = N * b + n_tasks * o_region
+    t_client = n_tasks * k
     t_total = max(t_workers, t_client)
-    w_star = 1 / (r * b) if b else float("inf")
+    w_star = c / (r * k) if k else float("inf")
     store_per_run = d1["store"]["du_mb"] / big if d1["store"] else None
     rate2 = f", dask-2w {d2['runs_per_s'] / 2:,.0f} runs/s per worker" if d2 and d2["runs_per_s"] else ""
     lines = [
         (f"N = {N:.0e} runs (linear, 20 epochs), W = {args.project_nodes} nodes x {args.project_workers_per_node} "
          f"single-threaded worker(s) = {W} workers"),
-        (f"per-worker throughput r = runs / worker CPU s, {big:.0e} runs: dask-1w {r1 or float('nan'):,.0f}, "
-         f"dask-2w {r2 or float('nan'):,.0f} -> r = {r:,.0f} runs/s (the lower); observed wall rate here: "
-         f"dask-1w {d1['runs_per_s']:,.0f} runs/s{rate2}"),
-        (f"per-task overhead (scheduler, 1-worker cluster, tiny tasks in memory) o = {o * 1e3:.2f} ms; "
-         f"the client's cost per region written (here, tiny regions) o_region = {o_region * 1e3:.2f} ms"),
-        (f"the client's CPU per run, dask-1w {big:.0e}: {d1['client_cpu_s']['median']:.2f} s / {big:.0e} = "
-         f"{b_all * 1e6:.2f} us, less {d1['n_regions']} regions x o_region: b = {b * 1e6:.2f} us per run"),
+        (f"per-worker throughput r = runs / worker CPU s (computing and writing), {big:.0e} runs: dask-1w "
+         f"{r1 or float('nan'):,.0f}, dask-2w {r2 or float('nan'):,.0f} -> r = {r:,.0f} runs/s (the lower); observed "
+         f"wall rate here: dask-1w {d1['runs_per_s']:,.0f} runs/s{rate2}"),
+        f"per-task overhead (scheduler, 1-worker cluster, tiny tasks in memory) o = {o * 1e3:.2f} ms",
+        (f"the client's (and LocalCluster scheduler's) CPU per task, dask-1w {big:.0e}: "
+         f"{d1['client_cpu_s']['median']:.2f} s / {d1['n_regions']} regions = k = {k * 1e3:.1f} ms"),
         (f"chunk: scheduler overhead < 1% of a task's compute: c >= 100 o r = 100 * {o:.4g} * {r:,.0f} = "
-         f"{c_w:,.0f} -> c = {c:,} runs, whole rows of 1000 ({c / r:.2f} s of compute per task; "
+         f"{c_w:,.0f} -> c = {c:,} runs, whole rows of 1000 ({c / r:.2f} s of work per task; "
          f"{c * d1['bytes_per_run'] / 2**20:.0f} MiB of results; gdsim's default here: {d1['chunk_runs']:,})"),
         (f"tasks = N / c = {N:.0e} / {c:,} = {n_tasks:,} ({n_tasks / W:.1f} per worker"
          + ("; fewer than 4 per worker: a smaller c balances better)" if n_tasks < 4 * W else ")")),
-        (f"workers: compute N / (W r) = {N:.0e} / ({W} * {r:,.0f}) = {t_compute:.1f} s; overhead tasks / W * o = "
-         f"{n_tasks:,} / {W} * {o:.4g} = {t_over:.2f} s; last wave <= c / r = {t_tail:.1f} s; "
+        (f"workers: compute and write N / (W r) = {N:.0e} / ({W} * {r:,.0f}) = {t_compute:.1f} s; overhead tasks / W "
+         f"* o = {n_tasks:,} / {W} * {o:.4g} = {t_over:.2f} s; last wave <= c / r = {t_tail:.1f} s; "
          f"total {t_workers:.1f} s"),
-        (f"client: N b + tasks o_region = {N:.0e} * {b:.3g} + {n_tasks:,} * {o_region:.4g} = {t_client:.0f} s "
-         f"(the regions' fixed cost: {100 * n_tasks * o_region / t_client:.1f}% of it)"),
+        f"client: tasks k = {n_tasks:,} * {k:.4g} = {t_client:.1f} s",
         (f"projected wall ~ max(workers, client) = {t_total:.0f} s ({t_total / 60:.1f} min), bound by the "
-         f"{'client' if t_client > t_workers else 'workers'}; the client saturates at W* = 1 / (r b) = "
-         f"{w_star:.1f} workers, beyond which more workers do not help"),
+         f"{'client' if t_client > t_workers else 'workers'}; the client saturates at W* = c / (r k) = "
+         f"{w_star:,.0f} workers"),
     ]
     slope_mb = d1["client_rss_slope_mb_per_region"]["median"]
     if slope_mb is not None and d1["n_regions"] >= 20:
@@ -558,9 +555,9 @@ def projection(args, rows, overhead, sizes):
                      f"{slope_mb * N / d1['chunk_runs'] / 1024:.1f} GB")
     if store_per_run:
         lines.append(f"store: {store_per_run * 1e6:.0f} bytes per run on disk -> {store_per_run * N / 1024:.1f} GB "
-                     f"for N, written by one client at {store_per_run * N / max(t_total, 1e-9):.0f} MB/s")
+                     f"for N, written by the workers at {store_per_run * N / max(t_total, 1e-9):.0f} MB/s in all")
     return {"N": N, "W": W, "r": r, "r_dask1_per_cpu": r1, "r_dask2_per_cpu": r2, "r_dask1_wall": d1["runs_per_s"],
-            "o_s": o, "o_region_s": o_region, "b_s": b, "b_all_s": b_all, "c_min": c_w,
+            "o_s": o, "k_s": k, "c_min": c_w,
             "chunk_runs": c, "n_tasks": n_tasks, "t_compute_s": t_compute, "t_overhead_s": t_over,
             "t_tail_s": t_tail, "t_workers_s": t_workers, "t_client_s": t_client, "t_total_s": t_total,
             "w_star": w_star, "lines": lines}

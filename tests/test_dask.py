@@ -40,6 +40,26 @@ def test_a_cluster_gives_the_same_bits_in_memory_and_in_a_store(here, client, tm
     assert_same_bits(gdsim.sweep(MLP, X, Y, scheduler=address, chunk_runs=64, **GRID), here)
 
 
+def test_workers_write_their_regions_when_they_see_the_store_else_the_client_does(here, client, tmp_path,
+                                                                                  monkeypatch):
+    from gdsim.sweeps import executors, store
+
+    seen = tmp_path / "seen"
+    seen.write_text("")
+    assert executors.workers_see(client, seen) and not executors.workers_see(client, tmp_path / "absent")
+    written_by = []
+    write = store.ResultStore.write
+    monkeypatch.setattr(store.ResultStore, "write", lambda *a: written_by.append(os.getpid()) or write(*a))
+    stored = gdsim.sweep(MLP, X, Y, scheduler=client, store=tmp_path / "w.zarr", chunk_runs=30, **GRID)
+    assert written_by == []  # the patch lives in this process only: every region was written by a worker
+    assert_same_bits(stored.load(), here)
+    monkeypatch.setattr(store, "workers_see", lambda client, path: False)  # as if on another filesystem
+    stored = gdsim.sweep(MLP, X, Y, scheduler=client, store=tmp_path / "c.zarr", chunk_runs=30, **GRID)
+    assert written_by == [os.getpid()] * 8  # 240 runs in regions of 3 x 10
+    assert_same_bits(stored.load(), here)
+    assert not list((tmp_path / "w.zarr" / "gdsim_regions").glob(".*"))  # the probes are gone
+
+
 def test_a_worker_killed_mid_run_changes_nothing(here, tmp_path):
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:
         with distributed.Client(cluster) as client:

@@ -1,17 +1,19 @@
-"""Where the regions of a store are computed: here, one after another (the target's own
+"""Where the regions of a result are computed: here, one after another (the target's own
 threads inside each), or as tasks on a Dask ``distributed`` cluster.
 
-A task is ``function(*args, runs)`` -> the raw arrays of those runs (for a sweep
-:func:`gdsim.sweeps.run_points` with its :class:`~gdsim.sweeps.SweepSpec`, which pickles).
-Its result does not depend on where it ran or with which other runs, so a task lost with
-its worker and retried by Dask gives the same bits. The client writes every region itself,
-so workers need no access to the store.
+A task is a :class:`RegionWork` and a region: it computes the region's runs
+(``function(*args, runs)``, for a sweep :func:`gdsim.sweeps.run_points` with its
+:class:`~gdsim.sweeps.SweepSpec`, which pickles) and, given a store, writes them into it
+with their record, so that on a cluster each worker writes its own regions and the client
+only schedules. A run's result does not depend on where it ran or with which other runs,
+so a task lost with its worker and retried by Dask gives the same bits.
 """
 
 import collections
 import contextlib
 import os
 from concurrent.futures import CancelledError
+from dataclasses import dataclass
 from itertools import islice
 
 import numpy as np
@@ -19,41 +21,70 @@ import numpy as np
 from .._validate import ParameterError, check_int
 
 
-def local_results(task, regions):
-    """``(region, raw)`` for each region, computed here in order."""
-    function, args = task
+@dataclass(frozen=True)
+class RegionWork:
+    """The work of one region: compute its runs and, with a ``store``, write them there.
+
+    Attributes
+    ----------
+    function : callable
+        ``function(*args, runs)`` -> the raw arrays of those flat run indices (picklable).
+    store : gdsim.sweeps.store.ResultStore, optional
+        Where the region goes (None: the raw arrays are returned).
+    variables : callable, optional
+        ``variables(raw, dims, shape)`` -> the variables to store (with ``store``).
+    """
+
+    function: object
+    store: object = None
+    variables: object = None
+
+    def __call__(self, region, *args):
+        """The region's raw arrays; with a store, the SHA-256 of what was written instead."""
+        raw = self.function(*args, np.arange(region.first, region.stop))
+        if self.store is None:
+            return raw
+        return self.store.write(region, self.variables(raw, self.store.dims, region.shape))
+
+    def unwritten(self):
+        """The same work, its regions returned instead of written (for workers that cannot see the store)."""
+        return RegionWork(self.function)
+
+
+def local_results(work, args, regions):
+    """``(region, work(region, *args))`` for each region, computed here in order."""
     for region in regions:
-        yield region, function(*args, np.arange(region.first, region.stop))
+        yield region, work(region, *args)
 
 
-def dask_results(client, task, regions, in_flight=None):
-    """``(region, raw)`` for each region as its task finishes on ``client``'s cluster.
+def dask_results(client, work, args, regions, in_flight=None):
+    """``(region, work(region, *args))`` for each region as its task finishes on
+    ``client``'s cluster.
 
     At most ``in_flight`` tasks (default: twice the cluster's threads) are submitted at a
-    time, so that finished results wait for the client in bounded memory; the task's
-    arguments are sent to the workers once (``scatter``), not with every task.
+    time, so that finished results wait for the client in bounded memory; ``args`` are
+    sent to the workers once (``scatter``), not with every task.
     """
     from distributed import as_completed
 
-    function, args = task
     threads = sum(client.nthreads().values()) or 1
     in_flight = 2 * threads if in_flight is None else in_flight
-    args = client.scatter(list(args), broadcast=True, hash=False)
+    sent = client.scatter(list(args), broadcast=True, hash=False)
     regions = list(regions)
     if regions:
         # Warm-up: one run on one worker compiles the kernels into Numba's cache (shared
         # through NUMBA_CACHE_DIR on a cluster), which the other workers then load.
         first = regions[0].first
-        client.submit(_run_range, function, first, first + 1, *args, pure=False).result()
+        client.submit(_run_range, work.function, first, first + 1, *sent, pure=False).result()
     pending = iter(regions)
     regions_of = {}
     retries = collections.Counter()
     finished = as_completed()
 
     def submit(region):
-        # The run range travels as two integers: distributed keeps its last 1000 messages,
-        # and an index array in each would grow the client by the array's size per task.
-        future = client.submit(_run_range, function, region.first, region.stop, *args, pure=False,
+        # A region is a few integers: distributed keeps its last 1000 messages, so a task
+        # must not carry arrays (an index array in each grew the client by its size per task).
+        future = client.submit(work, region, *sent, pure=False,
                                key=f"gdsim-region-{region.index}-{os.urandom(4).hex()}")
         regions_of[future] = region
         finished.add(future)
@@ -63,26 +94,33 @@ def dask_results(client, task, regions, in_flight=None):
     for future in finished:
         region = regions_of.pop(future)
         try:
-            raw = future.result()
+            result = future.result()
         except CancelledError:
             # A worker that died with the only copy of the scattered arguments can cancel
             # the tasks that need them (Dask retries the others): send them again, retry.
             if retries[region.index] >= 3:
                 raise
             retries[region.index] += 1
-            args[:] = client.scatter(list(task[1]), broadcast=True, hash=False)
+            sent[:] = client.scatter(list(args), broadcast=True, hash=False)
             submit(region)
             continue
         future.release()
-        yield region, raw
+        yield region, result
         following = next(pending, None)
         if following is not None:
             submit(following)
 
 
 def _run_range(function, first, stop, *args):
-    """``function(*args, runs)`` for the runs ``[first, stop)`` (a task on a worker)."""
+    """``function(*args, runs)`` for the runs ``[first, stop)`` (the warm-up task)."""
     return function(*args, np.arange(first, stop))
+
+
+def workers_see(client, path):
+    """Whether every worker of ``client``'s cluster sees the file ``path`` made by this
+    process (a filesystem shared with the client), so that they can write into the store."""
+    path = os.fspath(path)
+    return all(client.run(os.path.isfile, path).values())
 
 
 @contextlib.contextmanager

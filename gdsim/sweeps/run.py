@@ -17,7 +17,7 @@ from .._validate import ParameterError, as_array, check_int, short_repr
 from .dataset import empty_raw, grid_dataset, grid_shape, grid_variables
 from .plan import make_plan
 from .spec import SweepSpec, check_sweep
-from .executors import dask_client, dask_results
+from .executors import RegionWork, dask_client, dask_results
 from .store import ResultStore, fill, plan_regions
 from .targets import get_target
 
@@ -198,7 +198,7 @@ def _sweep_on_cluster(spec, client, chunk_runs, report):
     """:func:`sweep` in memory, its regions computed as tasks on ``client``'s cluster."""
     raw = empty_raw(spec.n_configs, spec.epochs, spec.model.n_params, spec.dtype)
     done = 0
-    for region, part in dask_results(client, (run_points, (spec,)), plan_regions(grid_shape(spec), chunk_runs)):
+    for region, part in dask_results(client, RegionWork(run_points), (spec,), plan_regions(grid_shape(spec), chunk_runs)):
         for name, array in part.items():
             raw[name][region.first:region.stop] = array
         done += region.stop - region.first

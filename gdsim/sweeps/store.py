@@ -19,6 +19,7 @@ and the data read back from the store hashes to the record's SHA-256; any other 
 (missing, unreadable, truncated, garbled, from another chunk size) is computed again.
 """
 
+import contextlib
 import hashlib
 import json
 import math
@@ -32,7 +33,7 @@ import numpy as np
 
 from .._io import atomic_write
 from .._validate import ParameterError
-from .executors import dask_results, local_results
+from .executors import RegionWork, dask_results, local_results, workers_see
 
 #: The records' folder inside the store: an empty Zarr group (so that Zarr, which lists
 #: the store's children, sees a node it knows) holding one JSON file per region.
@@ -201,7 +202,7 @@ class ResultStore:
 
     def write(self, region, variables):
         """Write one region's variables (name -> (dims, array, attrs), the region's shape)
-        into the store, then its record."""
+        into the store, then its record; return the SHA-256 the record gives."""
         import xarray as xr
 
         part = xr.Dataset({name: (dims, array) for name, (dims, array, _) in variables.items()})
@@ -211,6 +212,22 @@ class ResultStore:
                   "sha256": data_digest({name: part[name].values for name in part.data_vars})}
         text = json.dumps(record, sort_keys=True)
         atomic_write(self._record_path(region), lambda tmp: Path(tmp).write_text(text))
+        return record["sha256"]
+
+    def is_recorded(self, region, digest):
+        """Whether ``region``'s record is here and gives ``digest`` (a region written elsewhere)."""
+        return self._digest(region) == digest
+
+    @contextlib.contextmanager
+    def probe(self):
+        """A new file in the store, removed on exit (or by :meth:`clean_temporary`): its
+        path, to ask whether other processes see this store."""
+        path = self.path / RECORDS / f".probe-{os.urandom(8).hex()}.tmp"
+        path.write_text("")
+        try:
+            yield path
+        finally:
+            path.unlink(missing_ok=True)
 
     def open(self):
         """The result, opened lazily (Dask arrays)."""
@@ -240,7 +257,9 @@ def fill(store, shape, chunk_runs, task, variables, template, progress=None, cli
     progress : callable, optional
         ``progress(runs_done, n_runs)``.
     client : distributed.Client, optional
-        Compute the regions as tasks on its cluster (:func:`gdsim.sweeps.executors.dask_results`);
+        Compute the regions as tasks on its cluster (:func:`gdsim.sweeps.executors.dask_results`),
+        each worker writing its regions into the store when every worker sees it (a
+        filesystem shared with the client), else sending them to the client to write;
         None: here, one after another.
 
     Returns
@@ -273,9 +292,23 @@ def fill(store, shape, chunk_runs, task, variables, template, progress=None, cli
             missing.append(region)
     if progress is not None and done:
         progress(done, n_runs)
-    results = local_results(task, missing) if client is None else dask_results(client, task, missing)
-    for region, raw in results:
-        store.write(region, variables(raw, store.dims, region.shape))
+    function, args = task
+    work = RegionWork(function, store, variables)
+    if client is None:
+        results = local_results(work, args, missing)
+    else:
+        if missing:
+            with store.probe() as probe:
+                if not workers_see(client, probe):  # no shared filesystem: the client writes
+                    work = work.unwritten()
+        results = dask_results(client, work, args, missing)
+    for region, result in results:
+        if isinstance(result, dict):  # the region's raw arrays, computed by workers that cannot see the store
+            store.write(region, variables(result, store.dims, region.shape))
+        elif not store.is_recorded(region, result):
+            raise ParameterError(f"{store.path}: region {region.index} was written by a worker but its record is "
+                                 "not there: the store must be on a filesystem the client and the workers share",
+                                 "store")
         done += region.stop - region.first
         if progress is not None:
             progress(done, n_runs)

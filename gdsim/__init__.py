@@ -7,7 +7,8 @@ Linear, MLP
 SGD
     ``torch.optim.SGD`` hyper-parameters and update.
 train
-    One training run, the whole loop compiled with Numba; returns a :class:`TrainResult`.
+    One training run, the whole loop compiled with Numba; returns a :class:`TrainResult`,
+    whose :class:`TrainState` continues the run (``train(..., state0=result.state)``).
 sweep
     A grid of training runs at once (CPU threads or CUDA); returns an ``xarray.Dataset``.
 epoch_lrs
@@ -35,10 +36,10 @@ except PackageNotFoundError:  # running from a source tree that was not installe
 #: ``import gdsim`` stays light, so the ``gdsim`` command installs its signal handlers
 #: before numpy, numba and xarray load.
 _PUBLIC = {"Linear": "models", "MLP": "models", "SGD": "optim", "epoch_lrs": "optim", "train": "training",
-           "TrainResult": "training", "sweep": "sweeps", "ParameterError": "_validate"}
+           "TrainResult": "training", "TrainState": "training", "sweep": "sweeps", "ParameterError": "_validate"}
 _SUBMODULES = ("datasets", "kernels", "theory")
 
-__all__ = ["Linear", "MLP", "SGD", "train", "TrainResult", "sweep", "epoch_lrs", "datasets", "kernels", "theory",
+__all__ = ["Linear", "MLP", "SGD", "train", "TrainResult", "TrainState", "sweep", "epoch_lrs", "datasets", "kernels", "theory",
            "ParameterError", "__version__"]
 
 

@@ -406,3 +406,21 @@ def dense_batch_loss_grad(theta, sizes, activation, loss, reduction, X, Y, rows,
     if reduction == MEAN:
         return total / batch
     return total
+
+
+@jit
+def model_loss_grad(theta, model, X, Y, rows, want_grad, grad, work, dense):
+    """The reduced loss of the batch ``rows`` and, if ``want_grad``, its gradient into
+    ``grad``: the kernel gdsim's training loops call for a whole model.
+
+    ``model`` is a :class:`gdsim.models.ModelSpec`, ``work`` the scratch ``(acts, deltas)``
+    (:func:`new_workspace`), ``dense`` chooses :func:`dense_batch_loss_grad` (matrix
+    products) over the sample-by-sample kernels.
+    """
+    sizes, activation, loss, reduction = model
+    acts, deltas = work
+    if dense:
+        return dense_batch_loss_grad(theta, sizes, activation, loss, reduction, X, Y, rows, want_grad, grad)
+    if want_grad:
+        return batch_loss_grad(theta, sizes, activation, loss, reduction, X, Y, rows, grad, acts, deltas)
+    return batch_loss(theta, sizes, activation, loss, reduction, X, Y, rows, acts)

@@ -13,28 +13,15 @@ from ._jit import jit
 from ._resources import check_memory
 from ._validate import ParameterError, check_bool, check_int, check_seed, is_real_scalar
 from .batches import batch_orders, batch_stop, steps_per_epoch
-from .kernels import (batch_loss, batch_loss_grad, dense_batch_loss_grad, divergence_threshold, is_diverged,
-                      new_workspace)
+from .kernels import divergence_threshold, is_diverged, model_loss_grad, new_workspace
 from .models import check_model
+from .tracks import check_track, new_tracks, track_batch, track_full, tracks_bytes, tracks_dataset
 from .optim import DAMPENING, MOMENTUM, NESTEROV, WEIGHT_DECAY, check_optimizer, epoch_lrs, sgd_update
 
 
 # ---------------------------------------------------------------------------------------
 # The loop
 # ---------------------------------------------------------------------------------------
-@jit
-def _loss_grad(theta, model, X, Y, rows, want_grad, grad, work, dense):
-    """The batch's reduced loss and, if ``want_grad``, its gradient into ``grad``
-    (``model``: a :class:`gdsim.models.ModelSpec`; ``work``: the scratch ``(acts, deltas)``)."""
-    sizes, activation, loss, reduction = model
-    acts, deltas = work
-    if dense:
-        return dense_batch_loss_grad(theta, sizes, activation, loss, reduction, X, Y, rows, want_grad, grad)
-    if want_grad:
-        return batch_loss_grad(theta, sizes, activation, loss, reduction, X, Y, rows, grad, acts, deltas)
-    return batch_loss(theta, sizes, activation, loss, reduction, X, Y, rows, acts)
-
-
 def use_dense_kernels(model, batch_size):
     """Whether :func:`train` computes batches with matrix products (BLAS) rather than
     sample by sample: worth it for wide layers and batches of more than a few samples."""
@@ -43,15 +30,19 @@ def use_dense_kernels(model, batch_size):
 
 
 @jit
-def train_loop(theta, buf, model, X, Y, batches, lr, hyper, maximize, divergence_factor, out, dense):
+def train_loop(state, model, X, Y, batches, lr, hyper, maximize, divergence_factor, out, dense, tracks):
     """Train one model with SGD over ``order.shape[0]`` epochs, in place.
 
     Parameters
     ----------
-    theta : float64[n_params]
-        Initial parameters; final parameters on return.
-    buf : float64[n_params]
-        Momentum buffer (scratch).
+    state : (float64[n_params], float64[n_params], bool, bool, float)
+        ``(theta, buf, continued, buffer_ready, initial_loss)``. ``theta``: the initial
+        parameters, the final ones on return. ``buf``: torch's momentum buffer, updated in
+        place (its content is ignored until the buffer is created: torch creates it at the
+        first step with momentum). For a run continued from a :class:`TrainState`
+        (``continued``), whether ``buf`` already holds the buffer and the run's initial
+        full-data loss, which sets the divergence threshold; for a new run ``(False,
+        False, any)`` (its first loss sets it).
     model : gdsim.models.ModelSpec
     X : float64[n, n_in]
     Y : float64[n, n_out] or float64[n, 1]
@@ -73,15 +64,19 @@ def train_loop(theta, buf, model, X, Y, batches, lr, hyper, maximize, divergence
     dense : bool
         Compute each batch with matrix products (:func:`gdsim.kernels.dense_batch_loss_grad`)
         instead of sample by sample.
+    tracks : (int64[n_tracks], (float64[:, :], float64[:, :]))
+        ``(every, out)``: the observables to measure every ``every[i]`` steps (0: never)
+        and where they go (:mod:`gdsim.tracks`).
 
     Returns
     -------
-    (int, float)
+    (int, float, float)
         The first step whose loss, evaluated before its update (the batch loss, or the
         full-data loss at the start of an epoch), is non-finite or above the threshold,
         and that loss; ``n_steps`` if only the final loss is; ``(-1, nan)`` if none.
-        The run always goes on to the end.
+        Then the initial loss of the run. The run always goes on to the end.
     """
+    theta, buf, continued, buffer_ready, initial_loss = state
     order, batch_size, drop_last = batches
     epoch_loss, step_loss, params_history = out
     momentum, dampening = hyper[MOMENTUM], hyper[DAMPENING]
@@ -94,6 +89,8 @@ def train_loop(theta, buf, model, X, Y, batches, lr, hyper, maximize, divergence
     record = params_history.shape[0] > 0
     if record:
         params_history[0, :] = theta
+    every, tracked = tracks
+    scratch = np.empty(theta.shape[0])
     threshold = np.inf
     diverged_step = -1
     diverged_loss = np.nan
@@ -103,40 +100,77 @@ def train_loop(theta, buf, model, X, Y, batches, lr, hyper, maximize, divergence
         # is the epoch's full-data loss, computed once (with its gradient).
         reuse = epoch < epochs and batch_size >= n and np.all(order[epoch] == all_rows)
         if reuse:
-            full = _loss_grad(theta, model, X, Y, all_rows, True, grad, work, dense)
+            full = model_loss_grad(theta, model, X, Y, all_rows, True, grad, work, dense)
         else:
-            full = _loss_grad(theta, model, X, Y, all_rows, False, grad, work, dense)
+            full = model_loss_grad(theta, model, X, Y, all_rows, False, grad, work, dense)
         epoch_loss[epoch] = full
         if epoch == 0:
-            threshold = divergence_threshold(full, divergence_factor)
+            if not continued:
+                initial_loss = full
+            threshold = divergence_threshold(initial_loss, divergence_factor)
         if diverged_step < 0 and is_diverged(full, threshold):
             diverged_step = step
             diverged_loss = full
         if epoch == epochs:
+            track_full(theta, model, X, Y, step, every, tracked, work, scratch, dense)
             break
         for start in range(0, n, batch_size):
             stop = batch_stop(start, n, batch_size, drop_last)
             if stop == start:
                 break
+            track_full(theta, model, X, Y, step, every, tracked, work, scratch, dense)
             if reuse:
                 value = full
             else:
-                value = _loss_grad(theta, model, X, Y, order[epoch, start:stop], True, grad, work, dense)
+                value = model_loss_grad(theta, model, X, Y, order[epoch, start:stop], True, grad, work, dense)
             step_loss[step] = value
+            track_batch(step, every, tracked, value, grad)
             if diverged_step < 0 and is_diverged(value, threshold):
                 diverged_step = step
                 diverged_loss = value
             sgd_update(theta, grad, buf, lr[step], momentum, dampening, weight_decay, nesterov, maximize,
-                       step == 0)
+                       step == 0 and not buffer_ready)
             step += 1
             if record:
                 params_history[step, :] = theta
-    return diverged_step, diverged_loss
+    return diverged_step, diverged_loss, initial_loss
 
 
 # ---------------------------------------------------------------------------------------
 # Public API
 # ---------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True, repr=False)
+class TrainState:
+    """Where a run stands, to continue it: ``train(..., state0=result.state)`` for ``M``
+    more epochs gives, bit for bit, what one run of ``N + M`` epochs gives after its first
+    ``N`` (with the same data, optimizer and sampling).
+
+    Attributes
+    ----------
+    params : numpy.ndarray (n_params,)
+    momentum_buffer : numpy.ndarray (n_params,) or None
+        torch's momentum buffer; None until the first step with momentum creates it.
+    step, epoch : int
+        Updates and epochs done since the run began: the schedule and the sample orders
+        continue from ``epoch``.
+    seed : int
+        The seed of the run's sample orders.
+    initial_loss : float
+        The run's first full-data loss, which sets its divergence threshold.
+    """
+
+    params: np.ndarray
+    momentum_buffer: np.ndarray | None
+    step: int
+    epoch: int
+    seed: int
+    initial_loss: float
+
+    def __repr__(self):
+        buffer = "no momentum buffer" if self.momentum_buffer is None else "a momentum buffer"
+        return f"TrainState(epoch {self.epoch}, step {self.step}, {self.params.shape[0]} parameters, {buffer})"
+
+
 @dataclasses.dataclass(frozen=True, repr=False)
 class TrainResult:
     """Outcome of :func:`gdsim.train`.
@@ -158,6 +192,14 @@ class TrainResult:
     diverged_loss : float
         The loss that marked the divergence (NaN if none).
     steps_per_epoch : int
+    state : TrainState
+        The final state, to continue the run (``train(..., state0=result.state)``).
+    tracks : xarray.Dataset or None
+        The observables of ``track=``, over the dimension ``step`` (None without ``track``).
+
+    Notes
+    -----
+    Steps and epochs count from the start of this call, also for a continued run.
     """
 
     params: np.ndarray
@@ -167,6 +209,8 @@ class TrainResult:
     diverged_step: int
     diverged_loss: float
     steps_per_epoch: int
+    state: TrainState
+    tracks: object = None
 
     @property
     def diverged(self):
@@ -195,8 +239,8 @@ class TrainResult:
                 f"{status})")
 
 
-def train(model, X, Y, optimizer, *, epochs, batch_size=None, shuffle=False, seed=0, drop_last=False,
-          params0=None, lr_schedule=None, record_params=False, divergence_factor=1e6):
+def train(model, X, Y, optimizer, *, epochs, batch_size=None, shuffle=False, seed=None, drop_last=False,
+          params0=None, lr_schedule=None, record_params=False, divergence_factor=1e6, state0=None, track=None):
     """Train ``model`` on ``(X, Y)`` with ``optimizer``, like a PyTorch training loop.
 
     Equivalent to (in float64)::
@@ -224,9 +268,9 @@ def train(model, X, Y, optimizer, *, epochs, batch_size=None, shuffle=False, see
     shuffle : bool or array_like of int (epochs, n), default False
         Sample order: data order, a fresh permutation per epoch drawn from ``seed``, or
         the order itself (see :func:`gdsim.batches.batch_orders`).
-    seed : int, default 0
+    seed : int, optional
         Seeds the initial parameters (``model.init(seed)``, when ``params0`` is None)
-        and the shuffles.
+        and the shuffles; default 0, or ``state0.seed``.
     drop_last : bool, default False
         Skip the last batch of an epoch when it is smaller than ``batch_size``.
     params0 : array_like (n_params,), optional
@@ -241,6 +285,14 @@ def train(model, X, Y, optimizer, *, epochs, batch_size=None, shuffle=False, see
         A loss above this factor times the initial full-data loss marks divergence
         (non-finite losses always do); None: only non-finite losses. Divergence is
         recorded, the run goes on to the end.
+    state0 : TrainState, optional
+        Continue a run from its state (``result.state``): its parameters, momentum buffer,
+        step and epoch counts (the lr schedule and the shuffles go on from there) and its
+        initial loss (the divergence threshold). Not with ``params0``.
+    track : dict, optional
+        Observables measured inside the loop, ``{name: every k steps}``, e.g.
+        ``{"loss": 1, "grad_norm": 1, "params": 100}``; names and what they measure in
+        :mod:`gdsim.tracks`. They come back in ``result.tracks``.
 
     Returns
     -------
@@ -258,8 +310,11 @@ def train(model, X, Y, optimizer, *, epochs, batch_size=None, shuffle=False, see
     epochs = check_int("epochs", epochs, minimum=1)
     batch_size = n if batch_size is None else check_int("batch_size", batch_size, minimum=1, maximum=n)
     drop_last = check_bool("drop_last", drop_last)
-    seed = check_seed("seed", seed)
+    state0 = _check_state(state0, model, params0, seed)
+    seed = state0.seed if state0 is not None else 0 if seed is None else check_seed("seed", seed)
+    epoch0 = 0 if state0 is None else state0.epoch
     record_params = check_bool("record_params", record_params)
+    every = check_track(track)
     if divergence_factor is None:
         divergence_factor = math.inf
     elif not is_real_scalar(divergence_factor) or not divergence_factor > 0:
@@ -269,21 +324,61 @@ def train(model, X, Y, optimizer, *, epochs, batch_size=None, shuffle=False, see
     n_steps = epochs * per_epoch
     history_rows = n_steps + 1 if record_params else 0
     # Everything the run allocates (the schedule included), checked before anything is allocated.
-    check_memory(8 * (history_rows * model.n_params + epochs * n + 2 * n_steps + 2 * epochs + 3 * model.n_params),
+    drawn = epoch0 + epochs if _drawn_orders(shuffle) else epochs
+    check_memory(8 * (history_rows * model.n_params + drawn * n + 2 * n_steps + 2 * (epoch0 + epochs)
+                      + 4 * model.n_params) + tracks_bytes(every, n_steps, model.n_params),
                  f"a run of {n_steps} steps" + (" with record_params=True" if record_params else ""),
                  "train for fewer epochs" + (" or set record_params=False" if record_params else ""))
-    lrs = epoch_lrs(optimizer.lr, lr_schedule, epochs)
-    order = batch_orders(n, epochs, shuffle, seed)
-    theta = model.init(seed) if params0 is None else model.check_params(params0, "params0").copy()
+    # A continued run takes the next epochs of its schedule and of its drawn orders.
+    lrs = epoch_lrs(optimizer.lr, lr_schedule, epoch0 + epochs)[epoch0:]
+    order = batch_orders(n, drawn, shuffle, seed)[drawn - epochs:]
+    if state0 is None:
+        theta = model.init(seed) if params0 is None else model.check_params(params0, "params0").copy()
+        buf, ready, initial = np.zeros_like(theta), False, np.nan
+    else:
+        theta = state0.params.copy()
+        ready = state0.momentum_buffer is not None
+        buf = state0.momentum_buffer.copy() if ready else np.zeros_like(theta)
+        initial = state0.initial_loss
     params_history = np.empty((history_rows, model.n_params))
     epoch_loss = np.empty(epochs + 1)
     step_loss = np.empty(n_steps)
     lr = np.repeat(lrs, per_epoch)
-    diverged_step, diverged_loss = train_loop(
-        theta, np.zeros_like(theta), model.spec, X, Y, (order, batch_size, drop_last), lr, optimizer.hyper_table(),
-        optimizer.maximize, float(divergence_factor), (epoch_loss, step_loss, params_history),
-        use_dense_kernels(model, batch_size))
+    tracked = new_tracks(every, n_steps, model.n_params)
+    diverged_step, diverged_loss, initial_loss = train_loop(
+        (theta, buf, state0 is not None, ready, initial), model.spec, X, Y, (order, batch_size, drop_last), lr,
+        optimizer.hyper_table(), optimizer.maximize, float(divergence_factor), (epoch_loss, step_loss, params_history),
+        use_dense_kernels(model, batch_size), (every, tracked))
+    buffer_ready = ready or (n_steps > 0 and optimizer.momentum != 0.0)
+    state = TrainState(params=theta.copy(), momentum_buffer=buf if buffer_ready else None,
+                       step=(0 if state0 is None else state0.step) + n_steps, epoch=epoch0 + epochs, seed=seed,
+                       initial_loss=float(initial_loss))
     return TrainResult(params=theta, epoch_loss=epoch_loss, step_loss=step_loss,
                        params_history=params_history if record_params else None,
                        diverged_step=int(diverged_step), diverged_loss=float(diverged_loss),
-                       steps_per_epoch=per_epoch)
+                       steps_per_epoch=per_epoch, state=state,
+                       tracks=tracks_dataset(every, tracked, n_steps) if every.any() else None)
+
+
+def _drawn_orders(shuffle):
+    """Whether ``shuffle`` asks for orders drawn from the seed (a continued run skips the
+    epochs already drawn), rather than given as an array."""
+    return isinstance(shuffle, (bool, np.bool_, str))
+
+
+def _check_state(state0, model, params0, seed):
+    """``state0`` checked against the model and the other arguments (None passes)."""
+    if state0 is None:
+        return None
+    if not isinstance(state0, TrainState):
+        raise ParameterError(f"state0 must be a TrainState (a previous result's .state), got "
+                             f"{type(state0).__name__}", "state0")
+    if params0 is not None:
+        raise ParameterError("give params0 (a new run) or state0 (a run continued), not both", "params0")
+    if seed is not None and check_seed("seed", seed) != state0.seed:
+        raise ParameterError(f"seed must be state0's seed ({state0.seed}) or None: a continued run keeps its "
+                             f"sample orders, got {seed!r}", "seed")
+    model.check_params(state0.params, "state0.params", finite=False)
+    if state0.momentum_buffer is not None:
+        model.check_params(state0.momentum_buffer, "state0.momentum_buffer", finite=False)
+    return state0

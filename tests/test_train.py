@@ -156,3 +156,121 @@ def test_refuses_a_params_history_that_cannot_fit_in_memory():
     with pytest.raises(ValueError, match=r"a run of 20000000 steps with record_params=True needs about .* TiB of memory but only .* is free; "
                                          r"train for fewer epochs or set record_params=False"):
         gdsim.train(model, X, Y, OPT, epochs=10**7, batch_size=1, record_params=True)
+
+
+# -- continuing a run from its state -------------------------------------------------------
+def _same_bits(a, b):
+    return np.asarray(a).tobytes() == np.asarray(b).tobytes()
+
+
+@pytest.mark.parametrize("hyper, batch_size, shuffle, schedule", [
+    ({"lr": 0.05}, None, False, None),                                                  # full-batch GD
+    ({"lr": 0.05, "momentum": 0.9}, None, False, None),                                 # heavy ball
+    ({"lr": 0.03, "momentum": 0.8, "dampening": 0.3, "weight_decay": 0.01}, 3, True, ("step", 4, 0.5)),
+    ({"lr": 0.03, "momentum": 0.7, "nesterov": True}, 4, True, ("cosine", 9, 0.001)),
+    ({"lr": 0.2}, 1, True, ("exponential", 0.9)),                                       # no momentum buffer
+])
+def test_n_plus_m_epochs_from_the_state_are_one_run_bit_for_bit(hyper, batch_size, shuffle, schedule):
+    model = gdsim.MLP((3, 5, 2), activation="tanh")
+    X, Y = make_data(model, 10)
+    kw = dict(batch_size=batch_size, shuffle=shuffle, seed=7, lr_schedule=schedule)
+    whole = gdsim.train(model, X, Y, gdsim.SGD(**hyper), epochs=9, record_params=True, **kw)
+    first = gdsim.train(model, X, Y, gdsim.SGD(**hyper), epochs=4, **kw)
+    second = gdsim.train(model, X, Y, gdsim.SGD(**hyper), epochs=5, state0=first.state, record_params=True,
+                         **{k: v for k, v in kw.items() if k != "seed"})
+    steps = first.n_steps
+    assert _same_bits(second.params, whole.params)
+    assert _same_bits(np.concatenate([first.epoch_loss, second.epoch_loss[1:]]), whole.epoch_loss)
+    assert _same_bits(np.concatenate([first.step_loss, second.step_loss]), whole.step_loss)
+    assert _same_bits(second.params_history, whole.params_history[steps:])
+    assert (second.state.step, second.state.epoch) == (whole.state.step, whole.state.epoch) == (whole.n_steps, 9)
+    assert (first.state.momentum_buffer is None) == (hyper.get("momentum", 0.0) == 0.0)
+    if first.state.momentum_buffer is not None:
+        assert _same_bits(second.state.momentum_buffer, whole.state.momentum_buffer)
+    # without the buffer (the only way before TrainState), heavy ball does not continue the run
+    if first.state.momentum_buffer is not None:
+        restarted = gdsim.train(model, X, Y, gdsim.SGD(**hyper), epochs=5, params0=first.params, **kw)
+        assert not np.array_equal(restarted.params, whole.params)
+
+
+def test_a_continued_run_keeps_its_divergence_threshold():
+    # Per-sample SGD at lr 0.8 grows the loss ~30x per epoch from 10^2.7: the run crosses
+    # 1e6 x its initial loss in epoch 7. Continued after 4 epochs (loss 10^5.4), it must
+    # still mark that step, which its own first loss (x 1e6 = 10^11.4) would never reach.
+    model, X = gdsim.Linear(1, 1), np.linspace(-1, 1, 20)[:, None]
+    Y, opt = 3 * X + 1, gdsim.SGD(lr=0.8)
+    whole = gdsim.train(model, X, Y, opt, epochs=10, batch_size=1, params0=[-10.0, -20.0])
+    first = gdsim.train(model, X, Y, opt, epochs=4, batch_size=1, params0=[-10.0, -20.0])
+    second = gdsim.train(model, X, Y, opt, epochs=6, batch_size=1, state0=first.state)
+    assert whole.diverged and not first.diverged
+    assert second.diverged_step + first.n_steps == whole.diverged_step
+    assert second.state.initial_loss == whole.state.initial_loss == whole.epoch_loss[0]
+
+
+def test_state0_is_checked():
+    model = gdsim.MLP((3, 4, 2))
+    X, Y = make_data(model, 6)
+    state = gdsim.train(model, X, Y, gdsim.SGD(lr=0.1), epochs=1, seed=3).state
+    with pytest.raises(gdsim.ParameterError, match="state0 must be a TrainState"):
+        gdsim.train(model, X, Y, gdsim.SGD(lr=0.1), epochs=1, state0={"params": state.params})
+    with pytest.raises(gdsim.ParameterError, match="params0 .* or state0 .*, not both"):
+        gdsim.train(model, X, Y, gdsim.SGD(lr=0.1), epochs=1, state0=state, params0=state.params)
+    with pytest.raises(gdsim.ParameterError, match=r"seed must be state0's seed \(3\)"):
+        gdsim.train(model, X, Y, gdsim.SGD(lr=0.1), epochs=1, state0=state, seed=4)
+    with pytest.raises(gdsim.ParameterError, match="state0.params"):
+        gdsim.train(gdsim.MLP((3, 5, 2)), X, Y, gdsim.SGD(lr=0.1), epochs=1, state0=state)
+    assert "epoch 1" in repr(state) and "no momentum buffer" in repr(state)
+
+
+# -- observables tracked in the loop ---------------------------------------------------------
+def test_tracks_match_a_numpy_loop():
+    model = gdsim.MLP((3, 4, 2), activation="tanh")
+    X, Y = make_data(model, 10)
+    hyper = {"lr": 0.05, "momentum": 0.8}
+    every = {"loss": 3, "grad_norm": 2, "batch_loss": 1, "batch_grad_norm": 4, "params": 5}
+    result = gdsim.train(model, X, Y, gdsim.SGD(**hyper), epochs=3, batch_size=3, shuffle=True, seed=5,
+                         track=every)
+    order = gdsim.batches.batch_orders(10, 3, True, 5)
+    _, step_loss, history = naive_run(model, X, Y, order, 3, model.init(5), **hyper)
+    n_steps = len(step_loss)  # 12: every period divides it or not
+    tracks = result.tracks
+    for name, k in every.items():
+        at = np.arange(0, n_steps + (not name.startswith("batch")), k)
+        got = tracks[name].sel(step=at).values
+        assert not np.isnan(got).any()
+        others = tracks[name].drop_sel(step=at).values
+        assert np.isnan(others).all()  # nothing where it is not due
+        if name == "params":
+            np.testing.assert_allclose(got, history[at], rtol=1e-12, atol=1e-15)
+        elif name == "loss":
+            want = [naive.loss_and_grad(model.sizes, model.activation, model.loss_name, model.reduction,
+                                        history[s], X, Y)[0] for s in at]
+            np.testing.assert_allclose(got, want, rtol=1e-12)
+        elif name == "grad_norm":
+            want = [np.linalg.norm(naive.loss_and_grad(model.sizes, model.activation, model.loss_name,
+                                                       model.reduction, history[s], X, Y)[1]) for s in at]
+            np.testing.assert_allclose(got, want, rtol=1e-12)
+        elif name == "batch_loss":
+            np.testing.assert_allclose(got, step_loss[at], rtol=1e-12)
+        else:  # batch_grad_norm: the batch's own gradient, at the parameters before the step
+            rows = [order[s // 4, 3 * (s % 4):3 * (s % 4) + 3] for s in at]
+            want = [np.linalg.norm(naive.loss_and_grad(model.sizes, model.activation, model.loss_name,
+                                                       model.reduction, history[s], X[r], Y[r])[1])
+                    for s, r in zip(at, rows)]
+            np.testing.assert_allclose(got, want, rtol=1e-12)
+    assert tracks.loss.attrs["every"] == 3 and tracks.sizes["param"] == model.n_params
+    # tracking changes nothing else
+    plain = gdsim.train(model, X, Y, gdsim.SGD(**hyper), epochs=3, batch_size=3, shuffle=True, seed=5)
+    assert plain.tracks is None and _same_bits(plain.params, result.params)
+
+
+def test_track_is_checked():
+    model = gdsim.MLP((3, 4, 2))
+    X, Y = make_data(model, 6)
+    opt = gdsim.SGD(lr=0.1)
+    with pytest.raises(gdsim.ParameterError, match="track must be a dict"):
+        gdsim.train(model, X, Y, opt, epochs=1, track=["loss"])
+    with pytest.raises(gdsim.ParameterError, match="unknown observable 'los'.*did you mean 'loss'"):
+        gdsim.train(model, X, Y, opt, epochs=1, track={"los": 1})
+    with pytest.raises(gdsim.ParameterError, match=r"track\['loss'\] must be an integer in \[1, inf\], got 0"):
+        gdsim.train(model, X, Y, opt, epochs=1, track={"loss": 0})

@@ -103,16 +103,22 @@ def track_batch(step, every, out, value, grad):
         scalars[BATCH_GRAD_NORM, step // every[BATCH_GRAD_NORM]] = np.sqrt(np.sum(grad * grad))
 
 
-def tracks_dataset(every, out, n_steps, param_names=None):
+def measured_steps(every, n_steps):
+    """``{name: the steps where it is measured}`` for the tracked observables of a run of
+    ``n_steps``, and the sorted union of those steps (``result.tracks``' ``step``)."""
+    measured = {name: np.arange(0, n_steps + (name not in BATCH_TRACKS), every[i])
+                for i, name in enumerate(TRACKS) if every[i]}
+    return measured, np.unique(np.concatenate(list(measured.values()) + [np.zeros(0, dtype=np.int64)]))
+
+
+def tracks_dataset(every, out, n_steps):
     """``result.tracks``: an ``xarray.Dataset`` over ``step`` (the steps where anything was
     measured) with one variable per tracked observable (NaN at steps where it was not)."""
     import xarray as xr
 
     scalars, params = out
     names = list(TRACKS)
-    measured = {name: np.arange(0, n_steps + (name not in BATCH_TRACKS), every[i])
-                for i, name in enumerate(names) if every[i]}
-    steps = np.unique(np.concatenate(list(measured.values()) + [np.zeros(0, dtype=np.int64)]))
+    measured, steps = measured_steps(every, n_steps)
     data = {}
     for name, at in measured.items():
         i = names.index(name)
@@ -120,7 +126,7 @@ def tracks_dataset(every, out, n_steps, param_names=None):
         if name == "params":
             values = np.full((steps.size, params.shape[1]), np.nan)
             values[where] = params[:at.size]
-            data[name] = (("step", "param"), values, {"long_name": TRACKS[name]})
+            data[name] = (("step", "param"), values, {"long_name": TRACKS[name], "every": int(every[i])})
         else:
             values = np.full(steps.size, np.nan)
             values[where] = scalars[SCALARS.index(name), :at.size]

@@ -202,6 +202,31 @@ def test_the_train_runner_records_what_the_sweep_does(tmp_path):
     np.testing.assert_array_equal(by_train.epoch_params.isel(epoch=-1).values, by_train.params.values)
 
 
+def test_the_train_runner_tracks_what_train_does_in_memory_and_in_a_store(tmp_path):
+    study = load_study(write(tmp_path, "t", 'title = "t"\nfigure = "lr_batch"\nrunner = "train"\n' + LINE + """
+        [train]
+        lr = [0.04, 0.1]
+        batch_size = [10, 100]
+        epochs = 3
+        params0 = [-10.0, -20.0]
+        track = {loss = 2, batch_grad_norm = 3, params = 5}
+        """))
+    in_memory = run_study(study)
+    stored = run_study(study, store=tmp_path / "t.zarr").load()
+    assert list(in_memory.step.values) == [0, 2, 3, 4, 5, 6, 8, 9, 10, 12, 14, 15, 16, 18, 20, 21, 22, 24, 25, 26,
+                                           27, 28, 30]  # the 30-step runs' measured steps
+    for lr in (0.04, 0.1):
+        for b in (10, 100):
+            run = gdsim.train(study.model, study.X, study.Y, gdsim.SGD(lr=lr), epochs=3, batch_size=b,
+                              params0=[-10.0, -20.0], track={"loss": 2, "batch_grad_norm": 3, "params": 5})
+            for ds in (in_memory, stored):
+                point = ds.sel(lr=lr, batch_size=b)
+                for name in ("loss", "batch_grad_norm", "params"):
+                    want = run.tracks[name].reindex(step=ds.step.values).values
+                    np.testing.assert_array_equal(point[f"track_{name}"].values, want)
+    assert np.isnan(in_memory.track_loss.sel(batch_size=100, step=30).values).all()  # a 3-step run stops at 3
+
+
 def test_a_store_keeps_values_types_and_attributes(tmp_path):
     X, Y = gdsim.datasets.tutorial_line(0)
     grid = dict(lr=[0.01, 0.2], momentum=[0.5, 0.9], nesterov=[False, True], batch_size=[100, 7], epochs=3,
@@ -256,6 +281,10 @@ BAD = [
     ('title = "t"\nfigure = "lr_batch"\n' + LINE + '[train]\nlr = 0.1\nepochs = 1\nlr_schedule = ["stp", 1, 0.5]\n',
      "[train] lr_schedule: lr_schedule[0] (the schedule's name) must be one of ['cosine', 'exponential', 'step'], "
      "got 'stp' (did you mean 'step'?)"),
+    ('title = "t"\nfigure = "lr_batch"\n' + LINE + '[train]\nlr = 0.1\nepochs = 1\ntrack = {loss = 1}\n',
+     "[train] track: observables are tracked by gdsim.train: needs runner = 'train'"),
+    ('title = "t"\nfigure = "tutorial"\nrunner = "train"\n' + LINE + '[train]\nlr = 0.1\nepochs = 1\n'
+     'track = {los = 1}\n', "[train] track: track: unknown observable 'los' (did you mean 'loss'?)"),
     ('title = "t"\nfigure = [1]\n' + LINE + '[train]\nlr = 0.1\nepochs = 1\n', "figure: must be a string, got [1]"),
     ('title = "t"\nfigure = "lr_batch"\n' + LINE, "top level: missing key 'train'"),
     ('title = "t\n', "not a valid TOML file"),

@@ -13,6 +13,8 @@ import numpy as np
 from ..optim import SGD
 from ..sweeps import AXES, grid_dataset, run_points
 from ..sweeps.dataset import grid_variables
+from ..batches import steps_per_epoch
+from ..tracks import TRACKS, check_track, measured_steps
 from ..training import train
 from .schema import DATASETS
 
@@ -24,11 +26,13 @@ def _train_points(study, spec, runs, progress=None):
     from ..figures import FIGURES
 
     model, X, Y = study.model, study.X, study.Y
-    fixed = {k: study.settings[k] for k in ("epochs", "shuffle", "drop_last", "params0", "lr_schedule")
+    fixed = {k: study.settings[k] for k in ("epochs", "shuffle", "drop_last", "params0", "lr_schedule", "track")
              if k in study.settings}
     keep_params = FIGURES[study.figure].params  # per-epoch parameters only where the figure draws them
     keys = ["epoch_loss", "diverged_step", "diverged_loss", "params"]
     keys += ["epoch_params"] + (["accuracy"] if model.loss_name == "cross_entropy" else []) if keep_params else []
+    steps = track_steps(study, spec)
+    keys += [f"track_{name}" for name in study.settings.get("track", {})]
     out = {key: [] for key in keys}
     index = np.unravel_index(runs, spec.shape)
     for i in range(len(runs)):
@@ -43,6 +47,8 @@ def _train_points(study, spec, runs, progress=None):
         out["params"].append(result.params)
         if keep_params:
             out["epoch_params"].append(result.epoch_params)
+        for name in study.settings.get("track", {}):  # on the grid's steps: NaN beyond a shorter run's
+            out[f"track_{name}"].append(result.tracks[name].reindex(step=steps).values)
         if "accuracy" in out:
             with np.errstate(all="ignore"):  # a blown-up run predicts from NaN logits: 0 accuracy, no warning
                 predicted = np.stack([model.predict(t, X).argmax(axis=1) for t in result.epoch_params])
@@ -61,6 +67,18 @@ def run_study_points(study, spec, runs, progress=None):
     return _train_points(study, spec, runs, progress)
 
 
+def track_steps(study, spec):
+    """The ``step`` coordinate of a study's tracked observables: every step where any is
+    measured in the grid's longest run (None without ``track``)."""
+    track = study.settings.get("track")
+    if not track:
+        return None
+    n = study.X.shape[0]
+    drop_last = study.settings.get("drop_last", False)
+    n_steps = spec.epochs * max(steps_per_epoch(n, int(b), drop_last) for b in spec.values["batch_size"])
+    return measured_steps(check_track(track), n_steps)[1]
+
+
 def study_variables(raw, dims, shape):
     """:func:`gdsim.sweeps.dataset.grid_variables`, plus the train runner's ``epoch_params``
     and ``accuracy`` when ``raw`` has them."""
@@ -74,6 +92,14 @@ def study_variables(raw, dims, shape):
         variables["accuracy"] = (dims + ["epoch"], raw["accuracy"].reshape(shape + raw["accuracy"].shape[1:]),
                                  {"long_name": "training accuracy",
                                   "description": "before each epoch and after the last"})
+    for key in raw:
+        if key.startswith("track_"):
+            name = key[len("track_"):]
+            variables[key] = (dims + ["step"] + (["param"] if name == "params" else []),
+                              raw[key].reshape(shape + raw[key].shape[1:]),
+                              {"long_name": f"{TRACKS[name]} (tracked)",
+                               "description": "measured before the step's update (gdsim.train's track=); NaN where "
+                                              "not measured"})
     return variables
 
 
@@ -81,6 +107,8 @@ def study_dataset(study, spec, raw):
     """The study's labelled dataset from the raw arrays of all its grid points (NumPy or
     Dask arrays)."""
     ds = grid_dataset(spec, raw, study_variables)
+    if "step" in ds.dims:
+        ds = ds.assign_coords(step=track_steps(study, spec))
     if study.runner == "train":
         ds.attrs.update(target="cpu (gdsim.train, one run at a time)", stop_diverged=False)
     if "file" in study.data:

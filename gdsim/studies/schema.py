@@ -23,14 +23,17 @@ except ModuleNotFoundError:  # Python 3.10
 from .. import datasets
 from .._resources import check_memory
 from .._validate import ParameterError, closest
+from ..batches import steps_per_epoch
 from ..models import MLP, Linear
 from ..sweeps import AXES, SweepSpec, check_sweep
+from ..tracks import check_track, measured_steps
 
 RUNNERS = ("sweep", "train")
 TOP_KEYS = {"title", "description", "figure", "runner", "target", "model", "data", "train"}
 MODEL_KEYS = {"linear": {"type", "n_in", "n_out", "loss", "reduction"},
               "mlp": {"type", "sizes", "activation", "loss", "reduction"}}
-TRAIN_KEYS = set(AXES) | {"epochs", "shuffle", "drop_last", "params0", "lr_schedule", "divergence", "dtype"}
+TRAIN_KEYS = set(AXES) | {"epochs", "shuffle", "drop_last", "params0", "lr_schedule", "divergence", "dtype",
+                          "track"}
 GRID_FUNCTIONS = {"linspace": np.linspace, "geomspace": np.geomspace, "arange": np.arange}
 #: The dataset functions a study may name, and their arguments.
 DATASETS = {name: getattr(datasets, name) for name in ("tutorial_line", "teacher_mlp", "random_regression", "blobs")}
@@ -339,6 +342,14 @@ def load_study(path):
             settings[key] = _grid_value(fail, key, value, X.shape[0])
         elif key == "lr_schedule":
             settings[key] = _lr_schedule(fail, value)
+        elif key == "track":
+            if runner != "train":
+                fail("[train] track", "observables are tracked by gdsim.train: needs runner = 'train'")
+            try:
+                check_track(value)
+            except ParameterError as error:
+                fail("[train] track", str(error))
+            settings[key] = dict(value)
         elif key == "divergence":
             if isinstance(value, str) and value != "none":
                 fail("[train] divergence", f'must be a number > 1 (a factor of the initial loss) or "none", '
@@ -355,13 +366,19 @@ def load_study(path):
     if runner == "train":
         settings.setdefault("divergence", None)
     try:
-        sweep_spec = check_sweep(model, X, Y, target=spec.get("target", "parallel"), **settings)
+        sweep_spec = check_sweep(model, X, Y, target=spec.get("target", "parallel"),
+                                 **{k: v for k, v in settings.items() if k != "track"})
     except ParameterError as error:
         fail(data_key if error.param in ("X", "Y") else _key_of(error.param), str(error))
     _check_storable(fail, runner, sweep_spec)
     per_run = 8 * (sweep_spec.epochs + 1) + 8 * model.n_params + 24  # loss, params, divergence
     if runner == "train" and FIGURES[figure].params:
         per_run += 8 * (sweep_spec.epochs + 1) * (model.n_params + 1)  # epoch_params, accuracy
+    if settings.get("track"):  # each tracked observable on the longest run's measured steps
+        longest = sweep_spec.epochs * steps_per_epoch(X.shape[0], int(min(sweep_spec.values["batch_size"])),
+                                                      settings.get("drop_last", False))
+        rows = len(measured_steps(check_track(settings["track"]), longest)[1])
+        per_run += 8 * rows * sum(model.n_params if name == "params" else 1 for name in settings["track"])
     n_runs = sweep_spec.n_configs
     try:  # the chunks, then the whole result, are in memory at once
         check_memory(2 * per_run * n_runs, f"the result of {n_runs} runs",

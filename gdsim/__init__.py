@@ -17,6 +17,8 @@ datasets
     Seeded datasets of the tutorials.
 kernels
     The Numba kernels, importable from users' own ``@njit`` code.
+hvp
+    Exact Hessian-vector products and warm-started Lanczos (sharpness) as Numba kernels.
 theory
     Where theory says GD converges or diverges: thresholds of GD, heavy ball and
     Nesterov on least squares, SGD's epoch and mean-square stability, MLP sharpness.
@@ -37,10 +39,10 @@ except PackageNotFoundError:  # running from a source tree that was not installe
 #: before numpy, numba and xarray load.
 _PUBLIC = {"Linear": "models", "MLP": "models", "SGD": "optim", "epoch_lrs": "optim", "train": "training",
            "TrainResult": "training", "TrainState": "training", "sweep": "sweeps", "ParameterError": "_validate"}
-_SUBMODULES = ("datasets", "kernels", "theory")
+_SUBMODULES = ("datasets", "kernels", "hvp", "theory")
 
-__all__ = ["Linear", "MLP", "SGD", "train", "TrainResult", "TrainState", "sweep", "epoch_lrs", "datasets", "kernels", "theory",
-           "ParameterError", "__version__"]
+__all__ = ["Linear", "MLP", "SGD", "train", "TrainResult", "TrainState", "sweep", "epoch_lrs", "datasets", "kernels",
+           "hvp", "theory", "ParameterError", "__version__"]
 
 
 def __getattr__(name):

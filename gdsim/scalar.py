@@ -56,6 +56,21 @@ def activation_slope(code, a):
     return 1.0
 
 
+def activation_slope_derivative(code, a):
+    """Derivative of :func:`activation_slope` with respect to the activation's output ``a``.
+
+    The tangent of the slope along a direction is this times the tangent of ``a``, which is
+    what Hessian-vector products need (``-2a`` for tanh, ``1 - 2a`` for sigmoid). ReLU's
+    and identity's slopes are piecewise constant: 0, as torch's double backward gives away
+    from (and at) the kink.
+    """
+    if code == TANH:
+        return -2.0 * a
+    if code == SIGMOID:
+        return 1.0 - 2.0 * a
+    return 0.0
+
+
 def is_diverged(value, threshold):
     """True if a loss ``value`` marks divergence: non-finite, or above ``threshold``."""
     return not math.isfinite(value) or value > threshold

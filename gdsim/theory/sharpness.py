@@ -1,9 +1,11 @@
-"""Sharpness of any model: Hessian-vector products by finite differences of the gradient
-kernel, and the top Hessian eigenvalues by Lanczos (see :mod:`gdsim.theory`)."""
+"""Sharpness of any model: exact Hessian-vector products (forward-over-reverse, the kernels
+of :mod:`gdsim.hvp`; finite differences of the gradient kernel on request), and the top
+Hessian eigenvalues by Lanczos (see :mod:`gdsim.theory`)."""
 
 
 import numpy as np
 
+from .. import hvp
 from .._validate import ParameterError, check_int, check_real
 from ..models import check_model
 from .checks import check_reals
@@ -13,12 +15,16 @@ from .checks import check_reals
 # MLPs: sharpness
 # ---------------------------------------------------------------------------------------
 def hessian_vector_product(model, params, X, Y, v, *, eps=None):
-    """``H v`` for the full-batch loss at ``params``, by central differences of the
-    gradient kernel: ``(grad(p + h v) - grad(p - h v)) / (2 h)``.
+    """``H v`` for the full-batch loss at ``params``.
 
-    ``h`` defaults to ``1e-5 * max(1, |params|) / |v|``: the error is ``O(h^2)`` from the
-    third derivative plus ``O(1e-16 / h)`` from rounding (about 1e-9 relative for smooth
-    losses); a ReLU kink within ``h`` of a sample's pre-activation adds its own error.
+    By default exact up to rounding: forward-over-reverse differentiation
+    (:func:`gdsim.hvp.batch_hvp`, Pearlmutter's R-operator), at about the cost of two
+    gradients; ReLU's second derivative is 0, as in torch's double backward.
+
+    With ``eps``, by central differences of the gradient kernel instead (for comparison):
+    ``(grad(p + h v) - grad(p - h v)) / (2 h)`` with ``h = eps``, whose error is
+    ``O(h^2)`` from the third derivative plus ``O(1e-16 / h)`` from rounding; a ReLU kink
+    within ``h`` of a sample's pre-activation adds its own error.
 
     Parameters
     ----------
@@ -30,7 +36,7 @@ def hessian_vector_product(model, params, X, Y, v, *, eps=None):
     v : array_like (n_params,)
         Finite.
     eps : float, optional
-        ``h`` itself, finite and > 0.
+        Use finite differences with this step ``h``, finite and > 0.
 
     Returns
     -------
@@ -43,7 +49,7 @@ def hessian_vector_product(model, params, X, Y, v, *, eps=None):
         Naming the argument: ``model``, ``params``, ``X``, ``Y``, ``v`` (wrong shape, not
         finite) or ``eps`` (not finite and > 0, or so small or large that the difference
         quotient is lost or overflows); ``params``, ``X`` or ``Y`` (the largest) when the
-        gradient overflows float64 near ``params``.
+        gradient or the product along a unit direction overflows float64.
     """
     model, params, X, Y = _check_point(model, params, X, Y)
     v = check_reals("v", v)
@@ -53,7 +59,36 @@ def hessian_vector_product(model, params, X, Y, v, *, eps=None):
     if eps is not None:
         eps = check_real("eps", eps, minimum=0.0, strict=True)
         return _difference_quotient(model, params, X, Y, v, eps, "eps")
-    return _default_product(model, params, X, Y, v)
+    return _ExactProduct(model, params, X, Y)(v)
+
+
+class _ExactProduct:
+    """``v -> H v`` by :func:`gdsim.hvp.batch_hvp` on the full batch, with the data in the
+    kernels' layout and one workspace for every product.
+
+    A product is computed along ``v / max|v|`` (entries up to 1, so that no tangent
+    overflows for huge ``v`` nor underflows for tiny ones) and scaled back by ``max|v|``:
+    an entry beyond float64 is then +-inf, while a product along a unit direction that is
+    not finite refuses the largest of ``params``, ``X`` and ``Y``.
+    """
+
+    def __init__(self, model, params, X, Y):
+        self.model, self.params, self.X, self.Y = model, params, X, Y
+        _, self.kernel_Y = model.check_data(X, Y)
+        self.rows = np.arange(X.shape[0])
+        self.work = hvp.new_workspace(model.sizes_array)
+
+    def __call__(self, v):
+        top = float(np.abs(v).max())
+        out = np.zeros(self.model.n_params)
+        if top == 0:
+            return out
+        hvp.batch_hvp(self.params, *self.model.spec, self.X, self.kernel_Y, self.rows,
+                      np.ascontiguousarray(v / top), out, self.work)
+        if not np.all(np.isfinite(out)):
+            _gradient_overflow(self.params, self.X, self.Y, "the Hessian-vector product")
+        with np.errstate(over="ignore"):
+            return out * top
 
 
 def _check_point(model, params, X, Y):
@@ -62,26 +97,6 @@ def _check_point(model, params, X, Y):
     model = check_model(model)
     X, checked_Y = model.check_data(X, Y)
     return model, model.check_params(params, "params"), X, (checked_Y if model.loss_name == "mse" else np.asarray(Y))
-
-
-def _norm(x):
-    """Euclidean norm without overflow (inf only when it exceeds float64)."""
-    top = float(np.abs(x).max()) if x.size else 0.0
-    if top == 0:
-        return 0.0
-    return top * float(np.linalg.norm(x / top))  # Python floats: an overflow is inf, silently
-
-
-def _default_product(model, params, X, Y, v):
-    """:func:`hessian_vector_product` with the default step, along ``v / max|v|`` (entries
-    up to 1, so that ``h`` and the shift stay in range), scaled back by ``max|v|``."""
-    top = float(np.abs(v).max())
-    if top == 0:
-        return np.zeros(model.n_params)
-    u = v / top
-    h = 1e-5 * max(1.0, _norm(params)) / _norm(u)
-    with np.errstate(over="ignore"):
-        return _difference_quotient(model, params, X, Y, u, h, "v") * top
 
 
 def _difference_quotient(model, params, X, Y, v, h, step_name):
@@ -113,19 +128,19 @@ def _difference_quotient(model, params, X, Y, v, h, step_name):
     return out
 
 
-def _gradient_overflow(params, X, Y):
-    """Refuse the largest of ``params``, ``X`` and ``Y``: the gradient overflowed."""
+def _gradient_overflow(params, X, Y, what="the gradient"):
+    """Refuse the largest of ``params``, ``X`` and ``Y``: ``what`` overflowed."""
     sizes = {"params": float(np.abs(params).max()), "X": float(np.abs(X).max()), "Y": float(np.abs(Y).max())}
     name = max(sizes, key=sizes.get)
     text = ", ".join(f"max |{k}| = {value:g}" for k, value in sizes.items())
-    raise ParameterError(f"{name} is too large: the gradient near params is not finite in float64 ({text})", name)
+    raise ParameterError(f"{name} is too large: {what} near params is not finite in float64 ({text})", name)
 
 
 def sharpness(model, params, X, Y, *, k=1, tol=1e-8):
     """The top Hessian eigenvalue(s) of the full-batch loss at ``params`` [5]_.
 
-    Lanczos (:func:`scipy.sparse.linalg.eigsh`, largest algebraic) on
-    :func:`hessian_vector_product`, so only gradients are computed. Gradient descent is
+    Lanczos (:func:`scipy.sparse.linalg.eigsh`, largest algebraic) on the exact
+    :func:`hessian_vector_product`, so the Hessian is never formed. Gradient descent is
     stable near ``params`` only if ``sharpness < 2 / lr`` (for a quadratic, exactly
     :func:`critical_lr`).
 
@@ -157,26 +172,17 @@ def sharpness(model, params, X, Y, *, k=1, tol=1e-8):
     k = check_int("k", k, minimum=1, maximum=model.n_params)
     tol = check_real("tol", tol, minimum=0.0)
     P = model.n_params
+    product = _ExactProduct(model, params, X, Y)  # refuses a product that is not finite
     if P <= 2 * k + 1 or P <= 20:  # tiny problems: the dense Hessian from P products
-        H = np.column_stack([_default_product(model, params, X, Y, e) for e in np.eye(P)])
-        if not np.all(np.isfinite(H)):
-            _gradient_overflow(params, X, Y)
+        H = np.column_stack([product(e) for e in np.eye(P)])
         with np.errstate(over="ignore"):
             symmetric = 0.5 * H + 0.5 * H.T  # halves first: H + H.T may overflow
         values = np.linalg.eigvalsh(symmetric)[::-1][:k]
     else:
-        op = LinearOperator((P, P), matvec=lambda v: _finite(_default_product(model, params, X, Y, v.ravel()),
-                                                             params, X, Y), dtype=np.float64)
+        op = LinearOperator((P, P), matvec=lambda v: product(v.ravel()), dtype=np.float64)
         values = np.sort(eigsh(op, k=k, which="LA", tol=tol, v0=np.ones(P), return_eigenvectors=False))[::-1]
     if not np.all(np.isfinite(values)):
-        _gradient_overflow(params, X, Y)
+        _gradient_overflow(params, X, Y, "the Hessian")
     return float(values[0]) if k == 1 else values
-
-
-def _finite(product, params, X, Y):
-    """``product`` if it is finite, else the overflow refused (ARPACK would spread NaN)."""
-    if not np.all(np.isfinite(product)):
-        _gradient_overflow(params, X, Y)
-    return product
 
 

@@ -10,13 +10,23 @@ update (``s < n_steps``). The loop stores the measurement of step ``s`` in row `
 * ``batch_loss``, ``batch_grad_norm``: the same for the step's batch (free: the step
   computes them anyway). The gradient is the loss's, before weight decay (torch's ``.grad``).
 * ``params``: the parameters.
+* ``sharpness``, ``batch_sharpness``: the top eigenvalue of the Hessian of the full-data
+  loss and of the step's batch loss (the reduced loss, as the model defines it: compare it
+  with ``2 / lr``), by Lanczos on exact Hessian-vector products
+  (:func:`gdsim.hvp.lanczos_top`), each warm-started from its previous eigenvector.
+* ``noise_scale``: the gradient noise scales of McCandlish et al. (2018) at the full data,
+  ``b_simple = tr(S) / |G|^2`` and ``b_noise = tr(H S) / (G^T H G)``, with ``G`` the mean
+  of the samples' own gradients ``g_i``, ``S = mean_i (g_i - G)(g_i - G)^T`` their
+  covariance over the data set and ``H`` the loss's Hessian. It costs ``n`` Hessian-vector
+  products over the whole data (``n^2`` sample products): track it every many steps.
 """
 
 import numpy as np
 
+from . import hvp
 from ._jit import jit
 from ._validate import ParameterError, check_int, closest, short_repr
-from .kernels import model_loss_grad
+from .kernels import model_loss_grad, per_sample_grads
 
 #: The observables, in the order of the loop's ``every`` array: name -> description.
 TRACKS = {
@@ -25,12 +35,28 @@ TRACKS = {
     "batch_loss": "loss of the step's batch",
     "batch_grad_norm": "norm of the gradient of the step's batch",
     "params": "parameters",
+    "sharpness": "top eigenvalue of the full-data loss's Hessian",
+    "batch_sharpness": "top eigenvalue of the Hessian of the step's batch loss",
+    "noise_scale": "gradient noise scales (McCandlish et al. 2018)",
 }
-LOSS, GRAD_NORM, BATCH_LOSS, BATCH_GRAD_NORM, PARAMS = range(len(TRACKS))
-#: The scalar observables: one row each of the loop's ``scalars`` output.
-SCALARS = ("loss", "grad_norm", "batch_loss", "batch_grad_norm")
+LOSS, GRAD_NORM, BATCH_LOSS, BATCH_GRAD_NORM, PARAMS, SHARPNESS, BATCH_SHARPNESS, NOISE_SCALE = range(len(TRACKS))
+#: The scalar results: one row each of the loop's ``scalars`` output, and their descriptions.
+SCALARS = {
+    "loss": TRACKS["loss"], "grad_norm": TRACKS["grad_norm"], "batch_loss": TRACKS["batch_loss"],
+    "batch_grad_norm": TRACKS["batch_grad_norm"], "sharpness": TRACKS["sharpness"],
+    "batch_sharpness": TRACKS["batch_sharpness"],
+    "b_simple": "simple noise scale tr(S) / |G|^2", "b_noise": "noise scale tr(H S) / (G^T H G)",
+}
+#: Rows of ``scalars`` (the observables' own indices are those of :data:`TRACKS`).
+(ROW_LOSS, ROW_GRAD_NORM, ROW_BATCH_LOSS, ROW_BATCH_GRAD_NORM, ROW_SHARPNESS, ROW_BATCH_SHARPNESS, ROW_B_SIMPLE,
+ ROW_B_NOISE) = range(len(SCALARS))
+#: Each tracked observable's results (``noise_scale`` has two).
+RESULTS = {name: (name,) for name in TRACKS if name != "noise_scale"} | {"noise_scale": ("b_simple", "b_noise")}
 #: Measured on the step's batch (the others on the full data).
-BATCH_TRACKS = ("batch_loss", "batch_grad_norm")
+BATCH_TRACKS = ("batch_loss", "batch_grad_norm", "batch_sharpness")
+#: Lanczos settings of the tracked sharpness: Krylov dimension before a restart, relative
+#: residual (eigenvalues to ~1e-12), most products per measurement.
+LANCZOS = (20, 1e-6, 500)
 
 
 def check_track(track):
@@ -57,19 +83,26 @@ def check_track(track):
     return every
 
 
-def new_tracks(every, n_steps, n_params):
-    """The loop's outputs for ``every``: ``(scalars, params)``, float64 ``[len(SCALARS),
-    rows]`` (NaN where nothing is measured) and ``[rows, n_params]``, with room for the
-    measurements of steps ``0 .. n_steps``."""
+def new_tracks(every, n_steps, model, n):
+    """What the loop needs for ``every``: ``(every, (scalars, params), scratch)``.
+    ``scalars``: float64 ``[len(SCALARS), rows]`` (NaN where nothing is measured) and
+    ``params`` ``[rows, n_params]``, with room for the measurements of steps ``0 ..
+    n_steps``; ``scratch``: the Lanczos start vectors and workspace and the samples' own
+    gradients, sized only for what is tracked (``n``: the number of samples)."""
     rows = [n_steps // k + 1 if k else 0 for k in every]
-    scalars = np.full((len(SCALARS), max([rows[i] for i in range(len(SCALARS))] + [0])), np.nan)
-    return scalars, np.full((rows[PARAMS], n_params), np.nan)
+    n_params = model.n_params
+    scalars = np.full((len(SCALARS), max(rows)), np.nan)
+    krylov = LANCZOS[0] if every[SHARPNESS] or every[BATCH_SHARPNESS] or every[NOISE_SCALE] else 0
+    scratch = (np.zeros(n_params), np.zeros(n_params), np.empty((krylov + 1, n_params)),
+               hvp.new_workspace(model.sizes_array), np.empty((n if every[NOISE_SCALE] else 0, n_params)))
+    return every, (scalars, np.full((rows[PARAMS], n_params), np.nan)), scratch
 
 
-def tracks_bytes(every, n_steps, n_params):
-    """The memory of :func:`new_tracks`' outputs, in bytes (for the memory check)."""
+def tracks_bytes(every, n_steps, n_params, n):
+    """The memory of :func:`new_tracks`, in bytes (for the memory check)."""
     rows = [n_steps // k + 1 if k else 0 for k in every]
-    return 8 * (len(SCALARS) * max(rows[:len(SCALARS)] + [0]) + rows[PARAMS] * n_params)
+    return 8 * (len(SCALARS) * max(rows) + rows[PARAMS] * n_params + (LANCZOS[0] + 3) * n_params
+                + (n * n_params if every[NOISE_SCALE] else 0))
 
 
 @jit
@@ -78,29 +111,73 @@ def _due(every, i, step):
 
 
 @jit
-def track_full(theta, model, X, Y, step, every, out, work, grad, dense):
-    """The full-data observables due at ``step`` (``theta``: the parameters before its
-    update); ``out`` = :func:`new_tracks`' ``(scalars, params)``; ``grad``: scratch."""
-    scalars, params = out
-    want_loss, want_norm = _due(every, LOSS, step), _due(every, GRAD_NORM, step)
-    if want_loss or want_norm:
-        value = model_loss_grad(theta, model, X, Y, np.arange(X.shape[0]), want_norm, grad, work, dense)
-        if want_loss:
-            scalars[LOSS, step // every[LOSS]] = value
-        if want_norm:
-            scalars[GRAD_NORM, step // every[GRAD_NORM]] = np.sqrt(np.sum(grad * grad))
-    if _due(every, PARAMS, step):
-        params[step // every[PARAMS], :] = theta
+def _sharpness(theta, model, X, Y, rows, v, scratch):
+    """The top Hessian eigenvalue of the batch ``rows``' loss, warm-started from ``v``."""
+    sizes, activation, loss, reduction = model
+    krylov, tol, max_products = LANCZOS
+    basis, work = scratch[2], scratch[3]
+    return hvp.lanczos_top(theta, sizes, activation, loss, reduction, X, Y, rows, v, tol, max_products,
+                           (basis, work))[0]
 
 
 @jit
-def track_batch(step, every, out, value, grad):
-    """The batch observables due at ``step``: its batch's loss ``value`` and gradient ``grad``."""
-    scalars = out[0]
+def _noise_scales(theta, model, X, Y, scratch):
+    """``(b_simple, b_noise)`` at ``theta`` (see the module's documentation)."""
+    sizes, activation, loss, reduction = model
+    basis, work, own = scratch[2], scratch[3], scratch[4]
+    acts, deltas = work[hvp.ACTS], work[hvp.DELTAS]
+    per_sample_grads(theta, sizes, activation, loss, reduction, X, Y, own, acts, deltas)
+    n = X.shape[0]
+    mean, direction, product = basis[0], basis[1], basis[2]  # free rows: no Lanczos runs meanwhile
+    mean[:] = 0.0
+    for i in range(n):
+        mean += own[i]
+    mean /= n
+    rows = np.arange(n)
+    trace, curved = 0.0, 0.0
+    for i in range(n):
+        direction[:] = own[i] - mean
+        trace += np.sum(direction * direction)
+        hvp.batch_hvp(theta, sizes, activation, loss, reduction, X, Y, rows, direction, product, work)
+        curved += np.sum(direction * product)
+    hvp.batch_hvp(theta, sizes, activation, loss, reduction, X, Y, rows, mean, product, work)
+    return trace / n / np.sum(mean * mean), curved / n / np.sum(mean * product)
+
+
+@jit
+def track_full(theta, model, X, Y, step, tracks, work, grad, dense):
+    """The full-data observables due at ``step`` (``theta``: the parameters before its
+    update); ``tracks`` = :func:`new_tracks`' result; ``grad``: scratch."""
+    every, (scalars, params), scratch = tracks
+    want_loss, want_norm = _due(every, LOSS, step), _due(every, GRAD_NORM, step)
+    all_rows = np.arange(X.shape[0])
+    if want_loss or want_norm:
+        value = model_loss_grad(theta, model, X, Y, all_rows, want_norm, grad, work, dense)
+        if want_loss:
+            scalars[ROW_LOSS, step // every[LOSS]] = value
+        if want_norm:
+            scalars[ROW_GRAD_NORM, step // every[GRAD_NORM]] = np.sqrt(np.sum(grad * grad))
+    if _due(every, PARAMS, step):
+        params[step // every[PARAMS], :] = theta
+    if _due(every, SHARPNESS, step):
+        scalars[ROW_SHARPNESS, step // every[SHARPNESS]] = _sharpness(theta, model, X, Y, all_rows, scratch[0], scratch)
+    if _due(every, NOISE_SCALE, step):
+        row = step // every[NOISE_SCALE]
+        scalars[ROW_B_SIMPLE, row], scalars[ROW_B_NOISE, row] = _noise_scales(theta, model, X, Y, scratch)
+
+
+@jit
+def track_batch(theta, model, X, Y, rows, step, tracks, value, grad):
+    """The batch observables due at ``step``: on its batch ``rows``, whose loss ``value``
+    and gradient ``grad`` the step computed."""
+    every, (scalars, params), scratch = tracks
     if _due(every, BATCH_LOSS, step):
-        scalars[BATCH_LOSS, step // every[BATCH_LOSS]] = value
+        scalars[ROW_BATCH_LOSS, step // every[BATCH_LOSS]] = value
     if _due(every, BATCH_GRAD_NORM, step):
-        scalars[BATCH_GRAD_NORM, step // every[BATCH_GRAD_NORM]] = np.sqrt(np.sum(grad * grad))
+        scalars[ROW_BATCH_GRAD_NORM, step // every[BATCH_GRAD_NORM]] = np.sqrt(np.sum(grad * grad))
+    if _due(every, BATCH_SHARPNESS, step):
+        scalars[ROW_BATCH_SHARPNESS, step // every[BATCH_SHARPNESS]] = _sharpness(theta, model, X, Y, rows,
+                                                                                  scratch[1], scratch)
 
 
 def measured_steps(every, n_steps):
@@ -111,12 +188,12 @@ def measured_steps(every, n_steps):
     return measured, np.unique(np.concatenate(list(measured.values()) + [np.zeros(0, dtype=np.int64)]))
 
 
-def tracks_dataset(every, out, n_steps):
+def tracks_dataset(tracks, n_steps):
     """``result.tracks``: an ``xarray.Dataset`` over ``step`` (the steps where anything was
-    measured) with one variable per tracked observable (NaN at steps where it was not)."""
+    measured) with one variable per tracked result (NaN at steps where it was not)."""
     import xarray as xr
 
-    scalars, params = out
+    every, (scalars, params), _ = tracks
     names = list(TRACKS)
     measured, steps = measured_steps(every, n_steps)
     data = {}
@@ -127,10 +204,11 @@ def tracks_dataset(every, out, n_steps):
             values = np.full((steps.size, params.shape[1]), np.nan)
             values[where] = params[:at.size]
             data[name] = (("step", "param"), values, {"long_name": TRACKS[name], "every": int(every[i])})
-        else:
+            continue
+        for result in RESULTS[name]:
             values = np.full(steps.size, np.nan)
-            values[where] = scalars[SCALARS.index(name), :at.size]
-            data[name] = (("step",), values, {"long_name": TRACKS[name], "every": int(every[i])})
+            values[where] = scalars[list(SCALARS).index(result), :at.size]
+            data[result] = (("step",), values, {"long_name": SCALARS[result], "every": int(every[i])})
     ds = xr.Dataset(data, coords={"step": steps})
     ds["step"].attrs["description"] = "measured before this step's update (n_steps: after the last)"
     return ds

@@ -64,9 +64,9 @@ def train_loop(state, model, X, Y, batches, lr, hyper, maximize, divergence_fact
     dense : bool
         Compute each batch with matrix products (:func:`gdsim.kernels.dense_batch_loss_grad`)
         instead of sample by sample.
-    tracks : (int64[n_tracks], (float64[:, :], float64[:, :]))
-        ``(every, out)``: the observables to measure every ``every[i]`` steps (0: never)
-        and where they go (:mod:`gdsim.tracks`).
+    tracks : tuple
+        :func:`gdsim.tracks.new_tracks`: the observables to measure every ``every[i]``
+        steps (0: never), where they go and their scratch.
 
     Returns
     -------
@@ -89,7 +89,6 @@ def train_loop(state, model, X, Y, batches, lr, hyper, maximize, divergence_fact
     record = params_history.shape[0] > 0
     if record:
         params_history[0, :] = theta
-    every, tracked = tracks
     scratch = np.empty(theta.shape[0])
     threshold = np.inf
     diverged_step = -1
@@ -112,19 +111,19 @@ def train_loop(state, model, X, Y, batches, lr, hyper, maximize, divergence_fact
             diverged_step = step
             diverged_loss = full
         if epoch == epochs:
-            track_full(theta, model, X, Y, step, every, tracked, work, scratch, dense)
+            track_full(theta, model, X, Y, step, tracks, work, scratch, dense)
             break
         for start in range(0, n, batch_size):
             stop = batch_stop(start, n, batch_size, drop_last)
             if stop == start:
                 break
-            track_full(theta, model, X, Y, step, every, tracked, work, scratch, dense)
+            track_full(theta, model, X, Y, step, tracks, work, scratch, dense)
             if reuse:
                 value = full
             else:
                 value = model_loss_grad(theta, model, X, Y, order[epoch, start:stop], True, grad, work, dense)
             step_loss[step] = value
-            track_batch(step, every, tracked, value, grad)
+            track_batch(theta, model, X, Y, order[epoch, start:stop], step, tracks, value, grad)
             if diverged_step < 0 and is_diverged(value, threshold):
                 diverged_step = step
                 diverged_loss = value
@@ -326,7 +325,7 @@ def train(model, X, Y, optimizer, *, epochs, batch_size=None, shuffle=False, see
     # Everything the run allocates (the schedule included), checked before anything is allocated.
     drawn = epoch0 + epochs if _drawn_orders(shuffle) else epochs
     check_memory(8 * (history_rows * model.n_params + drawn * n + 2 * n_steps + 2 * (epoch0 + epochs)
-                      + 4 * model.n_params) + tracks_bytes(every, n_steps, model.n_params),
+                      + 4 * model.n_params) + tracks_bytes(every, n_steps, model.n_params, n),
                  f"a run of {n_steps} steps" + (" with record_params=True" if record_params else ""),
                  "train for fewer epochs" + (" or set record_params=False" if record_params else ""))
     # A continued run takes the next epochs of its schedule and of its drawn orders.
@@ -344,11 +343,11 @@ def train(model, X, Y, optimizer, *, epochs, batch_size=None, shuffle=False, see
     epoch_loss = np.empty(epochs + 1)
     step_loss = np.empty(n_steps)
     lr = np.repeat(lrs, per_epoch)
-    tracked = new_tracks(every, n_steps, model.n_params)
+    tracks = new_tracks(every, n_steps, model, n)
     diverged_step, diverged_loss, initial_loss = train_loop(
         (theta, buf, state0 is not None, ready, initial), model.spec, X, Y, (order, batch_size, drop_last), lr,
         optimizer.hyper_table(), optimizer.maximize, float(divergence_factor), (epoch_loss, step_loss, params_history),
-        use_dense_kernels(model, batch_size), (every, tracked))
+        use_dense_kernels(model, batch_size), tracks)
     buffer_ready = ready or (n_steps > 0 and optimizer.momentum != 0.0)
     state = TrainState(params=theta.copy(), momentum_buffer=buf if buffer_ready else None,
                        step=(0 if state0 is None else state0.step) + n_steps, epoch=epoch0 + epochs, seed=seed,
@@ -357,7 +356,7 @@ def train(model, X, Y, optimizer, *, epochs, batch_size=None, shuffle=False, see
                        params_history=params_history if record_params else None,
                        diverged_step=int(diverged_step), diverged_loss=float(diverged_loss),
                        steps_per_epoch=per_epoch, state=state,
-                       tracks=tracks_dataset(every, tracked, n_steps) if every.any() else None)
+                       tracks=tracks_dataset(tracks, n_steps) if every.any() else None)
 
 
 def _drawn_orders(shuffle):

@@ -274,3 +274,37 @@ def test_track_is_checked():
         gdsim.train(model, X, Y, opt, epochs=1, track={"los": 1})
     with pytest.raises(gdsim.ParameterError, match=r"track\['loss'\] must be an integer in \[1, inf\], got 0"):
         gdsim.train(model, X, Y, opt, epochs=1, track={"loss": 0})
+
+
+def test_tracked_sharpness_and_noise_scales_match_dense_matrices():
+    # Dense references: the complex-step Hessian of the NumPy back-propagation (tests/naive.py)
+    # and NumPy's own per-sample gradients, at the parameters the run records.
+    model = gdsim.MLP((3, 5, 2), activation="tanh")
+    X, Y = make_data(model, 8)
+    every = {"sharpness": 3, "batch_sharpness": 2, "noise_scale": 4, "params": 1}
+    result = gdsim.train(model, X, Y, gdsim.SGD(lr=0.1, momentum=0.5), epochs=3, batch_size=4, shuffle=True,
+                         seed=2, track=every)
+    order = gdsim.batches.batch_orders(8, 3, True, 2)
+    tracks = result.tracks
+    spec = (model.sizes, model.activation, model.loss_name, model.reduction)
+
+    def hessian(theta, rows):
+        return naive.hessian(*spec, theta, X[rows], Y[rows])
+
+    for s in range(0, result.n_steps + 1):
+        theta = tracks.params.sel(step=s).values
+        if s % 3 == 0:
+            top = np.linalg.eigvalsh(hessian(theta, np.arange(8))).max()
+            np.testing.assert_allclose(tracks.sharpness.sel(step=s), top, rtol=1e-9)
+        if s % 2 == 0 and s < result.n_steps:
+            rows = order[s // 2, 4 * (s % 2):4 * (s % 2) + 4]
+            top = np.linalg.eigvalsh(hessian(theta, rows)).max()
+            np.testing.assert_allclose(tracks.batch_sharpness.sel(step=s), top, rtol=1e-9)
+        if s % 4 == 0:
+            own = np.stack([naive.loss_and_grad(*spec, theta, X[i:i + 1], Y[i:i + 1])[1] for i in range(8)])
+            G = own.mean(axis=0)
+            S = (own - G).T @ (own - G) / 8
+            H = hessian(theta, np.arange(8))
+            np.testing.assert_allclose(tracks.b_simple.sel(step=s), np.trace(S) / (G @ G), rtol=1e-9)
+            np.testing.assert_allclose(tracks.b_noise.sel(step=s), np.trace(H @ S) / (G @ H @ G), rtol=1e-9)
+    assert tracks.b_noise.attrs["every"] == 4 and np.isnan(tracks.b_noise.sel(step=1))

@@ -277,6 +277,26 @@ def test_lyapunov_exponent_is_below_half_the_log_mean_square_radius():
     assert seen_unstable_in_mean_square  # the gap matters: converging a.s., not in mean square
 
 
+@pytest.mark.parametrize("lr, batch_size, momentum", [(0.004, 1, 0.0), (0.01, 2, 0.0), (0.003, 1, 0.5),
+                                                      (0.105, 1, 0.0)])
+def test_lyapunov_exponent_is_the_growth_of_training_on_the_same_shuffles(line, lr, batch_size, momentum):
+    # gdsim.train with shuffle=True and seed 3 multiplies the very epoch maps the exponent is
+    # estimated from; after the burn-in its error and the estimator's vector point the same
+    # way, so their growth over the measured epochs agrees to rounding (not just on average).
+    model, X, _ = line
+    X = X[::5]
+    Y = 3.0 * X - 1.0  # noise-free: the error is exactly the product of the epoch maps
+    burn_in, epochs = 10, 30
+    run = gdsim.train(model, X, Y, gdsim.SGD(lr=lr, momentum=momentum), epochs=burn_in + epochs,
+                      batch_size=batch_size, shuffle=True, seed=3, params0=[-10.0, -20.0], record_params=True)
+    error = np.linalg.norm(np.asarray(run.epoch_params) - [3.0, -1.0], axis=1)
+    assert 1e-6 < error[-1] < 1e30  # away from rounding's floor and from overflow
+    simulated = np.log(error[-1] / error[burn_in]) / epochs
+    got = theory.lyapunov_exponent(model, X, lr, batch_size=batch_size, momentum=momentum, sampling="reshuffle",
+                                   epochs=epochs, burn_in=burn_in, seed=3)
+    assert got.exponent == pytest.approx(simulated, abs=1e-4)
+
+
 def test_lyapunov_reshuffle_is_reproducible_and_seeded(line):
     model, X, _ = line
     X = X[::10]
@@ -337,6 +357,27 @@ def test_linear_stability_against_the_papers_conditions(line):
             if a > 2 / lr:
                 assert got.mean_square_radius > 1 and not got.criterion, (lr, batch_size)
                 seen.add("unstable")
+    assert seen == {"stable", "unstable"}
+
+
+def test_linear_stability_leaves_out_flat_directions():
+    # Linear(3, 1) on 2 samples: 2 of the 4 directions are flat (their eigenvalue 1 keeps the
+    # full map's radius at 1 or above); on the curved plane the radius is the full one where
+    # that exceeds 1.
+    model = gdsim.Linear(3, 1)
+    X, Y = make_data(model, 2, seed=11)
+    params = model.init(0)
+    seen = set()
+    for lr in np.geomspace(0.01, 2.0, 12):
+        got = theory.linear_stability(model, params, X, Y, lr, 1)
+        full = theory.mean_square_spectral_radius(model, X, lr, batch_size=1)
+        assert got.curved_dim == 2
+        if full > 1 + 1e-9:
+            assert got.mean_square_radius == pytest.approx(full, rel=1e-6)
+            seen.add("unstable")
+        else:
+            assert got.mean_square_radius < 1 and full == pytest.approx(1.0, abs=1e-9)
+            seen.add("stable")
     assert seen == {"stable", "unstable"}
 
 

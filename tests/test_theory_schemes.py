@@ -393,3 +393,37 @@ def test_linear_stability_of_an_mlp_matches_per_sample_finite_differences():
     assert got.sharpness == pytest.approx(a, rel=1e-5) and got.non_uniformity == pytest.approx(s, rel=1e-5)
     assert got.non_uniformity_limit == pytest.approx(np.sqrt(2 * 5 / 4) / 0.1)  # sqrt(B (n-1) / (n-B)) / lr
     assert got.sharpness == pytest.approx(theory.sharpness(model, params, X, Y), rel=1e-6)
+
+
+@pytest.mark.parametrize("lr_times_a", [0.5, 1.2, 1.9])
+def test_linear_stability_at_an_interpolating_mlp_minimum(lr_times_a):
+    # Targets the network fits exactly: params is a minimum of zero loss, where each sample's
+    # Hessian is 2 j_i j_i^T (j_i the gradient of the output, here by finite differences of
+    # predict). The mean-square rate on the curved subspace by iterating E[A S A^T] itself.
+    model = gdsim.MLP((2, 4, 1), activation="tanh")  # 17 parameters, 5 samples: 12 flat directions
+    X = np.random.default_rng(12).standard_normal((5, 2))
+    params = model.init(0)
+    Y = model.predict(params, X)
+    J = np.empty((5, model.n_params))
+    for j in range(model.n_params):
+        e = np.zeros(model.n_params)
+        e[j] = 1e-6
+        J[:, j] = (model.predict(params + e, X) - model.predict(params - e, X))[:, 0] / 2e-6
+    h = 2 * np.einsum("ni,nj->nij", J, J)
+    H = h.mean(axis=0)
+    lam, U = np.linalg.eigh(H)
+    a = lam[-1]
+    s = np.sqrt(np.linalg.eigvalsh(np.einsum("nij,njk->ik", h, h) / 5 - H @ H)[-1])
+    U = U[:, lam > 1e-6 * a]
+    lr = lr_times_a / a
+    steps = np.eye(U.shape[1]) - lr * np.einsum("pi,npq,qj->nij", U, h, U)
+    S, logs = np.eye(U.shape[1]), []
+    for _ in range(4000):  # the flattest curved direction (1e-4 a) converges slowly
+        S = np.einsum("nij,jk,nlk->il", steps, S, steps) / 5
+        logs.append(np.log(np.trace(S)))
+        S /= np.trace(S)
+    expected = np.exp(np.mean(logs[3000:]))  # S is renormalised each step: logs are the growths
+    got = theory.linear_stability(model, params, X, Y, lr, 1)
+    assert got.curved_dim == U.shape[1] == 5
+    assert got.sharpness == pytest.approx(a, rel=1e-5) and got.non_uniformity == pytest.approx(s, rel=1e-5)
+    assert got.mean_square_radius == pytest.approx(expected, rel=1e-5)

@@ -234,6 +234,13 @@ def mean_square_radius(model, X, lr, *, batch_size=1, sampling="reshuffle", samp
     ``mean_square_spectral_radius(...) ** (n / batch_size)`` (the steps are independent):
     prefer it; this estimate is for ``"reshuffle"``, whose steps within an epoch are not.
 
+    ``M (x) M`` is heavy-tailed near the mean-square threshold (rare orders amplify a lot),
+    so there the estimate tends to fall short and the interval, which only sees the spread
+    of the samples drawn, is optimistic: on the tutorial data (100 samples, batch 1,
+    replacement) at ``lr = 0.05``, 1000 samples gave 1.4e-8 (1.1e-8 to 1.8e-8) for an exact
+    2.0e-8, 40000 samples 2.0e-8 (1.7e-8 to 2.3e-8). Far from it (``lr = 0.02``) the
+    interval held at 1000 samples.
+
     Parameters
     ----------
     model, X, lr, batch_size, sampling, seed, drop_last, momentum, dampening, weight_decay, nesterov

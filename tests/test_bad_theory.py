@@ -234,6 +234,70 @@ BAD = {
     "sharpness-params-overflow": (lambda: theory.sharpness(MLP, np.full(MLP.n_params, 1e300), XM, YM), "params"),
     "sharpness-X-overflow": (lambda: theory.sharpness(MLP, PM, 1e300 * XM, YM), "X"),
     "sharpness-model-None": (lambda: theory.sharpness(None, PM, XM, YM), "model"),
+    # nesterov_optimal
+    "nesterov_optimal-L-inf": (lambda: theory.nesterov_optimal(np.inf, 1.0), "L"),
+    "nesterov_optimal-L-zero": (lambda: theory.nesterov_optimal(0.0, 1e-3), "L"),
+    "nesterov_optimal-L-array": (lambda: theory.nesterov_optimal([4.0], 1.0), "L"),
+    "nesterov_optimal-mu-nan": (lambda: theory.nesterov_optimal(4.0, np.nan), "mu"),
+    "nesterov_optimal-mu-negative": (lambda: theory.nesterov_optimal(4.0, -1.0), "mu"),
+    "nesterov_optimal-mu-above-L": (lambda: theory.nesterov_optimal(1.0, 2.0), "mu"),
+    # momentum_region
+    "momentum_region-lr-negative": (lambda: theory.momentum_region(-0.1, 0.5, 4.0, 1.0), "lr"),
+    "momentum_region-lr-string": (lambda: theory.momentum_region("a", 0.5, 4.0, 1.0), "lr"),
+    "momentum_region-momentum-negative": (lambda: theory.momentum_region(0.1, -0.5, 4.0, 1.0), "momentum"),
+    "momentum_region-momentum-nan": (lambda: theory.momentum_region(0.1, np.nan, 4.0, 1.0), "momentum"),
+    "momentum_region-L-zero": (lambda: theory.momentum_region(0.1, 0.5, 0.0, 1.0), "L"),
+    "momentum_region-mu-inf": (lambda: theory.momentum_region(0.1, 0.5, 4.0, np.inf), "mu"),
+    "momentum_region-mu-above-L": (lambda: theory.momentum_region(0.1, 0.5, [4.0, 1.0], 2.0), "mu"),
+    "momentum_region-shapes": (lambda: theory.momentum_region([0.1, 0.2], [0.1, 0.2, 0.3], 4.0, 1.0), "momentum"),
+    # noise_scales
+    "noise_scales-model-sum": (lambda: theory.noise_scales(gdsim.Linear(1, 1, reduction="sum"), P0, X, Y), "model"),
+    "noise_scales-model-None": (lambda: theory.noise_scales(None, P0, X, Y), "model"),
+    "noise_scales-params-shape": (lambda: theory.noise_scales(LINE, [0.0], X, Y), "params"),
+    "noise_scales-params-zero-gradient": (
+        lambda: theory.noise_scales(LINE, [1.0, 0.0], [[1.0], [2.0]], [[1.0], [2.0]]), "params"),
+    "noise_scales-batch_size-zero": (lambda: theory.noise_scales(LINE, P0, X, Y, batch_size=0), "batch_size"),
+    "noise_scales-batch_size-float": (lambda: theory.noise_scales(LINE, P0, X, Y, batch_size=2.0), "batch_size"),
+    "noise_scales-X-overflow": (lambda: theory.noise_scales(MLP, PM, 1e300 * XM, YM), "X"),
+    # lyapunov_exponent
+    "lyapunov_exponent-sampling-typo": (lambda: theory.lyapunov_exponent(LINE, X, 0.1, sampling="shuffle"),
+                                        "sampling"),
+    "lyapunov_exponent-sampling-None": (lambda: theory.lyapunov_exponent(LINE, X, 0.1, sampling=None), "sampling"),
+    "lyapunov_exponent-epochs-below-blocks": (lambda: theory.lyapunov_exponent(LINE, X, 0.1, epochs=5), "epochs"),
+    "lyapunov_exponent-blocks-one": (lambda: theory.lyapunov_exponent(LINE, X, 0.1, blocks=1), "blocks"),
+    "lyapunov_exponent-burn_in-negative": (lambda: theory.lyapunov_exponent(LINE, X, 0.1, burn_in=-1), "burn_in"),
+    "lyapunov_exponent-seed-negative": (lambda: theory.lyapunov_exponent(LINE, X, 0.1, seed=-1), "seed"),
+    "lyapunov_exponent-lr-nan": (lambda: theory.lyapunov_exponent(LINE, X, np.nan), "lr"),
+    "lyapunov_exponent-batch_size-above-n": (lambda: theory.lyapunov_exponent(LINE, X, 0.1, batch_size=101),
+                                             "batch_size"),
+    "lyapunov_exponent-momentum-list": (lambda: theory.lyapunov_exponent(LINE, X, 0.1, momentum=[0.1]), "momentum"),
+    "lyapunov_exponent-model-mlp": (lambda: theory.lyapunov_exponent(MLP, XM, 0.1), "model"),
+    "lyapunov_exponent-drop_last-int": (lambda: theory.lyapunov_exponent(LINE, X, 0.1, drop_last=1), "drop_last"),
+    # mean_square_radius
+    "mean_square_radius-samples-zero": (lambda: theory.mean_square_radius(LINE, X, 0.1, samples=0), "samples"),
+    "mean_square_radius-sampling-list": (lambda: theory.mean_square_radius(LINE, X, 0.1, sampling=["fixed"]),
+                                         "sampling"),
+    "mean_square_radius-dampening-nan": (
+        lambda: theory.mean_square_radius(LINE, X, 0.1, momentum=0.5, dampening=np.nan), "dampening"),
+    "mean_square_radius-model-wide": (
+        lambda: theory.mean_square_radius(gdsim.Linear(40, 1), np.ones((3, 40)), 0.1), "model"),
+    # linear_stability
+    "linear_stability-model-too-large": (
+        lambda: theory.linear_stability(gdsim.MLP((50, 50, 1)), np.zeros(2601), np.ones((2, 50)), np.ones((2, 1)),
+                                        0.1, 1), "model"),
+    "linear_stability-model-sum": (
+        lambda: theory.linear_stability(gdsim.Linear(1, 1, reduction="sum"), P0, X, Y, 0.1, 1), "model"),
+    "linear_stability-X-too-many-samples": (
+        lambda: theory.linear_stability(MLP, PM, np.ones((300_000, 2)), np.ones((300_000, 1)), 0.1, 1), "X"),
+    "linear_stability-lr-negative": (lambda: theory.linear_stability(LINE, P0, X, Y, -0.1, 1), "lr"),
+    "linear_stability-momentum-negative": (lambda: theory.linear_stability(LINE, P0, X, Y, 0.1, 1, momentum=-0.1),
+                                           "momentum"),
+    "linear_stability-sampling-fixed": (
+        lambda: theory.linear_stability(LINE, P0, X, Y, 0.1, 1, sampling="fixed"), "sampling"),
+    "linear_stability-batch_size-above-n": (
+        lambda: theory.linear_stability(LINE, P0, X, Y, 0.1, 101, sampling="reshuffle"), "batch_size"),
+    "linear_stability-batch_size-zero": (lambda: theory.linear_stability(LINE, P0, X, Y, 0.1, 0), "batch_size"),
+    "linear_stability-Y-shape": (lambda: theory.linear_stability(LINE, P0, X, Y[:5], 0.1, 1), "Y"),
 }
 
 
@@ -338,6 +402,23 @@ EXTREME = {
         lambda: theory.hessian_vector_product(LINE, P0, X, Y, [1.7e308, 1.7e308]).tolist(), [math.inf, math.inf]),
     "sharpness-X-1e100": (lambda: theory.sharpness(LINE, P0, 1e100 * X, Y),
                           float(np.linalg.eigvalsh(line_hessian(1e100 * X)).max())),
+    "nesterov_optimal-1e308-1e-308": (lambda: theory.nesterov_optimal(BIG, 1e-308), (1 / (0.75 * BIG), 1.0, 1.0)),
+    "nesterov_optimal-5e-324-5e-324": (lambda: theory.nesterov_optimal(5e-324, 5e-324), (math.inf, 0.0, 0.0)),
+    "nesterov_optimal-max-max": (lambda: theory.nesterov_optimal(1.7976931348623157e308, 1.7976931348623157e308),
+                                 (1 / 1.7976931348623157e308, 0.0, 0.0)),
+    "lyapunov_exponent-lr-max": (lambda: theory.lyapunov_exponent(LINE, X, BIG, epochs=10, burn_in=0).exponent,
+                                 math.inf),  # lr x curvature overflows
+    "mean_square_radius-lr-max": (lambda: theory.mean_square_radius(LINE, X, BIG, samples=10).radius, math.inf),
+    "lyapunov_exponent-full-batch-lr-1e300": (  # finite in log space: log |1 - lr L|
+        lambda: theory.lyapunov_exponent(LINE, X, 1e300, batch_size=100, epochs=10, burn_in=10).exponent,
+        math.log(1e300 * L_LINE - 1)),
+    "mean_square_radius-lr-1e300": (lambda: theory.mean_square_radius(LINE, X, 1e300, samples=10).radius,
+                                    math.inf),
+    # a = (1, 1) and (-1, 1) are orthogonal and lr 2 |a|^2 = 1: each step projects out one, an epoch maps to 0
+    "lyapunov_exponent-annihilated": (
+        lambda: theory.lyapunov_exponent(LINE, [[1.0], [-1.0]], 0.25, epochs=10, burn_in=0).exponent, -math.inf),
+    "mean_square_radius-annihilated": (lambda: theory.mean_square_radius(LINE, [[1.0], [-1.0]], 0.25, samples=10),
+                                       (0.0, 0.0, 0.0)),
 }
 
 

@@ -37,8 +37,25 @@ References
    the mean-square sense, second-moment recursion).
 .. [5] J. Cohen et al., "Gradient descent on neural networks typically occurs at the
    edge of stability", ICLR 2021 (sharpness: the top Hessian eigenvalue, against 2 / lr).
+.. [6] L. Lessard, B. Recht, A. Packard, "Analysis and design of optimization algorithms
+   via integral quadratic constraints", SIAM J. Optim. 26(1), 2016 (Nesterov's method
+   tuned for quadratics: :func:`nesterov_optimal`).
+.. [7] F. Pedregosa, "A Hitchhiker's guide to momentum", 2021 (the regions of heavy ball's
+   phase diagram: :func:`momentum_region`).
+.. [8] S. McCandlish, J. Kaplan, D. Amodei et al., "An empirical model of large-batch
+   training", arXiv:1812.06162, 2018 (gradient noise scales: :func:`noise_scales`).
+.. [9] H. Furstenberg, H. Kesten, "Products of random matrices", Ann. Math. Statist. 31,
+   1960 (the top Lyapunov exponent of random products: :func:`lyapunov_exponent`).
+
+Modules: :mod:`.quadratic` (full-batch GD and momentum), :mod:`.momentum` (Nesterov's
+tuning, heavy ball's regions), :mod:`.sgd` (epoch maps, mean-square stability with
+replacement), :mod:`.sampling` (Lyapunov exponents and mean-square radii of each sampling
+scheme), :mod:`.sharpness` (any model's Hessian), :mod:`.noise` (gradient noise scales,
+linear stability of SGD at a minimum).
 """
 
+from .momentum import REGIONS, Tuning, momentum_region, nesterov_optimal
+from .noise import LinearStability, NoiseScales, linear_stability, noise_scales
 from .quadratic import (
     GradientDescent,
     companion,
@@ -47,6 +64,13 @@ from .quadratic import (
     hessian,
     polyak,
     spectral_radius,
+)
+from .sampling import (
+    SAMPLINGS,
+    Lyapunov,
+    MeanSquare,
+    lyapunov_exponent,
+    mean_square_radius,
 )
 from .sgd import (
     epoch_critical_lr,
@@ -58,7 +82,14 @@ from .sgd import (
 from .sharpness import hessian_vector_product, sharpness
 
 __all__ = [
+    "REGIONS",
+    "SAMPLINGS",
     "GradientDescent",
+    "LinearStability",
+    "Lyapunov",
+    "MeanSquare",
+    "NoiseScales",
+    "Tuning",
     "companion",
     "critical_lr",
     "epoch_critical_lr",
@@ -66,8 +97,14 @@ __all__ = [
     "gradient_descent",
     "hessian",
     "hessian_vector_product",
+    "linear_stability",
+    "lyapunov_exponent",
     "mean_square_critical_lr",
+    "mean_square_radius",
     "mean_square_spectral_radius",
+    "momentum_region",
+    "nesterov_optimal",
+    "noise_scales",
     "polyak",
     "sharpness",
     "spectral_radius",

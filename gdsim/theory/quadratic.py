@@ -42,9 +42,10 @@ def per_sample_curvatures(model, X):
 
 
 def batch_hessian(model, rows, weight):
-    """Hessian block of the loss of a batch with rows ``a_i`` (see :func:`per_sample_curvatures`)."""
-    scale = weight / rows.shape[0] if model.reduction_code == MEAN else weight
-    return scale * (rows.T @ rows)
+    """Hessian block of the loss of a batch with rows ``a_i`` (see :func:`per_sample_curvatures`);
+    ``rows`` may be a stack ``(..., batch, d)`` of batches of one size, giving ``(..., d, d)``."""
+    scale = weight / rows.shape[-2] if model.reduction_code == MEAN else weight
+    return scale * (np.swapaxes(rows, -1, -2) @ rows)
 
 
 def hessian(model, X):

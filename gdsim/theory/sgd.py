@@ -205,15 +205,27 @@ def _check_drawn_batch(model, batch_size):
 
 def _mean_square_radius(model, A, weight, batch_size, c, wd, beta, nesterov):
     """:func:`mean_square_spectral_radius` for the gradient scale ``c = lr g``."""
-    n, d = A.shape
+    d = A.shape[1]
     per_sample = weight if model.reduction_code == MEAN else weight * batch_size  # "sum" adds B samples
     # each draw's effective curvature k_i = c (h_i + wd I): the step's K_B is their mean
     k = _effective_curvatures(float(safe_product(c, per_sample)), np.einsum("ni,nj->nij", A, A), 0.0)
     with np.errstate(over="ignore", under="ignore", invalid="ignore"):
         k[:, np.arange(d), np.arange(d)] += float(safe_product(c, wd))
+    return radius_of(second_moment_map(k, 1.0 / batch_size, beta, nesterov))
+
+
+def second_moment_map(k, noise, beta, nesterov):
+    """``E[A_B (x) A_B]``: the linear map of ``E[z z^T]`` (flattened) under one SGD step whose
+    effective curvature ``K_B`` is the mean over a random batch of per-sample ones ``k``
+    (``(n, d, d)``, uniform over the samples), with ``Cov(K_B) = noise Cov(k)``: ``noise =
+    1 / B`` for ``B`` draws with replacement, ``(n - B) / (B (n - 1))`` for a uniform
+    ``B``-subset. Shared by :func:`mean_square_spectral_radius` and
+    :func:`gdsim.theory.linear_stability`."""
+    n, d = k.shape[:2]
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
         K = k.mean(axis=0)
         kk = np.einsum("nij,nkl->ikjl", k, k).reshape(d * d, d * d) / n  # E[k (x) k]
-        E_KK = kk / batch_size + (1.0 - 1.0 / batch_size) * np.kron(K, K)
+        E_KK = noise * kk + (1.0 - noise) * np.kron(K, K)
         # A_B = A0 + P K_B Q with Q = [I, 0]: E[A (x) A] = A0(x)A0 + A0(x)(PKQ) + (PKQ)(x)A0 + (P(x)P) E[K(x)K] (Q(x)Q)
         eye = np.eye(d)
         A0 = _step_matrices(np.zeros((d, d)), beta, nesterov)
@@ -223,8 +235,7 @@ def _mean_square_radius(model, A, weight, batch_size, c, wd, beta, nesterov):
             P = np.vstack([-(1.0 + beta) * eye if nesterov else -eye, eye])
             Q = np.hstack([eye, np.zeros((d, d))])
         KQ = P @ K @ Q
-        second = np.kron(A0, A0) + np.kron(A0, KQ) + np.kron(KQ, A0) + np.kron(P, P) @ E_KK @ np.kron(Q, Q)
-    return radius_of(second)
+        return np.kron(A0, A0) + np.kron(A0, KQ) + np.kron(KQ, A0) + np.kron(P, P) @ E_KK @ np.kron(Q, Q)
 
 
 def _bisect_critical(radius, lr_hi, rtol):

@@ -14,10 +14,55 @@ import numpy as np
 
 from . import scalar
 from ._jit import jit_inline
-from ._validate import ParameterError, as_array
+from ._validate import ParameterError, as_array, closest, short_repr
 
 #: :func:`gdsim.scalar.batch_stop` compiled for CPU kernels.
 batch_stop = jit_inline(scalar.batch_stop)
+
+#: The sampling schemes ``shuffle`` names, and how each draws its orders (for a sweep's
+#: ``random_draws`` attribute): an explicit order array aside, the values ``shuffle`` accepts.
+SHUFFLES = {
+    False: "none (data order)",
+    True: "a permutation per epoch from default_rng(SeedSequence(seed).spawn(1)[0])",
+    "replacement": "n indices per epoch drawn with replacement, "
+                   "default_rng(SeedSequence(seed).spawn(1)[0]).integers(0, n, size=(epochs, n))",
+}
+
+
+def _accepted(shape):
+    """The values ``shuffle`` accepts, for messages (``shape``: see :func:`check_shuffle`)."""
+    plain = "False (data order), True (a permutation per epoch)"
+    drawn = '"replacement" (n indices per epoch drawn with replacement)'
+    if shape is None:
+        return f"{plain} or {drawn} in a sweep"
+    return f"{plain}, {drawn} or an integer array of shape (epochs, n) = {shape}"
+
+
+def check_shuffle(shuffle, shape=None):
+    """The sampling scheme ``shuffle`` names (a key of :data:`SHUFFLES`), else ParameterError
+    listing the accepted values.
+
+    With ``shape = (epochs, n)`` (``gdsim.train``) an explicit order is accepted too: an
+    integer array of that shape, each row a permutation of ``range(n)``, returned as int64.
+    """
+    if isinstance(shuffle, (bool, np.bool_)):
+        return bool(shuffle)
+    if isinstance(shuffle, str) and shuffle == "replacement":
+        return "replacement"
+    if isinstance(shuffle, str) or shape is None:
+        hint = closest(shuffle, ["replacement"]) if isinstance(shuffle, str) else ""
+        raise ParameterError(f"shuffle must be {_accepted(shape)}, got {short_repr(shuffle)}{hint}", "shuffle")
+    order = as_array("shuffle", shuffle)
+    if order.dtype.kind not in "iu" or order.shape != shape:
+        raise ParameterError(f"shuffle must be {_accepted(shape)}, got a {order.dtype} array of shape {order.shape}",
+                             "shuffle")
+    epochs, n = shape
+    expected = np.arange(n)
+    for e in range(epochs):
+        if not np.array_equal(np.sort(order[e]), expected):
+            raise ParameterError(f"shuffle[{e}] must be a permutation of range({n}) (each sample exactly once)",
+                                 "shuffle")
+    return np.ascontiguousarray(order, dtype=np.int64)
 
 
 def batch_orders(n, epochs, shuffle=False, seed=0):
@@ -26,32 +71,30 @@ def batch_orders(n, epochs, shuffle=False, seed=0):
     Parameters
     ----------
     n, epochs : int
-    shuffle : bool or array_like of int, shape (epochs, n)
-        False: data order every epoch. True: a fresh permutation per epoch, drawn from an
-        independent child stream of ``seed`` (``SeedSequence(seed).spawn(1)[0]``), so that
-        it is not correlated with ``model.init(seed)``. An array: the order itself, each
-        row a permutation of ``range(n)``.
+    shuffle : bool, "replacement" or array_like of int, shape (epochs, n)
+        False: data order every epoch. True: a fresh permutation per epoch. ``"replacement"``:
+        each epoch ``n`` indices drawn independently and uniformly from ``range(n)``
+        (repeats allowed), exactly ``rng.integers(0, n, size=(epochs, n), dtype=np.int64)``:
+        one call, row ``e`` is epoch ``e``. Both random schemes draw from an independent
+        child stream of ``seed``, ``rng = numpy.random.default_rng(SeedSequence(seed).spawn(1)[0])``,
+        so that they are not correlated with ``model.init(seed)``. An array: the order
+        itself, each row a permutation of ``range(n)``. Every scheme is then sliced into
+        batches by :func:`batch_stop`.
     seed : int
 
     Returns
     -------
     numpy.ndarray, int64 (epochs, n)
     """
-    if isinstance(shuffle, (bool, np.bool_)):
-        if not shuffle:
-            return np.tile(np.arange(n, dtype=np.int64), (epochs, 1))
-        rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])
-        return np.stack([rng.permutation(n) for _ in range(epochs)]).astype(np.int64)
-    order = as_array("shuffle", shuffle)
-    if order.dtype.kind not in "iu" or order.shape != (epochs, n):
-        raise ParameterError(f"shuffle must be True, False or an integer array of shape (epochs, n) = "
-                             f"({epochs}, {n}), got a {order.dtype} array of shape {order.shape}", "shuffle")
-    expected = np.arange(n)
-    for e in range(epochs):
-        if not np.array_equal(np.sort(order[e]), expected):
-            raise ParameterError(f"shuffle[{e}] must be a permutation of range({n}) (each sample exactly once)",
-                                 "shuffle")
-    return np.ascontiguousarray(order, dtype=np.int64)
+    scheme = check_shuffle(shuffle, (epochs, n))
+    if isinstance(scheme, np.ndarray):
+        return scheme
+    if scheme is False:
+        return np.tile(np.arange(n, dtype=np.int64), (epochs, 1))
+    rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(1)[0])
+    if scheme == "replacement":
+        return rng.integers(0, n, size=(epochs, n), dtype=np.int64)
+    return np.stack([rng.permutation(n) for _ in range(epochs)]).astype(np.int64)
 
 
 def batch_bounds(n, batch_size, drop_last):

@@ -318,20 +318,23 @@ def critical_batch(study, ds):
         hi.append(lrs[k] if k < len(lrs) else np.nan)
     lo, hi = np.array(lo), np.array(hi)
     centre = np.sqrt(lo * hi)
+    drawn = ds.attrs.get("shuffle") == "replacement"  # else permutations (the epoch theory below)
     ax.errorbar(batch_sizes, centre, yerr=[centre - lo, hi - centre], fmt="o", color="C0", capsize=3,
-                label=f"simulated: the loss grows in half of {ds.sizes['seed']} shuffled runs\n(bar: from the last "
+                label=f"simulated: the loss grows in half of {ds.sizes['seed']} "
+                      f"{'runs drawn with replacement' if drawn else 'shuffled runs'}\n(bar: from the last "
                       "stable to the first unstable lr of the sweep)")
     b_theory = np.unique(np.geomspace(1, n, 40).astype(int))
     ms = [theory.mean_square_critical_lr(study.model, X, batch_size=int(b), rtol=1e-6) for b in b_theory]
     ax.plot(b_theory, ms, "C1-", lw=2, label="mean-square theory (batches drawn with replacement)")
-    # The epoch map of each seed's first shuffle: the theory of these very orders.
-    n_epochs = int(ds.attrs["epochs"])
-    first_orders = [batch_orders(n, n_epochs, True, int(seed))[0] for seed in ds.seed.values]
-    per_order = np.array([[theory.epoch_critical_lr(study.model, X, batch_size=int(b), order=order, rtol=1e-6)
-                           for order in first_orders] for b in batch_sizes])
-    ax.fill_between(batch_sizes, per_order.min(axis=1), per_order.max(axis=1), color="C2", alpha=0.25, lw=0)
-    ax.plot(batch_sizes, np.median(per_order, axis=1), "C2-", lw=1.5,
-            label="epoch theory of each seed's first shuffle (median, range)")
+    if not drawn:
+        # The epoch map of each seed's first shuffle: the theory of these very orders.
+        n_epochs = int(ds.attrs["epochs"])
+        first_orders = [batch_orders(n, n_epochs, True, int(seed))[0] for seed in ds.seed.values]
+        per_order = np.array([[theory.epoch_critical_lr(study.model, X, batch_size=int(b), order=order, rtol=1e-6)
+                               for order in first_orders] for b in batch_sizes])
+        ax.fill_between(batch_sizes, per_order.min(axis=1), per_order.max(axis=1), color="C2", alpha=0.25, lw=0)
+        ax.plot(batch_sizes, np.median(per_order, axis=1), "C2-", lw=1.5,
+                label="epoch theory of each seed's first shuffle (median, range)")
     ax.axhline(2 / L, color="k", ls="--", lw=1.2, label=f"2 / L = {2 / L:.4f} (full-batch GD)")
     ax.set_xscale("log")
     ax.set(xlabel="batch size B (log scale)", ylabel="critical learning rate",

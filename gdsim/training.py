@@ -264,9 +264,10 @@ def train(model, X, Y, optimizer, *, epochs, batch_size=None, shuffle=False, see
         Number of passes over the data, ``>= 1``.
     batch_size : int or None, default None
         Samples per step, in ``[1, n]``; None means full batch (``n``).
-    shuffle : bool or array_like of int (epochs, n), default False
-        Sample order: data order, a fresh permutation per epoch drawn from ``seed``, or
-        the order itself (see :func:`gdsim.batches.batch_orders`).
+    shuffle : bool, "replacement" or array_like of int (epochs, n), default False
+        Sample order: data order (False), a fresh permutation per epoch drawn from ``seed``
+        (True), ``n`` indices per epoch drawn with replacement from ``seed``
+        (``"replacement"``), or the order itself (see :func:`gdsim.batches.batch_orders`).
     seed : int, optional
         Seeds the initial parameters (``model.init(seed)``, when ``params0`` is None)
         and the shuffles; default 0, or ``state0.seed``.

@@ -307,7 +307,7 @@ def no_work(monkeypatch):
     (dict(batch_size=21), "batch_size must be an integer in [1, 20]"),
     (dict(seed=[0, -1]), "seed (every value) must be an integer in [0, 9223372036854775807]"),
     (dict(epochs=0), "epochs must be an integer in [1, inf]"),
-    (dict(shuffle="yes"), "shuffle must be True or False"),
+    (dict(shuffle="yes"), 'shuffle must be False (data order), True (a permutation per epoch) or "replacement"'),
     (dict(dtype="float16"), "dtype must be one of"),
     (dict(divergence=0.5), "divergence must be a number > 1"),
     (dict(progress="yes"), "progress must be True, False or a callable"),

@@ -131,9 +131,11 @@ OPT = gdsim.SGD(lr=0.1)
     (lambda: gdsim.train(MODEL, X_OK, Y_OK, OPT, epochs=2, shuffle=np.zeros((2, 4), dtype=int)),
      "shuffle[0] must be a permutation of range(4) (each sample exactly once)"),
     (lambda: gdsim.train(MODEL, X_OK, Y_OK, OPT, epochs=2, shuffle=[[0, 1, 2, 3]]),
-     "shuffle must be True, False or an integer array of shape (epochs, n) = (2, 4), got a int64 array of shape (1, 4)"),
+     'shuffle must be False (data order), True (a permutation per epoch), "replacement" (n indices per epoch drawn '
+     "with replacement) or an integer array of shape (epochs, n) = (2, 4), got a int64 array of shape (1, 4)"),
     (lambda: gdsim.train(MODEL, X_OK, Y_OK, OPT, epochs=1, shuffle="yes"),
-     "shuffle must be True, False or an integer array of shape (epochs, n) = (1, 4), got a <U3 array of shape ()"),
+     'shuffle must be False (data order), True (a permutation per epoch), "replacement" (n indices per epoch drawn '
+     "with replacement) or an integer array of shape (epochs, n) = (1, 4), got 'yes'"),
     (lambda: gdsim.train(MODEL, X_OK, Y_OK, OPT, epochs=1, params0=[1.0, 2.0]),
      "params0 must have shape (3,) for Linear(2, 1, loss='mse', reduction='mean'), got (2,)"),
     (lambda: gdsim.train(MODEL, X_OK, Y_OK, OPT, epochs=1, params0=[1.0, np.nan, 0.0]), "params0 contains NaN or inf"),

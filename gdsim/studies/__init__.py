@@ -28,8 +28,8 @@ and the figure that shows the result::
 Axis values (``lr, momentum, dampening, weight_decay, nesterov, batch_size, seed``) are a
 scalar, a list, or a table ``{linspace = [start, stop, num]}``, ``{geomspace = [start,
 stop, num]}`` or ``{arange = [start, stop, step]}``; ``batch_size = "full"`` is the whole
-data set. The other ``[train]`` keys: ``epochs, shuffle, drop_last, params0`` (a list, or
-absent for ``model.init(seed)``), ``lr_schedule`` (``["step", step_size, gamma]``,
+data set. The other ``[train]`` keys: ``epochs``, ``shuffle`` (``false``, ``true`` or
+``"replacement"``), ``drop_last``, ``params0`` (a list, or absent for ``model.init(seed)``), ``lr_schedule`` (``["step", step_size, gamma]``,
 ``["exponential", gamma]``, ``["cosine", T_max, eta_min]`` or ``{factors = [...]}``),
 ``divergence`` (a factor of the initial loss, or ``"none"``) and ``dtype``.
 

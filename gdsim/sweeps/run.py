@@ -70,9 +70,10 @@ def sweep(model, X, Y, *, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nes
         Samples per step, in ``[1, n]``; None: full batch.
     epochs : int
         Passes over the data, ``>= 1``.
-    shuffle : bool, default False
-        False: data order; True: a fresh permutation per epoch drawn from ``seed`` (the
-        same as ``train`` draws).
+    shuffle : bool or "replacement", default False
+        False: data order; True: a fresh permutation per epoch drawn from ``seed``;
+        ``"replacement"``: ``n`` indices per epoch drawn with replacement from ``seed``
+        (the same as ``train`` draws, :func:`gdsim.batches.batch_orders`).
     seed : int or 1-d array of int, default 0
         Seeds the initial parameters (``model.init(seed)``, unless ``params0`` is given)
         and the shuffles; an array repeats the grid over seeds.

@@ -13,6 +13,7 @@ import numpy as np
 
 from .._resources import check_memory
 from .._validate import SEED_MAX, ParameterError, as_array, short_repr, check_bool, check_int, closest, is_real_scalar
+from ..batches import SHUFFLES, check_shuffle
 from ..models import MLP, check_model
 from ..optim import HYPER_PARAMETERS, check_lr_schedule, check_nesterov, epoch_lrs
 from .targets import check_target
@@ -36,7 +37,9 @@ class SweepSpec:
         Each axis of :data:`AXES` as a 1-d array (one value when it is not swept).
     swept : dict of str to bool
         Whether the axis was given as an array (a dimension of the result).
-    shuffle, drop_last : bool
+    shuffle : bool or str
+        The sampling scheme: False, True or ``"replacement"`` (:data:`gdsim.batches.SHUFFLES`).
+    drop_last : bool
     schedule : None, tuple or numpy.ndarray
         The checked ``lr_schedule`` (:func:`gdsim.optim.check_lr_schedule`).
     target : str
@@ -57,7 +60,7 @@ class SweepSpec:
     epochs: int
     values: dict = dataclasses.field(repr=False)
     swept: dict
-    shuffle: bool
+    shuffle: bool | str
     drop_last: bool
     schedule: object
     target: str
@@ -113,9 +116,8 @@ class SweepSpec:
     def random_draws(self):
         """Where the sweep's random numbers come from, for the result's attributes."""
         init = "params0 (given)" if self.params0 is not None else "model.init(seed), numpy default_rng(seed)"
-        shuffles = ("a permutation per epoch from default_rng(SeedSequence(seed).spawn(1)[0])" if self.shuffle
-                    else "none (data order)")
-        return f"initial parameters: {init}; shuffles: {shuffles}; seed: the seed coordinate or attribute"
+        return (f"initial parameters: {init}; shuffles: {SHUFFLES[self.shuffle]}; "
+                "seed: the seed coordinate or attribute")
 
 
 def _axis_values(name, value, n):
@@ -207,8 +209,7 @@ def check_sweep(model, X, Y, *, lr, momentum=0.0, dampening=0.0, weight_decay=0.
     for name in AXES:
         values[name], swept[name] = _axis_values(name, given[name], n)
     check_nesterov(values["nesterov"], values["momentum"], values["dampening"])
-    if not isinstance(shuffle, (bool, np.bool_)):
-        raise ParameterError(f"shuffle must be True or False in a sweep, got {shuffle!r}", "shuffle")
+    shuffle = check_shuffle(shuffle)
     drop_last = check_bool("drop_last", drop_last)
     schedule = check_lr_schedule(lr_schedule, epochs)
     target = check_target(target)
@@ -217,7 +218,7 @@ def check_sweep(model, X, Y, *, lr, momentum=0.0, dampening=0.0, weight_decay=0.
     if params0 is not None:
         params0 = model.check_params(params0, "params0")
     check_float32_range(dtype_name, X=X, Y=Y, params0=params0)
-    spec = SweepSpec(model=model, X=X, Y=Y, epochs=epochs, values=values, swept=swept, shuffle=bool(shuffle),
+    spec = SweepSpec(model=model, X=X, Y=Y, epochs=epochs, values=values, swept=swept, shuffle=shuffle,
                      drop_last=drop_last, schedule=schedule, target=target, dtype=dtype_name,
                      divergence_factor=divergence_factor, stop_diverged=stop_diverged, params0=params0)
     itemsize = np.dtype(dtype_name).itemsize

@@ -21,7 +21,8 @@ A run converges when the spectral radius of that map is below 1 and diverges whe
 above. For full-batch GD the map has a 2 x 2 block per Hessian eigenvalue (the companion
 matrix of the momentum recursion), which gives the classical closed forms; for SGD in a
 fixed sample order it is the product of one epoch's maps; for SGD with replacement it is
-the second-moment recursion.
+the second-moment recursion (simulated by ``gdsim.train`` / ``gdsim.sweep`` with
+``shuffle="replacement"``).
 
 References
 ----------

@@ -171,6 +171,7 @@ def _same_bits(a, b):
     ({"lr": 0.03, "momentum": 0.8, "dampening": 0.3, "weight_decay": 0.01}, 3, True, ("step", 4, 0.5)),
     ({"lr": 0.03, "momentum": 0.7, "nesterov": True}, 4, True, ("cosine", 9, 0.001)),
     ({"lr": 0.2}, 1, True, ("exponential", 0.9)),                                       # no momentum buffer
+    ({"lr": 0.05, "momentum": 0.5}, 3, "replacement", None),
 ])
 def test_n_plus_m_epochs_from_the_state_are_one_run_bit_for_bit(hyper, batch_size, shuffle, schedule):
     model = gdsim.MLP((3, 5, 2), activation="tanh")

@@ -186,3 +186,11 @@ def check_batches(batch_size, order, drop_last, n):
 def check_rtol(rtol):
     """The bisection's relative tolerance, in (0, 1)."""
     return check_real("rtol", rtol, minimum=0.0, maximum=1.0, strict=True)
+
+
+def safe_norm(x):
+    """Euclidean norm without overflow (inf only when it exceeds float64)."""
+    top = float(np.abs(x).max()) if x.size else 0.0
+    if top == 0:
+        return 0.0
+    return top * float(np.linalg.norm(x / top))  # Python floats: an overflow is inf, silently

@@ -20,7 +20,7 @@ import numpy as np
 
 from .._validate import ParameterError, check_real
 from .checks import check_broadcast, check_hyper, check_reals, safe_product
-from .quadratic import _companion_radius
+from .quadratic import companion_radius
 
 #: The regions of :func:`momentum_region`, in the order of the codes it uses internally.
 REGIONS = ("robust", "lazy", "knife's edge", "divergent")
@@ -149,8 +149,8 @@ def momentum_region(lr, momentum, L, mu):
         raise ParameterError(f"mu must satisfy 0 < mu <= L, got mu={float(np.broadcast_to(mu, shape)[bad][0])!r} > "
                              f"L={float(np.broadcast_to(L, shape)[bad][0])!r}", "mu")
     k_mu, k_L = safe_product(lr, mu), safe_product(lr, L)  # inf past float64, never NaN
-    rho_mu = _companion_radius(k_mu, beta, False)
-    rho_L = _companion_radius(k_L, beta, False)
+    rho_mu = companion_radius(k_mu, beta, False)
+    rho_L = companion_radius(k_L, beta, False)
     with np.errstate(over="ignore"):
         root = np.sqrt(beta)
         low, high = (1.0 - root) ** 2, (1.0 + root) ** 2

@@ -20,11 +20,13 @@ from typing import NamedTuple
 
 import numpy as np
 
+from .. import hvp
 from .._validate import ParameterError, check_choice, check_int
 from ..scalar import MEAN
 from .checks import check_hyper, check_momentum, radius_of
 from .sgd import MAX_DRAWN_BATCH, second_moment_map
-from .sharpness import _check_point, _default_product, _gradient_overflow, _norm
+from .checks import safe_norm
+from .sharpness import ExactProduct, check_point, gradient_overflow
 
 #: The most parameters :func:`linear_stability` takes (it forms every per-sample Hessian).
 MAX_DENSE_PARAMS = 2000
@@ -146,7 +148,7 @@ def noise_scales(model, params, X, Y, batch_size=None):
         gradient is 0 (the scales divide by ``|G|^2``); ``batch_size`` not an integer in
         range; ``params``, ``X`` or ``Y`` (the largest) when the gradient overflows.
     """
-    model, params, X, Y = _check_point(model, params, X, Y)
+    model, params, X, Y = check_point(model, params, X, Y)
     _check_mean(model, "noise_scales")
     if batch_size is not None:
         batch_size = check_int("batch_size", batch_size, minimum=1, maximum=MAX_DRAWN_BATCH)
@@ -154,21 +156,22 @@ def noise_scales(model, params, X, Y, batch_size=None):
     with np.errstate(over="ignore", invalid="ignore"):  # an overflowed gradient is refused just below
         deviations = model.per_sample_grads(params, X, Y) - G
     if not (np.all(np.isfinite(G)) and np.all(np.isfinite(deviations))):
-        _gradient_overflow(params, X, Y)
-    g2 = _norm(G) ** 2
+        gradient_overflow(params, X, Y)
+    g2 = safe_norm(G) ** 2
     if g2 == 0:
         raise ParameterError("params: the gradient is 0 there, and the noise scales are ratios to |G|^2; take "
                              "a point before the minimum (for the minimum itself see linear_stability)", "params")
     n, P = deviations.shape
     trace_sigma = float(np.sum(deviations * deviations)) / n
-    gHg = float(G @ _default_product(model, params, X, Y, G))
+    product = ExactProduct(model, params, X, Y)
+    gHg = float(G @ product(G))
     if n <= P:  # one Hessian-vector product per sample
-        trace_h_sigma = sum(float(d @ _default_product(model, params, X, Y, d)) for d in deviations) / n
+        trace_h_sigma = sum(float(d @ product(d)) for d in deviations) / n
     else:  # fewer from the dense Hessian
-        H = np.column_stack([_default_product(model, params, X, Y, e) for e in np.eye(P)])
+        H = np.column_stack([product(e) for e in np.eye(P)])
         trace_h_sigma = float(np.sum((deviations @ (0.5 * H + 0.5 * H.T)) * deviations)) / n
     if not (math.isfinite(gHg) and math.isfinite(trace_h_sigma)):
-        _gradient_overflow(params, X, Y)
+        gradient_overflow(params, X, Y)
     b_simple = trace_sigma / g2
     if gHg > 0:
         b_noise, lr_max = trace_h_sigma / gHg, g2 / gHg
@@ -181,19 +184,21 @@ def noise_scales(model, params, X, Y, batch_size=None):
 
 
 def per_sample_hessians(model, params, X, Y):
-    """Every sample's Hessian ``(n, n_params, n_params)`` by central differences of
-    :meth:`gdsim.MLP.per_sample_grads` along each parameter, symmetrised."""
+    """Every sample's Hessian ``(n, n_params, n_params)``: exact products
+    (:func:`gdsim.hvp.batch_hvp` on the one-sample batch) along each parameter."""
     P = model.n_params
-    h = 1e-5 * max(1.0, _norm(params))
+    _, kernel_Y = model.check_data(X, Y)
+    work = hvp.new_workspace(model.sizes_array)
     out = np.empty((X.shape[0], P, P))
-    for j in range(P):
-        step = np.zeros(P)
-        step[j] = h
-        with np.errstate(over="ignore", invalid="ignore"):
-            out[:, :, j] = (model.per_sample_grads(params + step, X, Y)
-                            - model.per_sample_grads(params - step, X, Y)) / (2.0 * h)
+    unit = np.zeros(P)
+    for i in range(X.shape[0]):
+        rows = np.array([i])
+        for j in range(P):
+            unit[j] = 1.0
+            hvp.batch_hvp(params, *model.spec, X, kernel_Y, rows, unit, out[i, :, j], work)
+            unit[j] = 0.0
     if not np.all(np.isfinite(out)):
-        _gradient_overflow(params, X, Y)
+        gradient_overflow(params, X, Y)
     return 0.5 * out + 0.5 * np.swapaxes(out, 1, 2)
 
 
@@ -243,7 +248,7 @@ def linear_stability(model, params, X, Y, lr, batch_size, *, momentum=0.0, sampl
         with too many samples for the Hessians; ``lr``, ``momentum`` outside SGD's rules;
         ``batch_size`` out of range; ``sampling`` not one of the two.
     """
-    model, params, X, Y = _check_point(model, params, X, Y)
+    model, params, X, Y = check_point(model, params, X, Y)
     _check_mean(model, "linear_stability")
     P, n = model.n_params, X.shape[0]
     if P > MAX_DENSE_PARAMS:

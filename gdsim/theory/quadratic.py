@@ -279,11 +279,11 @@ def spectral_radius(lr, eigenvalues, momentum=0.0, *, dampening=0.0, weight_deca
             curvature = value + wd  # overflows only when both are positive: then add the two parts
             k = np.where(np.isinf(curvature), safe_product(lr, g, value) + safe_product(lr, g, wd),
                          safe_product(lr, g, np.where(np.isinf(curvature), 0.0, curvature)))
-        rho = np.maximum(rho, _companion_radius(k, beta, nesterov))
+        rho = np.maximum(rho, companion_radius(k, beta, nesterov))
     return float(rho) if rho.ndim == 0 else rho
 
 
-def _companion_radius(k, beta, nesterov):
+def companion_radius(k, beta, nesterov):
     """Spectral radius of the companion matrix with effective curvature ``k`` (``lr`` times
     the gradient's curvature), from its trace ``T`` and determinant ``D``: in the
     coordinates ``(p, lr buf)`` it is ``[[1 - k, -beta], [k, beta]]`` (heavy ball) or

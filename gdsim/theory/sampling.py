@@ -40,11 +40,11 @@ from ..batches import batch_bounds
 from .checks import radius_of
 from .quadratic import batch_hessian
 from .sgd import (
-    _check_drawn_batch,
-    _effective_curvatures,
-    _lr_scale,
-    _sgd_settings,
-    _step_matrices,
+    check_drawn_batch,
+    effective_curvatures,
+    lr_scale,
+    sgd_settings,
+    step_matrices,
 )
 
 #: The sampling schemes of :func:`lyapunov_exponent` and :func:`mean_square_radius`.
@@ -94,13 +94,13 @@ class MeanSquare(NamedTuple):
 def _check_sampling(model, X, lr, batch_size, sampling, drop_last, momentum, dampening, weight_decay, nesterov,
                     what):
     """The checked settings shared by both estimators."""
-    model, A, weight, lr, beta, tau, wd, nesterov = _sgd_settings(
+    model, A, weight, lr, beta, tau, wd, nesterov = sgd_settings(
         model, X, lr, momentum, dampening, weight_decay, nesterov, what)
     n = A.shape[0]
     batch_size = check_int("batch_size", batch_size, minimum=1, maximum=n)
     sampling = check_choice("sampling", sampling, SAMPLINGS)
     drop_last = check_bool("drop_last", drop_last)
-    return model, A, weight, _lr_scale(lr, beta, tau, nesterov), wd, beta, nesterov, batch_bounds(
+    return model, A, weight, lr_scale(lr, beta, tau, nesterov), wd, beta, nesterov, batch_bounds(
         n, batch_size, drop_last), sampling
 
 
@@ -121,8 +121,8 @@ def _epoch_maps(model, A, weight, orders, bounds, c, wd, beta, nesterov):
     float64, -inf where the product is 0."""
     maps, logs = None, np.zeros(orders.shape[0])
     for start, stop in bounds:
-        K = _effective_curvatures(c, batch_hessian(model, A[orders[:, start:stop]], weight), wd)
-        step = _step_matrices(K, beta, nesterov)
+        K = effective_curvatures(c, batch_hessian(model, A[orders[:, start:stop]], weight), wd)
+        step = step_matrices(K, beta, nesterov)
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # inf entries: flagged just below
             maps = step if maps is None else step @ maps
             top = np.abs(maps).max(axis=(-2, -1))
@@ -263,7 +263,7 @@ def mean_square_radius(model, X, lr, *, batch_size=1, sampling="reshuffle", samp
     model, A, weight, c, wd, beta, nesterov, bounds, sampling = _check_sampling(
         model, X, lr, batch_size, sampling, drop_last, momentum, dampening, weight_decay, nesterov,
         "mean_square_radius")
-    _check_drawn_batch(model, 1)  # the map is (2d)^2 x (2d)^2: n_in <= 39
+    check_drawn_batch(model, 1)  # the map is (2d)^2 x (2d)^2: n_in <= 39
     blocks = check_int("blocks", blocks, minimum=2)
     samples = check_int("samples", samples, minimum=blocks)
     rng = np.random.default_rng(np.random.SeedSequence(check_seed("seed", seed)).spawn(2)[0])

@@ -40,7 +40,7 @@ MAX_DRAWN_BATCH = 2**53
 # ---------------------------------------------------------------------------------------
 # Stochastic gradient descent
 # ---------------------------------------------------------------------------------------
-def _sgd_settings(model, X, lr, momentum, dampening, weight_decay, nesterov, what, search=False):
+def sgd_settings(model, X, lr, momentum, dampening, weight_decay, nesterov, what, search=False):
     """Every argument of one SGD run checked: ``(model, A, weight, lr, beta, tau, wd,
     nesterov)`` with Python floats; ``search``: the caller searches for a threshold (no
     ``lr``; momentum < 1, dampening < 1)."""
@@ -52,13 +52,13 @@ def _sgd_settings(model, X, lr, momentum, dampening, weight_decay, nesterov, wha
     return model, A, weight, lr, float(beta), float(tau), float(wd), nesterov
 
 
-def _lr_scale(lr, beta, tau, nesterov):
+def lr_scale(lr, beta, tau, nesterov):
     """``lr g``: the factor of the curvature in every step (inf when it overflows)."""
     g = (1.0 - tau) if beta > 0 and not nesterov else 1.0
     return float(safe_product(lr, g))
 
 
-def _effective_curvatures(c, hessians, wd):
+def effective_curvatures(c, hessians, wd):
     """``K = c (H + wd I)`` for a stack of Hessians, as ``c H + (c wd) I`` so that a
     small ``c`` never meets an overflowed ``H + wd``."""
     with np.errstate(over="ignore", invalid="ignore"):
@@ -68,7 +68,7 @@ def _effective_curvatures(c, hessians, wd):
     return K
 
 
-def _step_matrices(K, beta, nesterov):
+def step_matrices(K, beta, nesterov):
     """The linear part of one SGD step on ``(e, lr buf)`` for effective curvatures ``K``
     (``(..., d, d)``): ``[[I - K, -beta I], [K, beta I]]`` (heavy ball) or
     ``[[I - (1 + beta) K, -beta^2 I], [K, beta I]]`` (Nesterov); just ``I - K`` without
@@ -143,10 +143,10 @@ def epoch_spectral_radius(model, X, lr, *, batch_size=1, order=None, drop_last=F
         ``dampening``, ``weight_decay`` not single numbers within SGD's rules;
         ``batch_size``, ``order``, ``drop_last`` or ``nesterov`` invalid.
     """
-    model, A, weight, lr, beta, tau, wd, nesterov = _sgd_settings(
+    model, A, weight, lr, beta, tau, wd, nesterov = sgd_settings(
         model, X, lr, momentum, dampening, weight_decay, nesterov, "epoch_spectral_radius")
     hessians = _epoch_hessians(model, A, weight, *check_batches(batch_size, order, drop_last, A.shape[0]))
-    return _epoch_radius(hessians, _lr_scale(lr, beta, tau, nesterov), wd, beta, nesterov)
+    return _epoch_radius(hessians, lr_scale(lr, beta, tau, nesterov), wd, beta, nesterov)
 
 
 def _epoch_hessians(model, A, weight, batch_size, order, drop_last):
@@ -157,8 +157,8 @@ def _epoch_hessians(model, A, weight, batch_size, order, drop_last):
 
 def _epoch_radius(hessians, c, wd, beta, nesterov):
     """Spectral radius of the product of one epoch's step matrices, last step leftmost,
-    for the gradient scale ``c = lr g`` (:func:`_lr_scale`)."""
-    return _product_radius(_step_matrices(_effective_curvatures(c, hessians, wd), beta, nesterov))
+    for the gradient scale ``c = lr g`` (:func:`lr_scale`)."""
+    return _product_radius(step_matrices(effective_curvatures(c, hessians, wd), beta, nesterov))
 
 
 def mean_square_spectral_radius(model, X, lr, *, batch_size=1, momentum=0.0, dampening=0.0,
@@ -187,13 +187,13 @@ def mean_square_spectral_radius(model, X, lr, *, batch_size=1, momentum=0.0, dam
     gdsim.ParameterError
         As :func:`epoch_spectral_radius`; ``model`` with ``n_in > 39``.
     """
-    model, A, weight, lr, beta, tau, wd, nesterov = _sgd_settings(
+    model, A, weight, lr, beta, tau, wd, nesterov = sgd_settings(
         model, X, lr, momentum, dampening, weight_decay, nesterov, "mean_square_spectral_radius")
-    batch_size = _check_drawn_batch(model, batch_size)
-    return _mean_square_radius(model, A, weight, batch_size, _lr_scale(lr, beta, tau, nesterov), wd, beta, nesterov)
+    batch_size = check_drawn_batch(model, batch_size)
+    return _mean_square_radius(model, A, weight, batch_size, lr_scale(lr, beta, tau, nesterov), wd, beta, nesterov)
 
 
-def _check_drawn_batch(model, batch_size):
+def check_drawn_batch(model, batch_size):
     """``batch_size`` of batches drawn with replacement, and a model small enough for the map."""
     batch_size = check_int("batch_size", batch_size, minimum=1, maximum=MAX_DRAWN_BATCH)
     d = model.n_in + 1
@@ -208,7 +208,7 @@ def _mean_square_radius(model, A, weight, batch_size, c, wd, beta, nesterov):
     d = A.shape[1]
     per_sample = weight if model.reduction_code == MEAN else weight * batch_size  # "sum" adds B samples
     # each draw's effective curvature k_i = c (h_i + wd I): the step's K_B is their mean
-    k = _effective_curvatures(float(safe_product(c, per_sample)), np.einsum("ni,nj->nij", A, A), 0.0)
+    k = effective_curvatures(float(safe_product(c, per_sample)), np.einsum("ni,nj->nij", A, A), 0.0)
     with np.errstate(over="ignore", under="ignore", invalid="ignore"):
         k[:, np.arange(d), np.arange(d)] += float(safe_product(c, wd))
     return radius_of(second_moment_map(k, 1.0 / batch_size, beta, nesterov))
@@ -228,7 +228,7 @@ def second_moment_map(k, noise, beta, nesterov):
         E_KK = noise * kk + (1.0 - noise) * np.kron(K, K)
         # A_B = A0 + P K_B Q with Q = [I, 0]: E[A (x) A] = A0(x)A0 + A0(x)(PKQ) + (PKQ)(x)A0 + (P(x)P) E[K(x)K] (Q(x)Q)
         eye = np.eye(d)
-        A0 = _step_matrices(np.zeros((d, d)), beta, nesterov)
+        A0 = step_matrices(np.zeros((d, d)), beta, nesterov)
         if beta == 0:  # the buffer plays no part: the e block alone
             P, Q = -eye, eye
         else:
@@ -290,12 +290,12 @@ def epoch_critical_lr(model, X, *, batch_size=1, order=None, drop_last=False, mo
         As :func:`epoch_spectral_radius` (no ``lr``); ``momentum >= 1``, heavy ball with
         ``dampening >= 1``, or ``rtol`` outside ``(0, 1)``.
     """
-    model, A, weight, _, beta, tau, wd, nesterov = _sgd_settings(
+    model, A, weight, _, beta, tau, wd, nesterov = sgd_settings(
         model, X, None, momentum, dampening, weight_decay, nesterov, "epoch_critical_lr", search=True)
     hessians = _epoch_hessians(model, A, weight, *check_batches(batch_size, order, drop_last, A.shape[0]))
     rtol = check_rtol(rtol)
     lr_hi = _search_range(model, A, weight, beta, tau, wd, nesterov)
-    return _bisect_critical(lambda lr: _epoch_radius(hessians, _lr_scale(lr, beta, tau, nesterov), wd, beta,
+    return _bisect_critical(lambda lr: _epoch_radius(hessians, lr_scale(lr, beta, tau, nesterov), wd, beta,
                                                      nesterov), lr_hi, rtol)
 
 
@@ -349,11 +349,11 @@ def mean_square_critical_lr(model, X, *, batch_size=1, momentum=0.0, dampening=0
         As :func:`mean_square_spectral_radius` (no ``lr``); ``momentum >= 1``, heavy ball
         with ``dampening >= 1``, or ``rtol`` outside ``(0, 1)``.
     """
-    model, A, weight, _, beta, tau, wd, nesterov = _sgd_settings(
+    model, A, weight, _, beta, tau, wd, nesterov = sgd_settings(
         model, X, None, momentum, dampening, weight_decay, nesterov, "mean_square_critical_lr", search=True)
-    batch_size = _check_drawn_batch(model, batch_size)
+    batch_size = check_drawn_batch(model, batch_size)
     rtol = check_rtol(rtol)
     lr_hi = _search_range(model, A, weight, beta, tau, wd, nesterov)
     return _bisect_critical(lambda lr: _mean_square_radius(model, A, weight, batch_size,
-                                                           _lr_scale(lr, beta, tau, nesterov), wd, beta, nesterov),
+                                                           lr_scale(lr, beta, tau, nesterov), wd, beta, nesterov),
                             lr_hi, rtol)

@@ -51,7 +51,7 @@ def hessian_vector_product(model, params, X, Y, v, *, eps=None):
         quotient is lost or overflows); ``params``, ``X`` or ``Y`` (the largest) when the
         gradient or the product along a unit direction overflows float64.
     """
-    model, params, X, Y = _check_point(model, params, X, Y)
+    model, params, X, Y = check_point(model, params, X, Y)
     v = check_reals("v", v)
     if v.shape != (model.n_params,):
         raise ParameterError(f"v must have shape ({model.n_params},) (one entry per parameter of {model!r}), got "
@@ -59,10 +59,10 @@ def hessian_vector_product(model, params, X, Y, v, *, eps=None):
     if eps is not None:
         eps = check_real("eps", eps, minimum=0.0, strict=True)
         return _difference_quotient(model, params, X, Y, v, eps, "eps")
-    return _ExactProduct(model, params, X, Y)(v)
+    return ExactProduct(model, params, X, Y)(v)
 
 
-class _ExactProduct:
+class ExactProduct:
     """``v -> H v`` by :func:`gdsim.hvp.batch_hvp` on the full batch, with the data in the
     kernels' layout and one workspace for every product.
 
@@ -86,12 +86,12 @@ class _ExactProduct:
         hvp.batch_hvp(self.params, *self.model.spec, self.X, self.kernel_Y, self.rows,
                       np.ascontiguousarray(v / top), out, self.work)
         if not np.all(np.isfinite(out)):
-            _gradient_overflow(self.params, self.X, self.Y, "the Hessian-vector product")
+            gradient_overflow(self.params, self.X, self.Y, "the Hessian-vector product")
         with np.errstate(over="ignore"):
             return out * top
 
 
-def _check_point(model, params, X, Y):
+def check_point(model, params, X, Y):
     """The checked arguments; ``Y`` as given for a classifier (the model's methods, which
     the products call, take integer labels, not the kernels' float layout)."""
     model = check_model(model)
@@ -120,7 +120,7 @@ def _difference_quotient(model, params, X, Y, v, h, step_name):
         if step_name == "eps" and np.all(np.isfinite(model.grad(params, X, Y))):  # the step went too far
             raise ParameterError(f"eps is too large: the gradient at params +- eps v is not finite in float64 "
                                  f"(eps = {h!r}, max |eps v| = {np.abs(shift).max():g})", "eps")
-        _gradient_overflow(params, X, Y)
+        gradient_overflow(params, X, Y)
     with np.errstate(over="ignore"):
         out = (g_plus - g_minus) / (2.0 * h)
     if step_name == "eps" and not np.all(np.isfinite(out)):
@@ -128,7 +128,7 @@ def _difference_quotient(model, params, X, Y, v, h, step_name):
     return out
 
 
-def _gradient_overflow(params, X, Y, what="the gradient"):
+def gradient_overflow(params, X, Y, what="the gradient"):
     """Refuse the largest of ``params``, ``X`` and ``Y``: ``what`` overflowed."""
     sizes = {"params": float(np.abs(params).max()), "X": float(np.abs(X).max()), "Y": float(np.abs(Y).max())}
     name = max(sizes, key=sizes.get)
@@ -168,11 +168,11 @@ def sharpness(model, params, X, Y, *, k=1, tol=1e-8):
     """
     from scipy.sparse.linalg import LinearOperator, eigsh
 
-    model, params, X, Y = _check_point(model, params, X, Y)
+    model, params, X, Y = check_point(model, params, X, Y)
     k = check_int("k", k, minimum=1, maximum=model.n_params)
     tol = check_real("tol", tol, minimum=0.0)
     P = model.n_params
-    product = _ExactProduct(model, params, X, Y)  # refuses a product that is not finite
+    product = ExactProduct(model, params, X, Y)  # refuses a product that is not finite
     if P <= 2 * k + 1 or P <= 20:  # tiny problems: the dense Hessian from P products
         H = np.column_stack([product(e) for e in np.eye(P)])
         with np.errstate(over="ignore"):
@@ -182,7 +182,7 @@ def sharpness(model, params, X, Y, *, k=1, tol=1e-8):
         op = LinearOperator((P, P), matvec=lambda v: product(v.ravel()), dtype=np.float64)
         values = np.sort(eigsh(op, k=k, which="LA", tol=tol, v0=np.ones(P), return_eigenvectors=False))[::-1]
     if not np.all(np.isfinite(values)):
-        _gradient_overflow(params, X, Y, "the Hessian")
+        gradient_overflow(params, X, Y, "the Hessian")
     return float(values[0]) if k == 1 else values
 
 

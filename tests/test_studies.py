@@ -157,6 +157,23 @@ TINY = {
         batch_size = "full"
         epochs = 10
         """,
+    "edge_of_stability": """
+        runner = "train"
+        [model]
+        type = "mlp"
+        sizes = [3, 6, 1]
+        activation = "tanh"
+        [data]
+        name = "teacher_mlp"
+        n = 20
+        sizes = [3, 4, 1]
+        [train]
+        lr = [0.05, 0.5, 100.0]
+        momentum = [0.0, 0.9]
+        batch_size = "full"
+        epochs = 30
+        track = {sharpness = 3, loss = 1}
+        """,
     "classifier": """
         runner = "train"
         [model]
@@ -245,8 +262,8 @@ def test_a_store_keeps_values_types_and_attributes(tmp_path):
 BAD = [
     ('title = "t"\nfigures = "tutorial"\n', "top level: unknown key 'figures' (did you mean 'figure'?)"),
     ('title = "t"\nfigure = "momentum_phas"\n' + LINE + '[train]\nlr = 0.1\nepochs = 1\n',
-     "figure: must be one of classifier, critical_batch, lr_batch, lr_threshold, mlp_phase, momentum_phase, "
-     "trajectories, tutorial, got 'momentum_phas' (did you mean 'momentum_phase'?)"),
+     "figure: must be one of classifier, critical_batch, edge_of_stability, lr_batch, lr_threshold, mlp_phase, "
+     "momentum_phase, trajectories, tutorial, got 'momentum_phas' (did you mean 'momentum_phase'?)"),
     ('title = "t"\nfigure = "lr_batch"\n' + LINE + '[train]\nlrr = 0.1\nepochs = 1\n',
      "[train]: unknown key 'lrr' (did you mean 'lr'?)"),
     ('title = "t"\nfigure = "lr_batch"\n' + LINE + '[train]\nlr = [0.1, -0.1]\nbatch_size = [1, 2]\nepochs = 1\n',
@@ -285,6 +302,9 @@ BAD = [
      "[train] track: observables are tracked by gdsim.train: needs runner = 'train'"),
     ('title = "t"\nfigure = "tutorial"\nrunner = "train"\n' + LINE + '[train]\nlr = 0.1\nepochs = 1\n'
      'track = {los = 1}\n', "[train] track: track: unknown observable 'los' (did you mean 'loss'?)"),
+    ('title = "t"\nfigure = "edge_of_stability"\nrunner = "train"\n' + LINE + '[train]\nlr = [0.1, 0.2]\nepochs = 1\n'
+     'track = {loss = 1}\n', "figure: 'edge_of_stability' draws the tracked sharpness: needs runner = 'train' and "
+     "[train] track = {sharpness = 10} (every how many steps)"),
     ('title = "t"\nfigure = [1]\n' + LINE + '[train]\nlr = 0.1\nepochs = 1\n', "figure: must be a string, got [1]"),
     ('title = "t"\nfigure = "lr_batch"\n' + LINE, "top level: missing key 'train'"),
     ('title = "t\n', "not a valid TOML file"),

@@ -1,0 +1,213 @@
+"""Figures of least squares, the tutorial's regression, against closed-form theory."""
+
+import numpy as np
+
+from .. import theory
+from ..batches import batch_orders, steps_per_epoch
+from .common import (
+    LOSS_CAP,
+    batch_label,
+    excess_loss,
+    hessian_spectrum,
+    least_squares,
+    mark_overflow,
+    new_figure,
+    panel_note,
+    phase_limits,
+    phase_panel,
+    span_epochs,
+    suptitle,
+)
+
+
+def tutorial(study, ds):
+    """The tutorial reproduced: data and fits; loss per epoch of batch GD and per-sample SGD."""
+    fig, (ax_fit, ax_loss) = new_figure(2)
+    X, Y = study.X, study.Y
+    n = X.shape[0]
+    (w_ls, b_ls), optimum = least_squares(X, Y)
+    x = np.array([X.min(), X.max()])
+    ax_fit.scatter(X[:, 0], Y[:, 0], s=9, color="0.55", label="data: Y = -5 X + 0.4 N(0, 1)")
+    ax_fit.plot(x, -5 * x, "k--", lw=1, label="true line y = -5 x")
+    ax_fit.plot(x, w_ls * x + b_ls, color="C2", lw=2, label=f"least squares (w {w_ls:.3f}, b {b_ls:.3f})")
+    for b, color in zip(ds.batch_size.values, ("C0", "C3", "C1", "C4")):
+        w_end, b_end = ds.params.sel(batch_size=b).values
+        label = f"{batch_label(b, n)} (w {w_end:.3g}, b {b_end:.3g})"
+        if abs(w_end) < 100:
+            ax_fit.plot(x, w_end * x + b_end, color=color, lw=1.5, label=label)
+        else:
+            ax_fit.plot([], [], color=color, lw=1.5, label=label + ": off the chart")
+    ax_fit.set_ylim(top=Y.max() + 0.4 * np.ptp(Y))  # room for the legend above the data
+    ax_fit.set(xlabel="x", ylabel="y", title=f"Data and the lines after {ds.attrs['epochs']} epochs")
+    ax_fit.legend(fontsize=7.5, loc="upper right")
+
+    epochs = ds.epoch.values
+    arrows = 0
+    for b, color in zip(ds.batch_size.values, ("C0", "C3", "C1", "C4")):
+        run = ds.sel(batch_size=b)
+        ax_loss.semilogy(epochs, run.loss.values, "o-", ms=3, color=color, label=batch_label(b, n))
+        if bool(run.diverged) and 0 < float(run.diverged_loss) < np.inf:  # a point on the log axis
+            step = int(run.diverged_step)
+            per_epoch = steps_per_epoch(ds.attrs["n_samples"], int(b), study.spec.drop_last)
+            ax_loss.annotate(f"loss > 1e6 x initial\nat step {step} (epoch {step // per_epoch})",
+                             xy=(step / per_epoch, float(run.diverged_loss)), xytext=(0.12, 0.5 - 0.18 * arrows),
+                             textcoords="axes fraction", fontsize=8, arrowprops={"arrowstyle": "->", "lw": 0.8})
+            arrows += 1
+    span_epochs(ax_loss, epochs, ds.loss.values)
+    panel_note(ax_loss, ds, bool(np.any(np.isfinite(ds.loss.values) & (ds.loss.values > 0))), xy=(0.5, 0.85))
+    ax_loss.axhline(optimum, color="C2", ls=":", label=f"least-squares optimum {optimum:.3f}")
+    ax_loss.set(xlabel="epoch", ylabel="full-data MSE loss (log scale)",
+                title=f"Loss before each epoch, lr = {float(ds.attrs.get('lr', np.nan)):g}")
+    ax_loss.legend(fontsize=8, loc="center right")
+    suptitle(fig, study)
+    return fig
+
+
+def lr_batch(study, ds):
+    """Final loss against lr for several batch sizes, with the thresholds of theory."""
+    fig, (ax,) = new_figure(1, width=8.0, height=5.0)
+    X, Y = study.X, study.Y
+    n = X.shape[0]
+    _, optimum = least_squares(X, Y)
+    L, _ = hessian_spectrum(study)
+    lrs = ds.lr.values
+    batch_sizes = sorted(ds.batch_size.values, reverse=True)
+    for i, b in enumerate(batch_sizes):
+        color = f"C{i}"
+        final = ds.final_loss.sel(batch_size=b).values
+        blown = ~(final <= LOSS_CAP)
+        ax.loglog(lrs, np.where(blown, np.nan, final), color=color, lw=1.8, label=batch_label(b, n))
+        mark_overflow(ax, lrs[blown], color)
+        if b != n:
+            lr_epoch = theory.epoch_critical_lr(study.model, X, batch_size=int(b))
+            ax.axvline(lr_epoch, color=color, ls="--", lw=1)
+            lr_step = theory.step_critical_lr(study.model, X, batch_size=int(b))
+            ax.axvline(lr_step, color=color, ls=":", lw=1)
+    ax.axvline(2 / L, color="k", ls="--", lw=1.2, label=f"2 / L = {2 / L:.4f} (GD threshold)")
+    ax.axhline(optimum, color="0.5", lw=0.8, label="least-squares optimum")
+    ax.plot([], [], "k--", lw=1, label="dashed: epoch map unstable (epoch_critical_lr)")
+    ax.plot([], [], "k:", lw=1, label="dotted: some single step unstable (step_critical_lr)")
+    ax.plot([], [], "kx", ms=4, label=f"final loss above {LOSS_CAP:.0e} or overflowed")
+    ax.set(xlabel="learning rate", ylabel=f"full-data MSE loss after {ds.attrs['epochs']} epochs (log)",
+           title="Final loss vs learning rate, batches in data order")
+    ax.legend(fontsize=8, loc="upper left")
+    panel_note(ax, ds, bool(np.any(ds.final_loss.values <= LOSS_CAP)), f"final loss below {LOSS_CAP:.0e}")
+    suptitle(fig, study)
+    return fig
+
+
+def momentum_phase(study, ds):
+    """Heavy ball and Nesterov: lr x momentum heat maps with the stability boundary."""
+    # A fixed nesterov is an attribute: a bool, or the string netCDF stores it as.
+    nesterov_values = list(ds.nesterov.values) if "nesterov" in ds.dims else [ds.attrs["nesterov"] in (True, "True")]
+    fig, axes = new_figure(len(nesterov_values), width=5.6, height=4.8)
+    _, optimum = least_squares(study.X, study.Y)
+    L, mu = hessian_spectrum(study)
+    lrs, momenta = ds.lr.values, ds.momentum.values
+    # The worst loss of the last quarter of the run, not the last one alone: an oscillating
+    # run can pass close to the optimum at the last step by luck of its phase.
+    last = max(1, ds.sizes["epoch"] // 4)
+    worst = ds.loss.isel(epoch=slice(-last, None)).max("epoch", skipna=False).transpose(..., "lr", "momentum")
+    excess = {nv: excess_loss((worst.sel(nesterov=nv) if "nesterov" in ds.dims else worst).values, optimum)
+              for nv in nesterov_values}
+    finite = np.concatenate([e[np.isfinite(e)] for e in excess.values()])
+    vmin, vmax = (float(finite.min()), float(finite.max())) if finite.size else (-1.0, 1.0)  # a scale for no data
+    beta = np.linspace(0, momenta.max(), 200)
+    lr_star, beta_star, rate = theory.polyak(L, mu)
+    for ax, nv in zip(axes, nesterov_values):
+        mesh = phase_panel(ax, fig, lrs, momenta, excess[nv], "", vmin, vmax)
+        boundary = theory.critical_lr(L, beta, nesterov=bool(nv)) if nv else theory.critical_lr(L, beta)
+        ax.plot(boundary, beta, "w-", lw=2, label="theory: spectral radius = 1")
+        if not nv:
+            ax.plot(lr_star, beta_star, "*", color="C3", ms=14, mec="w",
+                    label=f"Polyak's optimum lr = {lr_star:.3f}, beta = {beta_star:.3f}\n(rate {rate:.3f} per step)")
+        phase_limits(ax, lrs, momenta)
+        ax.set_title("Nesterov" if nv else "heavy ball")
+        ax.legend(fontsize=7.5, loc="lower left")
+        panel_note(ax, ds, bool(np.isfinite(excess[nv]).any()))
+    bar = fig.colorbar(mesh, ax=list(axes), shrink=0.9)
+    bar.set_label(f"log10 (loss / optimum - 1), the worst of steps {ds.attrs['epochs'] - last + 1}-"
+                  f"{ds.attrs['epochs']}; gray: diverged")
+    suptitle(fig, study)
+    return fig
+
+
+def trajectories(study, ds):
+    """Iterates in the (w, b) plane over the loss contours, below, near and above 2 / L."""
+    lrs = ds.lr.values
+    fig, axes = new_figure(len(lrs), width=4.3, height=4.4)
+    X, Y = study.X, study.Y
+    (w_ls, b_ls), optimum = least_squares(X, Y)
+    L, _ = hessian_spectrum(study)
+    x, y = X[:, 0], Y[:, 0]
+    for ax, lr in zip(axes, lrs):
+        path = ds.epoch_params.sel(lr=lr).values
+        finite = path[np.all(np.isfinite(path), axis=1) & (np.abs(path).max(axis=1) < 1e3)]
+        # No finite iterate at all: a window around the minimum, for the contours.
+        pad = 0.08 * np.ptp(finite, axis=0).max() + 1.0 if len(finite) else 1.0
+        corners = np.vstack([finite, [[w_ls, b_ls]]])
+        (w_lo, b_lo), (w_hi, b_hi) = corners.min(axis=0) - pad, corners.max(axis=0) + pad
+        W, B = np.meshgrid(np.linspace(w_lo, w_hi, 200), np.linspace(b_lo, b_hi, 200))
+        loss = ((W[..., None] * x + B[..., None] - y) ** 2).mean(axis=-1)
+        levels = optimum + np.geomspace(1e-2, max(loss.max() - optimum, 1.0), 14)
+        ax.contour(W, B, loss, levels=levels, colors="0.6", linewidths=0.7)
+        ax.plot(finite[:, 0], finite[:, 1], "-o", color="C0", ms=3, lw=1)
+        if len(finite):
+            ax.plot(*finite[0], "s", color="k", ms=6, label="start")
+        ax.plot(w_ls, b_ls, "*", color="C3", ms=12, label="least-squares minimum")
+        ax.set_xlim(w_lo, w_hi)
+        ax.set_ylim(b_lo, b_hi)
+        verdict = "diverges" if lr > 2 / L else ("oscillates, converges" if lr > 1 / L else "monotone")
+        ax.set(xlabel="w", ylabel="b", title=f"lr = {lr:g} = {lr * L / 2:.2f} x 2/L: {verdict}")
+        ax.legend(fontsize=7.5, loc="lower right")
+        panel_note(ax, ds, len(finite) > 0, "finite parameters", xy=(0.5, 0.8))  # off the minimum, centred
+    suptitle(fig, study)
+    return fig
+
+
+def critical_batch(study, ds):
+    """Critical lr against batch size: simulated (shuffled SGD) and the theories."""
+    fig, (ax,) = new_figure(1, width=7.5, height=5.0)
+    X = study.X
+    n = X.shape[0]
+    L, _ = hessian_spectrum(study)
+    lrs = ds.lr.values
+    batch_sizes = ds.batch_size.values
+    # A run is unstable when its loss grew over the run (the stable ones end near the
+    # noise floor, far below the initial loss); the transients of small batches do not count.
+    # A NaN or inf final loss counts as grown, even from an inf initial loss.
+    grew = ~(np.isfinite(ds.final_loss) & (ds.final_loss <= ds.loss.isel(epoch=0)))
+    fraction = grew.mean("seed").transpose("lr", "batch_size").values
+    lo, hi = [], []
+    for j in range(len(batch_sizes)):
+        unstable = np.nonzero(fraction[:, j] >= 0.5)[0]
+        k = unstable[0] if unstable.size else len(lrs)
+        lo.append(lrs[k - 1] if k > 0 else np.nan)
+        hi.append(lrs[k] if k < len(lrs) else np.nan)
+    lo, hi = np.array(lo), np.array(hi)
+    centre = np.sqrt(lo * hi)
+    drawn = ds.attrs.get("shuffle") == "replacement"  # else permutations (the epoch theory below)
+    ax.errorbar(batch_sizes, centre, yerr=[centre - lo, hi - centre], fmt="o", color="C0", capsize=3,
+                label=f"simulated: the loss grows in half of {ds.sizes['seed']} "
+                      f"{'runs drawn with replacement' if drawn else 'shuffled runs'}\n(bar: from the last "
+                      "stable to the first unstable lr of the sweep)")
+    b_theory = np.unique(np.geomspace(1, n, 40).astype(int))
+    ms = [theory.mean_square_critical_lr(study.model, X, batch_size=int(b), rtol=1e-6) for b in b_theory]
+    ax.plot(b_theory, ms, "C1-", lw=2, label="mean-square theory (batches drawn with replacement)")
+    if not drawn:
+        # The epoch map of each seed's first shuffle: the theory of these very orders.
+        n_epochs = int(ds.attrs["epochs"])
+        first_orders = [batch_orders(n, n_epochs, True, int(seed))[0] for seed in ds.seed.values]
+        per_order = np.array([[theory.epoch_critical_lr(study.model, X, batch_size=int(b), order=order, rtol=1e-6)
+                               for order in first_orders] for b in batch_sizes])
+        ax.fill_between(batch_sizes, per_order.min(axis=1), per_order.max(axis=1), color="C2", alpha=0.25, lw=0)
+        ax.plot(batch_sizes, np.median(per_order, axis=1), "C2-", lw=1.5,
+                label="epoch theory of each seed's first shuffle (median, range)")
+    ax.axhline(2 / L, color="k", ls="--", lw=1.2, label=f"2 / L = {2 / L:.4f} (full-batch GD)")
+    ax.set_xscale("log")
+    ax.set(xlabel="batch size B (log scale)", ylabel="critical learning rate",
+           title=f"Where SGD becomes unstable: final loss above initial after {ds.attrs['epochs']} epochs")
+    ax.legend(fontsize=8, loc="lower right")
+    panel_note(ax, ds, bool(np.isfinite(centre).any()), "critical lr within the sweep")
+    suptitle(fig, study)
+    return fig

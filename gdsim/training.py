@@ -26,13 +26,14 @@ from .optim import DAMPENING, MOMENTUM, NESTEROV, WEIGHT_DECAY, check_optimizer,
 def _loss_grad(theta, model, X, Y, rows, want_grad, grad, work, dense):
     """The batch's reduced loss and, if ``want_grad``, its gradient into ``grad``
     (``model``: a :class:`gdsim.models.ModelSpec`; ``work``: the scratch ``(acts, deltas)``)."""
-    sizes, activation, loss, reduction = model
+    sizes, activation, loss, reduction, layer_code = model
     acts, deltas = work
     if dense:
-        return dense_batch_loss_grad(theta, sizes, activation, loss, reduction, X, Y, rows, want_grad, grad)
+        return dense_batch_loss_grad(theta, sizes, activation, loss, reduction, X, Y, rows, want_grad, grad,
+                                     layer_code)
     if want_grad:
-        return batch_loss_grad(theta, sizes, activation, loss, reduction, X, Y, rows, grad, acts, deltas)
-    return batch_loss(theta, sizes, activation, loss, reduction, X, Y, rows, acts)
+        return batch_loss_grad(theta, sizes, activation, loss, reduction, X, Y, rows, grad, acts, deltas, layer_code)
+    return batch_loss(theta, sizes, activation, loss, reduction, X, Y, rows, acts, layer_code)
 
 
 def use_dense_kernels(model, batch_size):

@@ -382,6 +382,9 @@ def test_uv_model_catapults_between_2_and_4_over_lam0(lr_times_lam0):
     assert np.all(np.isfinite(loss)) and loss[-1] < 1e-12 * loss[0]  # ...then falls to the minimum
     lam_final = uv_ntk(model, result.params)
     assert lam_final < 2.0 / lr < lam0  # it lands where GD at this lr is stable: a flatter place
+    # At a minimum (f = 0) the Hessian is J^T J: its top eigenvalue, the sharpness, is the NTK.
+    sharpness = gdsim.theory.sharpness(model, result.params, [[1.0]], [[0.0]], tol=0.0)
+    assert sharpness == pytest.approx(lam_final, rel=1e-8)
 
 
 def test_uv_model_diverges_above_4_over_lam0():

@@ -2,8 +2,8 @@
 
 All kernels work on one flat float64 parameter vector ``theta`` laid out in torch's
 order: for each layer ``l`` (``sizes[l]`` inputs, ``sizes[l+1]`` outputs) the weight
-``[sizes[l+1], sizes[l]]`` row-major, then the bias ``[sizes[l+1]]``. A ``Linear`` model
-is the one-layer case ``sizes = [n_in, n_out]``.
+``[sizes[l+1], sizes[l]]`` row-major, then the bias ``[sizes[l+1]]`` (none when the
+model has ``bias=False``). A ``Linear`` model is the one-layer case ``sizes = [n_in, n_out]``.
 
 They are ordinary ``numba.njit`` functions and can be called from users' own ``@njit``
 code. The model is described by plain arguments, which :class:`gdsim.MLP` provides as
@@ -14,7 +14,13 @@ gdsim's internal loops take as one argument):
 * ``activation``: int code of the hidden-layer activation (``MLP.activation_code``, see
   :mod:`gdsim.scalar`); the last layer is linear;
 * ``loss``: int code, ``MSE`` or ``CROSS_ENTROPY`` (``MLP.loss_code``);
-* ``reduction``: int code, ``MEAN`` or ``SUM`` (``MLP.reduction_code``).
+* ``reduction``: int code, ``MEAN``, ``SUM``, ``HALF_MEAN`` or ``HALF_SUM``
+  (``MLP.reduction_code``; the half ones for MSE only);
+* ``layer_code``: int code of the layers (``MLP.layer_code``): ``STANDARD`` (torch's
+  ``nn.Linear``, ``z = W a + b``), ``NTK`` (``z = W a / sqrt(fan_in) + b``),
+  ``STANDARD_NO_BIAS`` or ``NTK_NO_BIAS`` (the same without ``b``). It comes last in every
+  kernel's arguments, with the default ``STANDARD``, so that code written for torch's
+  layers needs none.
 
 Targets ``Y`` are float64 ``[n, n_out]`` for MSE and float64 ``[n, 1]`` holding the class
 index for cross-entropy (``MLP.check_data`` converts integer labels). Scratch
@@ -31,7 +37,8 @@ the model; :class:`gdsim.MLP`'s methods, :func:`gdsim.train` and :func:`gdsim.sw
 Losses follow ``nn.MSELoss`` / ``nn.CrossEntropyLoss``. A sample's *own* loss is the
 loss of the one-sample batch: for MSE with reduction ``mean`` that is the mean over the
 ``n_out`` outputs. The reduced loss of a batch of ``B`` samples is the mean (``mean``)
-or the sum (``sum``) of the own losses, exactly torch's definition.
+or the sum (``sum``) of the own losses, exactly torch's definition; ``half_mean`` and
+``half_sum`` (MSE) are half of ``mean`` and ``sum``.
 """
 
 import math
@@ -40,16 +47,21 @@ import numpy as np
 
 from . import scalar
 from ._jit import jit
-from .scalar import CROSS_ENTROPY, MEAN
+from .scalar import CROSS_ENTROPY, STANDARD
 
 activate = jit(scalar.activate)
 activation_slope = jit(scalar.activation_slope)
+averages = jit(scalar.averages)
+loss_factor = jit(scalar.loss_factor)
+weight_scale = jit(scalar.weight_scale)
+has_bias = jit(scalar.has_bias)
+is_ntk = jit(scalar.is_ntk)
 is_diverged = jit(scalar.is_diverged)
 divergence_threshold = jit(scalar.divergence_threshold)
 
 
 @jit
-def forward_sample(theta, sizes, activation, x, acts):
+def forward_sample(theta, sizes, activation, x, acts, layer_code=STANDARD):
     """Forward pass of one sample.
 
     Parameters
@@ -63,8 +75,14 @@ def forward_sample(theta, sizes, activation, x, acts):
     acts : float64[sum(sizes)]
         Output: the input followed by every layer's output (after the activation for
         hidden layers; the last layer's raw outputs, i.e. predictions or logits, last).
+    layer_code : int
+        Layer code (see the module docstring): with or without biases; under the NTK
+        parameterization the weighted sum is multiplied by ``1/sqrt(fan_in)`` before the
+        bias is added.
     """
     n_layers = sizes.shape[0] - 1
+    bias = has_bias(layer_code)
+    ntk = is_ntk(layer_code)
     for i in range(sizes[0]):
         acts[i] = x[i]
     w = 0  # offset of the layer's weight in theta
@@ -75,14 +93,18 @@ def forward_sample(theta, sizes, activation, x, acts):
         a_out = a_in + fan_in
         b = w + fan_in * fan_out
         hidden = layer < n_layers - 1
+        scale = weight_scale(layer_code, fan_in)
         for o in range(fan_out):
             row = w + o * fan_in
             s = 0.0
             for i in range(fan_in):
                 s += theta[row + i] * acts[a_in + i]
-            s += theta[b + o]
+            if ntk:
+                s = s * scale
+            if bias:
+                s += theta[b + o]
             acts[a_out + o] = activate(activation, s) if hidden else s
-        w = b + fan_out
+        w = b + fan_out if bias else b
         a_in = a_out
 
 
@@ -102,7 +124,7 @@ def output_loss(loss, reduction, out, y, delta, scale):
     Parameters
     ----------
     loss, reduction : int
-        Loss and reduction codes.
+        Loss and reduction codes (a half reduction halves the MSE loss and its gradient).
     out : float64[n_out]
         Predictions (MSE) or logits (cross-entropy).
     y : float64[n_out] or float64[1]
@@ -134,8 +156,10 @@ def output_loss(loss, reduction, out, y, delta, scale):
                 delta[k] = scale * math.exp(out[k] - log_norm)
             delta[label] -= scale
         return log_norm - out[label]
-    # MSE: the own loss of one sample averages over its n_out outputs under "mean".
-    c = 1.0 / n_out if reduction == MEAN else 1.0
+    # MSE: the own loss of one sample averages over its n_out outputs under "mean" (and
+    # "half_mean"); the half reductions take half of it (a factor 1.0 changes no bit).
+    factor = loss_factor(reduction)
+    c = factor / n_out if averages(reduction) else factor
     total = 0.0
     for k in range(n_out):
         r = out[k] - y[k]
@@ -146,7 +170,7 @@ def output_loss(loss, reduction, out, y, delta, scale):
 
 
 @jit
-def backward_sample(theta, sizes, activation, acts, deltas, grad):
+def backward_sample(theta, sizes, activation, acts, deltas, grad, layer_code=STANDARD):
     """Back-propagate the output deltas of one sample and add its gradient to ``grad``.
 
     Parameters
@@ -161,22 +185,32 @@ def backward_sample(theta, sizes, activation, acts, deltas, grad):
         :func:`output_loss`); used as scratch for the hidden layers.
     grad : float64[n_params]
         Accumulated into (``+=``), not overwritten.
+    layer_code : int
+        As in :func:`forward_sample`. Under the NTK parameterization the delta of a
+        layer's output is multiplied by ``1/sqrt(fan_in)`` after its bias gradient, before
+        its weight gradient and the deltas below, in torch's order for ``mm * scale + b``.
     """
     n_layers = sizes.shape[0] - 1
+    bias = has_bias(layer_code)
+    ntk = is_ntk(layer_code)
     p = theta.shape[0]
     a_out = _output_offset(sizes)
     for layer in range(n_layers - 1, -1, -1):
         fan_in = sizes[layer]
         fan_out = sizes[layer + 1]
-        b = p - fan_out
+        b = p - fan_out if bias else p
         w = b - fan_in * fan_out
         a_in = a_out - fan_in
+        scale = weight_scale(layer_code, fan_in)
         if layer > 0:
             for i in range(fan_in):
                 deltas[a_in + i] = 0.0
         for o in range(fan_out):
             d = deltas[a_out + o]
-            grad[b + o] += d
+            if bias:
+                grad[b + o] += d
+            if ntk:
+                d = d * scale
             row = w + o * fan_in
             if layer > 0:
                 for i in range(fan_in):
@@ -193,7 +227,7 @@ def backward_sample(theta, sizes, activation, acts, deltas, grad):
 
 
 @jit
-def sample_loss_grad(theta, sizes, activation, loss, reduction, x, y, scale, grad, acts, deltas):
+def sample_loss_grad(theta, sizes, activation, loss, reduction, x, y, scale, grad, acts, deltas, layer_code=STANDARD):
     """Add ``scale`` times the gradient of one sample's own loss to ``grad``.
 
     Parameters
@@ -209,21 +243,23 @@ def sample_loss_grad(theta, sizes, activation, loss, reduction, x, y, scale, gra
         Accumulated into.
     acts, deltas : float64[sum(sizes)]
         Scratch.
+    layer_code : int
+        As in :func:`forward_sample`.
 
     Returns
     -------
     float
         The sample's own loss.
     """
-    forward_sample(theta, sizes, activation, x, acts)
+    forward_sample(theta, sizes, activation, x, acts, layer_code)
     a_out = _output_offset(sizes)
     own = output_loss(loss, reduction, acts[a_out:], y, deltas[a_out:], scale)
-    backward_sample(theta, sizes, activation, acts, deltas, grad)
+    backward_sample(theta, sizes, activation, acts, deltas, grad, layer_code)
     return own
 
 
 @jit
-def batch_loss(theta, sizes, activation, loss, reduction, X, Y, rows, acts):
+def batch_loss(theta, sizes, activation, loss, reduction, X, Y, rows, acts, layer_code=STANDARD):
     """Reduced loss of the batch ``X[rows], Y[rows]``.
 
     Parameters
@@ -237,25 +273,28 @@ def batch_loss(theta, sizes, activation, loss, reduction, X, Y, rows, acts):
         Indices of the batch's samples.
     acts : float64[sum(sizes)]
         Scratch.
+    layer_code : int
+        As in :func:`forward_sample`.
 
     Returns
     -------
     float
-        Mean (reduction ``mean``) or sum (``sum``) of the samples' own losses.
+        Mean (reductions ``mean``, ``half_mean``) or sum (``sum``, ``half_sum``) of the
+        samples' own losses.
     """
     a_out = _output_offset(sizes)
     no_grad = acts[:0]
     total = 0.0
     for r in rows:
-        forward_sample(theta, sizes, activation, X[r], acts)
+        forward_sample(theta, sizes, activation, X[r], acts, layer_code)
         total += output_loss(loss, reduction, acts[a_out:], Y[r], no_grad, 1.0)
-    if reduction == MEAN:
+    if averages(reduction):
         return total / rows.shape[0]
     return total
 
 
 @jit
-def batch_loss_grad(theta, sizes, activation, loss, reduction, X, Y, rows, grad, acts, deltas):
+def batch_loss_grad(theta, sizes, activation, loss, reduction, X, Y, rows, grad, acts, deltas, layer_code=STANDARD):
     """Reduced loss of the batch ``X[rows], Y[rows]`` and its gradient.
 
     Same arguments as :func:`batch_loss`, plus ``grad`` (float64[n_params], output,
@@ -267,36 +306,38 @@ def batch_loss_grad(theta, sizes, activation, loss, reduction, X, Y, rows, grad,
         The reduced loss; ``grad`` holds its gradient with respect to ``theta``.
     """
     grad[:] = 0.0
-    scale = 1.0 / rows.shape[0] if reduction == MEAN else 1.0
+    mean = averages(reduction)
+    scale = 1.0 / rows.shape[0] if mean else 1.0
     total = 0.0
     for r in rows:
         total += sample_loss_grad(theta, sizes, activation, loss, reduction, X[r], Y[r],
-                                  scale, grad, acts, deltas)
-    if reduction == MEAN:
+                                  scale, grad, acts, deltas, layer_code)
+    if mean:
         return total / rows.shape[0]
     return total
 
 
 @jit
-def per_sample_grads(theta, sizes, activation, loss, reduction, X, Y, out, acts, deltas):
+def per_sample_grads(theta, sizes, activation, loss, reduction, X, Y, out, acts, deltas, layer_code=STANDARD):
     """Gradient of each sample's own loss.
 
     Parameters
     ----------
-    theta, sizes, activation, loss, reduction, X, Y, acts, deltas
+    theta, sizes, activation, loss, reduction, X, Y, acts, deltas, layer_code
         As in :func:`batch_loss_grad`.
     out : float64[n, n_params]
         Output: row ``i`` is the gradient of sample ``i``'s own loss, so the rows' mean
-        (reduction ``mean``) or sum (``sum``) is the gradient of the reduced loss.
+        (reductions ``mean``, ``half_mean``) or sum (``sum``, ``half_sum``) is the
+        gradient of the reduced loss.
     """
     for r in range(X.shape[0]):
         out[r, :] = 0.0
         sample_loss_grad(theta, sizes, activation, loss, reduction, X[r], Y[r], 1.0,
-                         out[r], acts, deltas)
+                         out[r], acts, deltas, layer_code)
 
 
 @jit
-def predict(theta, sizes, activation, X, out, acts):
+def predict(theta, sizes, activation, X, out, acts, layer_code=STANDARD):
     """Outputs of the last layer (predictions or logits) for every row of ``X``.
 
     Parameters
@@ -309,10 +350,12 @@ def predict(theta, sizes, activation, X, out, acts):
         Output.
     acts : float64[sum(sizes)]
         Scratch.
+    layer_code : int
+        As in :func:`forward_sample`.
     """
     a_out = _output_offset(sizes)
     for r in range(X.shape[0]):
-        forward_sample(theta, sizes, activation, X[r], acts)
+        forward_sample(theta, sizes, activation, X[r], acts, layer_code)
         out[r, :] = acts[a_out:]
 
 
@@ -330,10 +373,12 @@ def new_workspace(sizes):
 # Whole-batch kernels: matrix products (BLAS) instead of per-sample loops, for wide layers.
 # ---------------------------------------------------------------------------------------
 @jit
-def _dense_forward(theta, sizes, activation, X, rows):
+def _dense_forward(theta, sizes, activation, X, rows, layer_code):
     """Every layer's outputs for the batch ``X[rows]``, as a list of ``[B, width]`` arrays
     (the inputs first, the last layer's raw outputs last)."""
     n_layers = sizes.shape[0] - 1
+    bias = has_bias(layer_code)
+    ntk = is_ntk(layer_code)
     inputs = np.empty((rows.shape[0], sizes[0]))
     for j in range(rows.shape[0]):
         inputs[j, :] = X[rows[j]]
@@ -346,24 +391,29 @@ def _dense_forward(theta, sizes, activation, X, rows):
         weight = theta[w:b].reshape((fan_out, fan_in))
         out = np.dot(layers[layer], weight.T)
         hidden = layer < n_layers - 1
+        scale = weight_scale(layer_code, fan_in)
         for j in range(out.shape[0]):
             for o in range(fan_out):
-                s = out[j, o] + theta[b + o]
+                s = out[j, o]
+                if ntk:
+                    s = s * scale
+                if bias:
+                    s += theta[b + o]
                 out[j, o] = activate(activation, s) if hidden else s
         layers.append(out)
-        w = b + fan_out
+        w = b + fan_out if bias else b
     return layers
 
 
 @jit
-def dense_batch_loss_grad(theta, sizes, activation, loss, reduction, X, Y, rows, want_grad, grad):
+def dense_batch_loss_grad(theta, sizes, activation, loss, reduction, X, Y, rows, want_grad, grad, layer_code=STANDARD):
     """:func:`batch_loss_grad` (or :func:`batch_loss` when not ``want_grad``) computed
     with matrix products over the whole batch: faster for wide layers, equal up to the
     rounding of the sums (BLAS sums in its own order).
 
     Parameters
     ----------
-    theta, sizes, activation, loss, reduction, X, Y, rows
+    theta, sizes, activation, loss, reduction, X, Y, rows, layer_code
         As in :func:`batch_loss_grad`.
     want_grad : bool
     grad : float64[n_params]
@@ -375,11 +425,14 @@ def dense_batch_loss_grad(theta, sizes, activation, loss, reduction, X, Y, rows,
         The reduced loss of the batch.
     """
     n_layers = sizes.shape[0] - 1
+    bias = has_bias(layer_code)
+    ntk = is_ntk(layer_code)
     batch = rows.shape[0]
-    layers = _dense_forward(theta, sizes, activation, X, rows)
+    layers = _dense_forward(theta, sizes, activation, X, rows, layer_code)
     out = layers[n_layers]
     deltas = np.empty_like(out) if want_grad else np.empty((batch, 0))
-    scale = 1.0 / batch if reduction == MEAN else 1.0
+    mean = averages(reduction)
+    scale = 1.0 / batch if mean else 1.0
     total = 0.0
     for j in range(batch):
         total += output_loss(loss, reduction, out[j], Y[rows[j]], deltas[j], scale)
@@ -388,22 +441,25 @@ def dense_batch_loss_grad(theta, sizes, activation, loss, reduction, X, Y, rows,
         for layer in range(n_layers - 1, -1, -1):
             fan_in = sizes[layer]
             fan_out = sizes[layer + 1]
-            b = p - fan_out
+            b = p - fan_out if bias else p
             w = b - fan_in * fan_out
             below = layers[layer]
+            if bias:
+                for o in range(fan_out):
+                    s = 0.0
+                    for j in range(batch):
+                        s += deltas[j, o]
+                    grad[b + o] = s
+            if ntk:
+                deltas = deltas * weight_scale(layer_code, fan_in)
             grad[w:b] = np.dot(deltas.T, below).ravel()
-            for o in range(fan_out):
-                s = 0.0
-                for j in range(batch):
-                    s += deltas[j, o]
-                grad[b + o] = s
             if layer > 0:
                 deltas = np.dot(deltas, theta[w:b].reshape((fan_out, fan_in)))
                 for j in range(batch):
                     for i in range(fan_in):
                         deltas[j, i] *= activation_slope(activation, below[j, i])
             p = w
-    if reduction == MEAN:
+    if mean:
         return total / batch
     return total
 
@@ -417,10 +473,11 @@ def model_loss_grad(theta, model, X, Y, rows, want_grad, grad, work, dense):
     (:func:`new_workspace`), ``dense`` chooses :func:`dense_batch_loss_grad` (matrix
     products) over the sample-by-sample kernels.
     """
-    sizes, activation, loss, reduction = model
+    sizes, activation, loss, reduction, layer_code = model
     acts, deltas = work
     if dense:
-        return dense_batch_loss_grad(theta, sizes, activation, loss, reduction, X, Y, rows, want_grad, grad)
+        return dense_batch_loss_grad(theta, sizes, activation, loss, reduction, X, Y, rows, want_grad, grad,
+                                     layer_code)
     if want_grad:
-        return batch_loss_grad(theta, sizes, activation, loss, reduction, X, Y, rows, grad, acts, deltas)
-    return batch_loss(theta, sizes, activation, loss, reduction, X, Y, rows, acts)
+        return batch_loss_grad(theta, sizes, activation, loss, reduction, X, Y, rows, grad, acts, deltas, layer_code)
+    return batch_loss(theta, sizes, activation, loss, reduction, X, Y, rows, acts, layer_code)

@@ -17,13 +17,59 @@ TANH = 2
 SIGMOID = 3
 ACTIVATIONS = {"identity": IDENTITY, "relu": RELU, "tanh": TANH, "sigmoid": SIGMOID}
 
-# Loss codes (``MLP.loss_code``) and reduction codes (``MLP.reduction_code``).
+# Loss codes (``MLP.loss_code``) and reduction codes (``MLP.reduction_code``). The "half"
+# reductions (MSE only) are half of torch's: ``1/2 mean`` and ``1/2 sum`` of the squares.
 MSE = 0
 CROSS_ENTROPY = 1
 LOSSES = {"mse": MSE, "cross_entropy": CROSS_ENTROPY}
 MEAN = 0
 SUM = 1
-REDUCTIONS = {"mean": MEAN, "sum": SUM}
+HALF_MEAN = 2
+HALF_SUM = 3
+REDUCTIONS = {"mean": MEAN, "sum": SUM, "half_mean": HALF_MEAN, "half_sum": HALF_SUM}
+
+# Layer codes (``MLP.layer_code``): how every layer computes its outputs ``z`` from its
+# inputs ``a``: the parameterization ("standard": torch's ``nn.Linear``; "ntk": the weights
+# times ``1/sqrt(fan_in)``) with or without a bias.
+STANDARD = 0  # z = W a + b
+NTK = 1  # z = W a / sqrt(fan_in) + b
+STANDARD_NO_BIAS = 2  # z = W a
+NTK_NO_BIAS = 3  # z = W a / sqrt(fan_in)
+PARAMETERIZATIONS = ("standard", "ntk")
+#: The layer code of each ``(parameterization, bias)``.
+LAYERS = {("standard", True): STANDARD, ("ntk", True): NTK, ("standard", False): STANDARD_NO_BIAS,
+          ("ntk", False): NTK_NO_BIAS}
+
+
+def has_bias(layer):
+    """True if layer code ``layer`` has a bias."""
+    return layer == STANDARD or layer == NTK
+
+
+def is_ntk(layer):
+    """True if layer code ``layer`` is in the NTK parameterization."""
+    return layer == NTK or layer == NTK_NO_BIAS
+
+
+def averages(reduction):
+    """True if reduction code ``reduction`` averages (``mean``, ``half_mean``), False if it
+    adds (``sum``, ``half_sum``)."""
+    return reduction == MEAN or reduction == HALF_MEAN
+
+
+def loss_factor(reduction):
+    """The factor reduction code ``reduction`` puts in front of the loss: 0.5 for the half
+    reductions, 1.0 for torch's."""
+    return 0.5 if reduction == HALF_MEAN or reduction == HALF_SUM else 1.0
+
+
+def weight_scale(layer, fan_in):
+    """The factor of the weights of a layer (code ``layer``) with ``fan_in`` inputs in its
+    forward pass: ``1/sqrt(fan_in)`` under the NTK parameterization, 1.0 in torch's
+    standard one (where kernels skip the product)."""
+    # The test of is_ntk written out: these functions are compiled one by one, a call from
+    # one to another would not compile.
+    return 1.0 / math.sqrt(fan_in) if layer == NTK or layer == NTK_NO_BIAS else 1.0
 
 
 def activate(code, z):

@@ -83,6 +83,17 @@ def check_track(track):
     return every
 
 
+def check_hessian_tracks(every, model):
+    """Refuse Hessian observables (sharpness, noise scale) for a model whose layers
+    :mod:`gdsim.hvp` does not differentiate yet: no bias, NTK, half reductions."""
+    wanted = [name for name, i in (("sharpness", SHARPNESS), ("batch_sharpness", BATCH_SHARPNESS),
+                                   ("noise_scale", NOISE_SCALE)) if every[i]]
+    if wanted and not model.spec.is_torch_default:
+        raise ParameterError(f"track: {', '.join(wanted)} need Hessian-vector products, which gdsim.hvp computes "
+                             f"for torch's default layers only (bias=True, parameterization='standard', reduction "
+                             f"'mean' or 'sum'), not for {model!r}", "track")
+
+
 def new_tracks(every, n_steps, model, n):
     """What the loop needs for ``every``: ``(every, (scalars, params), scratch)``.
     ``scalars``: float64 ``[len(SCALARS), rows]`` (NaN where nothing is measured) and
@@ -113,7 +124,7 @@ def _due(every, i, step):
 @jit
 def _sharpness(theta, model, X, Y, rows, v, scratch):
     """The top Hessian eigenvalue of the batch ``rows``' loss, warm-started from ``v``."""
-    sizes, activation, loss, reduction = model
+    sizes, activation, loss, reduction, _ = model  # torch's default layers only (check_hessian_tracks)
     krylov, tol, max_products = LANCZOS
     basis, work = scratch[2], scratch[3]
     return hvp.lanczos_top(theta, sizes, activation, loss, reduction, X, Y, rows, v, tol, max_products,
@@ -123,7 +134,7 @@ def _sharpness(theta, model, X, Y, rows, v, scratch):
 @jit
 def _noise_scales(theta, model, X, Y, scratch):
     """``(b_simple, b_noise)`` at ``theta`` (see the module's documentation)."""
-    sizes, activation, loss, reduction = model
+    sizes, activation, loss, reduction, _ = model  # torch's default layers only (check_hessian_tracks)
     basis, work, own = scratch[2], scratch[3], scratch[4]
     acts, deltas = work[hvp.ACTS], work[hvp.DELTAS]
     per_sample_grads(theta, sizes, activation, loss, reduction, X, Y, own, acts, deltas)

@@ -67,6 +67,19 @@ grad0            float64 [n_params]: gradient of the full-data reduced loss
 torch_version    str
 description      str, one line
 
+Cases with gdsim's model options (the ``opt_*`` cases) have two more keys; the
+other cases have none of them (``bias=True``, ``"standard"``):
+
+bias             bool: False -> every layer is nn.Linear(..., bias=False),
+                 params0 holds the weights only
+parameterization str: "standard" (nn.Linear) | "ntk": a layer with fan_in
+                 inputs computes F.linear(a, W) * (1 / sqrt(fan_in)) + b
+                 (Jacot et al.'s NTK parameterization with beta = 1), an
+                 explicit torch module (NTKLinear below)
+
+and their ``reduction`` may also be "half_mean" | "half_sum": torch has no
+such reduction; the criterion is nn.MSELoss(reduction="mean" | "sum")(f, y) / 2.
+
 Cases with a learning-rate schedule (the ``sched_*`` cases) have three more
 keys; the other cases have none of them:
 
@@ -144,6 +157,7 @@ COMMON_KEYS = {
     "epoch_loss", "step_loss", "grad0", "torch_version", "description",
 }
 SCHEDULE_KEYS = {"lr_schedule_kind", "lr_schedule_args", "step_lr"}
+OPTION_KEYS = {"bias", "parameterization"}
 SCHEDULE_KINDS = ("step", "exponential", "cosine", "array")
 
 
@@ -151,14 +165,20 @@ SCHEDULE_KINDS = ("step", "exponential", "cosine", "array")
 # Case definitions (numpy only)
 # --------------------------------------------------------------------------
 
-def init_params(rng, sizes):
+def init_params(rng, sizes, bias=True):
     """Flat params in torch order, each layer U(-1/sqrt(fan_in), +1/sqrt(fan_in))."""
     parts = []
     for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
         bound = 1.0 / np.sqrt(fan_in)
         parts.append(rng.uniform(-bound, bound, size=(fan_out, fan_in)).ravel())
-        parts.append(rng.uniform(-bound, bound, size=fan_out))
+        if bias:
+            parts.append(rng.uniform(-bound, bound, size=fan_out))
     return np.concatenate(parts)
+
+
+def init_ntk_params(rng, sizes, bias=True):
+    """Flat params in torch order, every entry N(0, 1) (the NTK parameterization)."""
+    return rng.standard_normal(n_params_of(sizes, bias))
 
 
 def shuffled_order(rng, epochs, n):
@@ -172,9 +192,15 @@ def in_order(epochs, n):
 def make_case(*, sizes, activation, loss, reduction, X, Y, params0, lr,
               momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False,
               maximize=False, epochs, batch_size, drop_last=False, order,
-              lr_schedule=None, description):
+              lr_schedule=None, bias=None, parameterization=None, description):
     """One case as a dict.  lr_schedule: None, ("step", step_size, gamma),
-    ("exponential", gamma), ("cosine", T_max, eta_min) or ("array", factors)."""
+    ("exponential", gamma), ("cosine", T_max, eta_min) or ("array", factors).
+    bias, parameterization: None (torch's nn.Linear; no option keys), or both
+    given (an ``opt_*`` case)."""
+    assert (bias is None) == (parameterization is None)
+    assert reduction in ("mean", "sum") or bias is not None
+    options = {} if bias is None else dict(bias=bool(bias), parameterization=parameterization)
+    assert parameterization in (None, "standard", "ntk")
     sizes = np.asarray(sizes, dtype=np.int64)
     X = np.ascontiguousarray(X, dtype=np.float64)
     if loss == "mse":
@@ -190,7 +216,7 @@ def make_case(*, sizes, activation, loss, reduction, X, Y, params0, lr,
     order = np.asarray(order, dtype=np.int64)
     assert order.shape == (epochs, X.shape[0])
     params0 = np.asarray(params0, dtype=np.float64)
-    assert params0.shape == (n_params_of(sizes),)
+    assert params0.shape == (n_params_of(sizes, options.get("bias", True)),)
     schedule = {}
     if lr_schedule is not None:
         kind, *args = lr_schedule
@@ -212,12 +238,12 @@ def make_case(*, sizes, activation, loss, reduction, X, Y, params0, lr,
         weight_decay=float(weight_decay), nesterov=bool(nesterov),
         maximize=bool(maximize), epochs=int(epochs),
         batch_size=int(batch_size), drop_last=bool(drop_last), order=order,
-        description=description, **schedule,
+        description=description, **schedule, **options,
     )
 
 
-def n_params_of(sizes):
-    return int(sum(o * i + o for i, o in zip(sizes[:-1], sizes[1:])))
+def n_params_of(sizes, bias=True):
+    return int(sum(o * i + (o if bias else 0) for i, o in zip(sizes[:-1], sizes[1:])))
 
 
 # The torch test-suite SGD configs (optim_inputs_func_sgd in
@@ -524,6 +550,116 @@ def case_sched_ce_cosine_to_zero():
                     "then the lr rises again)")
 
 
+# --------------------------------------------------------------------------
+# Cases with gdsim's model options (opt_*): no bias, NTK, half reductions
+# --------------------------------------------------------------------------
+
+def case_opt_nobias_relu():
+    rng = np.random.default_rng(30)
+    sizes = [4, 6, 2]
+    n, epochs = 15, 4
+    X, Y = teacher_data(rng, n, 4, 2)
+    params0 = init_params(rng, sizes, bias=False)
+    return make_case(
+        sizes=sizes, activation="relu", loss="mse", reduction="mean",
+        X=X, Y=Y, params0=params0, lr=0.1, momentum=0.9, epochs=epochs,
+        batch_size=5, order=shuffled_order(rng, epochs, n),
+        bias=False, parameterization="standard",
+        description="MLP [4,6,2] relu WITHOUT biases (nn.Linear(bias=False)),"
+                    " mse mean, n=15 teacher-net data, batch 5 shuffled, lr "
+                    "0.1 momentum 0.9, 4 epochs")
+
+
+def case_opt_ntk_tanh_sum():
+    rng = np.random.default_rng(31)
+    sizes = [3, 8, 8, 1]
+    n, epochs = 12, 5
+    X, Y = teacher_data(rng, n, 3, 1)
+    params0 = init_ntk_params(rng, sizes)
+    return make_case(
+        sizes=sizes, activation="tanh", loss="mse", reduction="sum",
+        X=X, Y=Y, params0=params0, lr=0.02, momentum=0.5, epochs=epochs,
+        batch_size=4, order=shuffled_order(rng, epochs, n),
+        bias=True, parameterization="ntk",
+        description="MLP [3,8,8,1] tanh, NTK parameterization (W a / "
+                    "sqrt(fan_in) + b, params N(0,1)), mse sum, n=12 "
+                    "teacher-net data, batch 4 shuffled, lr 0.02 momentum "
+                    "0.5, 5 epochs")
+
+
+def case_opt_ntk_nobias_half_sum():
+    rng = np.random.default_rng(32)
+    sizes = [5, 7, 3]
+    n, epochs = 10, 4
+    X, Y = teacher_data(rng, n, 5, 3)
+    params0 = init_ntk_params(rng, sizes, bias=False)
+    return make_case(
+        sizes=sizes, activation="sigmoid", loss="mse", reduction="half_sum",
+        X=X, Y=Y, params0=params0, lr=0.05, weight_decay=0.01,
+        epochs=epochs, batch_size=3, drop_last=True,
+        order=shuffled_order(rng, epochs, n),
+        bias=False, parameterization="ntk",
+        description="MLP [5,7,3] sigmoid, NTK parameterization without "
+                    "biases, mse half_sum (MSELoss(sum)/2), n=10, batch 3 "
+                    "shuffled with drop_last, lr 0.05 weight_decay 0.01, 4 "
+                    "epochs")
+
+
+def case_opt_linear_half_mean():
+    rng = np.random.default_rng(33)
+    sizes = [3, 2]
+    epochs = 6
+    X = rng.standard_normal((20, 3))
+    Y = X @ rng.standard_normal((3, 2)) + 0.5 + 0.1 * rng.standard_normal((20, 2))
+    params0 = init_params(rng, sizes)
+    return make_case(
+        sizes=sizes, activation="identity", loss="mse", reduction="half_mean",
+        X=X, Y=Y, params0=params0, lr=0.2, momentum=0.8, nesterov=True,
+        epochs=epochs, batch_size=20, order=in_order(epochs, 20),
+        bias=True, parameterization="standard",
+        description="Linear(3,2), mse half_mean (MSELoss(mean)/2), n=20 noisy"
+                    " linear data, full batch, lr 0.2 momentum 0.8 nesterov, "
+                    "6 epochs")
+
+
+def case_opt_ce_ntk_nobias():
+    rng = np.random.default_rng(34)
+    sizes = [2, 8, 3]
+    epochs = 3
+    centres = np.array([[0.0, 2.0], [-1.7, -1.0], [1.7, -1.0]])
+    X = np.concatenate([c + 0.8 * rng.standard_normal((8, 2))
+                        for c in centres])
+    Y = np.repeat(np.arange(3, dtype=np.int64), 8)
+    params0 = init_ntk_params(rng, sizes, bias=False)
+    return make_case(
+        sizes=sizes, activation="relu", loss="cross_entropy",
+        reduction="mean", X=X, Y=Y, params0=params0, lr=0.5, momentum=0.5,
+        epochs=epochs, batch_size=6, order=shuffled_order(rng, epochs, 24),
+        bias=False, parameterization="ntk",
+        description="3 Gaussian blobs in 2-d: MLP [2,8,3] relu, NTK "
+                    "parameterization without biases, cross_entropy mean, "
+                    "batch 6 shuffled, lr 0.5 momentum 0.5, 3 epochs")
+
+
+def case_opt_uv_catapult():
+    # Lewkowycz et al. 2020's uv model f = v . u x / sqrt(m) (x = 1, y = 0):
+    # NTK lambda0 = (|u|^2 + |v|^2) / m; lr = 3 / lambda0 is in the catapult
+    # phase (2 / lambda0 < lr < 4 / lambda0): the loss rises, then falls.
+    rng = np.random.default_rng(35)
+    sizes = [1, 16, 1]
+    epochs = 40
+    params0 = init_ntk_params(rng, sizes, bias=False)
+    lam0 = float(params0 @ params0) / 16
+    return make_case(
+        sizes=sizes, activation="identity", loss="mse", reduction="half_mean",
+        X=np.ones((1, 1)), Y=np.zeros((1, 1)), params0=params0,
+        lr=3.0 / lam0, epochs=epochs, batch_size=1, order=in_order(epochs, 1),
+        bias=False, parameterization="ntk",
+        description="uv model of the catapult paper: MLP [1,16,1] identity, "
+                    "NTK, no biases, mse half_mean, x=1 y=0, GD at lr = 3 / "
+                    "lambda0 = %.6g (lambda0 = %.6g), %d steps" % (3.0 / lam0, lam0, epochs))
+
+
 CASES = {name: (lambda name=name: case_sgd_suite(name)) for name in SGD_SUITE}
 CASES.update({
     "tutorial_batch_gd": case_tutorial_batch_gd,
@@ -540,12 +676,41 @@ CASES.update({
     "sched_mlp_relu_cosine_wd": case_sched_mlp_relu_cosine_wd,
     "sched_array_lambda": case_sched_array_lambda,
     "sched_ce_cosine_to_zero": case_sched_ce_cosine_to_zero,
+    "opt_nobias_relu": case_opt_nobias_relu,
+    "opt_ntk_tanh_sum": case_opt_ntk_tanh_sum,
+    "opt_ntk_nobias_half_sum": case_opt_ntk_nobias_half_sum,
+    "opt_linear_half_mean": case_opt_linear_half_mean,
+    "opt_ce_ntk_nobias": case_opt_ce_ntk_nobias,
+    "opt_uv_catapult": case_opt_uv_catapult,
 })
 
 
 # --------------------------------------------------------------------------
 # Torch run
 # --------------------------------------------------------------------------
+
+def ntk_linear_class():
+    """A linear layer in the NTK parameterization, written out in torch:
+    ``F.linear(a, W) * (1 / sqrt(fan_in)) + b`` (parameters weight, then bias)."""
+    import math
+
+    import torch
+    from torch import nn
+    from torch.nn import functional as F
+
+    class NTKLinear(nn.Module):
+        def __init__(self, fan_in, fan_out, bias=True):
+            super().__init__()
+            self.weight = nn.Parameter(torch.empty(fan_out, fan_in))
+            self.bias = nn.Parameter(torch.empty(fan_out)) if bias else None
+            self.scale = 1.0 / math.sqrt(fan_in)
+
+        def forward(self, a):
+            z = F.linear(a, self.weight) * self.scale
+            return z + self.bias if self.bias is not None else z
+
+    return NTKLinear
+
 
 def run_torch(case):
     import torch
@@ -554,9 +719,15 @@ def run_torch(case):
     sizes = [int(s) for s in case["sizes"]]
     act = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid,
            "identity": nn.Identity}[case["activation"]]
+    bias = case.get("bias", True)
+    ntk = case.get("parameterization", "standard") == "ntk"
+    NTKLinear = ntk_linear_class()
     layers = []
     for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-        layers.append(nn.Linear(fan_in, fan_out))
+        if ntk:
+            layers.append(NTKLinear(fan_in, fan_out, bias=bias))
+        else:
+            layers.append(nn.Linear(fan_in, fan_out, bias=bias))
         if i < len(sizes) - 2:
             layers.append(act())
     model = nn.Sequential(*layers)
@@ -575,7 +746,13 @@ def run_torch(case):
     assert offset == params0.numel()
     assert np.array_equal(flat_params(), case["params0"])
 
-    if case["loss"] == "mse":
+    if case["reduction"] in ("half_mean", "half_sum"):
+        # torch has no such reduction: half of MSELoss with "mean" / "sum"
+        mse = nn.MSELoss(reduction=case["reduction"][len("half_"):])
+
+        def criterion(out, y):
+            return mse(out, y) / 2
+    elif case["loss"] == "mse":
         criterion = nn.MSELoss(reduction=case["reduction"])
     else:
         criterion = nn.CrossEntropyLoss(reduction=case["reduction"])
@@ -704,6 +881,9 @@ def generate(names):
                 "lr_schedule_args": data["lr_schedule_args"],
                 "step_lr": data["step_lr"]}
                if "lr_schedule_kind" in data else {}),
+            **({"bias": np.bool_(data["bias"]),
+                "parameterization": np.str_(data["parameterization"])}
+               if "bias" in data else {}),
         )
         print("wrote %-45s %8d bytes  (%d steps)"
               % (os.path.relpath(path, os.path.dirname(HERE)),
@@ -792,10 +972,11 @@ def np_trajectory(f, fused=True):
     epochs, bs = int(f["epochs"]), int(f["batch_size"])
     drop_last, order = bool(f["drop_last"]), f["order"]
     n = X.shape[0]
+    options = dict(bias=bool(f["bias"]), parameterization=str(f["parameterization"])) if "bias" in f else {}
 
     def lg(p, xb, yb):
         with np.errstate(all="ignore"):
-            return naive.loss_and_grad(sizes, activation, loss, reduction, p, xb, yb)
+            return naive.loss_and_grad(sizes, activation, loss, reduction, p, xb, yb, **options)
 
     madd = fma if fused else _unfused
     p = f["params0"].copy()
@@ -881,6 +1062,8 @@ def selfcheck(names, fused=True):
         has_sched = "lr_schedule_kind" in f
         expected = COMMON_KEYS | {"params_history" if has_hist
                                   else "params_final"}
+        if "bias" in f:
+            expected |= OPTION_KEYS
         if has_sched:
             expected |= SCHEDULE_KEYS
             if str(f["lr_schedule_kind"]) not in SCHEDULE_KINDS:
@@ -890,7 +1073,7 @@ def selfcheck(names, fused=True):
             problems.append("keys differ: %s" % sorted(set(f) ^ expected))
         ref = np_trajectory(f, fused=fused)
         n_steps = ref["step_loss"].size
-        n_params = n_params_of(f["sizes"])
+        n_params = n_params_of(f["sizes"], bool(f["bias"]) if "bias" in f else True)
         if has_hist != (n_params * (n_steps + 1) <= HISTORY_LIMIT):
             problems.append("params_history/params_final choice is wrong")
         pairs = {k: (f[k], ref[k]) for k in ("epoch_loss", "step_loss",

@@ -2,6 +2,10 @@
 
 Whole-batch matrix algebra (``A @ W.T + b``), the way a textbook writes an MLP, as the
 reference answers for the Numba kernels (the stumpy ``naive.py`` pattern).
+
+Model options: ``bias=False`` (no bias vectors in ``theta``), ``parameterization="ntk"``
+(``(A @ W.T) / sqrt(fan_in) + b``), reductions ``half_mean`` / ``half_sum`` (half of
+``mean`` / ``sum``).
 """
 
 import numpy as np
@@ -14,25 +18,33 @@ ACT = {
 }
 
 
-def unpack(sizes, theta):
+def unpack(sizes, theta, bias=True):
+    """``[(W, b), ...]`` per layer; ``b`` is zeros when there is no bias."""
     layers, k = [], 0
     for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
         W = theta[k:k + fan_in * fan_out].reshape(fan_out, fan_in)
         k += fan_in * fan_out
-        b = theta[k:k + fan_out]
-        k += fan_out
+        if bias:
+            b = theta[k:k + fan_out]
+            k += fan_out
+        else:
+            b = np.zeros(fan_out)
         layers.append((W, b))
     assert k == len(theta)
     return layers
 
 
-def forward(sizes, activation, theta, X):
+def weight_factor(parameterization, fan_in):
+    return 1.0 / np.sqrt(fan_in) if parameterization == "ntk" else 1.0
+
+
+def forward(sizes, activation, theta, X, bias=True, parameterization="standard"):
     """Activations of every layer, input first, outputs last."""
     act, _ = ACT[activation]
-    layers = unpack(sizes, theta)
+    layers = unpack(sizes, theta, bias)
     acts = [X]
     for i, (W, b) in enumerate(layers):
-        z = acts[-1] @ W.T + b
+        z = (acts[-1] @ W.T) * weight_factor(parameterization, W.shape[1]) + b
         acts.append(act(z) if i < len(layers) - 1 else z)
     return acts
 
@@ -42,8 +54,9 @@ def loss_and_output_grad(loss, reduction, out, Y):
     n = out.shape[0]
     if loss == "mse":
         r = out - Y
-        norm = r.size if reduction == "mean" else 1.0
-        return np.sum(r**2) / norm, 2.0 * r / norm
+        norm = r.size if reduction in ("mean", "half_mean") else 1.0
+        half = 0.5 if reduction.startswith("half_") else 1.0
+        return half * np.sum(r**2) / norm, half * 2.0 * r / norm
     m = out.max(axis=1, keepdims=True)
     logp = out - m - np.log(np.exp(out - m).sum(axis=1, keepdims=True))
     onehot = np.zeros_like(out)
@@ -52,16 +65,18 @@ def loss_and_output_grad(loss, reduction, out, Y):
     return -np.sum(logp[np.arange(n), Y]) / norm, (np.exp(logp) - onehot) / norm
 
 
-def loss_and_grad(sizes, activation, loss, reduction, theta, X, Y):
+def loss_and_grad(sizes, activation, loss, reduction, theta, X, Y, bias=True, parameterization="standard"):
     """Reduced loss and its gradient by matrix back-propagation."""
     _, slope = ACT[activation]
-    acts = forward(sizes, activation, theta, X)
+    acts = forward(sizes, activation, theta, X, bias, parameterization)
     value, delta = loss_and_output_grad(loss, reduction, acts[-1], Y)
-    layers = unpack(sizes, theta)
+    layers = unpack(sizes, theta, bias)
     grads = []
     for i in range(len(layers) - 1, -1, -1):
         W, _ = layers[i]
-        grads = [delta.T @ acts[i], delta.sum(axis=0)] + grads
+        bias_grad = [delta.sum(axis=0)] if bias else []
+        delta = delta * weight_factor(parameterization, W.shape[1])  # d z / d (A @ W.T)
+        grads = [delta.T @ acts[i]] + bias_grad + grads
         if i > 0:
             delta = (delta @ W) * slope(acts[i])
     return value, np.concatenate([g.ravel() for g in grads])
@@ -78,22 +93,24 @@ def sgd_step(p, g, buf, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, neste
     return p - lr * g, buf
 
 
-def train(sizes, activation, loss, reduction, theta, X, Y, order, batch_size, drop_last=False, **hyper):
+def train(sizes, activation, loss, reduction, theta, X, Y, order, batch_size, drop_last=False, bias=True,
+          parameterization="standard", **hyper):
     """The training loop of the tutorials; returns (epoch_loss, step_loss, params_history)."""
     n = X.shape[0]
     epoch_loss, step_loss, history = [], [], [theta.copy()]
     buf = None
+    options = dict(bias=bias, parameterization=parameterization)
     for idx in order:
-        epoch_loss.append(loss_and_grad(sizes, activation, loss, reduction, theta, X, Y)[0])
+        epoch_loss.append(loss_and_grad(sizes, activation, loss, reduction, theta, X, Y, **options)[0])
         for start in range(0, n, batch_size):
             rows = idx[start:start + batch_size]
             if drop_last and len(rows) < batch_size:
                 break
-            value, g = loss_and_grad(sizes, activation, loss, reduction, theta, X[rows], Y[rows])
+            value, g = loss_and_grad(sizes, activation, loss, reduction, theta, X[rows], Y[rows], **options)
             step_loss.append(value)
             theta, buf = sgd_step(theta, g, buf, **hyper)
             history.append(theta.copy())
-    epoch_loss.append(loss_and_grad(sizes, activation, loss, reduction, theta, X, Y)[0])
+    epoch_loss.append(loss_and_grad(sizes, activation, loss, reduction, theta, X, Y, **options)[0])
     return np.array(epoch_loss), np.array(step_loss), np.array(history)
 
 

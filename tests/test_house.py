@@ -184,13 +184,18 @@ def test_study_errors_name_the_key_from_the_parameter(tmp_path, line, key):
     (gdsim.Linear(1, 3), True, False),
     (gdsim.Linear(1, 2, loss="cross_entropy"), False, False),
     (gdsim.MLP((1, 1, 1), activation="identity"), False, False),
+    (gdsim.Linear(1, 1, bias=False), True, False),
+    (gdsim.Linear(1, 1, parameterization="ntk"), True, False),
+    (gdsim.Linear(1, 1, reduction="half_mean"), True, False),
+    (gdsim.Linear(1, 1, init_scale=0.5), True, True),  # the initial scale is the host's: same kernels
 ])
 def test_model_spec_predicates(model, least_squares, line):
     assert model.spec.is_least_squares is least_squares
     assert bool(model.spec.is_line) is line
-    sizes, activation, loss, reduction = model.spec
+    sizes, activation, loss, reduction, layer_code = model.spec
     np.testing.assert_array_equal(sizes, model.sizes)
     assert (activation, loss, reduction) == (model.activation_code, model.loss_code, model.reduction_code)
+    assert layer_code == model.layer_code and model.spec.bias is model.bias
 
 
 @pytest.mark.parametrize("n, batch_size", [(10, 1), (10, 3), (10, 5), (10, 10), (7, 4), (1, 1)])

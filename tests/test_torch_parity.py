@@ -35,10 +35,17 @@ def lr_schedule_of(fx):
     raise ValueError(f"unknown lr_schedule_kind {kind!r}")
 
 
+def model_options(fx):
+    """The fixture's model options (the opt_* cases; torch's nn.Linear without them)."""
+    if "bias" not in fx:
+        return {}
+    return {"bias": bool(fx["bias"]), "parameterization": str(fx["parameterization"])}
+
+
 def run(fx):
     sizes = tuple(int(s) for s in fx["sizes"])
     model = gdsim.MLP(sizes, activation=str(fx["activation"]), loss=str(fx["loss"]),
-                      reduction=str(fx["reduction"]))
+                      reduction=str(fx["reduction"]), **model_options(fx))
     opt = gdsim.SGD(lr=float(fx["lr"]), momentum=float(fx["momentum"]), dampening=float(fx["dampening"]),
                     weight_decay=float(fx["weight_decay"]), nesterov=bool(fx["nesterov"]),
                     maximize=bool(fx["maximize"]))
@@ -55,6 +62,11 @@ def test_fixtures_are_present():
     assert len(CASES) >= 23, CASES
     kinds = {str(load(c)["lr_schedule_kind"]) for c in CASES if c.startswith("sched_")}
     assert kinds == {"step", "exponential", "cosine", "array"}, kinds
+    # The model options (opt_*): no bias, NTK (an explicit torch module), MSELoss / 2.
+    options = [(model_options(fx), str(fx["reduction"])) for fx in map(load, CASES) if "bias" in fx]
+    assert {o["bias"] for o, _ in options} == {True, False}
+    assert {o["parameterization"] for o, _ in options} == {"standard", "ntk"}
+    assert {r for _, r in options} >= {"half_mean", "half_sum"}
 
 
 @pytest.mark.parametrize("case", CASES)

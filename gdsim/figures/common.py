@@ -38,6 +38,9 @@ class FigureKind:
             return f"draws one value of {', '.join(extra)}; give a single value"
         if self.linear and not study.model.spec.is_least_squares:
             return "needs a linear model with MSE (its theory is closed-form)"
+        if self.linear and not study.model.spec.is_torch_default:
+            return ("draws the least squares of y = w x + b: needs a linear model with a bias, parameterization "
+                    "'standard' and reduction 'mean' or 'sum'")
         if self.linear and self.params and study.model.n_params != 2:
             return "draws the (w, b) plane: needs a linear model with n_in = n_out = 1"
         if self.classifier and study.model.loss_name != "cross_entropy":

@@ -9,7 +9,8 @@ and the figure that shows the result::
     target = "parallel"              # sweep runner only: "cpu", "parallel" or "cuda"
 
     [model]
-    type = "linear"                  # "linear": n_in, n_out; "mlp": sizes, activation
+    type = "linear"                  # "linear": n_in, n_out; "mlp": sizes, activation; both:
+                                     # loss, reduction, bias, parameterization, init_scale
     n_in = 1
     n_out = 1
 

@@ -30,8 +30,9 @@ from ..tracks import check_track, measured_steps
 
 RUNNERS = ("sweep", "train")
 TOP_KEYS = {"title", "description", "figure", "runner", "target", "model", "data", "train"}
-MODEL_KEYS = {"linear": {"type", "n_in", "n_out", "loss", "reduction"},
-              "mlp": {"type", "sizes", "activation", "loss", "reduction"}}
+MODEL_OPTIONS = {"bias", "parameterization", "init_scale"}  # keyword arguments of both models
+MODEL_KEYS = {"linear": {"type", "n_in", "n_out", "loss", "reduction"} | MODEL_OPTIONS,
+              "mlp": {"type", "sizes", "activation", "loss", "reduction"} | MODEL_OPTIONS}
 TRAIN_KEYS = set(AXES) | {"epochs", "shuffle", "drop_last", "params0", "lr_schedule", "divergence", "dtype",
                           "track"}
 GRID_FUNCTIONS = {"linspace": np.linspace, "geomspace": np.geomspace, "arange": np.arange}

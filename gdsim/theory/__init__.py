@@ -7,6 +7,8 @@ samples, every output's ``(w, b)`` block of the Hessian is
     H = 2 / (n * n_out) * sum_i a_i a_i^T      (reduction="mean", torch's MSELoss)
     H = 2 * sum_i a_i a_i^T                     (reduction="sum")
 
+(half of these for "half_mean" and "half_sum"; ``a = x`` for a model without bias, and
+``x / sqrt(n_in)`` in place of ``x`` under the NTK parameterization)
 and the outputs decouple, so each output's parameters follow the same linear dynamics.
 On a quadratic, SGD in torch's form (:class:`gdsim.SGD`) is a linear map on the state
 ``(p, buf)`` around the minimiser (plus a constant from the gradient noise of mini-batches,

@@ -195,7 +195,7 @@ def per_sample_hessians(model, params, X, Y):
         rows = np.array([i])
         for j in range(P):
             unit[j] = 1.0
-            hvp.batch_hvp(params, *model.spec, X, kernel_Y, rows, unit, out[i, :, j], work)
+            hvp.batch_hvp(params, *model.spec[:4], X, kernel_Y, rows, unit, out[i, :, j], work)
             unit[j] = 0.0
     if not np.all(np.isfinite(out)):
         gradient_overflow(params, X, Y)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._validate import ParameterError, check_real, short_repr
-from ..scalar import MEAN
+from ..scalar import averages, loss_factor, weight_scale
 from .checks import (
     check_broadcast,
     check_eigenvalues,
@@ -23,15 +23,23 @@ from .checks import (
 # Curvature of least squares
 # ---------------------------------------------------------------------------------------
 def per_sample_curvatures(model, X):
-    """``(A, weight)``: the rows ``a_i = (x_i, 1)`` and the factor such that sample ``i``
+    """``(A, weight)``: the rows ``a_i = (s x_i, 1)`` and the factor such that sample ``i``
     adds ``weight * a_i a_i^T`` to a batch's Hessian block per sample of the batch
-    (``2 / n_out`` for "mean", then divided by the batch size; ``2`` for "sum").
+    (``2 / n_out`` for "mean", then divided by the batch size; ``2`` for "sum"; half of
+    these for "half_mean" and "half_sum").
+
+    ``s`` is 1, or ``1/sqrt(n_in)`` under the NTK parameterization (the model computes
+    ``W (s x) + b``); without a bias the rows are ``a_i = s x_i``.
 
     Refuses ``X`` so large that a sum of ``a_i a_i^T`` or its eigenvalues could overflow.
     """
     X = model.check_inputs(X)
-    A = np.hstack([X, np.ones((X.shape[0], 1))])
-    weight = 2.0 / model.n_out if model.reduction_code == MEAN else 2.0
+    scale = weight_scale(model.layer_code, model.n_in)
+    A = X * scale if scale != 1.0 else X
+    if model.bias:
+        A = np.hstack([A, np.ones((X.shape[0], 1))])
+    weight = 2.0 / model.n_out if averages(model.reduction_code) else 2.0
+    weight *= loss_factor(model.reduction_code)
     top = float(np.abs(A).max())
     # Python floats: overflow gives inf, never a warning
     if not weight * A.shape[0] * A.shape[1] * top * top < 1e307:
@@ -44,7 +52,7 @@ def per_sample_curvatures(model, X):
 def batch_hessian(model, rows, weight):
     """Hessian block of the loss of a batch with rows ``a_i`` (see :func:`per_sample_curvatures`);
     ``rows`` may be a stack ``(..., batch, d)`` of batches of one size, giving ``(..., d, d)``."""
-    scale = weight / rows.shape[-2] if model.reduction_code == MEAN else weight
+    scale = weight / rows.shape[-2] if averages(model.reduction_code) else weight
     return scale * (np.swapaxes(rows, -1, -2) @ rows)
 
 
@@ -54,15 +62,17 @@ def hessian(model, X):
     Parameters
     ----------
     model : gdsim.Linear
-        With ``loss="mse"`` (either reduction).
+        With ``loss="mse"`` (any reduction, with or without bias, either parameterization).
     X : array_like (n, n_in)
         Inputs (the targets do not enter the Hessian of least squares).
 
     Returns
     -------
-    numpy.ndarray (n_in + 1, n_in + 1)
+    numpy.ndarray (n_in + 1, n_in + 1), or (n_in, n_in) without bias
         ``H = 2/(n n_out) sum_i a_i a_i^T`` ("mean") or ``2 sum_i a_i a_i^T`` ("sum"),
-        ``a = (x, 1)``: rows and columns ordered as the output's weights, then its bias.
+        half of these for "half_mean" and "half_sum", ``a = (x, 1)``: rows and columns
+        ordered as the output's weights, then its bias (``a = x`` without a bias; ``x``
+        times ``1/sqrt(n_in)`` under the NTK parameterization).
         The full Hessian in torch's flat order has this block once per output.
 
     Raises

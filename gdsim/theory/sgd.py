@@ -14,7 +14,7 @@ import numpy as np
 
 from .._validate import ParameterError, check_int
 from ..batches import batch_bounds
-from ..scalar import MEAN
+from ..scalar import averages
 from .checks import (
     check_batches,
     check_hyper,
@@ -175,7 +175,7 @@ def mean_square_spectral_radius(model, X, lr, *, batch_size=1, momentum=0.0, dam
 
     Parameters are as in :func:`epoch_spectral_radius` (no order: sampling is random;
     ``batch_size`` any integer in ``[1, 2**53]``). The map has size ``(2d)^2``
-    (``d = n_in + 1``), so ``n_in`` up to 39.
+    (``d = n_in + 1``, or ``n_in`` without a bias), so ``d`` up to 40.
 
     Returns
     -------
@@ -185,7 +185,7 @@ def mean_square_spectral_radius(model, X, lr, *, batch_size=1, momentum=0.0, dam
     Raises
     ------
     gdsim.ParameterError
-        As :func:`epoch_spectral_radius`; ``model`` with ``n_in > 39``.
+        As :func:`epoch_spectral_radius`; ``model`` with ``d > 40``.
     """
     model, A, weight, lr, beta, tau, wd, nesterov = sgd_settings(
         model, X, lr, momentum, dampening, weight_decay, nesterov, "mean_square_spectral_radius")
@@ -196,17 +196,18 @@ def mean_square_spectral_radius(model, X, lr, *, batch_size=1, momentum=0.0, dam
 def check_drawn_batch(model, batch_size):
     """``batch_size`` of batches drawn with replacement, and a model small enough for the map."""
     batch_size = check_int("batch_size", batch_size, minimum=1, maximum=MAX_DRAWN_BATCH)
-    d = model.n_in + 1
+    d = model.n_in + 1 if model.bias else model.n_in
     if d > 40:
-        raise ParameterError(f"model must have n_in <= 39 here (the mean-square map is a ({2 * d}^2)^2 matrix), "
+        limit = "n_in <= 39" if model.bias else "n_in <= 40"
+        raise ParameterError(f"model must have {limit} here (the mean-square map is a ({2 * d}^2)^2 matrix), "
                              f"got {model!r}", "model")
     return batch_size
 
 
 def _mean_square_radius(model, A, weight, batch_size, c, wd, beta, nesterov):
     """:func:`mean_square_spectral_radius` for the gradient scale ``c = lr g``."""
-    d = A.shape[1]
-    per_sample = weight if model.reduction_code == MEAN else weight * batch_size  # "sum" adds B samples
+    n, d = A.shape
+    per_sample = weight if averages(model.reduction_code) else weight * batch_size  # "sum" adds B samples
     # each draw's effective curvature k_i = c (h_i + wd I): the step's K_B is their mean
     k = effective_curvatures(float(safe_product(c, per_sample)), np.einsum("ni,nj->nij", A, A), 0.0)
     with np.errstate(over="ignore", under="ignore", invalid="ignore"):

@@ -11,9 +11,8 @@ import numpy as np
 
 from ..._jit import jit, jit_inline
 from ...batches import batch_stop
-from ...kernels import divergence_threshold
+from ...kernels import averages, divergence_threshold
 from ...optim import HYPER_ROWS
-from ...scalar import MEAN
 from .cpu_lanes import BLOCK, GROUP, batch_loss, mark_diverged, update
 from .cpu_line import line_batch_loss, line_sgd_epoch
 
@@ -60,7 +59,7 @@ def sweep_block(theta, buf, model, X, Y, batches, lr, hyper, divergence, block_o
     order, batch_size, drop_last = batches
     divergence_factor, stop_diverged = divergence
     epoch_loss, diverged_step, diverged_loss = block_out
-    sizes, _, _, reduction = model
+    sizes = model.sizes
     n = X.shape[0]
     epochs = order.shape[0]
     width = 0
@@ -77,7 +76,7 @@ def sweep_block(theta, buf, model, X, Y, batches, lr, hyper, divergence, block_o
     active = np.ones(BLOCK, dtype=np.int64)  # int64 rather than bool: cheaper as a vector mask
     n_active = BLOCK
     data_order = np.arange(n)
-    mean = reduction == MEAN
+    mean = averages(model.reduction)  # the line model's reductions: "mean" or "sum"
     diverged_step[:] = -1
     diverged_loss[:] = np.nan
     step = np.int64(0)  # not the literal 0: callees would be compiled for both types

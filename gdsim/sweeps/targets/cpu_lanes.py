@@ -23,15 +23,17 @@ Performance notes (measured on W2 and W3 of ``benchmarks/bench.py``):
   (:func:`gdsim._jit.jit_inline`) or the loop moves into the callee;
 * four samples share each pass over the runs in the MLP kernels (:data:`GROUP`);
 * a loop whose body selects an activation at run time does not vectorise: ReLU, the
-  common case, gets its own loop.
+  common case, gets its own loop;
+* the model's options (no bias, the NTK parameterization) are tested outside the loops
+  over the runs: torch's standard layers run the same loops as before they existed.
 """
 
 import math
 
 from ..._jit import jit, jit_inline
-from ...kernels import activate, activation_slope, is_diverged
+from ...kernels import activate, activation_slope, averages, has_bias, is_diverged, is_ntk, loss_factor, weight_scale
 from ...optim import DAMPENING, MOMENTUM, NESTEROV, WEIGHT_DECAY, sgd_element
-from ...scalar import CROSS_ENTROPY, MEAN, RELU
+from ...scalar import CROSS_ENTROPY, RELU
 
 #: Runs per block.
 BLOCK = 128
@@ -41,7 +43,7 @@ GROUP = 4
 
 
 @jit_inline
-def forward(theta, sizes, activation, X, r, acts, s):
+def forward(theta, model, X, r, acts, s):
     """Forward pass of sample ``X[r]`` for every run of a block (the samples of a batch
     that do not fill a group of :data:`GROUP`; see :func:`forward_group`).
 
@@ -50,6 +52,9 @@ def forward(theta, sizes, activation, X, r, acts, s):
     Each output's sum runs over the inputs in order, as in
     :func:`gdsim.kernels.forward_sample`.
     """
+    sizes, activation, _, _, layer_code = model
+    bias = has_bias(layer_code)
+    ntk = is_ntk(layer_code)
     n_layers = sizes.shape[0] - 1
     w = 0  # row of the layer's weight in theta
     a_in = 0  # row of the layer's input in acts (layers > 0)
@@ -59,6 +64,7 @@ def forward(theta, sizes, activation, X, r, acts, s):
         fan_out = sizes[layer + 1]
         b = w + fan_in * fan_out
         hidden = layer < n_layers - 1
+        scale = weight_scale(layer_code, fan_in)
         for o in range(fan_out):
             out = a_out + o
             row = w + o * fan_in
@@ -72,16 +78,23 @@ def forward(theta, sizes, activation, X, r, acts, s):
                 else:
                     for c in range(BLOCK):
                         acts[s, out, c] += theta[row + i, c] * acts[s, a_in + i, c]
-            for c in range(BLOCK):
-                z = acts[s, out, c] + theta[b + o, c]
-                acts[s, out, c] = activate(activation, z) if hidden else z
-        w = b + fan_out
+            if ntk:
+                for c in range(BLOCK):
+                    acts[s, out, c] = acts[s, out, c] * scale
+            if bias:
+                for c in range(BLOCK):
+                    z = acts[s, out, c] + theta[b + o, c]
+                    acts[s, out, c] = activate(activation, z) if hidden else z
+            elif hidden:
+                for c in range(BLOCK):
+                    acts[s, out, c] = activate(activation, acts[s, out, c])
+        w = b + fan_out if bias else b
         a_in = a_out
         a_out += fan_out
 
 
 @jit_inline
-def forward_group(theta, sizes, activation, X, order, first, acts):
+def forward_group(theta, model, X, order, first, acts):
     """:func:`forward` of the :data:`GROUP` samples ``X[order[first + s]]`` into
     ``acts[s]``, all four in each pass over the runs.
 
@@ -89,6 +102,9 @@ def forward_group(theta, sizes, activation, X, order, first, acts):
     are the same; the passes, and the loads of the weights, are shared by the four samples
     (two inputs per pass).
     """
+    sizes, activation, _, _, layer_code = model
+    bias = has_bias(layer_code)
+    ntk = is_ntk(layer_code)
     n_layers = sizes.shape[0] - 1
     w = 0
     a_in = 0
@@ -102,6 +118,7 @@ def forward_group(theta, sizes, activation, X, order, first, acts):
         fan_out = sizes[layer + 1]
         b = w + fan_in * fan_out
         hidden = layer < n_layers - 1
+        scale = weight_scale(layer_code, fan_in)
         for o in range(fan_out):
             out = a_out + o
             row = w + o * fan_in
@@ -158,25 +175,34 @@ def forward_group(theta, sizes, activation, X, order, first, acts):
                         acts[1, out, c] += t0 * acts[1, a, c]
                         acts[2, out, c] += t0 * acts[2, a, c]
                         acts[3, out, c] += t0 * acts[3, a, c]
-            if not hidden:
+            if ntk:
+                for s in range(GROUP):
+                    for c in range(BLOCK):
+                        acts[s, out, c] = acts[s, out, c] * scale
+            if not bias:
+                if hidden:
+                    for s in range(GROUP):
+                        for c in range(BLOCK):
+                            acts[s, out, c] = activate(activation, acts[s, out, c])
+            elif not hidden:
                 for c in range(BLOCK):
-                    bias = theta[b + o, c]
-                    acts[0, out, c] += bias
-                    acts[1, out, c] += bias
-                    acts[2, out, c] += bias
-                    acts[3, out, c] += bias
+                    b_o = theta[b + o, c]
+                    acts[0, out, c] += b_o
+                    acts[1, out, c] += b_o
+                    acts[2, out, c] += b_o
+                    acts[3, out, c] += b_o
             elif activation == RELU:  # the constant code lets this loop vectorise
                 for c in range(BLOCK):
-                    bias = theta[b + o, c]
-                    acts[0, out, c] = activate(RELU, acts[0, out, c] + bias)
-                    acts[1, out, c] = activate(RELU, acts[1, out, c] + bias)
-                    acts[2, out, c] = activate(RELU, acts[2, out, c] + bias)
-                    acts[3, out, c] = activate(RELU, acts[3, out, c] + bias)
+                    b_o = theta[b + o, c]
+                    acts[0, out, c] = activate(RELU, acts[0, out, c] + b_o)
+                    acts[1, out, c] = activate(RELU, acts[1, out, c] + b_o)
+                    acts[2, out, c] = activate(RELU, acts[2, out, c] + b_o)
+                    acts[3, out, c] = activate(RELU, acts[3, out, c] + b_o)
             else:
                 for s in range(GROUP):
                     for c in range(BLOCK):
                         acts[s, out, c] = activate(activation, acts[s, out, c] + theta[b + o, c])
-        w = b + fan_out
+        w = b + fan_out if bias else b
         a_in = a_out
         a_out += fan_out
 
@@ -188,7 +214,7 @@ def output_loss(model, acts, s, a_out, Y, r, want_grad, deltas, scale, own):
 
     Same operations as :func:`gdsim.kernels.output_loss`, one run per lane.
     """
-    sizes, _, loss, reduction = model
+    sizes, _, loss, reduction, _ = model
     n_out = sizes[sizes.shape[0] - 1]
     if loss == CROSS_ENTROPY:
         label = int(Y[r, 0])
@@ -215,7 +241,8 @@ def output_loss(model, acts, s, a_out, Y, r, want_grad, deltas, scale, own):
         for c in range(BLOCK):
             own[c] = own[c] - acts[s, a_out + label, c]
         return
-    mean_outputs = 1.0 / n_out if reduction == MEAN else 1.0
+    factor = loss_factor(reduction)  # 0.5 for the half reductions (1.0 changes no bit)
+    mean_outputs = factor / n_out if averages(reduction) else factor
     for c in range(BLOCK):
         own[c] = 0.0
     for k in range(n_out):
@@ -234,7 +261,7 @@ def output_loss(model, acts, s, a_out, Y, r, want_grad, deltas, scale, own):
 
 
 @jit_inline
-def backward(theta, sizes, activation, X, order, first, group, acts, deltas, grad):
+def backward(theta, model, X, order, first, group, acts, deltas, grad):
     """Back-propagate the output deltas of the ``group`` (at most :data:`GROUP`) samples
     ``X[order[first + s]]`` and add each run's gradient to ``grad``.
 
@@ -242,8 +269,13 @@ def backward(theta, sizes, activation, X, order, first, group, acts, deltas, gra
     the samples' terms in sample order, and every delta its terms in the order of
     :func:`gdsim.kernels.backward_sample`, so the numbers are those of one sample after
     the other; a full group adds its four terms in one pass over the runs, keeping the
-    partial sum in a register (one store per four terms instead of one per term).
+    partial sum in a register (one store per four terms instead of one per term). Under
+    the NTK parameterization an output's deltas are scaled by ``1/sqrt(fan_in)`` after its
+    bias gradient, as in :func:`gdsim.kernels.backward_sample`.
     """
+    sizes, activation, _, _, layer_code = model
+    bias = has_bias(layer_code)
+    ntk = is_ntk(layer_code)
     n_layers = sizes.shape[0] - 1
     p = theta.shape[0]
     a_out = 0
@@ -253,13 +285,14 @@ def backward(theta, sizes, activation, X, order, first, group, acts, deltas, gra
     for layer in range(n_layers - 1, -1, -1):
         fan_in = sizes[layer]
         fan_out = sizes[layer + 1]
-        b = p - fan_out
+        b = p - fan_out if bias else p
         w = b - fan_in * fan_out
         a_in = a_out - fan_in
+        scale = weight_scale(layer_code, fan_in)
         for o in range(fan_out):
             d_out = a_out + o
             row = w + o * fan_in
-            if full:
+            if bias and full:
                 for c in range(BLOCK):
                     g = grad[b + o, c]
                     g += deltas[0, d_out, c]
@@ -267,10 +300,14 @@ def backward(theta, sizes, activation, X, order, first, group, acts, deltas, gra
                     g += deltas[2, d_out, c]
                     g += deltas[3, d_out, c]
                     grad[b + o, c] = g
-            else:
+            elif bias:
                 for s in range(group):
                     for c in range(BLOCK):
                         grad[b + o, c] += deltas[s, d_out, c]
+            if ntk:
+                for s in range(group):
+                    for c in range(BLOCK):
+                        deltas[s, d_out, c] = deltas[s, d_out, c] * scale
             for i in range(fan_in):
                 if layer == 0 and full:
                     x0 = X[order[first + 0], i]
@@ -333,13 +370,14 @@ def batch_loss(theta, model, X, Y, order, start, stop, want_grad, grad, work, to
     own)``: ``[GROUP, width, BLOCK]`` twice and ``[BLOCK]``. Callers pass ``start`` and
     ``want_grad`` as run-time values (not constants), so that the loss-only and the
     training calls share one compiled function."""
-    sizes, activation, _, reduction = model
+    sizes = model.sizes
+    mean = averages(model.reduction)
     acts, deltas, own = work
     n_layers = sizes.shape[0] - 1
     a_out = 0
     for layer in range(1, n_layers):
         a_out += sizes[layer]
-    scale = 1.0 / (stop - start) if reduction == MEAN else 1.0
+    scale = 1.0 / (stop - start) if mean else 1.0
     if want_grad:
         for k in range(grad.shape[0]):
             for c in range(BLOCK):
@@ -349,17 +387,17 @@ def batch_loss(theta, model, X, Y, order, start, stop, want_grad, grad, work, to
     for first in range(start, stop, GROUP):
         group = min(GROUP, stop - first)
         if group == GROUP:
-            forward_group(theta, sizes, activation, X, order, first, acts)
+            forward_group(theta, model, X, order, first, acts)
         for s in range(group):
             r = order[first + s]
             if group < GROUP:
-                forward(theta, sizes, activation, X, r, acts, s)
+                forward(theta, model, X, r, acts, s)
             output_loss(model, acts, s, a_out, Y, r, want_grad, deltas, scale, own)
             for c in range(BLOCK):
                 total[c] += own[c]
         if want_grad:
-            backward(theta, sizes, activation, X, order, first, group, acts, deltas, grad)
-    if reduction == MEAN:
+            backward(theta, model, X, order, first, group, acts, deltas, grad)
+    if mean:
         for c in range(BLOCK):
             total[c] = total[c] / (stop - start)
 

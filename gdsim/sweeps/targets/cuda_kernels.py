@@ -16,7 +16,7 @@ import math
 from ... import scalar
 from ..._jit import cuda, cuda_device, cuda_kernel
 from ...optim import DAMPENING, MOMENTUM, NESTEROV, WEIGHT_DECAY
-from ...scalar import CROSS_ENTROPY, MEAN
+from ...scalar import CROSS_ENTROPY
 
 #: Threads per block.
 THREADS = 64
@@ -50,8 +50,16 @@ def compiled():
     divergence_threshold = cuda_device(scalar.divergence_threshold)
     batch_stop = cuda_device(scalar.batch_stop)
     sgd_element = cuda_device(scalar.sgd_element)
+    averages = cuda_device(scalar.averages)
+    loss_factor = cuda_device(scalar.loss_factor)
+    weight_scale = cuda_device(scalar.weight_scale)
+    has_bias = cuda_device(scalar.has_bias)
+    is_ntk = cuda_device(scalar.is_ntk)
 
-    def forward(theta, c, sizes, activation, X, r, acts):
+    def forward(theta, c, model, X, r, acts):
+        sizes, activation, _, _, layer_code = model
+        bias = has_bias(layer_code)
+        ntk = is_ntk(layer_code)
         n_layers = sizes.shape[0] - 1
         w = 0
         a_in = 0
@@ -60,19 +68,23 @@ def compiled():
             fan_in = sizes[layer]
             fan_out = sizes[layer + 1]
             b = w + fan_in * fan_out
+            scale = weight_scale(layer_code, fan_in)
             for o in range(fan_out):
                 row = w + o * fan_in
                 s = 0.0
                 for i in range(fan_in):
                     s += theta[row + i, c] * (X[r, i] if layer == 0 else acts[a_in + i, c])
-                s += theta[b + o, c]
+                if ntk:
+                    s = s * scale
+                if bias:
+                    s += theta[b + o, c]
                 acts[a_out + o, c] = activate(activation, s) if layer < n_layers - 1 else s
-            w = b + fan_out
+            w = b + fan_out if bias else b
             a_in = a_out
             a_out += fan_out
 
     def output_loss(model, acts, a_out, c, Y, r, want_grad, deltas, scale):
-        sizes, _, loss, reduction = model
+        sizes, _, loss, reduction, _ = model
         n_out = sizes[sizes.shape[0] - 1]
         if loss == CROSS_ENTROPY:
             label = int(Y[r, 0])
@@ -89,7 +101,8 @@ def compiled():
                     deltas[a_out + k, c] = scale * math.exp(acts[a_out + k, c] - log_norm)
                 deltas[a_out + label, c] -= scale
             return log_norm - acts[a_out + label, c]
-        mean_outputs = 1.0 / n_out if reduction == MEAN else 1.0
+        factor = loss_factor(reduction)
+        mean_outputs = factor / n_out if averages(reduction) else factor
         total = 0.0
         for k in range(n_out):
             residual = acts[a_out + k, c] - Y[r, k]
@@ -98,7 +111,10 @@ def compiled():
                 deltas[a_out + k, c] = scale * 2.0 * mean_outputs * residual
         return mean_outputs * total
 
-    def backward(theta, c, sizes, activation, X, r, acts, deltas, grad):
+    def backward(theta, c, model, X, r, acts, deltas, grad):
+        sizes, activation, _, _, layer_code = model
+        bias = has_bias(layer_code)
+        ntk = is_ntk(layer_code)
         n_layers = sizes.shape[0] - 1
         p = theta.shape[0]
         a_out = 0
@@ -107,15 +123,19 @@ def compiled():
         for layer in range(n_layers - 1, -1, -1):
             fan_in = sizes[layer]
             fan_out = sizes[layer + 1]
-            b = p - fan_out
+            b = p - fan_out if bias else p
             w = b - fan_in * fan_out
             a_in = a_out - fan_in
+            scale = weight_scale(layer_code, fan_in)
             if layer > 0:
                 for i in range(fan_in):
                     deltas[a_in + i, c] = 0.0
             for o in range(fan_out):
                 d = deltas[a_out + o, c]
-                grad[b + o, c] += d
+                if bias:
+                    grad[b + o, c] += d
+                if ntk:
+                    d = d * scale
                 row = w + o * fan_in
                 for i in range(fan_in):
                     if layer > 0:
@@ -130,24 +150,25 @@ def compiled():
             a_out = a_in
 
     def batch_loss(theta, c, model, X, Y, order, epoch, start, stop, want_grad, grad, work):
-        sizes, activation, _, reduction = model
+        sizes, _, _, reduction, _ = model
+        mean = averages(reduction)
         acts, deltas = work
         n_layers = sizes.shape[0] - 1
         a_out = 0
         for layer in range(1, n_layers):
             a_out += sizes[layer]
-        scale = 1.0 / (stop - start) if reduction == MEAN else 1.0
+        scale = 1.0 / (stop - start) if mean else 1.0
         if want_grad:
             for k in range(grad.shape[0]):
                 grad[k, c] = 0.0
         total = 0.0
         for j in range(start, stop):
             r = order[epoch, j] if epoch >= 0 else j
-            forward(theta, c, sizes, activation, X, r, acts)
+            forward(theta, c, model, X, r, acts)
             total += output_loss(model, acts, a_out, c, Y, r, want_grad, deltas, scale)
             if want_grad:
-                backward(theta, c, sizes, activation, X, r, acts, deltas, grad)
-        if reduction == MEAN:
+                backward(theta, c, model, X, r, acts, deltas, grad)
+        if mean:
             return total / (stop - start)
         return total
 

@@ -197,3 +197,13 @@ def test_a_grid_bigger_than_memory_streams_to_a_store(tmp_path, monkeypatch):
     ds = gdsim.sweep(LINE, X, Y, store=tmp_path / "big.zarr", chunk_runs=120, **grid)
     monkeypatch.undo()
     assert_same_bits(ds.load(), gdsim.sweep(LINE, X, Y, **grid))
+
+
+def test_a_plain_xr_open_zarr_reads_the_store_without_a_warning(in_memory, tmp_path):
+    import xarray as xr
+
+    gdsim.sweep(LINE, X, Y, store=tmp_path / "p.zarr", chunk_runs=10, **GRID)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # xarray warns when a Zarr store has no consolidated metadata
+        with xr.open_zarr(tmp_path / "p.zarr") as opened:
+            assert_same_bits(opened.load(), in_memory)

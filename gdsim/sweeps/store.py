@@ -5,8 +5,8 @@ wrong numbers.
 Layout of ``NAME.zarr/`` (Zarr v3, written through xarray):
 
 * the result's variables, coordinates and typed attributes (bools stay bools, seeds
-  int64); the layout is created first (metadata only, in a temporary folder renamed into
-  place), the data then arrives region by region (``to_zarr(region=...)``), so the whole
+  int64); the layout is created first (metadata only, consolidated, in a temporary folder
+  renamed into place), the data then arrives region by region (``to_zarr(region=...)``), so the whole
   result is never in memory and ``xr.open_zarr`` reads it while it runs;
 * the attribute ``gdsim_store``: the identity of what the store holds (JSON: the hash of
   the settings that decide the numbers, gdsim's version, the target family, the chunk size);
@@ -26,6 +26,7 @@ import math
 import os
 import shutil
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -152,7 +153,11 @@ class ResultStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent))
         try:
-            template.to_zarr(tmp, compute=False, mode="w", zarr_format=3, consolidated=False)
+            with warnings.catch_warnings():
+                # Consolidated metadata (so that a plain xr.open_zarr reads the store without a
+                # warning) is not in the Zarr v3 spec yet; zarr-python writes it and says so.
+                warnings.filterwarnings("ignore", "Consolidated metadata is currently not part")
+                template.to_zarr(tmp, compute=False, mode="w", zarr_format=3, consolidated=True)
             (tmp / RECORDS).mkdir()
             (tmp / RECORDS / "zarr.json").write_text(RECORDS_GROUP)
             os.replace(tmp, self.path)

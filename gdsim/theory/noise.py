@@ -208,8 +208,8 @@ def linear_stability(model, params, X, Y, lr, batch_size, *, momentum=0.0, sampl
 
     Near a minimum, SGD's error follows ``e' = (I - lr H_B) e`` (with heavy ball, the
     companion form of :mod:`gdsim.theory.sgd`), ``H_B`` the mean of the per-sample
-    Hessians ``H_i`` over a random batch. Every ``H_i`` is formed (finite differences of
-    :meth:`gdsim.MLP.per_sample_grads`, ``2 n_params`` calls), so this is for small models.
+    Hessians ``H_i`` over a random batch. Every ``H_i`` is formed (exact products of
+    :mod:`gdsim.hvp`, ``n_params`` per sample), so this is for small models.
 
     At an interpolating minimum (every sample's loss minimal, e.g. zero MSE) each ``H_i``
     is positive semi-definite with its range inside ``H``'s, so the flat directions of

@@ -98,14 +98,16 @@ def new_tracks(every, n_steps, model, n):
     """What the loop needs for ``every``: ``(every, (scalars, params), scratch)``.
     ``scalars``: float64 ``[len(SCALARS), rows]`` (NaN where nothing is measured) and
     ``params`` ``[rows, n_params]``, with room for the measurements of steps ``0 ..
-    n_steps``; ``scratch``: the Lanczos start vectors and workspace and the samples' own
-    gradients, sized only for what is tracked (``n``: the number of samples)."""
+    n_steps``; ``scratch``: the Lanczos start vectors and workspace, the samples' own
+    gradients (sized only for what is tracked) and the indices of the ``n`` samples (made
+    once: the loop allocates nothing per step)."""
     rows = [n_steps // k + 1 if k else 0 for k in every]
     n_params = model.n_params
     scalars = np.full((len(SCALARS), max(rows)), np.nan)
     krylov = LANCZOS[0] if every[SHARPNESS] or every[BATCH_SHARPNESS] or every[NOISE_SCALE] else 0
     scratch = (np.zeros(n_params), np.zeros(n_params), np.empty((krylov + 1, n_params)),
-               hvp.new_workspace(model.sizes_array), np.empty((n if every[NOISE_SCALE] else 0, n_params)))
+               hvp.new_workspace(model.sizes_array), np.empty((n if every[NOISE_SCALE] else 0, n_params)),
+               np.arange(n))
     return every, (scalars, np.full((rows[PARAMS], n_params), np.nan)), scratch
 
 
@@ -160,8 +162,8 @@ def track_full(theta, model, X, Y, step, tracks, work, grad, dense):
     """The full-data observables due at ``step`` (``theta``: the parameters before its
     update); ``tracks`` = :func:`new_tracks`' result; ``grad``: scratch."""
     every, (scalars, params), scratch = tracks
+    all_rows = scratch[5]
     want_loss, want_norm = _due(every, LOSS, step), _due(every, GRAD_NORM, step)
-    all_rows = np.arange(X.shape[0])
     if want_loss or want_norm:
         value = model_loss_grad(theta, model, X, Y, all_rows, want_norm, grad, work, dense)
         if want_loss:
@@ -171,7 +173,8 @@ def track_full(theta, model, X, Y, step, tracks, work, grad, dense):
     if _due(every, PARAMS, step):
         params[step // every[PARAMS], :] = theta
     if _due(every, SHARPNESS, step):
-        scalars[ROW_SHARPNESS, step // every[SHARPNESS]] = _sharpness(theta, model, X, Y, all_rows, scratch[0], scratch)
+        scalars[ROW_SHARPNESS, step // every[SHARPNESS]] = _sharpness(theta, model, X, Y, all_rows, scratch[0],
+                                                                      scratch)
     if _due(every, NOISE_SCALE, step):
         row = step // every[NOISE_SCALE]
         scalars[ROW_B_SIMPLE, row], scalars[ROW_B_NOISE, row] = _noise_scales(theta, model, X, Y, scratch)

@@ -90,6 +90,7 @@ def train_loop(state, model, X, Y, batches, lr, hyper, maximize, divergence_fact
     if record:
         params_history[0, :] = theta
     scratch = np.empty(theta.shape[0])
+    tracking = np.any(tracks[0] > 0)  # without it, a step pays nothing for the tracks
     threshold = np.inf
     diverged_step = -1
     diverged_loss = np.nan
@@ -111,19 +112,22 @@ def train_loop(state, model, X, Y, batches, lr, hyper, maximize, divergence_fact
             diverged_step = step
             diverged_loss = full
         if epoch == epochs:
-            track_full(theta, model, X, Y, step, tracks, work, scratch, dense)
+            if tracking:
+                track_full(theta, model, X, Y, step, tracks, work, scratch, dense)
             break
         for start in range(0, n, batch_size):
             stop = batch_stop(start, n, batch_size, drop_last)
             if stop == start:
                 break
-            track_full(theta, model, X, Y, step, tracks, work, scratch, dense)
+            if tracking:
+                track_full(theta, model, X, Y, step, tracks, work, scratch, dense)
             if reuse:
                 value = full
             else:
                 value = model_loss_grad(theta, model, X, Y, order[epoch, start:stop], True, grad, work, dense)
             step_loss[step] = value
-            track_batch(theta, model, X, Y, order[epoch, start:stop], step, tracks, value, grad)
+            if tracking:
+                track_batch(theta, model, X, Y, order[epoch, start:stop], step, tracks, value, grad)
             if diverged_step < 0 and is_diverged(value, threshold):
                 diverged_step = step
                 diverged_loss = value

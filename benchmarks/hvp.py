@@ -49,9 +49,11 @@ def main():
     work = hvp.new_workspace(model.sizes_array)
     v = np.random.default_rng(0).standard_normal(model.n_params)
 
-    t_grad = median_time(lambda: kernels.batch_loss_grad(theta, *model.spec, X, Yk, rows, grad, acts, deltas),
+    t_grad = median_time(lambda: kernels.batch_loss_grad(theta, *model.spec[:4], X, Yk, rows, grad, acts, deltas,
+                                                         model.layer_code),
                          args.repeats)
-    t_hvp = median_time(lambda: hvp.batch_hvp(theta, *model.spec, X, Yk, rows, v, hv, work), args.repeats)
+    t_hvp = median_time(lambda: hvp.batch_hvp(theta, *model.spec[:4], X, Yk, rows, v, hv, work, model.layer_code),
+                        args.repeats)
     print(f"{model!r}, n={args.n}, {model.n_params} parameters, median of {args.repeats}")
     print(f"  gradient (batch_loss_grad): {1e6 * t_grad:9.1f} us")
     print(f"  H v      (batch_hvp):       {1e6 * t_hvp:9.1f} us   ratio {t_hvp / t_grad:.2f}")
@@ -59,12 +61,12 @@ def main():
     scratch = hvp.new_lanczos_workspace(model.sizes_array, model.n_params, 20)
     u = np.zeros(model.n_params)
     t0 = time.perf_counter()
-    cold_value, cold = hvp.lanczos_top(theta, *model.spec, X, Yk, rows, u, 1e-6, 500, scratch)
+    cold_value, cold = hvp.lanczos_top(theta, model.spec, X, Yk, rows, u, 1e-6, 500, scratch)
     t_cold = time.perf_counter() - t0
-    kernels.batch_loss_grad(theta, *model.spec, X, Yk, rows, grad, acts, deltas)
+    kernels.batch_loss_grad(theta, *model.spec[:4], X, Yk, rows, grad, acts, deltas, model.layer_code)
     moved = theta - 0.05 * grad
     t0 = time.perf_counter()
-    warm_value, warm = hvp.lanczos_top(moved, *model.spec, X, Yk, rows, u, 1e-6, 500, scratch)
+    warm_value, warm = hvp.lanczos_top(moved, model.spec, X, Yk, rows, u, 1e-6, 500, scratch)
     t_warm = time.perf_counter() - t0
     print(f"  lanczos_top cold: {cold:3d} products ({1e3 * t_cold:.1f} ms, includes a first call), "
           f"sharpness {cold_value:.10g}")

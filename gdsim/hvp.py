@@ -8,9 +8,10 @@ choose (unlike differences of gradients). ReLU's second derivative is 0, as in t
 double backward.
 
 The kernels follow :mod:`gdsim.kernels`: the same flat ``theta`` in torch's order, the same
-model arguments ``sizes, activation, loss, reduction``, the same data layout (``Y`` holds
-the class index as float64 for cross-entropy), no checks and no allocation per call: all
-scratch lives in a workspace made once.
+model arguments ``sizes, activation, loss, reduction`` with the layer code last (default
+``STANDARD``), every reduction, the same data layout (``Y`` holds the class index as float64
+for cross-entropy), no checks and no allocation per call: all scratch lives in a workspace
+made once. :func:`lanczos_top` takes the model arguments as one tuple, ``MLP.spec``.
 
 * :func:`sample_hvp` adds one sample's term (scaled like
   :func:`gdsim.kernels.sample_loss_grad`'s ``scale``);
@@ -22,7 +23,8 @@ scratch lives in a workspace made once.
 Tracking sharpness in a compiled training loop
 ----------------------------------------------
 Allocate once, before the loop, and keep one start vector per tracked quantity (the
-full-batch Hessian and a batch's Hessian are different matrices)::
+full-batch Hessian and a batch's Hessian are different matrices); ``spec`` is the model's
+``(sizes, act, loss, red, layer_code)`` (``model.spec``, a tuple Numba passes as one value)::
 
     scratch = hvp.new_lanczos_workspace(sizes, n_params, 20)  # Krylov dimension 20
     v_full = np.zeros(n_params)             # zeros: the first call picks a fixed start
@@ -30,10 +32,10 @@ full-batch Hessian and a batch's Hessian are different matrices)::
     all_rows = np.arange(n)
     for step in range(steps):
         if step % every == 0:
-            sharp, used = hvp.lanczos_top(theta, sizes, act, loss, red, X, Y, all_rows,
-                                          v_full, 1e-6, 200, scratch)
-            batch_sharp, used = hvp.lanczos_top(theta, sizes, act, loss, red, X, Y, rows,
-                                                v_batch, 1e-6, 200, scratch)
+            sharp, used = hvp.lanczos_top(theta, spec, X, Y, all_rows, v_full, 1e-6, 200,
+                                          scratch)
+            batch_sharp, used = hvp.lanczos_top(theta, spec, X, Y, rows, v_batch, 1e-6, 200,
+                                                scratch)
         ...  # the gradient step
 
 Each call leaves the unit top eigenvector in its ``v``, the warm start of the next call:
@@ -60,8 +62,8 @@ import numpy as np
 
 from . import scalar
 from ._jit import jit
-from .kernels import activate, activation_slope
-from .scalar import CROSS_ENTROPY, MEAN
+from .kernels import activate, activation_slope, averages, has_bias, is_ntk, loss_factor, weight_scale
+from .scalar import CROSS_ENTROPY, STANDARD
 
 activation_slope_derivative = jit(scalar.activation_slope_derivative)
 
@@ -97,7 +99,7 @@ def _output_offset(sizes):
 
 
 @jit
-def forward_tangent_sample(theta, sizes, activation, x, v, acts, tangents):
+def forward_tangent_sample(theta, sizes, activation, x, v, acts, tangents, layer_code=STANDARD):
     """Forward pass of one sample and its directional derivative along ``v``.
 
     Parameters
@@ -112,8 +114,13 @@ def forward_tangent_sample(theta, sizes, activation, x, v, acts, tangents):
         output (after the activation for hidden layers).
     tangents : float64[sum(sizes)]
         Output: the derivative of each entry of ``acts`` along ``v`` (0 for the input).
+    layer_code : int
+        As in :func:`gdsim.kernels.forward_sample` (under NTK the weighted sum and its
+        tangent are multiplied by ``1/sqrt(fan_in)`` before the bias is added).
     """
     n_layers = sizes.shape[0] - 1
+    bias = has_bias(layer_code)
+    ntk = is_ntk(layer_code)
     for i in range(sizes[0]):
         acts[i] = x[i]
         tangents[i] = 0.0
@@ -125,10 +132,11 @@ def forward_tangent_sample(theta, sizes, activation, x, v, acts, tangents):
         a_out = a_in + fan_in
         b = w + fan_in * fan_out
         hidden = layer < n_layers - 1
+        scale = weight_scale(layer_code, fan_in)
         for o in range(fan_out):
             row = w + o * fan_in
             s = 0.0
-            r = 0.0  # tangent of s: dW a + W da + db
+            r = 0.0  # tangent of s: c (dW a + W da) + db, c the NTK scale (1 in the standard one)
             if layer > 0:
                 for i in range(fan_in):
                     s += theta[row + i] * acts[a_in + i]
@@ -137,8 +145,12 @@ def forward_tangent_sample(theta, sizes, activation, x, v, acts, tangents):
                 for i in range(fan_in):
                     s += theta[row + i] * acts[a_in + i]
                     r += v[row + i] * acts[a_in + i]
-            s += theta[b + o]
-            r += v[b + o]
+            if ntk:  # the constant factor of the weighted sum multiplies its tangent too
+                s = s * scale
+                r = r * scale
+            if bias:
+                s += theta[b + o]
+                r += v[b + o]
             if hidden:
                 a = activate(activation, s)
                 acts[a_out + o] = a
@@ -146,7 +158,7 @@ def forward_tangent_sample(theta, sizes, activation, x, v, acts, tangents):
             else:
                 acts[a_out + o] = s
                 tangents[a_out + o] = r
-        w = b + fan_out
+        w = b + fan_out if bias else b
         a_in = a_out
 
 
@@ -158,6 +170,8 @@ def output_loss_tangent(loss, reduction, out, tangent, y, delta, tangent_delta, 
     Parameters
     ----------
     loss, reduction : int
+        Loss and reduction codes (a half reduction halves the MSE loss, its gradient and
+        its Hessian).
     out : float64[n_out]
         Predictions (MSE) or logits (cross-entropy).
     tangent : float64[n_out]
@@ -195,7 +209,10 @@ def output_loss_tangent(loss, reduction, out, tangent, y, delta, tangent_delta, 
             tangent_delta[k] = scale * p * (tangent[k] - mean_tangent)
         delta[label] -= scale
         return log_norm - out[label]
-    c = 1.0 / n_out if reduction == MEAN else 1.0
+    # MSE: as gdsim.kernels.output_loss, the own loss averages over the n_out outputs under
+    # "mean" and "half_mean", and the half reductions take half of it.
+    factor = loss_factor(reduction)
+    c = factor / n_out if averages(reduction) else factor
     total = 0.0
     for k in range(n_out):
         r = out[k] - y[k]
@@ -206,7 +223,8 @@ def output_loss_tangent(loss, reduction, out, tangent, y, delta, tangent_delta, 
 
 
 @jit
-def backward_tangent_sample(theta, sizes, activation, v, acts, tangents, deltas, tangent_deltas, hv):
+def backward_tangent_sample(theta, sizes, activation, v, acts, tangents, deltas, tangent_deltas, hv,
+                            layer_code=STANDARD):
     """Back-propagate one sample's deltas and their tangents; add ``H v``'s term to ``hv``.
 
     Parameters
@@ -221,16 +239,22 @@ def backward_tangent_sample(theta, sizes, activation, v, acts, tangents, deltas,
         tangents (from :func:`output_loss_tangent`); scratch for the hidden layers.
     hv : float64[n_params]
         Accumulated into (``+=``): the tangent of the gradient along ``v``.
+    layer_code : int
+        As in :func:`gdsim.kernels.backward_sample` (under NTK the deltas and their tangents
+        are scaled after the bias term, before the weights' and the layer below's).
     """
     n_layers = sizes.shape[0] - 1
+    bias = has_bias(layer_code)
+    ntk = is_ntk(layer_code)
     p = theta.shape[0]
     a_out = _output_offset(sizes)
     for layer in range(n_layers - 1, -1, -1):
         fan_in = sizes[layer]
         fan_out = sizes[layer + 1]
-        b = p - fan_out
+        b = p - fan_out if bias else p
         w = b - fan_in * fan_out
         a_in = a_out - fan_in
+        scale = weight_scale(layer_code, fan_in)
         if layer > 0:
             for i in range(fan_in):
                 deltas[a_in + i] = 0.0
@@ -238,7 +262,11 @@ def backward_tangent_sample(theta, sizes, activation, v, acts, tangents, deltas,
         for o in range(fan_out):
             d = deltas[a_out + o]
             rd = tangent_deltas[a_out + o]
-            hv[b + o] += rd
+            if bias:
+                hv[b + o] += rd
+            if ntk:  # z = c W a + b: W's gradient and the deltas below carry c, and so do their tangents
+                d = d * scale
+                rd = rd * scale
             row = w + o * fan_in
             if layer > 0:
                 # gradient d a^T: tangent rd a^T + d (da)^T; deltas W^T d: tangent dW^T d + W^T rd
@@ -263,7 +291,7 @@ def backward_tangent_sample(theta, sizes, activation, v, acts, tangents, deltas,
 
 
 @jit
-def sample_hvp(theta, sizes, activation, loss, reduction, x, y, scale, v, hv, work):
+def sample_hvp(theta, sizes, activation, loss, reduction, x, y, scale, v, hv, work, layer_code=STANDARD):
     """Add ``scale`` times the Hessian of one sample's own loss, times ``v``, to ``hv``.
 
     Parameters
@@ -282,6 +310,8 @@ def sample_hvp(theta, sizes, activation, loss, reduction, x, y, scale, v, hv, wo
         Accumulated into (``+=``).
     work : float64[4, sum(sizes)]
         Scratch (:func:`new_workspace`).
+    layer_code : int
+        Layer code (``MLP.layer_code``), as in :func:`gdsim.kernels.forward_sample`.
 
     Returns
     -------
@@ -292,16 +322,16 @@ def sample_hvp(theta, sizes, activation, loss, reduction, x, y, scale, v, hv, wo
     tangents = work[TANGENT_ACTS]
     deltas = work[DELTAS]
     tangent_deltas = work[TANGENT_DELTAS]
-    forward_tangent_sample(theta, sizes, activation, x, v, acts, tangents)
+    forward_tangent_sample(theta, sizes, activation, x, v, acts, tangents, layer_code)
     a_out = _output_offset(sizes)
     own = output_loss_tangent(loss, reduction, acts[a_out:], tangents[a_out:], y, deltas[a_out:],
                               tangent_deltas[a_out:], scale)
-    backward_tangent_sample(theta, sizes, activation, v, acts, tangents, deltas, tangent_deltas, hv)
+    backward_tangent_sample(theta, sizes, activation, v, acts, tangents, deltas, tangent_deltas, hv, layer_code)
     return own
 
 
 @jit
-def batch_hvp(theta, sizes, activation, loss, reduction, X, Y, rows, v, hv, work):
+def batch_hvp(theta, sizes, activation, loss, reduction, X, Y, rows, v, hv, work, layer_code=STANDARD):
     """``H v`` for the reduced loss of the batch ``X[rows], Y[rows]``.
 
     Parameters
@@ -310,10 +340,12 @@ def batch_hvp(theta, sizes, activation, loss, reduction, X, Y, rows, v, hv, work
         As in :func:`gdsim.kernels.batch_loss_grad`.
     v : float64[n_params]
     hv : float64[n_params]
-        Output (overwritten): the Hessian of the mean (``mean``) or sum (``sum``) of the
-        samples' own losses, times ``v``.
+        Output (overwritten): the Hessian of the mean (``mean``, ``half_mean``) or sum
+        (``sum``, ``half_sum``) of the samples' own losses, times ``v``.
     work : float64[4, sum(sizes)]
         Scratch (:func:`new_workspace`).
+    layer_code : int
+        Layer code, as in :func:`gdsim.kernels.batch_loss_grad`.
 
     Returns
     -------
@@ -321,11 +353,12 @@ def batch_hvp(theta, sizes, activation, loss, reduction, X, Y, rows, v, hv, work
         The reduced loss of the batch (a by-product).
     """
     hv[:] = 0.0
-    scale = 1.0 / rows.shape[0] if reduction == MEAN else 1.0
+    mean = averages(reduction)
+    scale = 1.0 / rows.shape[0] if mean else 1.0
     total = 0.0
     for r in rows:
-        total += sample_hvp(theta, sizes, activation, loss, reduction, X[r], Y[r], scale, v, hv, work)
-    if reduction == MEAN:
+        total += sample_hvp(theta, sizes, activation, loss, reduction, X[r], Y[r], scale, v, hv, work, layer_code)
+    if mean:
         return total / rows.shape[0]
     return total
 
@@ -351,7 +384,7 @@ def _default_start(v):
 
 
 @jit
-def lanczos_top(theta, sizes, activation, loss, reduction, X, Y, rows, v, tol, max_iter, scratch):
+def lanczos_top(theta, model, X, Y, rows, v, tol, max_iter, scratch):
     """Top eigenvalue of the Hessian of the batch loss ``X[rows], Y[rows]`` and its
     eigenvector, by Lanczos with full reorthogonalisation, warm-started from ``v``.
 
@@ -363,7 +396,11 @@ def lanczos_top(theta, sizes, activation, loss, reduction, X, Y, rows, v, tol, m
 
     Parameters
     ----------
-    theta, sizes, activation, loss, reduction, X, Y, rows
+    theta : float64[n_params]
+    model : gdsim.models.ModelSpec or tuple
+        ``(sizes, activation, loss, reduction, layer_code)`` (``MLP.spec``): the model
+        arguments of :func:`batch_hvp` in one (as gdsim's loops pass them).
+    X, Y, rows
         As in :func:`batch_hvp`.
     v : float64[n_params]
         On entry the start vector (any norm; all zeros, or not finite: a fixed default);
@@ -393,6 +430,7 @@ def lanczos_top(theta, sizes, activation, loss, reduction, X, Y, rows, v, tol, m
     before reaching it) gives the top eigenvalue of the space reached instead: Lanczos sees
     only what ``v`` touches. Rounding makes this a non-issue except for exact symmetries.
     """
+    sizes, activation, loss, reduction, layer_code = model
     basis, work = scratch
     n_params = theta.shape[0]
     k = min(basis.shape[0] - 1, n_params)
@@ -414,7 +452,7 @@ def lanczos_top(theta, sizes, activation, loss, reduction, X, Y, rows, v, tol, m
         ritz = np.ones(1)
         while j < k and products < max_iter:
             q = basis[j]
-            batch_hvp(theta, sizes, activation, loss, reduction, X, Y, rows, q, w, work)
+            batch_hvp(theta, sizes, activation, loss, reduction, X, Y, rows, q, w, work, layer_code)
             products += 1
             product_norm = math.sqrt(_dot(w, w))
             a = _dot(q, w)

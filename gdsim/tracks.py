@@ -83,17 +83,6 @@ def check_track(track):
     return every
 
 
-def check_hessian_tracks(every, model):
-    """Refuse Hessian observables (sharpness, noise scale) for a model whose layers
-    :mod:`gdsim.hvp` does not differentiate yet: no bias, NTK, half reductions."""
-    wanted = [name for name, i in (("sharpness", SHARPNESS), ("batch_sharpness", BATCH_SHARPNESS),
-                                   ("noise_scale", NOISE_SCALE)) if every[i]]
-    if wanted and not model.spec.is_torch_default:
-        raise ParameterError(f"track: {', '.join(wanted)} need Hessian-vector products, which gdsim.hvp computes "
-                             f"for torch's default layers only (bias=True, parameterization='standard', reduction "
-                             f"'mean' or 'sum'), not for {model!r}", "track")
-
-
 def new_tracks(every, n_steps, model, n):
     """What the loop needs for ``every``: ``(every, (scalars, params), scratch)``.
     ``scalars``: float64 ``[len(SCALARS), rows]`` (NaN where nothing is measured) and
@@ -126,20 +115,18 @@ def _due(every, i, step):
 @jit
 def _sharpness(theta, model, X, Y, rows, v, scratch):
     """The top Hessian eigenvalue of the batch ``rows``' loss, warm-started from ``v``."""
-    sizes, activation, loss, reduction, _ = model  # torch's default layers only (check_hessian_tracks)
     krylov, tol, max_products = LANCZOS
     basis, work = scratch[2], scratch[3]
-    return hvp.lanczos_top(theta, sizes, activation, loss, reduction, X, Y, rows, v, tol, max_products,
-                           (basis, work))[0]
+    return hvp.lanczos_top(theta, model, X, Y, rows, v, tol, max_products, (basis, work))[0]
 
 
 @jit
 def _noise_scales(theta, model, X, Y, scratch):
     """``(b_simple, b_noise)`` at ``theta`` (see the module's documentation)."""
-    sizes, activation, loss, reduction, _ = model  # torch's default layers only (check_hessian_tracks)
+    sizes, activation, loss, reduction, layer_code = model
     basis, work, own = scratch[2], scratch[3], scratch[4]
     acts, deltas = work[hvp.ACTS], work[hvp.DELTAS]
-    per_sample_grads(theta, sizes, activation, loss, reduction, X, Y, own, acts, deltas)
+    per_sample_grads(theta, sizes, activation, loss, reduction, X, Y, own, acts, deltas, layer_code)
     n = X.shape[0]
     mean, direction, product = basis[0], basis[1], basis[2]  # free rows: no Lanczos runs meanwhile
     mean[:] = 0.0
@@ -151,9 +138,9 @@ def _noise_scales(theta, model, X, Y, scratch):
     for i in range(n):
         direction[:] = own[i] - mean
         trace += np.sum(direction * direction)
-        hvp.batch_hvp(theta, sizes, activation, loss, reduction, X, Y, rows, direction, product, work)
+        hvp.batch_hvp(theta, sizes, activation, loss, reduction, X, Y, rows, direction, product, work, layer_code)
         curved += np.sum(direction * product)
-    hvp.batch_hvp(theta, sizes, activation, loss, reduction, X, Y, rows, mean, product, work)
+    hvp.batch_hvp(theta, sizes, activation, loss, reduction, X, Y, rows, mean, product, work, layer_code)
     return trace / n / np.sum(mean * mean), curved / n / np.sum(mean * product)
 
 

@@ -15,7 +15,7 @@ from ._validate import ParameterError, check_bool, check_int, check_seed, is_rea
 from .batches import batch_orders, batch_stop, steps_per_epoch
 from .kernels import divergence_threshold, is_diverged, model_loss_grad, new_workspace
 from .models import check_model
-from .tracks import check_hessian_tracks, check_track, new_tracks, track_batch, track_full, tracks_bytes, tracks_dataset
+from .tracks import check_track, new_tracks, track_batch, track_full, tracks_bytes, tracks_dataset
 from .optim import DAMPENING, MOMENTUM, NESTEROV, WEIGHT_DECAY, check_optimizer, epoch_lrs, sgd_update
 
 
@@ -319,7 +319,6 @@ def train(model, X, Y, optimizer, *, epochs, batch_size=None, shuffle=False, see
     epoch0 = 0 if state0 is None else state0.epoch
     record_params = check_bool("record_params", record_params)
     every = check_track(track)
-    check_hessian_tracks(every, model)
     if divergence_factor is None:
         divergence_factor = math.inf
     elif not is_real_scalar(divergence_factor) or not divergence_factor > 0:

@@ -127,17 +127,18 @@ COMPLEX_ACT = {
 }
 
 
-def _complex_grad(sizes, activation, loss, reduction, theta, X, Y):
+def _complex_grad(sizes, activation, loss, reduction, theta, X, Y, bias=True, parameterization="standard"):
     """The gradient of :func:`loss_and_grad`, in arithmetic that works on complex ``theta``."""
     act, slope = COMPLEX_ACT[activation]
-    layers = unpack(sizes, theta)
+    layers = unpack(sizes, theta, bias)  # b = 0 (real) without bias: adds nothing
     acts = [X.astype(theta.dtype)]
     for i, (W, b) in enumerate(layers):
-        z = acts[-1] @ W.T + b
+        z = (acts[-1] @ W.T) * weight_factor(parameterization, W.shape[1]) + b
         acts.append(act(z) if i < len(layers) - 1 else z)
     out, n = acts[-1], X.shape[0]
     if loss == "mse":
-        delta = 2.0 * (out - Y) / (out.size if reduction == "mean" else 1.0)
+        half = 0.5 if reduction in ("half_mean", "half_sum") else 1.0
+        delta = half * 2.0 * (out - Y) / (out.size if reduction in ("mean", "half_mean") else 1.0)
     else:  # softmax minus one-hot; the shift by the real max cancels exactly
         e = np.exp(out - out.real.max(axis=1, keepdims=True))
         onehot = np.zeros(out.shape)
@@ -146,13 +147,15 @@ def _complex_grad(sizes, activation, loss, reduction, theta, X, Y):
     grads = []
     for i in range(len(layers) - 1, -1, -1):
         W, _ = layers[i]
-        grads = [delta.T @ acts[i], delta.sum(axis=0)] + grads
+        bias_grad = [delta.sum(axis=0)] if bias else []
+        delta = delta * weight_factor(parameterization, W.shape[1])  # d z / d (A @ W.T)
+        grads = [delta.T @ acts[i]] + bias_grad + grads
         if i > 0:
             delta = (delta @ W) * slope(acts[i])
     return np.concatenate([g.ravel() for g in grads])
 
 
-def hessian(sizes, activation, loss, reduction, theta, X, Y, h=1e-30):
+def hessian(sizes, activation, loss, reduction, theta, X, Y, h=1e-30, bias=True, parameterization="standard"):
     """Dense Hessian of the reduced loss, column ``j`` = ``Im grad(theta + i h e_j) / h``.
 
     Complex-step differentiation has no subtraction, so no cancellation: with ``h`` this
@@ -163,34 +166,41 @@ def hessian(sizes, activation, loss, reduction, theta, X, Y, h=1e-30):
     for j in range(P):
         t = theta.astype(complex)
         t[j] += 1j * h
-        H[:, j] = _complex_grad(sizes, activation, loss, reduction, t, X, Y).imag / h
+        H[:, j] = _complex_grad(sizes, activation, loss, reduction, t, X, Y, bias, parameterization).imag / h
     return H
 
 
-def linear_hessian(loss, reduction, theta, X, Y):
+def linear_hessian(loss, reduction, theta, X, Y, bias=True, parameterization="standard"):
     """Closed-form Hessian of ``Linear(n_in, n_out)`` in torch's order (``W`` row-major, then ``b``).
 
-    With ``a = (x, 1)``, output ``k`` owns ``W[k, :]`` and ``b[k]``; the block of outputs
-    ``k, l`` is ``sum_i c_kl(i) a_i a_i^T`` with ``c = 2 I / norm`` (MSE) or
-    ``(diag p_i - p_i p_i^T) / norm`` (cross-entropy, softmax ``p_i``).
+    With ``a = (c x, 1)`` (``a = c x`` without bias; ``c = 1/sqrt(n_in)`` under NTK, else 1),
+    output ``k`` owns ``W[k, :]`` and ``b[k]``; the block of outputs ``k, l`` is
+    ``sum_i C_kl(i) a_i a_i^T`` with ``C = 2 f I / norm`` (MSE, ``f = 1/2`` for the half
+    reductions) or ``(diag p_i - p_i p_i^T) / norm`` (cross-entropy, softmax ``p_i``).
     """
     n, n_in = X.shape
-    n_out = theta.size // (n_in + 1)
-    W, b = theta[:n_in * n_out].reshape(n_out, n_in), theta[n_in * n_out:]
-    A = np.hstack([X, np.ones((n, 1))])
+    n_out = theta.size // (n_in + 1 if bias else n_in)
+    W = theta[:n_in * n_out].reshape(n_out, n_in)
+    b = theta[n_in * n_out:] if bias else np.zeros(n_out)
+    cX = X * weight_factor(parameterization, n_in)
+    A = np.hstack([cX, np.ones((n, 1))]) if bias else cX
+    mean = reduction in ("mean", "half_mean")
     if loss == "mse":
-        C = np.broadcast_to(2.0 * np.eye(n_out), (n, n_out, n_out)) / (n * n_out if reduction == "mean" else 1.0)
+        half = 0.5 if reduction in ("half_mean", "half_sum") else 1.0
+        C = np.broadcast_to(2.0 * half * np.eye(n_out), (n, n_out, n_out)) / (n * n_out if mean else 1.0)
     else:
-        z = X @ W.T + b
+        z = cX @ W.T + b
         p = np.exp(z - z.max(axis=1, keepdims=True))
         p /= p.sum(axis=1, keepdims=True)
-        C = (np.einsum("ik,kl->ikl", p, np.eye(n_out)) - np.einsum("ik,il->ikl", p, p)) / (n if reduction == "mean" else 1.0)
+        C = (np.einsum("ik,kl->ikl", p, np.eye(n_out)) - np.einsum("ik,il->ikl", p, p)) / (n if mean else 1.0)
     blocks = np.einsum("ikl,ia,ib->kalb", C, A, A)  # [out k, a-index, out l, b-index]
     # torch's order: index (k, a) -> k * n_in + a for a < n_in (weights), n_in * n_out + k for the bias
-    order = np.empty((n_out, n_in + 1), dtype=int)
+    width = A.shape[1]
+    order = np.empty((n_out, width), dtype=int)
     order[:, :n_in] = np.arange(n_out * n_in).reshape(n_out, n_in)
-    order[:, n_in] = n_in * n_out + np.arange(n_out)
-    P = n_out * (n_in + 1)
+    if bias:
+        order[:, n_in] = n_in * n_out + np.arange(n_out)
+    P = n_out * width
     H = np.empty((P, P))
     H[np.ix_(order.ravel(), order.ravel())] = blocks.reshape(P, P)
     return H

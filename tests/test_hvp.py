@@ -1,6 +1,6 @@
 """Exact Hessian-vector products and warm-started Lanczos (gdsim.hvp) against independent dense
 Hessians: complex-step differentiation of the plain-NumPy back-propagation, and Linear's closed form
-(tests/naive.py)."""
+(tests/naive.py), for torch's layers and for every model option (no bias, NTK, half reductions)."""
 
 import itertools
 
@@ -18,18 +18,32 @@ REDUCTIONS = ["mean", "sum"]
 # every activation on a one- and a two-hidden-layer MLP, plus Linear
 ARCHS = [((3, 4, 3), a) for a in ACTIVATIONS] + [((2, 3, 4, 3), a) for a in ACTIVATIONS] + [((3, 3), "identity")]
 CASES = [(s, a, loss, red) for (s, a), loss, red in itertools.product(ARCHS, LOSSES, REDUCTIONS)]
+#: The layer options (layer codes STANDARD, NTK, STANDARD_NO_BIAS, NTK_NO_BIAS) and every
+#: (loss, reduction) pair the models accept: the half reductions are MSE's only.
+OPTIONS = [dict(bias=b, parameterization=p) for b, p in itertools.product([True, False], ["standard", "ntk"])]
+LOSS_REDUCTIONS = [("mse", r) for r in ("mean", "sum", "half_mean", "half_sum")] + [
+    ("cross_entropy", r) for r in ("mean", "sum")]
+OPTION_CASES = [(s, a, loss, red, o) for (s, a), (loss, red), o in itertools.product(
+    [((3, 4, 2), a) for a in ACTIVATIONS] + [((2, 3, 3, 2), a) for a in ACTIVATIONS] + [((3, 2), "identity")],
+    LOSS_REDUCTIONS, OPTIONS)]
 
 
-def build(sizes, activation, loss, reduction):
+def option_id(case):
+    sizes, activation, loss, reduction, options = case
+    return (f"{'-'.join(map(str, sizes))}-{activation}-{loss}-{reduction}-"
+            f"{'bias' if options['bias'] else 'nobias'}-{options['parameterization']}")
+
+
+def build(sizes, activation, loss, reduction, **options):
     if len(sizes) == 2:
-        return gdsim.Linear(*sizes, loss=loss, reduction=reduction)
-    return gdsim.MLP(sizes, activation=activation, loss=loss, reduction=reduction)
+        return gdsim.Linear(*sizes, loss=loss, reduction=reduction, **options)
+    return gdsim.MLP(sizes, activation=activation, loss=loss, reduction=reduction, **options)
 
 
-def setup(sizes, activation, loss, reduction, n=7, seed=0):
+def setup(sizes, activation, loss, reduction, n=7, seed=0, **options):
     """Model, data (as given and in the kernels' layout) and a point, scaled up so that
     tanh/sigmoid units leave their linear range and ReLU units are both on and off."""
-    model = build(sizes, activation, loss, reduction)
+    model = build(sizes, activation, loss, reduction, **options)
     X, Y = make_data(model, n=n, seed=seed)
     _, Yk = model.check_data(X, Y)
     theta = 2.0 * model.init(seed=seed + 1)
@@ -37,13 +51,15 @@ def setup(sizes, activation, loss, reduction, n=7, seed=0):
 
 
 def reference_hessian(model, theta, X, Y):
-    return naive.hessian(model.sizes, model.activation, model.loss_name, model.reduction, theta, X, Y)
+    return naive.hessian(model.sizes, model.activation, model.loss_name, model.reduction, theta, X, Y,
+                         bias=model.bias, parameterization=model.parameterization)
 
 
 def kernel_product(model, theta, X, Yk, v, rows=None):
     rows = np.arange(X.shape[0]) if rows is None else rows
     hv = np.full(model.n_params, np.nan)  # overwritten
-    hvp.batch_hvp(theta, *model.spec, X, Yk, rows, v, hv, hvp.new_workspace(model.sizes_array))
+    hvp.batch_hvp(theta, *model.spec[:4], X, Yk, rows, v, hv, hvp.new_workspace(model.sizes_array),
+                  model.layer_code)
     return hv
 
 
@@ -72,6 +88,46 @@ def test_hvp_is_the_dense_hessian_times_v(sizes, activation, loss, reduction):
     assert relative_error(theory.hessian_vector_product(model, theta, X, Y, v), H @ v) < 1e-8
 
 
+#: The largest relative error of the option cases' products against the dense Hessian
+#: (rounding: the products and the complex-step Hessian agree to ~1e-15).
+OPTION_RTOL = 1e-12
+
+
+@pytest.mark.parametrize("case", OPTION_CASES, ids=option_id)
+def test_hvp_with_model_options_is_the_dense_hessian(case):
+    # Every layer code x (loss, reduction) x activation: the NTK factor, the missing biases and
+    # the half of the half reductions must all be in H, against naive.py's complex-step Hessian.
+    sizes, activation, loss, reduction, options = case
+    model, X, Y, Yk, theta = setup(sizes, activation, loss, reduction, **options)
+    H = reference_hessian(model, theta, X, Y)
+    assert np.abs(H).max() > 1e-3  # a Hessian worth comparing
+    assert relative_error(kernel_hessian(model, theta, X, Yk), H) < OPTION_RTOL
+    v = np.random.default_rng(0).standard_normal(model.n_params)
+    assert relative_error(kernel_product(model, theta, X, Yk, v), H @ v) < OPTION_RTOL
+    # theory's product is the same exact product (no longer finite differences for these models)
+    assert relative_error(theory.hessian_vector_product(model, theta, X, Y, v), H @ v) < OPTION_RTOL
+
+
+@pytest.mark.parametrize("options", OPTIONS, ids=lambda o: f"{o['bias']}-{o['parameterization']}")
+@pytest.mark.parametrize("loss, reduction", LOSS_REDUCTIONS)
+def test_linear_hessian_with_options_is_the_closed_form(loss, reduction, options):
+    model, X, Y, Yk, theta = setup((3, 3), "identity", loss, reduction, n=9, seed=5, **options)
+    H = naive.linear_hessian(loss, reduction, theta, X, Y, **options)
+    assert relative_error(kernel_hessian(model, theta, X, Yk), H) < 1e-12
+    assert relative_error(reference_hessian(model, theta, X, Y), H) < 1e-12  # the references agree
+
+
+def test_sample_hvp_takes_the_layer_code_last():
+    model, X, Y, Yk, theta = setup((2, 3, 4, 3), "tanh", "mse", "half_sum", n=4, seed=4, bias=False,
+                                   parameterization="ntk")
+    v = np.random.default_rng(1).standard_normal(model.n_params)
+    work = hvp.new_workspace(model.sizes_array)
+    hv = np.zeros(model.n_params)
+    for r in range(4):
+        hvp.sample_hvp(theta, *model.spec[:4], X[r], Yk[r], 0.5, v, hv, work, model.layer_code)
+    assert relative_error(hv, 0.5 * reference_hessian(model, theta, X, Y) @ v) < 1e-12
+
+
 @pytest.mark.parametrize("sizes, activation, loss, reduction", CASES)
 def test_hessian_from_unit_products_is_symmetric(sizes, activation, loss, reduction):
     model, X, _, Yk, theta = setup(sizes, activation, loss, reduction, seed=3)
@@ -96,7 +152,7 @@ def test_batch_hvp_is_the_hessian_of_its_rows_and_returns_their_loss():
     v = np.random.default_rng(0).standard_normal(model.n_params)
     H_rows = reference_hessian(model, theta, X[rows], Y[rows])
     hv = np.empty(model.n_params)
-    value = hvp.batch_hvp(theta, *model.spec, X, Yk, rows, v, hv, hvp.new_workspace(model.sizes_array))
+    value = hvp.batch_hvp(theta, *model.spec[:4], X, Yk, rows, v, hv, hvp.new_workspace(model.sizes_array))
     assert relative_error(hv, H_rows @ v) < 1e-8
     assert value == pytest.approx(model.loss(theta, X[rows], Y[rows]), rel=1e-14)
 
@@ -107,7 +163,7 @@ def test_sample_hvp_accumulates_scaled_terms():
     work = hvp.new_workspace(model.sizes_array)
     hv = np.zeros(model.n_params)
     for r in range(4):
-        hvp.sample_hvp(theta, *model.spec, X[r], Yk[r], 0.5, v, hv, work)  # += 0.5 H_r v
+        hvp.sample_hvp(theta, *model.spec[:4], X[r], Yk[r], 0.5, v, hv, work)  # += 0.5 H_r v
     assert relative_error(hv, 0.5 * reference_hessian(model, theta, X, Y) @ v) < 1e-8
 
 
@@ -150,17 +206,21 @@ def test_sharpness_is_the_dense_top_eigenvalues():
 def lanczos(model, theta, X, Yk, v, tol=1e-10, max_iter=500, k=20, rows=None):
     rows = np.arange(X.shape[0]) if rows is None else rows
     scratch = hvp.new_lanczos_workspace(model.sizes_array, model.n_params, k)
-    return hvp.lanczos_top(theta, *model.spec, X, Yk, rows, v, tol, max_iter, scratch)
+    return hvp.lanczos_top(theta, model.spec, X, Yk, rows, v, tol, max_iter, scratch)
 
 
-LANCZOS_CASES = [((3, 4, 3), "tanh", "mse", "mean"), ((2, 6, 6, 3), "relu", "cross_entropy", "sum"),
-                 ((3, 6, 2), "sigmoid", "mse", "sum"), ((4, 8, 3), "tanh", "cross_entropy", "mean"),
-                 ((3, 3), "identity", "cross_entropy", "mean")]
+NTK_NO_BIAS = dict(bias=False, parameterization="ntk")
+LANCZOS_CASES = [((3, 4, 3), "tanh", "mse", "mean", {}), ((2, 6, 6, 3), "relu", "cross_entropy", "sum", {}),
+                 ((3, 6, 2), "sigmoid", "mse", "sum", {}), ((4, 8, 3), "tanh", "cross_entropy", "mean", {}),
+                 ((3, 3), "identity", "cross_entropy", "mean", {}),
+                 ((3, 6, 2), "tanh", "mse", "half_mean", NTK_NO_BIAS),
+                 ((2, 6, 6, 3), "relu", "cross_entropy", "sum", NTK_NO_BIAS),
+                 ((4, 8, 3), "sigmoid", "mse", "half_sum", NTK_NO_BIAS)]
 
 
-@pytest.mark.parametrize("sizes, activation, loss, reduction", LANCZOS_CASES)
-def test_lanczos_top_is_the_dense_top_eigenvalue(sizes, activation, loss, reduction):
-    model, X, Y, Yk, theta = setup(sizes, activation, loss, reduction, n=12, seed=7)
+@pytest.mark.parametrize("sizes, activation, loss, reduction, options", LANCZOS_CASES)
+def test_lanczos_top_is_the_dense_top_eigenvalue(sizes, activation, loss, reduction, options):
+    model, X, Y, Yk, theta = setup(sizes, activation, loss, reduction, n=12, seed=7, **options)
     values, vectors = np.linalg.eigh(reference_hessian(model, theta, X, Y))
     top, u = values[-1], vectors[:, -1]
     # cold: the default start (zeros), restarted every 20 products on the larger models
@@ -193,12 +253,14 @@ def test_lanczos_gives_nan_for_non_finite_parameters_without_raising():
     assert np.isnan(value) and used == 1
 
 
-def test_tracked_sharpness_from_user_njit_code():
+@pytest.mark.parametrize("reduction, options", [("mean", {}), ("half_mean", NTK_NO_BIAS)])
+def test_tracked_sharpness_from_user_njit_code(reduction, options):
     """The tracked-sharpness pattern of gdsim.hvp's docstring: workspace made once, warm starts."""
-    model, X, Y, Yk, theta0 = setup((3, 5, 2), "tanh", "mse", "mean", n=16, seed=9)
+    model, X, Y, Yk, theta0 = setup((3, 5, 2), "tanh", "mse", reduction, n=16, seed=9, **options)
 
     @numba.njit
-    def gd_with_sharpness(theta, sizes, act, loss, red, X, Y, lr, steps, k):
+    def gd_with_sharpness(theta, spec, X, Y, lr, steps, k):
+        sizes, act, loss, red, layer_code = spec
         n_params = theta.shape[0]
         acts, deltas = gdsim.kernels.new_workspace(sizes)
         scratch = hvp.new_lanczos_workspace(sizes, n_params, k)
@@ -208,18 +270,17 @@ def test_tracked_sharpness_from_user_njit_code():
         sharp = np.empty(steps)
         used = np.empty(steps, dtype=np.int64)
         for step in range(steps):
-            sharp[step], used[step] = hvp.lanczos_top(theta, sizes, act, loss, red, X, Y, rows, v, 1e-8, 200,
-                                                      scratch)
-            gdsim.kernels.batch_loss_grad(theta, sizes, act, loss, red, X, Y, rows, grad, acts, deltas)
+            sharp[step], used[step] = hvp.lanczos_top(theta, spec, X, Y, rows, v, 1e-8, 200, scratch)
+            gdsim.kernels.batch_loss_grad(theta, sizes, act, loss, red, X, Y, rows, grad, acts, deltas, layer_code)
             theta -= lr * grad
         return sharp, used
 
     theta = theta0.copy()
-    sharp, used = gd_with_sharpness(theta, *model.spec, X, Yk, 0.05, 6, 20)
+    sharp, used = gd_with_sharpness(theta, model.spec, X, Yk, 0.05, 6, 20)
     # replay the steps with NumPy and compare every tracked value with the dense Hessian's
     ref = theta0.copy()
     for step in range(6):
         top = np.linalg.eigvalsh(reference_hessian(model, ref, X, Y)).max()
         assert sharp[step] == pytest.approx(top, rel=1e-8), step
-        ref = ref - 0.05 * naive.loss_and_grad(model.sizes, "tanh", "mse", "mean", ref, X, Y)[1]
+        ref = ref - 0.05 * naive.loss_and_grad(model.sizes, "tanh", "mse", reduction, ref, X, Y, **options)[1]
     assert np.all(used[1:] < used[0])  # warm starts pay off

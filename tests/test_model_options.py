@@ -393,3 +393,100 @@ def test_uv_model_diverges_above_4_over_lam0():
     assert result.diverged and result.diverged_step < 20
     assert not np.isfinite(loss[-1])  # overflowed: the kernel grows with |f|, nothing stops it
     assert np.max(loss[np.isfinite(loss)]) > 1e100 * loss[0]
+
+
+def uv_hessian(model, theta):
+    """The closed-form Hessian of the uv model's loss f^2 / 2 at x = 1, y = 0: ``J J^T + f K``
+    with ``J = (v, u) / sqrt(m)`` the gradient of ``f = v . u / sqrt(m)`` (u first, torch's
+    order) and ``K = [[0, I], [I, 0]] / sqrt(m)`` its Hessian."""
+    m = model.sizes[1]
+    u, v = (w.ravel() for w in model.unpack(theta))
+    f = u @ v / math.sqrt(m)
+    J = np.concatenate([v, u]) / math.sqrt(m)
+    K = np.block([[np.zeros((m, m)), np.eye(m)], [np.eye(m), np.zeros((m, m))]]) / math.sqrt(m)
+    return np.outer(J, J) + f * K
+
+
+def test_tracked_sharpness_of_the_uv_model_is_its_hessian_top_eigenvalue():
+    # train(track={"sharpness": 1}) through the catapult (lr = 3 / lam0), step by step against
+    # the closed-form Hessian, itself checked against naive.py's complex-step Hessian.
+    model = gdsim.MLP((1, CATAPULT_M, 1), activation="identity", bias=False, parameterization="ntk",
+                      reduction="half_mean")
+    theta0 = model.init(CATAPULT_SEED)
+    lam0 = uv_ntk(model, theta0)
+    lr = 3.0 / lam0
+    X, Y = np.array([[1.0]]), np.array([[0.0]])
+    result = gdsim.train(model, X, Y, gdsim.SGD(lr=lr), epochs=300, params0=theta0, divergence_factor=1e12,
+                         track={"sharpness": 1, "params": 1})
+    assert not result.diverged
+    sharp, params = result.tracks.sharpness.values, result.tracks.params.values
+    assert sharp.shape == (result.n_steps + 1,) and np.all(np.isfinite(sharp))
+    for s in range(result.n_steps + 1):
+        H = uv_hessian(model, params[s])
+        assert sharp[s] == pytest.approx(np.linalg.eigvalsh(H)[-1], rel=1e-9), s
+        if s % 25 == 0:
+            dense = naive.hessian(model.sizes, "identity", "mse", "half_mean", params[s], X, Y, bias=False,
+                                  parameterization="ntk")
+            np.testing.assert_allclose(dense, H, rtol=1e-12, atol=1e-14 * np.abs(H).max())
+    # The catapult seen in the sharpness: above 2 / lr at the start (>= lam0, the Rayleigh
+    # quotient along J), below it at the minimum, where H = J J^T and the top eigenvalue is the NTK.
+    assert sharp[0] >= lam0 > 2.0 / lr > sharp[-1]
+    assert sharp[-1] == pytest.approx(uv_ntk(model, params[-1]), rel=1e-9)
+
+
+# ---------------------------------------------------------------------------------------
+# Gradient noise theory with the options
+# ---------------------------------------------------------------------------------------
+NTK_NO_BIAS = dict(bias=False, parameterization="ntk")
+
+
+@pytest.mark.parametrize("n", [6, 40])  # fewer and more samples than the 20 parameters
+def test_noise_scales_of_a_half_mean_ntk_model_match_dense_references(n):
+    model = gdsim.MLP((3, 4, 2), activation="tanh", reduction="half_mean", **NTK_NO_BIAS)
+    X, Y = make_data(model, n, seed=7)
+    params = model.init(3)
+    spec = (model.sizes, "tanh", "mse", "half_mean")
+    g = np.stack([naive.loss_and_grad(*spec, params, X[i:i + 1], Y[i:i + 1], **NTK_NO_BIAS)[1] for i in range(n)])
+    H = naive.hessian(*spec, params, X, Y, **NTK_NO_BIAS)
+    G = g.mean(axis=0)
+    sigma = (g - G).T @ (g - G) / n
+    b_noise, lr_max = np.trace(H @ sigma) / (G @ H @ G), (G @ G) / (G @ H @ G)
+    got = gdsim.theory.noise_scales(model, params, X, Y, batch_size=8)
+    np.testing.assert_allclose(got, (np.trace(sigma) / (G @ G), b_noise, lr_max, lr_max / (1 + b_noise / 8)),
+                               rtol=1e-10)
+    # half of "mean"'s loss: the same noise scales (ratios), twice the learning rates
+    full = gdsim.theory.noise_scales(gdsim.MLP((3, 4, 2), activation="tanh", **NTK_NO_BIAS), params, X, Y,
+                                     batch_size=8)
+    np.testing.assert_allclose([got.b_simple, got.b_noise, got.lr_max, got.lr_opt],
+                               [full.b_simple, full.b_noise, 2 * full.lr_max, 2 * full.lr_opt], rtol=1e-12)
+
+
+def test_linear_stability_of_a_half_mean_ntk_model():
+    # At an interpolating minimum of a no-bias NTK MLP: the sharpness is eigvalsh of the
+    # complex-step Hessian; the half loss at 2 lr is the mean loss at lr.
+    model = gdsim.MLP((2, 3, 1), activation="tanh", reduction="half_mean", **NTK_NO_BIAS)
+    X = np.array([[1.0, 0.5], [-0.3, 1.2], [0.7, -0.8]])
+    params = model.init(4)
+    Y = model.predict(params, X)  # every sample's loss is 0
+    H = naive.hessian(model.sizes, "tanh", "mse", "half_mean", params, X, Y, **NTK_NO_BIAS)
+    full = gdsim.MLP((2, 3, 1), activation="tanh", **NTK_NO_BIAS)
+    for lr, batch_size in ((0.5, 1), (4.0, 2)):
+        got = gdsim.theory.linear_stability(model, params, X, Y, 2 * lr, batch_size)
+        ref = gdsim.theory.linear_stability(full, params, X, Y, lr, batch_size)
+        assert got.sharpness == pytest.approx(np.linalg.eigvalsh(H)[-1], rel=1e-12)
+        assert got.sharpness == pytest.approx(0.5 * ref.sharpness, rel=1e-12)
+        assert got.non_uniformity == pytest.approx(0.5 * ref.non_uniformity, rel=1e-9)
+        assert got.mean_square_radius == pytest.approx(ref.mean_square_radius, rel=1e-9)
+        assert (got.criterion, got.curved_dim) == (ref.criterion, ref.curved_dim)
+
+
+@pytest.mark.parametrize("reduction", ["sum", "half_sum"])
+def test_noise_theory_refuses_sum_reductions(reduction):
+    model = gdsim.MLP((2, 3, 1), activation="tanh", reduction=reduction, **NTK_NO_BIAS)
+    X, Y = make_data(model, 4, seed=1)
+    params = model.init(0)
+    for call in (lambda: gdsim.theory.noise_scales(model, params, X, Y),
+                 lambda: gdsim.theory.linear_stability(model, params, X, Y, 0.1, 2)):
+        with pytest.raises(gdsim.ParameterError, match="must have reduction='mean' or 'half_mean'") as info:
+            call()
+        assert info.value.param == "model"

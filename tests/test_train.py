@@ -279,10 +279,13 @@ def test_track_is_checked():
         gdsim.train(model, X, Y, opt, epochs=1, track={"loss": 0})
 
 
-def test_tracked_sharpness_and_noise_scales_match_dense_matrices():
+@pytest.mark.parametrize("reduction, options", [("mean", {}), ("half_sum", dict(bias=False, parameterization="ntk")),
+                                                ("half_mean", dict(parameterization="ntk"))])
+def test_tracked_sharpness_and_noise_scales_match_dense_matrices(reduction, options):
     # Dense references: the complex-step Hessian of the NumPy back-propagation (tests/naive.py)
-    # and NumPy's own per-sample gradients, at the parameters the run records.
-    model = gdsim.MLP((3, 5, 2), activation="tanh")
+    # and NumPy's own per-sample gradients, at the parameters the run records; torch's layers
+    # and the options (no bias, NTK, half reductions).
+    model = gdsim.MLP((3, 5, 2), activation="tanh", reduction=reduction, **options)
     X, Y = make_data(model, 8)
     every = {"sharpness": 3, "batch_sharpness": 2, "noise_scale": 4, "params": 1}
     result = gdsim.train(model, X, Y, gdsim.SGD(lr=0.1, momentum=0.5), epochs=3, batch_size=4, shuffle=True,
@@ -292,7 +295,7 @@ def test_tracked_sharpness_and_noise_scales_match_dense_matrices():
     spec = (model.sizes, model.activation, model.loss_name, model.reduction)
 
     def hessian(theta, rows):
-        return naive.hessian(*spec, theta, X[rows], Y[rows])
+        return naive.hessian(*spec, theta, X[rows], Y[rows], **options)
 
     for s in range(0, result.n_steps + 1):
         theta = tracks.params.sel(step=s).values
@@ -304,7 +307,8 @@ def test_tracked_sharpness_and_noise_scales_match_dense_matrices():
             top = np.linalg.eigvalsh(hessian(theta, rows)).max()
             np.testing.assert_allclose(tracks.batch_sharpness.sel(step=s), top, rtol=1e-9)
         if s % 4 == 0:
-            own = np.stack([naive.loss_and_grad(*spec, theta, X[i:i + 1], Y[i:i + 1])[1] for i in range(8)])
+            own = np.stack([naive.loss_and_grad(*spec, theta, X[i:i + 1], Y[i:i + 1], **options)[1]
+                            for i in range(8)])
             G = own.mean(axis=0)
             S = (own - G).T @ (own - G) / 8
             H = hessian(theta, np.arange(8))

@@ -1,9 +1,12 @@
 """Gradient noise of any model: McCandlish et al.'s noise scales and Wu, Ma & E's linear
 stability of SGD at a minimum (see :mod:`gdsim.theory`).
 
-Both need the loss to be a mean over samples (``reduction="mean"``): mini-batch SGD then
-takes the mean of ``B`` per-sample gradients (:meth:`gdsim.MLP.per_sample_grads`), an
-unbiased estimate of the full gradient ``G`` with covariance ``Sigma / B``.
+Both need the loss to be a mean over samples (``reduction="mean"`` or ``"half_mean"``):
+mini-batch SGD then takes the mean of ``B`` per-sample gradients
+(:meth:`gdsim.MLP.per_sample_grads`), an unbiased estimate of the full gradient ``G`` with
+covariance ``Sigma / B``. ``half_mean`` halves every sample's loss, gradient and Hessian:
+the noise scales (ratios) do not change, the optimal and critical learning rates double,
+as they do for the half loss.
 
 References
 ----------
@@ -22,7 +25,7 @@ import numpy as np
 
 from .. import hvp
 from .._validate import ParameterError, check_choice, check_int
-from ..scalar import MEAN
+from ..scalar import averages
 from .checks import check_hyper, check_momentum, radius_of
 from .sgd import MAX_DRAWN_BATCH, second_moment_map
 from .checks import safe_norm
@@ -111,11 +114,11 @@ class LinearStability(NamedTuple):
 
 
 def _check_mean(model, what):
-    """Refuse ``reduction="sum"``: the formulas need a mean over samples."""
-    if model.reduction_code != MEAN:
-        raise ParameterError(f"model must have reduction='mean' for {what} (a batch's gradient must be the mean of "
-                             f"its samples'), got {model!r}; a 'sum' loss over B samples is the 'mean' one with lr "
-                             "times B", "model")
+    """Refuse ``reduction="sum"`` and ``"half_sum"``: the formulas need a mean over samples."""
+    if not averages(model.reduction_code):
+        raise ParameterError(f"model must have reduction='mean' or 'half_mean' for {what} (a batch's gradient must "
+                             f"be the mean of its samples'), got {model!r}; a 'sum' loss over B samples is the "
+                             "'mean' one with lr times B", "model")
 
 
 def noise_scales(model, params, X, Y, batch_size=None):
@@ -129,7 +132,7 @@ def noise_scales(model, params, X, Y, batch_size=None):
     Parameters
     ----------
     model : gdsim.MLP or gdsim.Linear
-        With ``reduction="mean"``.
+        With ``reduction="mean"`` or ``"half_mean"``.
     params : array_like (n_params,)
     X, Y : array_like
         The data (as in :meth:`gdsim.MLP.loss`).
@@ -143,7 +146,7 @@ def noise_scales(model, params, X, Y, batch_size=None):
     Raises
     ------
     gdsim.ParameterError
-        Naming the argument: ``model`` not a gdsim model or with ``reduction="sum"``;
+        Naming the argument: ``model`` not a gdsim model or with a sum reduction;
         ``params``, ``X``, ``Y`` of the wrong shape or not finite; ``params`` where the
         gradient is 0 (the scales divide by ``|G|^2``); ``batch_size`` not an integer in
         range; ``params``, ``X`` or ``Y`` (the largest) when the gradient overflows.
@@ -195,7 +198,7 @@ def per_sample_hessians(model, params, X, Y):
         rows = np.array([i])
         for j in range(P):
             unit[j] = 1.0
-            hvp.batch_hvp(params, *model.spec[:4], X, kernel_Y, rows, unit, out[i, :, j], work)
+            hvp.batch_hvp(params, *model.spec[:4], X, kernel_Y, rows, unit, out[i, :, j], work, model.layer_code)
             unit[j] = 0.0
     if not np.all(np.isfinite(out)):
         gradient_overflow(params, X, Y)
@@ -208,8 +211,8 @@ def linear_stability(model, params, X, Y, lr, batch_size, *, momentum=0.0, sampl
 
     Near a minimum, SGD's error follows ``e' = (I - lr H_B) e`` (with heavy ball, the
     companion form of :mod:`gdsim.theory.sgd`), ``H_B`` the mean of the per-sample
-    Hessians ``H_i`` over a random batch. Every ``H_i`` is formed (exact products of
-    :mod:`gdsim.hvp`, ``n_params`` per sample), so this is for small models.
+    Hessians ``H_i`` over a random batch. Every ``H_i`` is formed (exact Hessian-vector
+    products, ``n_params`` per sample), so this is for small models.
 
     At an interpolating minimum (every sample's loss minimal, e.g. zero MSE) each ``H_i``
     is positive semi-definite with its range inside ``H``'s, so the flat directions of
@@ -219,7 +222,8 @@ def linear_stability(model, params, X, Y, lr, batch_size, *, momentum=0.0, sampl
     Parameters
     ----------
     model : gdsim.MLP or gdsim.Linear
-        With ``reduction="mean"`` and at most :data:`MAX_DENSE_PARAMS` parameters.
+        With ``reduction="mean"`` or ``"half_mean"`` and at most :data:`MAX_DENSE_PARAMS`
+        parameters.
     params : array_like (n_params,)
         The minimum (the formulas hold near one; any point is accepted).
     X, Y : array_like
@@ -243,7 +247,7 @@ def linear_stability(model, params, X, Y, lr, batch_size, *, momentum=0.0, sampl
     Raises
     ------
     gdsim.ParameterError
-        Naming the argument: ``model`` not a gdsim model, with ``reduction="sum"`` or too
+        Naming the argument: ``model`` not a gdsim model, with a sum reduction or too
         many parameters; ``params``, ``X``, ``Y`` of the wrong shape or not finite, ``X``
         with too many samples for the Hessians; ``lr``, ``momentum`` outside SGD's rules;
         ``batch_size`` out of range; ``sampling`` not one of the two.

@@ -8,7 +8,7 @@ import numpy as np
 from .. import hvp
 from .._validate import ParameterError, check_int, check_real
 from ..models import check_model
-from .checks import check_reals, safe_norm
+from .checks import check_reals
 
 
 # ---------------------------------------------------------------------------------------
@@ -83,13 +83,8 @@ class ExactProduct:
         out = np.zeros(self.model.n_params)
         if top == 0:
             return out
-        if not self.model.spec.is_torch_default:  # layers gdsim.hvp does not differentiate yet: differences
-            u = v / top
-            with np.errstate(over="ignore"):
-                return _difference_quotient(self.model, self.params, self.X, self.Y, u,
-                                            1e-5 * max(1.0, safe_norm(self.params)) / safe_norm(u), "v") * top
         hvp.batch_hvp(self.params, *self.model.spec[:4], self.X, self.kernel_Y, self.rows,
-                      np.ascontiguousarray(v / top), out, self.work)
+                      np.ascontiguousarray(v / top), out, self.work, self.model.layer_code)
         if not np.all(np.isfinite(out)):
             gradient_overflow(self.params, self.X, self.Y, "the Hessian-vector product")
         with np.errstate(over="ignore"):

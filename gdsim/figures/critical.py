@@ -44,6 +44,18 @@ def sampling_scheme(ds):
     return SCHEMES[bool(shuffle) if not isinstance(shuffle, str) else shuffle]
 
 
+def run_settings(ds):
+    """The settings of the runs that the theory needs, from ``ds``'s attributes:
+    ``momentum``, ``dampening``, ``weight_decay``, ``nesterov`` and ``drop_last`` (the
+    figure draws one value of each; netCDF may keep a bool as a string)."""
+    def flag(value):
+        return value in (True, "True") or (not isinstance(value, str) and bool(value))
+
+    return {"momentum": float(ds.attrs.get("momentum", 0.0)), "dampening": float(ds.attrs.get("dampening", 0.0)),
+            "weight_decay": float(ds.attrs.get("weight_decay", 0.0)), "nesterov": flag(ds.attrs.get("nesterov", False)),
+            "drop_last": flag(ds.attrs.get("drop_last", False))}
+
+
 def unstable_runs(ds):
     """Which runs of ``ds`` were still growing at the end, as a boolean DataArray.
 
@@ -85,13 +97,27 @@ def _bisect(unstable, lo, hi, rtol=RTOL):
     return 0.5 * (lo + hi)
 
 
-def almost_sure_critical(model, X, batch_size, sampling, lr_max):
+def almost_sure_critical(model, X, batch_size, sampling, lr_max, settings=None):
     """The lr where the top Lyapunov exponent of ``sampling`` passes 0, with the lrs where
     the upper and the lower end of its 95% interval do.
 
-    Scans up from the single-sample step threshold (below it every step is
-    non-expanding, so the exponent is at most 0) by a factor 1.1 to ``lr_max``, then
-    bisects each crossing (the estimates share their orders: a smooth function of lr).
+    Scans up from the single-sample step threshold (below it every plain SGD step is
+    non-expanding, so the exponent is at most 0; with momentum, halved until the exponent
+    is below 0) by a factor 1.1 to ``lr_max``, then bisects each crossing (the estimates
+    share their orders: a smooth function of lr).
+
+    Parameters
+    ----------
+    model : gdsim.Linear
+        With MSE.
+    X : numpy.ndarray (n, n_in)
+    batch_size : int
+    sampling : {"reshuffle", "replacement"}
+    lr_max : float
+        Where the scan stops.
+    settings : dict, optional
+        ``momentum``, ``dampening``, ``weight_decay``, ``nesterov``, ``drop_last``
+        (:func:`run_settings`); default plain SGD.
 
     Returns
     -------
@@ -104,10 +130,14 @@ def almost_sure_critical(model, X, batch_size, sampling, lr_max):
         if lr not in cache:
             cache[lr] = theory.lyapunov_exponent(model, X, lr, batch_size=batch_size, sampling=sampling,
                                                  epochs=LYAPUNOV_EPOCHS, burn_in=LYAPUNOV_EPOCHS // 10,
-                                                 seed=THEORY_SEED)
+                                                 seed=THEORY_SEED, **(settings or {}))
         return cache[lr]
 
     lo = theory.step_critical_lr(model, X, batch_size=1) * 0.999
+    for _ in range(40):  # momentum, weight decay: not every step below it is non-expanding
+        if estimate(lo).exponent < 0:
+            break
+        lo /= 2
     grid = [lo]
     while grid[-1] < lr_max and not estimate(grid[-1]).low >= 0:  # the last to cross
         grid.append(grid[-1] * 1.1)
@@ -126,20 +156,39 @@ def almost_sure_critical(model, X, batch_size, sampling, lr_max):
     return critical, high_crossing, low_crossing
 
 
-def scheme_theory(study, batch_sizes, scheme):
-    """The theory's thresholds at ``batch_sizes``: a dict of name -> array (``"epoch"`` for
-    data order; ``"as"``, ``"as_low"``, ``"as_high"`` and, for replacement,
-    ``"mean_square"`` otherwise)."""
+def scheme_theory(study, batch_sizes, scheme, settings=None):
+    """The theory's thresholds of ``scheme`` at ``batch_sizes``.
+
+    Parameters
+    ----------
+    study : gdsim.studies.Study
+        A linear model with MSE, and its data.
+    batch_sizes : array_like of int
+    scheme : {"fixed", "reshuffle", "replacement"}
+    settings : dict, optional
+        The runs' optimizer settings and ``drop_last`` (:func:`run_settings`).
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        ``"epoch"`` (:func:`gdsim.theory.epoch_critical_lr` of the data order) for
+        ``"fixed"``; else ``"as"``, ``"as_low"``, ``"as_high"``
+        (:func:`almost_sure_critical`) and, for ``"replacement"``, ``"mean_square"``
+        (:func:`gdsim.theory.mean_square_critical_lr`, which draws every batch with ``B``
+        samples: exact when ``B`` divides ``n``).
+    """
     model, X = study.model, study.X
+    settings = dict(settings or {})
+    optimizer = {k: v for k, v in settings.items() if k != "drop_last"}
     L, _ = hessian_spectrum(study)
     if scheme == "fixed":
-        return {"epoch": np.array([theory.epoch_critical_lr(model, X, batch_size=int(b), rtol=1e-6)
+        return {"epoch": np.array([theory.epoch_critical_lr(model, X, batch_size=int(b), rtol=1e-6, **settings)
                                    for b in batch_sizes])}
-    found = np.array([almost_sure_critical(model, X, int(b), scheme, 10 * 2 / L) for b in batch_sizes])
+    found = np.array([almost_sure_critical(model, X, int(b), scheme, 10 * 2 / L, settings) for b in batch_sizes])
     out = {"as": found[:, 0], "as_low": found[:, 1], "as_high": found[:, 2]}
     if scheme == "replacement":
-        out["mean_square"] = np.array([theory.mean_square_critical_lr(model, X, batch_size=int(b), rtol=1e-6)
-                                       for b in batch_sizes])
+        out["mean_square"] = np.array([theory.mean_square_critical_lr(model, X, batch_size=int(b), rtol=1e-6,
+                                                                      **optimizer) for b in batch_sizes])
     return out
 
 
@@ -171,7 +220,7 @@ def critical_batch(study, ds):
     ax.errorbar(batch_sizes, centre, yerr=[centre - lo, hi - centre], fmt="o", color="C0", capsize=3, zorder=5,
                 label=f"simulated: the loss still grows {who}, i.e. final loss > initial\nand > {GROWTH:g} x "
                       f"the loss at epoch {mid} (bar: last stable to first unstable lr)")
-    found = scheme_theory(study, batch_sizes, scheme)
+    found = scheme_theory(study, batch_sizes, scheme, run_settings(ds))
     if scheme == "fixed":
         ax.plot(batch_sizes, found["epoch"], "s-", color="C2", ms=4, lw=1.5,
                 label="theory: epoch map of the data order has spectral radius 1\n(epoch_critical_lr, exact)")

@@ -56,5 +56,7 @@ def test_study_example_checks_and_gallery_shows_every_study(tmp_path):
     assert study.swept == ("lr", "momentum", "nesterov") and study.n_runs == 100 * 99 * 2
     root = pathlib.Path(__file__).parents[1]
     shown = re.findall(r"!\[[^]]*\]\(figures/(\w+)\.png\)", README)
-    assert shown == sorted(p.stem for p in (root / "studies").glob("*.toml"))
+    number = re.compile(r"(\d+)(.*)")  # in the gallery's order: 1, 2, ..., 5, 5b, ..., 10
+    assert shown == sorted((p.stem for p in (root / "studies").glob("*.toml")),
+                           key=lambda stem: (int(number.match(stem)[1]), number.match(stem)[2]))
     assert all((root / "figures" / f"{name}.png").stat().st_size > 10_000 for name in shown)

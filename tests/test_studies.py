@@ -11,6 +11,7 @@ import naive
 import gdsim
 from gdsim import cli
 from gdsim.figures import FIGURES
+from gdsim.figures.critical import run_settings, sampling_scheme, scheme_theory, simulated_critical
 from gdsim.studies import StudyError, load_dataset, load_study, run_study
 
 STUDIES = pathlib.Path(__file__).parent.parent / "studies"
@@ -199,6 +200,44 @@ def test_every_figure_draws(figure, tmp_path):
     ds = run_study(study, target="cpu" if study.runner == "sweep" else None)
     path = gdsim.figures.draw(study, ds, tmp_path / f"{figure}.png")
     assert path.read_bytes()[:4] == b"\x89PNG" and path.stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("shuffle", ["false", "true", '"replacement"'])
+def test_the_critical_batch_figure_reads_each_scheme_against_its_own_theory(shuffle, tmp_path):
+    text = TINY["critical_batch"]
+    for old, new in (("shuffle = true", f"shuffle = {shuffle}"), ("seed = [0, 1]", "seed = {arange = [0, 8, 1]}"),
+                     ("[0.05, 0.2, 6]", "[0.08, 0.16, 12]"), ("epochs = 10", "epochs = 100")):
+        text = text.replace(old, new)
+    study = load_study(write(tmp_path, "c", 'title = "t"\nfigure = "critical_batch"\n' + textwrap.dedent(text)))
+    ds = run_study(study, target="cpu")
+    path = gdsim.figures.draw(study, ds, tmp_path / "c.png")
+    assert path.read_bytes()[:4] == b"\x89PNG" and path.stat().st_size > 10_000
+    scheme = sampling_scheme(ds)
+    assert scheme == {"false": "fixed", "true": "reshuffle"}.get(shuffle, "replacement")
+    lo, hi = simulated_critical(ds)
+    found = scheme_theory(study, ds.batch_size.values, scheme)
+    theory_lr = found["epoch" if scheme == "fixed" else "as"]
+    # Per-sample SGD: the simulated threshold is the theory's, to the sweep's step (6%) and a margin.
+    assert lo[0] / 1.07 < theory_lr[0] < hi[0] * 1.07, (lo, hi, theory_lr)
+    if scheme != "fixed":
+        assert np.all(found["as_low"] <= found["as"]) and np.all(found["as"] <= found["as_high"])
+    if scheme == "replacement":  # the mean square diverges first
+        assert np.all(found["mean_square"] < found["as"])
+
+
+def test_the_critical_batch_theory_has_the_runs_momentum(tmp_path):
+    text = TINY["critical_batch"]
+    for old, new in (("seed = [0, 1]", "seed = {arange = [0, 8, 1]}\nmomentum = 0.5"), ("batch_size = [1, 10, 100]",
+                     "batch_size = [1, 10]"), ("[0.05, 0.2, 6]", "[0.05, 0.1, 12]"), ("epochs = 10", "epochs = 100")):
+        text = text.replace(old, new)
+    study = load_study(write(tmp_path, "m", 'title = "t"\nfigure = "critical_batch"\n' + textwrap.dedent(text)))
+    ds = run_study(study, target="cpu")
+    settings = run_settings(ds)
+    assert settings["momentum"] == 0.5 and settings["nesterov"] is False and settings["drop_last"] is False
+    found = scheme_theory(study, ds.batch_size.values, "reshuffle", settings)
+    lo, hi = simulated_critical(ds)
+    assert lo[0] / 1.07 < found["as"][0] < hi[0] * 1.07, (lo, hi, found)
+    assert found["as"][0] < 0.9 * scheme_theory(study, [1], "reshuffle")["as"][0]  # momentum lowers it here
 
 
 def test_the_train_runner_records_what_the_sweep_does(tmp_path):

@@ -10,8 +10,9 @@ import warnings
 
 from .._io import atomic_write, check_file_target
 from .common import FigureKind
+from .critical import critical_batch
 from .dynamics import edge_of_stability
-from .linear import critical_batch, lr_batch, momentum_phase, trajectories, tutorial
+from .linear import lr_batch, momentum_phase, trajectories, tutorial
 from .networks import classifier, lr_threshold, mlp_phase
 
 #: The figures a study can name, and what each needs.
@@ -23,7 +24,8 @@ FIGURES = {
     "momentum_phase": FigureKind(momentum_phase, axes=("lr", "momentum"), fixed=("batch_size", "seed"), linear=True),
     "trajectories": FigureKind(trajectories, axes=("lr",),
                                fixed=("momentum", "batch_size"), linear=True, params=True),
-    "critical_batch": FigureKind(critical_batch, axes=("lr", "batch_size", "seed"), fixed=("momentum",), linear=True),
+    "critical_batch": FigureKind(critical_batch, axes=("lr", "batch_size"),
+                                 fixed=("momentum", "dampening", "weight_decay", "nesterov"), linear=True),
     "mlp_phase": FigureKind(mlp_phase, axes=("lr", "momentum"),
                             fixed=("batch_size", "seed", "nesterov")),
     "lr_threshold": FigureKind(lr_threshold, axes=("lr",),

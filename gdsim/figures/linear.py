@@ -3,7 +3,7 @@
 import numpy as np
 
 from .. import theory
-from ..batches import batch_orders, steps_per_epoch
+from ..batches import steps_per_epoch
 from .common import (
     LOSS_CAP,
     batch_label,
@@ -161,53 +161,5 @@ def trajectories(study, ds):
         ax.set(xlabel="w", ylabel="b", title=f"lr = {lr:g} = {lr * L / 2:.2f} x 2/L: {verdict}")
         ax.legend(fontsize=7.5, loc="lower right")
         panel_note(ax, ds, len(finite) > 0, "finite parameters", xy=(0.5, 0.8))  # off the minimum, centred
-    suptitle(fig, study)
-    return fig
-
-
-def critical_batch(study, ds):
-    """Critical lr against batch size: simulated (shuffled SGD) and the theories."""
-    fig, (ax,) = new_figure(1, width=7.5, height=5.0)
-    X = study.X
-    n = X.shape[0]
-    L, _ = hessian_spectrum(study)
-    lrs = ds.lr.values
-    batch_sizes = ds.batch_size.values
-    # A run is unstable when its loss grew over the run (the stable ones end near the
-    # noise floor, far below the initial loss); the transients of small batches do not count.
-    # A NaN or inf final loss counts as grown, even from an inf initial loss.
-    grew = ~(np.isfinite(ds.final_loss) & (ds.final_loss <= ds.loss.isel(epoch=0)))
-    fraction = grew.mean("seed").transpose("lr", "batch_size").values
-    lo, hi = [], []
-    for j in range(len(batch_sizes)):
-        unstable = np.nonzero(fraction[:, j] >= 0.5)[0]
-        k = unstable[0] if unstable.size else len(lrs)
-        lo.append(lrs[k - 1] if k > 0 else np.nan)
-        hi.append(lrs[k] if k < len(lrs) else np.nan)
-    lo, hi = np.array(lo), np.array(hi)
-    centre = np.sqrt(lo * hi)
-    drawn = ds.attrs.get("shuffle") == "replacement"  # else permutations (the epoch theory below)
-    ax.errorbar(batch_sizes, centre, yerr=[centre - lo, hi - centre], fmt="o", color="C0", capsize=3,
-                label=f"simulated: the loss grows in half of {ds.sizes['seed']} "
-                      f"{'runs drawn with replacement' if drawn else 'shuffled runs'}\n(bar: from the last "
-                      "stable to the first unstable lr of the sweep)")
-    b_theory = np.unique(np.geomspace(1, n, 40).astype(int))
-    ms = [theory.mean_square_critical_lr(study.model, X, batch_size=int(b), rtol=1e-6) for b in b_theory]
-    ax.plot(b_theory, ms, "C1-", lw=2, label="mean-square theory (batches drawn with replacement)")
-    if not drawn:
-        # The epoch map of each seed's first shuffle: the theory of these very orders.
-        n_epochs = int(ds.attrs["epochs"])
-        first_orders = [batch_orders(n, n_epochs, True, int(seed))[0] for seed in ds.seed.values]
-        per_order = np.array([[theory.epoch_critical_lr(study.model, X, batch_size=int(b), order=order, rtol=1e-6)
-                               for order in first_orders] for b in batch_sizes])
-        ax.fill_between(batch_sizes, per_order.min(axis=1), per_order.max(axis=1), color="C2", alpha=0.25, lw=0)
-        ax.plot(batch_sizes, np.median(per_order, axis=1), "C2-", lw=1.5,
-                label="epoch theory of each seed's first shuffle (median, range)")
-    ax.axhline(2 / L, color="k", ls="--", lw=1.2, label=f"2 / L = {2 / L:.4f} (full-batch GD)")
-    ax.set_xscale("log")
-    ax.set(xlabel="batch size B (log scale)", ylabel="critical learning rate",
-           title=f"Where SGD becomes unstable: final loss above initial after {ds.attrs['epochs']} epochs")
-    ax.legend(fontsize=8, loc="lower right")
-    panel_note(ax, ds, bool(np.isfinite(centre).any()), "critical lr within the sweep")
     suptitle(fig, study)
     return fig

@@ -45,7 +45,7 @@ def edge_of_stability(study, ds):
         else:
             kind, rule = f"heavy ball, momentum {beta:g}", "(2 + 2 beta) / lr"
         top.set(ylabel="sharpness (top Hessian eigenvalue)", title=f"{kind}\ndashed: {rule}")
-        top.legend(fontsize=8, loc="lower right")
+        top.legend(fontsize=8, loc="best")
         bottom.set_yscale("log")
         bottom.set(xlabel="step", ylabel="full-data loss")
         panel_note(top, ds, drawn, "finite sharpness")

@@ -62,7 +62,7 @@ import numpy as np
 
 from . import scalar
 from ._jit import jit
-from .kernels import activate, activation_slope, averages, has_bias, is_ntk, loss_factor, weight_scale
+from .kernels import activate, activation_slope, averages, has_bias, is_ntk, loss_factor, output_offset, weight_scale
 from .scalar import CROSS_ENTROPY, STANDARD
 
 activation_slope_derivative = jit(scalar.activation_slope_derivative)
@@ -87,15 +87,6 @@ def new_lanczos_workspace(sizes, n_params, k):
     ``(basis, work)``, the Lanczos vectors plus one work row, float64 ``[k + 1, n_params]``,
     and :func:`new_workspace`'s ``work``. Jitted, for training loops compiled with Numba."""
     return np.empty((k + 1, n_params)), new_workspace(sizes)
-
-
-@jit
-def _output_offset(sizes):
-    """Offset of the last layer's outputs in a row of the workspace (as in :mod:`gdsim.kernels`)."""
-    offset = 0
-    for layer in range(sizes.shape[0] - 1):
-        offset += sizes[layer]
-    return offset
 
 
 @jit
@@ -247,7 +238,7 @@ def backward_tangent_sample(theta, sizes, activation, v, acts, tangents, deltas,
     bias = has_bias(layer_code)
     ntk = is_ntk(layer_code)
     p = theta.shape[0]
-    a_out = _output_offset(sizes)
+    a_out = output_offset(sizes)
     for layer in range(n_layers - 1, -1, -1):
         fan_in = sizes[layer]
         fan_out = sizes[layer + 1]
@@ -323,7 +314,7 @@ def sample_hvp(theta, sizes, activation, loss, reduction, x, y, scale, v, hv, wo
     deltas = work[DELTAS]
     tangent_deltas = work[TANGENT_DELTAS]
     forward_tangent_sample(theta, sizes, activation, x, v, acts, tangents, layer_code)
-    a_out = _output_offset(sizes)
+    a_out = output_offset(sizes)
     own = output_loss_tangent(loss, reduction, acts[a_out:], tangents[a_out:], y, deltas[a_out:],
                               tangent_deltas[a_out:], scale)
     backward_tangent_sample(theta, sizes, activation, v, acts, tangents, deltas, tangent_deltas, hv, layer_code)

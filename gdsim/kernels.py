@@ -109,7 +109,7 @@ def forward_sample(theta, sizes, activation, x, acts, layer_code=STANDARD):
 
 
 @jit
-def _output_offset(sizes):
+def output_offset(sizes):
     """Offset of the last layer's outputs in ``acts`` (sum of all widths but the last)."""
     offset = 0
     for layer in range(sizes.shape[0] - 1):
@@ -194,7 +194,7 @@ def backward_sample(theta, sizes, activation, acts, deltas, grad, layer_code=STA
     bias = has_bias(layer_code)
     ntk = is_ntk(layer_code)
     p = theta.shape[0]
-    a_out = _output_offset(sizes)
+    a_out = output_offset(sizes)
     for layer in range(n_layers - 1, -1, -1):
         fan_in = sizes[layer]
         fan_out = sizes[layer + 1]
@@ -252,7 +252,7 @@ def sample_loss_grad(theta, sizes, activation, loss, reduction, x, y, scale, gra
         The sample's own loss.
     """
     forward_sample(theta, sizes, activation, x, acts, layer_code)
-    a_out = _output_offset(sizes)
+    a_out = output_offset(sizes)
     own = output_loss(loss, reduction, acts[a_out:], y, deltas[a_out:], scale)
     backward_sample(theta, sizes, activation, acts, deltas, grad, layer_code)
     return own
@@ -282,7 +282,7 @@ def batch_loss(theta, sizes, activation, loss, reduction, X, Y, rows, acts, laye
         Mean (reductions ``mean``, ``half_mean``) or sum (``sum``, ``half_sum``) of the
         samples' own losses.
     """
-    a_out = _output_offset(sizes)
+    a_out = output_offset(sizes)
     no_grad = acts[:0]
     total = 0.0
     for r in rows:
@@ -353,7 +353,7 @@ def predict(theta, sizes, activation, X, out, acts, layer_code=STANDARD):
     layer_code : int
         As in :func:`forward_sample`.
     """
-    a_out = _output_offset(sizes)
+    a_out = output_offset(sizes)
     for r in range(X.shape[0]):
         forward_sample(theta, sizes, activation, X[r], acts, layer_code)
         out[r, :] = acts[a_out:]

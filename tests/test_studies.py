@@ -265,7 +265,7 @@ def test_the_train_runner_tracks_what_train_does_in_memory_and_in_a_store(tmp_pa
         batch_size = [10, 100]
         epochs = 3
         params0 = [-10.0, -20.0]
-        track = {loss = 2, batch_grad_norm = 3, params = 5}
+        track = {loss = 2, batch_grad_norm = 3, params = 5, noise_scale = 10}
         """))
     in_memory = run_study(study)
     stored = run_study(study, store=tmp_path / "t.zarr").load()
@@ -274,10 +274,11 @@ def test_the_train_runner_tracks_what_train_does_in_memory_and_in_a_store(tmp_pa
     for lr in (0.04, 0.1):
         for b in (10, 100):
             run = gdsim.train(study.model, study.X, study.Y, gdsim.SGD(lr=lr), epochs=3, batch_size=b,
-                              params0=[-10.0, -20.0], track={"loss": 2, "batch_grad_norm": 3, "params": 5})
+                              params0=[-10.0, -20.0], track={"loss": 2, "batch_grad_norm": 3, "params": 5,
+                                                             "noise_scale": 10})
             for ds in (in_memory, stored):
                 point = ds.sel(lr=lr, batch_size=b)
-                for name in ("loss", "batch_grad_norm", "params"):
+                for name in ("loss", "batch_grad_norm", "params", "b_simple", "b_noise"):
                     want = run.tracks[name].reindex(step=ds.step.values).values
                     np.testing.assert_array_equal(point[f"track_{name}"].values, want)
     assert np.isnan(in_memory.track_loss.sel(batch_size=100, step=30).values).all()  # a 3-step run stops at 3

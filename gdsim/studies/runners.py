@@ -10,11 +10,11 @@ import inspect
 
 import numpy as np
 
+from ..batches import steps_per_epoch
 from ..optim import SGD
 from ..sweeps import AXES, grid_dataset, run_points
 from ..sweeps.dataset import grid_variables
-from ..batches import steps_per_epoch
-from ..tracks import TRACKS, check_track, measured_steps
+from ..tracks import RESULTS, SCALARS, TRACKS, check_track, measured_steps
 from ..training import train
 from .schema import DATASETS
 
@@ -32,7 +32,8 @@ def _train_points(study, spec, runs, progress=None):
     keys = ["epoch_loss", "diverged_step", "diverged_loss", "params"]
     keys += ["epoch_params"] + (["accuracy"] if model.loss_name == "cross_entropy" else []) if keep_params else []
     steps = track_steps(study, spec)
-    keys += [f"track_{name}" for name in study.settings.get("track", {})]
+    tracked = tracked_results(study)
+    keys += [f"track_{name}" for name in tracked]
     out = {key: [] for key in keys}
     index = np.unravel_index(runs, spec.shape)
     for i in range(len(runs)):
@@ -47,7 +48,7 @@ def _train_points(study, spec, runs, progress=None):
         out["params"].append(result.params)
         if keep_params:
             out["epoch_params"].append(result.epoch_params)
-        for name in study.settings.get("track", {}):  # on the grid's steps: NaN beyond a shorter run's
+        for name in tracked:  # on the grid's steps: NaN beyond a shorter run's
             out[f"track_{name}"].append(result.tracks[name].reindex(step=steps).values)
         if "accuracy" in out:
             with np.errstate(all="ignore"):  # a blown-up run predicts from NaN logits: 0 accuracy, no warning
@@ -65,6 +66,11 @@ def run_study_points(study, spec, runs, progress=None):
     if study.runner == "sweep":
         return run_points(spec, runs, progress)
     return _train_points(study, spec, runs, progress)
+
+
+def tracked_results(study):
+    """The names of the tracked results of a study (``noise_scale`` gives ``b_simple`` and ``b_noise``)."""
+    return [result for name in study.settings.get("track", {}) for result in RESULTS[name]]
 
 
 def track_steps(study, spec):
@@ -97,7 +103,7 @@ def study_variables(raw, dims, shape):
             name = key[len("track_"):]
             variables[key] = (dims + ["step"] + (["param"] if name == "params" else []),
                               raw[key].reshape(shape + raw[key].shape[1:]),
-                              {"long_name": f"{TRACKS[name]} (tracked)",
+                              {"long_name": f"{SCALARS.get(name) or TRACKS[name]} (tracked)",
                                "description": "measured before the step's update (gdsim.train's track=); NaN where "
                                               "not measured"})
     return variables

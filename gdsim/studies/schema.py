@@ -26,7 +26,7 @@ from .._validate import ParameterError, closest
 from ..batches import steps_per_epoch
 from ..models import MLP, Linear
 from ..sweeps import AXES, SweepSpec, check_sweep
-from ..tracks import check_track, measured_steps
+from ..tracks import RESULTS, check_track, measured_steps
 
 RUNNERS = ("sweep", "train")
 TOP_KEYS = {"title", "description", "figure", "runner", "target", "model", "data", "train"}
@@ -379,7 +379,8 @@ def load_study(path):
         longest = sweep_spec.epochs * steps_per_epoch(X.shape[0], int(min(sweep_spec.values["batch_size"])),
                                                       settings.get("drop_last", False))
         rows = len(measured_steps(check_track(settings["track"]), longest)[1])
-        per_run += 8 * rows * sum(model.n_params if name == "params" else 1 for name in settings["track"])
+        per_run += 8 * rows * sum(model.n_params if name == "params" else len(RESULTS[name])
+                                  for name in settings["track"])
     n_runs = sweep_spec.n_configs
     try:  # the chunks, then the whole result, are in memory at once
         check_memory(2 * per_run * n_runs, f"the result of {n_runs} runs",

@@ -17,7 +17,7 @@ from ..sweeps.dataset import empty_raw, grid_shape
 from ..sweeps.executors import dask_client
 from ..sweeps.store import RECORD_NAMES, RECORDS, ResultStore, fill, plan_regions
 from ..sweeps.targets import TARGETS, get_target
-from .runners import run_study_points, study_dataset, study_variables, track_steps
+from .runners import run_study_points, study_dataset, study_variables, track_steps, tracked_results
 from .schema import Study, StudyError
 
 #: Default runs per region of a study's store: sweeps run blocks of 128 runs on every
@@ -135,7 +135,7 @@ def _lazy_raw(study, spec):
         if study.model.loss_name == "cross_entropy":
             raw["accuracy"] = da.zeros((n, epochs + 1))
     steps = track_steps(study, spec)
-    for name in study.settings.get("track", {}):
+    for name in tracked_results(study):
         raw[f"track_{name}"] = da.zeros((n, len(steps)) + ((n_params,) if name == "params" else ()))
     return raw
 

@@ -47,8 +47,7 @@ store. The round-robin rounds rotate the order of the configurations.
   the root ``zarr.json`` is compared by its attributes, where ``target`` may differ), and
   the decoded variables (``np.array_equal``, NaN = NaN) of every region for stores up to
   ``--decode-all-runs`` runs, of ``--sample-regions`` regions (first, last, evenly spaced)
-  for bigger ones. On a cluster gdsim may choose smaller regions (at least 8 per worker
-  thread); a store with other regions than the reference is compared decoded only.
+  for bigger ones.
 - With ``--inmem-max-runs``, the ``local`` children of sizes up to it also time the same
   sweep in memory (after reading the RSS): store - in memory = what streaming costs.
 
@@ -338,22 +337,17 @@ def compare_stores(ref, other, decode_all, n_sample):
     import xarray as xr
 
     ref, other = Path(ref), Path(other)
-    a_ref = json.loads((ref / "zarr.json").read_text())["attributes"]
-    a_oth = json.loads((other / "zarr.json").read_text())["attributes"]
-    out = {"attrs_differing": {k: [a_ref.get(k), a_oth.get(k)] for k in sorted(set(a_ref) | set(a_oth))
-                               if a_ref.get(k) != a_oth.get(k)}}
-    # On a cluster gdsim picks smaller regions (more tasks than workers): another chunking
-    # writes other files, so such stores are compared decoded only.
-    chunk_of = lambda attrs: json.loads(attrs["gdsim_store"])["chunk_runs"]
-    out["same_layout"] = chunk_of(a_ref) == chunk_of(a_oth)
     files = sorted(str(p.relative_to(ref)) for p in ref.rglob("*") if p.is_file())
     files_other = sorted(str(p.relative_to(other)) for p in other.rglob("*") if p.is_file())
-    out.update(files=len(files), missing_or_extra=sorted(set(files) ^ set(files_other))[:10]
-               if out["same_layout"] else [])
-    differ = [f for f in files if f != "zarr.json" and f in set(files_other) and out["same_layout"]
+    out = {"files": len(files), "missing_or_extra": sorted(set(files) ^ set(files_other))[:10]}
+    differ = [f for f in files if f != "zarr.json" and f in set(files_other)
               and not filecmp.cmp(ref / f, other / f, shallow=False)]
     out["files_differing"] = differ[:10]
     out["n_files_differing"] = len(differ)
+    a_ref = json.loads((ref / "zarr.json").read_text())["attributes"]
+    a_oth = json.loads((other / "zarr.json").read_text())["attributes"]
+    out["attrs_differing"] = {k: [a_ref.get(k), a_oth.get(k)] for k in sorted(set(a_ref) | set(a_oth))
+                              if a_ref.get(k) != a_oth.get(k)}
     records = sorted((ref / "gdsim_regions").glob("[0-9]*.json"))
     if not decode_all:
         picks = np.unique(np.linspace(0, len(records) - 1, min(n_sample, len(records))).round().astype(int))
@@ -371,9 +365,8 @@ def compare_stores(ref, other, decode_all, n_sample):
                     bad.append(f"{rec.name}:{name}")
         coords_equal = all(np.array_equal(dr[c].values, do[c].values) for c in dr.coords)
     out.update(regions_decoded=len(records), regions_decoded_differing=bad[:10], coords_equal=coords_equal)
-    allowed = {"target"} if out["same_layout"] else {"target", "gdsim_store"}  # the latter records chunk_runs
     out["identical"] = (not out["missing_or_extra"] and not differ and not bad and coords_equal
-                        and set(out["attrs_differing"]) <= allowed)
+                        and set(out["attrs_differing"]) <= {"target"})
     return out
 
 
@@ -446,7 +439,6 @@ def build_summary(runs_done):
             "chunk_runs": ok[0]["chunk_runs"] if ok else None,
             "bytes_per_run": ok[0]["result_nbytes"] / runs if ok else None,
             "identical": [r["compare"]["identical"] for r in ok if "compare" in r],
-            "same_layout": [r["compare"]["same_layout"] for r in ok if "compare" in r],
             "compared_with": sorted({r["compared_with"] for r in ok if "compared_with" in r}),
             "is_ref": any("compare" not in r for r in ok),
         })
@@ -592,7 +584,7 @@ def render(report):
         st = r["store"]
         n_same = sum(r["identical"])
         ident = ("-" if not r["identical"] else f"{'yes' if n_same == len(r['identical']) else 'NO'} "
-                 f"({n_same}/{len(r['identical'])}{'' if all(r['same_layout']) else ', decoded'})")
+                 f"({n_same}/{len(r['identical'])})")
         ident = "ref" if r["is_ref"] and not r["identical"] else ident + " ref" if r["is_ref"] else ident
         out.append(
             f"| {r['workload']} | {r['runs']:.0e} | {r['config']} | {fmt(r['wall_s'])} | "
@@ -613,8 +605,7 @@ def render(report):
             "LocalCluster's scheduler); CPU / wall: (client + workers) / wall, the cores kept busy. "
             "load: the 1-minute load average when the child started (others share this machine). "
             "identical: every file byte for byte (root zarr.json: attributes, `target` may differ) and the "
-            "decoded regions, against the `ref` row of that size (the ref row: its own repeats); `decoded`: "
-            "a store with other regions (gdsim's smaller regions on a cluster), compared decoded only."), ""]
+            "decoded regions, against the `ref` row of that size (the ref row: its own repeats)."), ""]
     out += ["## Targets", "", "| target | measured | limit | result |", "|---|---:|---|---|"]
     for t in report["targets"]:
         out.append(f"| {t['target']} | {t['value']:.3g}{' MB' if t.get('unit') == 'MB' else ''} | {t['limit']} | "

@@ -73,13 +73,9 @@ def dask_results(client, work, args, regions, in_flight=None):
     regions = list(regions)
     if regions:
         # Warm-up: one run on one worker compiles the kernels into Numba's cache (shared
-        # through NUMBA_CACHE_DIR on a cluster); then one run on every worker at once loads
-        # them from it, so that no worker loads them in the middle of its first region.
+        # through NUMBA_CACHE_DIR on a cluster), which the other workers then load.
         first = regions[0].first
         client.submit(_run_range, work.function, first, first + 1, *sent, pure=False).result()
-        client.gather([client.submit(_run_range, work.function, first, first + 1, *sent, pure=False,
-                                     workers=[worker], allow_other_workers=True)
-                       for worker in client.scheduler_info()["workers"]])
     pending = iter(regions)
     regions_of = {}
     retries = collections.Counter()

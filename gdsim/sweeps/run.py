@@ -112,8 +112,7 @@ def sweep(model, X, Y, *, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nes
         another sweep is refused. None: the result is computed in memory.
     chunk_runs : int, optional
         Runs per region of a new store, or per task on a cluster (default: about 8 MiB of
-        results per region; on a cluster at most ``1/8`` of the runs per worker thread, at
-        least 1024 runs); the result does not depend on it.
+        results per region); the result does not depend on it.
     scheduler : distributed.Client or str, optional
         Compute the regions as tasks on a Dask ``distributed`` cluster (a Client, or the
         scheduler's address): each task is the pickled spec and a range of runs, and the
@@ -178,14 +177,10 @@ def sweep(model, X, Y, *, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nes
         return grid_dataset(spec, run_points(spec, np.arange(spec.n_configs), report))
     if store is not None:
         _check_store(store)
-    default_chunk = chunk_runs is None
-    if default_chunk:
+    if chunk_runs is None:
         per_run = np.dtype(spec.dtype).itemsize * (spec.epochs + 1 + spec.model.n_params) + 24
         chunk_runs = max(128, REGION_BYTES // per_run // 128 * 128)
     with dask_client(scheduler) as client:
-        if default_chunk and client is not None:  # enough regions to keep every worker busy to the end
-            threads = sum(client.nthreads().values()) or 1
-            chunk_runs = min(chunk_runs, max(MIN_CLUSTER_REGION, -(-spec.n_configs // (REGIONS_PER_THREAD * threads))))
         if store is None:
             return _sweep_on_cluster(spec, client, chunk_runs, report)
         return _sweep_to_store(spec, store, chunk_runs, report, client)
@@ -212,12 +207,6 @@ def _sweep_on_cluster(spec, client, chunk_runs, report):
             report(done, spec.n_configs)
     return grid_dataset(spec, raw)
 
-
-#: On a cluster, regions small enough that each worker thread gets this many (the last
-#: wave of tasks then idles few workers), but not below MIN_CLUSTER_REGION runs (Dask
-#: costs about 10 ms per task).
-REGIONS_PER_THREAD = 8
-MIN_CLUSTER_REGION = 1024
 
 #: The size of a store's region when chunk_runs is not given: big enough that a region's
 #: overhead (a task, a record, a few files) is small, small enough to stream; and the most

@@ -70,7 +70,11 @@ def loss_and_grad(sizes, activation, loss, reduction, theta, X, Y, bias=True, pa
     _, slope = ACT[activation]
     acts = forward(sizes, activation, theta, X, bias, parameterization)
     value, delta = loss_and_output_grad(loss, reduction, acts[-1], Y)
-    layers = unpack(sizes, theta, bias)
+    return value, _backward(unpack(sizes, theta, bias), acts, delta, slope, bias, parameterization)
+
+
+def _backward(layers, acts, delta, slope, bias, parameterization):
+    """The flat gradient from the output delta, back through ``layers`` (real or complex)."""
     grads = []
     for i in range(len(layers) - 1, -1, -1):
         W, _ = layers[i]
@@ -79,7 +83,7 @@ def loss_and_grad(sizes, activation, loss, reduction, theta, X, Y, bias=True, pa
         grads = [delta.T @ acts[i]] + bias_grad + grads
         if i > 0:
             delta = (delta @ W) * slope(acts[i])
-    return value, np.concatenate([g.ravel() for g in grads])
+    return np.concatenate([g.ravel() for g in grads])
 
 
 def sgd_step(p, g, buf, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False, maximize=False):
@@ -144,15 +148,7 @@ def _complex_grad(sizes, activation, loss, reduction, theta, X, Y, bias=True, pa
         onehot = np.zeros(out.shape)
         onehot[np.arange(n), Y] = 1.0
         delta = (e / e.sum(axis=1, keepdims=True) - onehot) / (n if reduction == "mean" else 1.0)
-    grads = []
-    for i in range(len(layers) - 1, -1, -1):
-        W, _ = layers[i]
-        bias_grad = [delta.sum(axis=0)] if bias else []
-        delta = delta * weight_factor(parameterization, W.shape[1])  # d z / d (A @ W.T)
-        grads = [delta.T @ acts[i]] + bias_grad + grads
-        if i > 0:
-            delta = (delta @ W) * slope(acts[i])
-    return np.concatenate([g.ravel() for g in grads])
+    return _backward(layers, acts, delta, slope, bias, parameterization)
 
 
 def hessian(sizes, activation, loss, reduction, theta, X, Y, h=1e-30, bias=True, parameterization="standard"):

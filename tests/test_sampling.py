@@ -11,6 +11,7 @@ import gdsim
 import naive
 from conftest import make_data
 from gdsim.studies import StudyError, load_dataset, load_study, run_study
+from test_studies import LINE, write
 from test_sweep import CUDA_SIM, check_against_train
 
 
@@ -173,24 +174,6 @@ def test_simulation_reproduces_the_mean_square_critical_lr():
 # ---------------------------------------------------------------------------------------
 # Study files
 # ---------------------------------------------------------------------------------------
-LINE = """
-    [model]
-    type = "linear"
-    n_in = 1
-    n_out = 1
-
-    [data]
-    name = "tutorial_line"
-    seed = 0
-    """
-
-
-def write(folder, name, text):
-    path = folder / f"{name}.toml"
-    path.write_text(textwrap.dedent(text))
-    return path
-
-
 def test_a_study_with_replacement_runs_and_draws(tmp_path):
     text = 'title = "t"\nfigure = "critical_batch"\ntarget = "cpu"\n' + textwrap.dedent(LINE) + textwrap.dedent("""
         [train]

@@ -83,6 +83,11 @@ def check_track(track):
     return every
 
 
+def _rows(every, n_steps):
+    """How many measurements of each observable a run of ``n_steps`` makes (0: not tracked)."""
+    return [n_steps // k + 1 if k else 0 for k in every]
+
+
 def new_tracks(every, n_steps, model, n):
     """What the loop needs for ``every``: ``(every, (scalars, params), scratch)``.
     ``scalars``: float64 ``[len(SCALARS), rows]`` (NaN where nothing is measured) and
@@ -90,7 +95,7 @@ def new_tracks(every, n_steps, model, n):
     n_steps``; ``scratch``: the Lanczos start vectors and workspace, the samples' own
     gradients (sized only for what is tracked) and the indices of the ``n`` samples (made
     once: the loop allocates nothing per step)."""
-    rows = [n_steps // k + 1 if k else 0 for k in every]
+    rows = _rows(every, n_steps)
     n_params = model.n_params
     scalars = np.full((len(SCALARS), max(rows)), np.nan)
     krylov = LANCZOS[0] if every[SHARPNESS] or every[BATCH_SHARPNESS] or every[NOISE_SCALE] else 0
@@ -102,7 +107,7 @@ def new_tracks(every, n_steps, model, n):
 
 def tracks_bytes(every, n_steps, n_params, n):
     """The memory of :func:`new_tracks`, in bytes (for the memory check)."""
-    rows = [n_steps // k + 1 if k else 0 for k in every]
+    rows = _rows(every, n_steps)
     return 8 * (len(SCALARS) * max(rows) + rows[PARAMS] * n_params + (LANCZOS[0] + 3) * n_params
                 + (n * n_params if every[NOISE_SCALE] else 0))
 

@@ -15,6 +15,7 @@ from ._validate import ParameterError, check_bool, check_int, check_seed, is_rea
 from .batches import batch_orders, batch_stop, steps_per_epoch
 from .kernels import divergence_threshold, is_diverged, model_loss_grad, new_workspace
 from .models import check_model
+from .outcomes import OUTCOMES, classify
 from .tracks import check_track, new_tracks, track_batch, track_full, tracks_bytes, tracks_dataset
 from .optim import DAMPENING, MOMENTUM, NESTEROV, WEIGHT_DECAY, check_optimizer, epoch_lrs, sgd_update
 
@@ -221,6 +222,20 @@ class TrainResult:
         return self.diverged_step >= 0
 
     @property
+    def outcome(self):
+        """What became of the run, read from :attr:`epoch_loss`: "converged",
+        "converging", "oscillating", "bounded orbit" or "diverged"
+        (:func:`gdsim.outcomes.classify`; unlike :attr:`diverged`, a run that settled on a
+        far but bounded orbit is not "diverged")."""
+        return OUTCOMES[int(classify(self.epoch_loss)[0])]
+
+    @property
+    def growth_rate(self):
+        """The factor the full-data loss grows by per epoch over the last half of the
+        epochs (below 1: it decays; :func:`gdsim.outcomes.classify`)."""
+        return float(classify(self.epoch_loss)[1])
+
+    @property
     def n_steps(self):
         """Number of updates made."""
         return self.step_loss.shape[0]
@@ -239,7 +254,7 @@ class TrainResult:
         status = (f"diverged at step {self.diverged_step} (loss {self.diverged_loss:.4g})"
                   if self.diverged else "did not diverge")
         return (f"TrainResult({self.n_steps} steps, loss {self.epoch_loss[0]:.6g} -> {self.epoch_loss[-1]:.6g}, "
-                f"{status})")
+                f"{self.outcome}, {status})")
 
 
 def train(model, X, Y, optimizer, *, epochs, batch_size=None, shuffle=False, seed=None, drop_last=False,

@@ -18,8 +18,10 @@ def test_python_examples_run():
     exec(blocks[1], namespace)
     ds = namespace["ds"]
     assert ds.final_loss.dims == ("lr", "momentum") and ds.final_loss.shape == (128, 64)
-    # Per-sample SGD on the tutorial: small learning rates converge, lr 1 blows up at every momentum.
-    assert not ds.diverged.sel(lr=1e-4).any() and ds.diverged.sel(lr=1.0).all()
+    # Per-sample SGD on the tutorial: small learning rates converge, lr 1 blows up at every momentum;
+    # at lr 1e-4, momentum 0.99 grows its loss by 1.54x per epoch (the 1e6 x rule missed it in 20 epochs).
+    assert not ds.diverged.sel(lr=1e-4, momentum=slice(0, 0.9)).any() and ds.diverged.sel(lr=1.0).all()
+    assert bool(ds.diverged.sel(lr=1e-4, momentum=0.99))
     on_cluster = {}
     exec(blocks[2], on_cluster)  # on a LocalCluster: the same result as here
     here = on_cluster["gdsim"].sweep(on_cluster["gdsim"].MLP((10, 5, 1)), on_cluster["X"], on_cluster["Y"],

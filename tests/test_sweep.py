@@ -113,7 +113,7 @@ def test_a_group_spanning_blocks_equals_train():
     model = gdsim.MLP((2, 3, 1), activation="relu")
     X, Y = make_data(model, 6, seed=2)
     lrs = np.geomspace(1e-3, 2.0, cpu_target.BLOCK + 7)
-    ds = gdsim.sweep(model, X, Y, lr=lrs, momentum=0.9, batch_size=2, epochs=3, target="cpu")
+    ds = gdsim.sweep(model, X, Y, lr=lrs, momentum=0.9, batch_size=2, epochs=3, target="cpu", divergence=1e6)
     assert ds.diverged.any() and not ds.diverged.all()
     for i in (0, cpu_target.BLOCK - 1, cpu_target.BLOCK, len(lrs) - 1):
         result = gdsim.train(model, X, Y, gdsim.SGD(lr=lrs[i], momentum=0.9), epochs=3, batch_size=2)
@@ -197,7 +197,7 @@ def known_divergence(**kw):
 
 
 def test_divergence_marked_at_the_known_step_and_run_stopped():
-    ds = known_divergence()  # factor (1 - 4 lr)^2 = 1/4, 1, 9 per step
+    ds = known_divergence(divergence=1e6)  # factor (1 - 4 lr)^2 = 1/4, 1, 9 per step
     # lr 1: 9^6 = 531441 <= 1e6 < 9^7, so the loss before step 7 is the first above 1e6 x.
     np.testing.assert_array_equal(ds.diverged_step.values, [-1, -1, 7])
     np.testing.assert_array_equal(ds.diverged.values, [False, False, True])
@@ -210,13 +210,28 @@ def test_divergence_marked_at_the_known_step_and_run_stopped():
     np.testing.assert_array_equal(ds.loss.values[1], np.ones(11))
 
 
+def test_by_default_runs_are_classified_by_growth_and_stopped_only_at_overflow():
+    ds = known_divergence()  # the loss is multiplied by (1 - 4 lr)^2 = 1/4, 1, 9 per step (= epoch)
+    np.testing.assert_allclose(ds.growth_rate.values, [0.25, 1.0, 9.0], rtol=1e-12)
+    # lr 0.5 flips the parameters' sign every step at a constant loss: by the loss alone, settled
+    assert [gdsim.outcomes.OUTCOMES[c] for c in ds.outcome.values] == ["converging", "converged", "diverged"]
+    np.testing.assert_array_equal(ds.diverged.values, [False, False, True])
+    assert (ds.diverged_step.values == -1).all() and np.isfinite(ds.loss.values).all()  # 9^10 is finite
+    # lr 1000: the loss 3999^(2 k) before step k first overflows at k = 43 (3999^84 < 1.8e308 < 3999^86)
+    far = gdsim.sweep(gdsim.Linear(1, 1), [[1.0]], [[0.0]], lr=1e3, epochs=100, params0=[0.5, 0.5], target="cpu")
+    assert int(far.diverged_step) == 43 and np.isinf(far.diverged_loss) and bool(far.diverged)
+    assert np.isfinite(far.loss.values[:43]).all() and np.isinf(far.loss.values[43])
+    assert np.isnan(far.loss.values[44:]).all()  # stopped there
+
+
 @pytest.mark.parametrize("target", ["cpu", "parallel"])
 def test_divergence_within_an_epoch_stops_the_run_at_that_step(target):
     # Per-sample SGD on the tutorial diverges in the middle of an epoch (the fused kernel).
     model = gdsim.Linear(1, 1)
     X, Y = gdsim.datasets.tutorial_line(seed=0)
     lrs, p0 = [1e-3, 0.05, 0.1], [-10.0, -20.0]
-    ds = gdsim.sweep(model, X, Y, lr=lrs, momentum=[0.0, 0.9], batch_size=1, epochs=3, params0=p0, target=target)
+    ds = gdsim.sweep(model, X, Y, lr=lrs, momentum=[0.0, 0.9], batch_size=1, epochs=3, params0=p0, target=target,
+                     divergence=1e6)
     assert ds.diverged.values.sum() >= 2
     for i, lr in enumerate(lrs):
         for j, momentum in enumerate((0.0, 0.9)):
@@ -309,7 +324,7 @@ def no_work(monkeypatch):
     (dict(epochs=0), "epochs must be an integer in [1, inf]"),
     (dict(shuffle="yes"), 'shuffle must be False (data order), True (a permutation per epoch) or "replacement"'),
     (dict(dtype="float16"), "dtype must be one of"),
-    (dict(divergence=0.5), "divergence must be a number > 1"),
+    (dict(divergence=0.5), "divergence must be 'growth', a number > 1"),
     (dict(progress="yes"), "progress must be True, False or a callable"),
     (dict(lr_schedule=("cosine", 0, 0.0)), "lr_schedule T_max must be an integer in [1, 9223372036854775807]"),
     (dict(lr_schedule=("linear", 0.5)), "lr_schedule[0] (the schedule's name) must be one of"),

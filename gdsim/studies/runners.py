@@ -13,7 +13,7 @@ import numpy as np
 from ..batches import steps_per_epoch
 from ..optim import SGD
 from ..sweeps import AXES, grid_dataset, run_points
-from ..sweeps.dataset import grid_variables
+from ..sweeps.dataset import add_outcomes, grid_variables
 from ..tracks import RESULTS, SCALARS, TRACKS, check_track, measured_steps
 from ..training import train
 from .schema import DATASETS
@@ -56,7 +56,7 @@ def _train_points(study, spec, runs, progress=None):
             out["accuracy"].append((predicted == Y[None, :]).mean(axis=1))
         if progress is not None:
             progress(i + 1, len(runs))
-    return {key: np.asarray(value) for key, value in out.items()}
+    return add_outcomes({key: np.asarray(value) for key, value in out.items()}, spec.divergence_rule)
 
 
 def run_study_points(study, spec, runs, progress=None):

@@ -352,9 +352,9 @@ def load_study(path):
                 fail("[train] track", str(error))
             settings[key] = dict(value)
         elif key == "divergence":
-            if isinstance(value, str) and value != "none":
-                fail("[train] divergence", f'must be a number > 1 (a factor of the initial loss) or "none", '
-                     f"got {value!r}{closest(value, ['none'])}")
+            if isinstance(value, str) and value not in ("none", "growth"):
+                fail("[train] divergence", f'must be "growth", a number > 1 (a factor of the initial loss) or '
+                     f'"none", got {value!r}{closest(value, ["growth", "none"])}')
             if value == "none":
                 settings[key] = None
             elif runner == "train":
@@ -372,7 +372,7 @@ def load_study(path):
     except ParameterError as error:
         fail(data_key if error.param in ("X", "Y") else _key_of(error.param), str(error))
     _check_storable(fail, runner, sweep_spec)
-    per_run = 8 * (sweep_spec.epochs + 1) + 8 * model.n_params + 24  # loss, params, divergence
+    per_run = 8 * (sweep_spec.epochs + 1) + 8 * model.n_params + 8 + 8 + 8 + 1 + 1  # loss, params, diverged_step, _loss, growth_rate, outcome, diverged
     if runner == "train" and FIGURES[figure].params:
         per_run += 8 * (sweep_spec.epochs + 1) * (model.n_params + 1)  # epoch_params, accuracy
     if settings.get("track"):  # each tracked observable on the longest run's measured steps

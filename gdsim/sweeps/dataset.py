@@ -8,16 +8,31 @@ variables) plus the kernels that fill it.
 import numpy as np
 
 from ..batches import steps_per_epoch
+from ..outcomes import DIVERGED, cf_attrs, classify
 from .spec import AXES
 
 #: The raw arrays of a range of runs: name -> (the axes after the run axis, dtype), where
 #: "float" is the sweep's dtype, "epoch" has ``epochs + 1`` entries and "param" ``n_params``.
+#: The targets fill the first four; :func:`add_outcomes` the others, from them.
 RAW_ARRAYS = {
     "epoch_loss": (("epoch",), "float"),
     "params": (("param",), "float"),
     "diverged_step": ((), np.int64),
     "diverged_loss": ((), np.float64),
+    "outcome": ((), np.int8),
+    "growth_rate": ((), np.float64),
+    "diverged": ((), np.bool_),
 }
+
+
+def add_outcomes(raw, divergence_rule):
+    """Add to ``raw`` (the targets' arrays of some runs) each run's ``outcome`` and
+    ``growth_rate`` (:func:`gdsim.outcomes.classify`) and its ``diverged`` flag: the outcome
+    "diverged" under ``divergence_rule`` "growth", marked by the threshold under "threshold".
+    Returns ``raw``."""
+    raw["outcome"], raw["growth_rate"] = classify(raw["epoch_loss"])
+    raw["diverged"] = (raw["outcome"] == DIVERGED) if divergence_rule == "growth" else raw["diverged_step"] >= 0
+    return raw
 
 
 def grid_shape(spec):
@@ -51,7 +66,11 @@ def grid_variables(raw, dims, shape):
         "loss": (dims + ["epoch"], epoch_loss,
                  {"long_name": "full-data loss", "description": "before each epoch and after the last"}),
         "final_loss": (dims, epoch_loss[..., -1], {"long_name": "final loss"}),
-        "diverged": (dims, diverged_step >= 0, {"long_name": "diverged"}),
+        "outcome": (dims, grid(raw["outcome"]), cf_attrs()),
+        "growth_rate": (dims, grid(raw["growth_rate"]),
+                        {"long_name": "growth rate of the loss per epoch", "description": "fitted over the last half "
+                         "of the epochs (gdsim.outcomes)"}),
+        "diverged": (dims, grid(raw["diverged"]), {"long_name": "diverged"}),
         "diverged_step": (dims, diverged_step, {"long_name": "step marked as diverged", "description": "-1 if never"}),
         "diverged_loss": (dims, grid(raw["diverged_loss"]), {"long_name": "loss that marked divergence"}),
         "params": (dims + ["param"], grid(raw["params"]),
@@ -94,7 +113,8 @@ def grid_dataset(spec, raw, variables=grid_variables):
         epochs=spec.epochs, shuffle=spec.shuffle, drop_last=spec.drop_last,
         params0="given" if spec.params0 is not None else "model.init(seed)",
         lr_schedule="none" if schedule is None else repr(schedule if isinstance(schedule, tuple) else schedule.tolist()),
-        divergence_factor=spec.divergence_factor, stop_diverged=spec.stop_diverged, target=spec.target,
+        divergence_factor=spec.divergence_factor, stop_diverged=spec.stop_diverged,
+        divergence_rule=spec.divergence_rule, target=spec.target,
         dtype=spec.dtype, gdsim_version=__version__, random_draws=spec.random_draws(), **fixed)
     if not swept["batch_size"]:
         ds.attrs["steps_per_epoch"] = steps_per_epoch(spec.n, int(values["batch_size"][0]), spec.drop_last)

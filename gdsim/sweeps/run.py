@@ -14,7 +14,7 @@ import numpy as np
 
 from .._io import check_folder
 from .._validate import ParameterError, as_array, check_int, short_repr
-from .dataset import empty_raw, grid_dataset, grid_shape, grid_variables
+from .dataset import add_outcomes, empty_raw, grid_dataset, grid_shape, grid_variables
 from .plan import make_plan
 from .spec import SweepSpec, check_sweep
 from .executors import RegionWork, dask_client, dask_results
@@ -43,7 +43,7 @@ def progress_line(what, every=0.5):
 
 def sweep(model, X, Y, *, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False, batch_size=None,
           epochs, shuffle=False, seed=0, params0=None, lr_schedule=None, drop_last=False, target="parallel",
-          dtype="float64", divergence=1e6, progress=False, store=None, chunk_runs=None, scheduler=None):
+          dtype="float64", divergence="growth", progress=False, store=None, chunk_runs=None, scheduler=None):
     """Train ``model`` on ``(X, Y)`` for every point of a grid of SGD settings, at once.
 
     Every hyper-parameter takes a scalar or a 1-d array; the grid is the Cartesian
@@ -92,13 +92,22 @@ def sweep(model, X, Y, *, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nes
         or ``NUMBA_ENABLE_CUDASIM=1`` for the simulator).
     dtype : {"float64", "float32"}, default "float64"
         Precision of the data, parameters and losses.
-    divergence : float or None, default 1e6
-        A run whose loss (each batch's loss before its update, and the full-data loss
-        before each epoch and after the last) is non-finite or above ``divergence``
-        times its initial full-data loss is marked diverged at that step and stops
-        updating: its parameters stay as they were before that step and its later
-        ``loss`` entries are NaN. None: runs are still marked (at 1e6 times the initial
-        loss) but all go on to the end, as ``train`` does.
+    divergence : "growth", float or None, default "growth"
+        When a run stops and what ``diverged`` says.
+
+        * ``"growth"``: a run stops only when a loss (each batch's loss before its update,
+          and the full-data loss before each epoch and after the last) is non-finite; it is
+          ``diverged`` when its outcome is (:mod:`gdsim.outcomes`: a non-finite loss, or a
+          loss that grows over the second half of the epochs). A run that settles on a far
+          but bounded orbit is not stopped and not diverged.
+        * a number: a run whose loss is non-finite or above ``divergence`` times its
+          initial full-data loss is marked ``diverged`` at that step and stops updating
+          (this saves the work of runs known to be lost).
+        * None: runs are marked ``diverged`` at 1e6 times their initial loss but all go on
+          to the end, as ``train`` does.
+
+        A stopped run's parameters stay as they were before the step that stopped it and
+        its later ``loss`` entries are NaN.
     progress : bool or callable, default False
         True: a status line on stderr (runs done, time elapsed and left) as blocks of
         runs finish; a callable: called as ``progress(runs_done, n_runs)`` instead.
@@ -130,7 +139,13 @@ def sweep(model, X, Y, *, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nes
 
         * ``loss`` (..., epoch): full-data loss before each epoch and after the last;
         * ``final_loss`` (...): ``loss`` after the last epoch (NaN for a stopped run);
-        * ``diverged`` (...): bool; ``diverged_step`` (...): the step marked, -1 if none
+        * ``outcome`` (...): int8 codes of :data:`gdsim.outcomes.OUTCOMES` (converged,
+          converging, oscillating, bounded orbit, diverged; CF ``flag_values`` and
+          ``flag_meanings`` in its attributes), read from ``loss``;
+          ``growth_rate`` (...): the factor the loss grows by per epoch over the last half
+          of the epochs (:func:`gdsim.outcomes.classify`);
+        * ``diverged`` (...): bool, by the rule of ``divergence``; ``diverged_step`` (...):
+          the step the run was marked (stopped, unless ``divergence=None``), -1 if none
           (``steps_per_epoch * epochs`` when only the final loss was);
           ``diverged_loss`` (...): the loss that marked it;
         * ``params`` (..., param): final parameters, flat in torch's order.
@@ -152,10 +167,11 @@ def sweep(model, X, Y, *, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nes
     ...                  epochs=5, batch_size=1, params0=[-10.0, -20.0])
     >>> ds.final_loss.dims
     ('lr', 'momentum')
-    >>> bool(ds.diverged.sel(lr=0.1, momentum=0.0))  # the tutorial's per-sample SGD blows up
+    >>> from gdsim.outcomes import OUTCOMES
+    >>> [OUTCOMES[code] for code in ds.outcome.sel(momentum=0.0).values]
+    ['converging', 'converging', 'bounded orbit']
+    >>> bool(ds.diverged.sel(lr=0.1, momentum=0.9))  # with heavy ball it blows up
     True
-    >>> bool(ds.diverged.sel(lr=0.001, momentum=0.0))
-    False
     """
     if chunk_runs is not None:
         chunk_runs = check_int("chunk_runs", chunk_runs, minimum=1)
@@ -178,7 +194,7 @@ def sweep(model, X, Y, *, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nes
     if store is not None:
         _check_store(store)
     if chunk_runs is None:
-        per_run = np.dtype(spec.dtype).itemsize * (spec.epochs + 1 + spec.model.n_params) + 24
+        per_run = np.dtype(spec.dtype).itemsize * (spec.epochs + 1 + spec.model.n_params) + 34
         chunk_runs = max(128, REGION_BYTES // per_run // 128 * 128)
     with dask_client(scheduler) as client:
         if store is None:
@@ -212,7 +228,7 @@ def _sweep_on_cluster(spec, client, chunk_runs, report):
 #: overhead (a task, a record, a few files) is small, small enough to stream; and the most
 #: runs such a region holds (the memory check's bound before the spec is known).
 REGION_BYTES = 8 * 2**20
-DEFAULT_REGION_RUNS = REGION_BYTES // 24 // 128 * 128
+DEFAULT_REGION_RUNS = REGION_BYTES // 34 // 128 * 128
 
 
 def _sweep_to_store(spec, store, chunk_runs, report, client):
@@ -257,4 +273,5 @@ def run_points(spec, runs, progress=None):
     if progress is not None and not callable(progress):
         raise ParameterError(f"progress must be None or a callable progress(runs_done, n_runs), got {progress!r}",
                              "progress")
-    return get_target(spec.target).run(make_plan(spec, runs.astype(np.int64)), progress)
+    return add_outcomes(get_target(spec.target).run(make_plan(spec, runs.astype(np.int64)), progress),
+                        spec.divergence_rule)

@@ -47,9 +47,13 @@ class SweepSpec:
     dtype : str
         ``"float64"`` or ``"float32"``.
     divergence_factor : float
-        A loss above this factor times the initial loss marks divergence.
+        A loss above this factor times the initial loss marks divergence (``inf``: only a
+        non-finite loss does).
     stop_diverged : bool
         Whether a run marked diverged stops updating.
+    divergence_rule : str
+        What ``diverged`` means: ``"growth"``, the run's outcome is diverged
+        (:mod:`gdsim.outcomes`); ``"threshold"``, the run was marked.
     params0 : numpy.ndarray or None
         Initial parameters shared by every run, or None for ``model.init(seed)``.
     """
@@ -68,6 +72,7 @@ class SweepSpec:
     divergence_factor: float
     stop_diverged: bool
     params0: np.ndarray | None = dataclasses.field(repr=False)
+    divergence_rule: str = "growth"
 
     @property
     def n(self):
@@ -104,7 +109,7 @@ class SweepSpec:
         target family gives the same bits): what a result store is keyed on."""
         h = hashlib.sha256()
         h.update(repr((self.model, self.epochs, self.swept, self.shuffle, self.drop_last, self.dtype,
-                       self.divergence_factor, self.stop_diverged)).encode())
+                       self.divergence_factor, self.stop_diverged, self.divergence_rule)).encode())
         schedule = self.schedule
         arrays = [self.X, self.Y, self.params0, schedule if isinstance(schedule, np.ndarray) else None]
         arrays += [self.values[name] for name in AXES]
@@ -171,18 +176,26 @@ def check_float32_range(dtype, **arrays):
                                  "would turn into inf; rescale the data or use dtype='float64'", name)
 
 
+#: ``divergence="growth"``: the kernels stop a run only at a non-finite loss.
+GROWTH = "growth"
+
+
 def _check_divergence(divergence):
+    """(divergence_factor, stop_diverged, divergence_rule) of a ``divergence`` argument."""
+    if isinstance(divergence, str) and divergence == GROWTH:
+        return math.inf, True, "growth"
     if divergence is None:
-        return 1e6, False
-    if not is_real_scalar(divergence) or not divergence > 1:
-        raise ParameterError(f"divergence must be a number > 1 (a factor of the initial loss) or None, "
-                             f"got {divergence!r}", "divergence")
-    return float(divergence), True
+        return 1e6, False, "threshold"
+    if isinstance(divergence, str) or not is_real_scalar(divergence) or not divergence > 1:
+        hint = closest(divergence, [GROWTH]) if isinstance(divergence, str) else ""
+        raise ParameterError(f"divergence must be 'growth', a number > 1 (a factor of the initial loss) or None, "
+                             f"got {divergence!r}{hint}", "divergence")
+    return float(divergence), True, "threshold"
 
 
 def check_sweep(model, X, Y, *, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False,
                 batch_size=None, epochs, shuffle=False, seed=0, params0=None, lr_schedule=None, drop_last=False,
-                target="parallel", dtype="float64", divergence=1e6, at_once=None):
+                target="parallel", dtype="float64", divergence=GROWTH, at_once=None):
     """Check every argument of :func:`gdsim.sweep` (same signature, without ``progress``
     and ``store``) without running anything.
 
@@ -214,13 +227,14 @@ def check_sweep(model, X, Y, *, lr, momentum=0.0, dampening=0.0, weight_decay=0.
     schedule = check_lr_schedule(lr_schedule, epochs)
     target = check_target(target)
     dtype_name = check_dtype(dtype)
-    divergence_factor, stop_diverged = _check_divergence(divergence)
+    divergence_factor, stop_diverged, divergence_rule = _check_divergence(divergence)
     if params0 is not None:
         params0 = model.check_params(params0, "params0")
     check_float32_range(dtype_name, X=X, Y=Y, params0=params0)
     spec = SweepSpec(model=model, X=X, Y=Y, epochs=epochs, values=values, swept=swept, shuffle=shuffle,
                      drop_last=drop_last, schedule=schedule, target=target, dtype=dtype_name,
-                     divergence_factor=divergence_factor, stop_diverged=stop_diverged, params0=params0)
+                     divergence_factor=divergence_factor, stop_diverged=stop_diverged, params0=params0,
+                     divergence_rule=divergence_rule)
     itemsize = np.dtype(dtype_name).itemsize
     # Plan, working copies, padding to whole blocks and the result, all at once at worst.
     n_groups = len(values["seed"]) * len(values["batch_size"])

@@ -1,0 +1,139 @@
+"""What became of a run, read from its full-data loss at every epoch: converged,
+converging, oscillating, a bounded orbit, or diverged, with its fitted growth rate per epoch.
+
+A threshold on the loss (the old ``1e6 x`` rule) cannot tell a run that grows without
+bound from one that left its start and settled on a far orbit: per-sample SGD on the
+tutorial at ``lr = 0.1`` sits on a cycle at ``1e14`` whose epoch map contracts. The
+growth of the loss can. :func:`classify` looks at the second half of the epochs (the
+*tail*) and fits two trends per epoch, by least squares: ``g``, the slope of
+``log(loss)`` (its ``exp`` is the reported growth rate), and ``d``, the slope of
+``log|loss[e+1] - loss[e]|``, whether the loss's changes grow or die out. A trend counts
+when it is above ``RATE_TOLERANCE`` and significant at ``P_VALUE`` (a t test):
+
+1. **diverged**: a loss is non-finite (it overflowed, or the run was stopped and its later
+   losses are NaN);
+2. **converged**: the tail has settled (its largest and smallest losses within
+   ``SETTLED`` relative) at or below the initial loss; **bounded orbit** if it settled
+   wholly above it (a far fixed point or cycle of the epoch map);
+3. **diverged**: the changes grow (``d > 0``: geometric growth, or a growing
+   oscillation), or the loss grows (``g > 0``) while its changes do not die out;
+4. **bounded orbit**: otherwise, if the tail lies wholly above the initial loss (the run
+   left its start for good, and is on or settling towards a far orbit);
+5. **converging**: the changes die out (``d < 0``: a geometric approach to a limit, from
+   above, from below, or as heavy ball's damped oscillation), or the loss decreases
+   while its changes do not grow;
+6. **oscillating**: no trend and not settled: a noise floor, or a cycle such as gradient
+   descent's period 2.
+
+The outcome is that of the simulated horizon, and of the loss alone: gradient descent at
+exactly ``lr = 2 / L`` flips its parameters at a constant loss, which reads as converged.
+"""
+
+import numpy as np
+
+#: The outcomes, by code (the ``outcome`` variable of a sweep holds the code).
+OUTCOMES = ("converged", "converging", "oscillating", "bounded orbit", "diverged")
+CONVERGED, CONVERGING, OSCILLATING, BOUNDED_ORBIT, DIVERGED = range(len(OUTCOMES))
+#: The share of the epoch losses (the last ones) the growth rate is fitted on.
+TAIL = 0.5
+#: A tail whose largest loss is within this, relative, of its smallest has settled.
+SETTLED = 1e-6
+#: A slope per epoch smaller than this (a factor within 0.1% of 1 per epoch) is no trend.
+RATE_TOLERANCE = 1e-3
+#: A slope counts as a trend when noise would give one as far from 0 with this chance at
+#: most (two-sided Student t test on the fit's residuals).
+P_VALUE = 1e-3
+
+
+def cf_attrs():
+    """The CF attributes of an ``outcome`` variable (``flag_values`` and ``flag_meanings``)."""
+    return {"long_name": "outcome of the run", "flag_values": np.arange(len(OUTCOMES), dtype=np.int8),
+            "flag_meanings": " ".join(name.replace(" ", "_") for name in OUTCOMES),
+            "description": "from the growth of the full-data loss over the last half of the epochs "
+                           "(gdsim.outcomes)"}
+
+
+def classify(epoch_loss):
+    """The outcome and growth rate of runs from their full-data losses at every epoch.
+
+    Parameters
+    ----------
+    epoch_loss : array_like (..., epochs + 1)
+        Full-data loss before each epoch and after the last (``TrainResult.epoch_loss``,
+        a sweep's ``loss``), one row per run; NaN after a stopped run's last update.
+
+    Returns
+    -------
+    outcome : numpy.ndarray of int8 (...)
+        Codes of :data:`OUTCOMES`.
+    growth_rate : numpy.ndarray of float64 (...)
+        ``exp`` of the least-squares slope of ``log(loss)`` per epoch over the last half
+        of the finite losses: the factor the loss grows by per epoch (below 1: it
+        decays). NaN where fewer than two losses are finite; 0 where the loss reached 0.
+
+    Notes
+    -----
+    The rules are in the module's docstring. Each run is classified on its own, so the
+    result does not depend on which runs share the call.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> outcome, rate = classify([[1.0, 0.5, 0.25, 0.125], [1.0, 4.0, 16.0, 64.0]])
+    >>> [OUTCOMES[c] for c in outcome], rate.round(6).tolist()
+    (['converging', 'diverged'], [0.5, 4.0])
+    """
+    loss = np.asarray(epoch_loss, dtype=np.float64)
+    if loss.ndim < 1 or loss.shape[-1] < 2:
+        raise ValueError(f"epoch_loss must have at least two epochs (the initial and a final loss) on its last "
+                         f"axis, got shape {loss.shape}")
+    flat = loss.reshape(-1, loss.shape[-1])
+    finite = np.isfinite(flat)
+    n_finite = np.where(finite.all(axis=1), flat.shape[1], np.argmin(finite, axis=1))  # before the first non-finite
+    outcome = np.empty(flat.shape[0], dtype=np.int8)
+    rate = np.empty(flat.shape[0])
+    for n in np.unique(n_finite):  # runs with as many finite losses share their tail's length: one pass each
+        rows = np.flatnonzero(n_finite == n)
+        outcome[rows], rate[rows] = _classify_runs(flat[rows, :n], stopped=n < flat.shape[1])
+    return outcome.reshape(loss.shape[:-1]), rate.reshape(loss.shape[:-1])
+
+
+def _classify_runs(loss, stopped):
+    """(outcome codes, growth rates) of runs whose epoch losses ``loss`` (runs, n) are all
+    finite; ``stopped``: their later losses were not (see :func:`classify`)."""
+    tail = loss[:, -max(2, int(np.ceil(TAIL * loss.shape[1]))):]
+    g, g_sign = _trends(tail)
+    last = tail[:, -1] if tail.shape[1] else np.full(len(tail), np.nan)
+    growth = np.where(last == 0.0, 0.0, np.exp(g))
+    if stopped:
+        return np.full(len(loss), DIVERGED, dtype=np.int8), growth
+    above = tail.min(axis=1) > loss[:, 0]
+    settled = tail.max(axis=1) <= tail.min(axis=1) * (1.0 + SETTLED)  # rounding may still make it creep
+    _, d_sign = _trends(np.abs(np.diff(tail, axis=1)))
+    # Growing changes alone are noisy evidence (log|change| has a heavy lower tail): they
+    # also need the tail's last loss to be its largest.
+    grows = ((d_sign > 0) & (last == tail.max(axis=1))) | ((g_sign > 0) & (d_sign >= 0))
+    decays = (d_sign < 0) | (g_sign < 0)
+    outcome = np.select([last == 0.0, settled & above, settled, grows, above, decays],  # the rules, in order
+                        [CONVERGED, BOUNDED_ORBIT, CONVERGED, DIVERGED, BOUNDED_ORBIT, CONVERGING], OSCILLATING)
+    return outcome.astype(np.int8), growth
+
+
+def _trends(values):
+    """Per row of ``values`` (runs, m): the least-squares slope of ``log(values)`` per
+    entry (NaN unless ``m >= 2`` and every value is positive) and its sign where it counts
+    as a trend (above :data:`RATE_TOLERANCE` and significant at :data:`P_VALUE`), else 0."""
+    from scipy.stats import t as student_t  # imported here: only a finished run needs it
+
+    runs, m = values.shape
+    if m < 2:
+        return np.full(runs, np.nan), np.zeros(runs, dtype=np.int64)
+    valid = np.all(values > 0.0, axis=1)
+    x = np.arange(m, dtype=np.float64) - (m - 1) / 2
+    logs = np.log(np.where(values > 0.0, values, 1.0))
+    logs -= logs.mean(axis=1, keepdims=True)
+    slope = logs @ x / (x @ x)
+    residual = logs - slope[:, None] * x
+    stderr = np.sqrt(np.einsum("ij,ij->i", residual, residual) / max(m - 2, 1) / (x @ x))
+    counts = valid & (np.abs(slope) > RATE_TOLERANCE) & (np.abs(slope) > student_t.ppf(1 - P_VALUE / 2, max(m - 2, 1)) * stderr)
+    return np.where(valid, slope, np.nan), np.where(counts, np.sign(slope), 0).astype(np.int64)

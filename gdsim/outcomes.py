@@ -15,8 +15,10 @@ when it is above ``RATE_TOLERANCE`` and significant at ``P_VALUE`` (a t test):
 2. **converged**: the tail has settled (its largest and smallest losses within
    ``SETTLED`` relative) at or below the initial loss; **bounded orbit** if it settled
    wholly above it (a far fixed point or cycle of the epoch map);
-3. **diverged**: the changes grow (``d > 0``: geometric growth, or a growing
-   oscillation), or the loss grows (``g > 0``) while its changes do not die out;
+3. **diverged**: the tail ends at its largest loss, above the initial loss, and its
+   changes grow (``d > 0``: geometric growth, or a growing oscillation) or the loss grows
+   (``g > 0``) while its changes do not die out (a rise short of that can be part of an
+   oscillation slower than the tail);
 4. **bounded orbit**: otherwise, if the tail lies wholly above the initial loss (the run
    left its start for good, and is on or settling towards a far orbit);
 5. **converging**: the changes die out (``d < 0``: a geometric approach to a limit, from
@@ -110,9 +112,11 @@ def _classify_runs(loss, stopped):
     above = tail.min(axis=1) > loss[:, 0]
     settled = tail.max(axis=1) <= tail.min(axis=1) * (1.0 + SETTLED)  # rounding may still make it creep
     _, d_sign = _trends(np.abs(np.diff(tail, axis=1)))
-    # Growing changes alone are noisy evidence (log|change| has a heavy lower tail): they
-    # also need the tail's last loss to be its largest.
-    grows = ((d_sign > 0) & (last == tail.max(axis=1))) | ((g_sign > 0) & (d_sign >= 0))
+    # A growing loss ends its tail at its largest value, above where it started; a rise
+    # short of that can be part of an oscillation slower than the tail (heavy ball or
+    # Nesterov at small lr and high momentum), or noise.
+    peak = (last == tail.max(axis=1)) & (last > loss[:, 0])
+    grows = peak & ((d_sign > 0) | ((g_sign > 0) & (d_sign >= 0)))
     decays = (d_sign < 0) | (g_sign < 0)
     outcome = np.select([last == 0.0, settled & above, settled, grows, above, decays],  # the rules, in order
                         [CONVERGED, BOUNDED_ORBIT, CONVERGED, DIVERGED, BOUNDED_ORBIT, CONVERGING], OSCILLATING)

@@ -107,7 +107,8 @@ def momentum_phase(study, ds):
     # The worst loss of the last quarter of the run, not the last one alone: an oscillating
     # run can pass close to the optimum at the last step by luck of its phase.
     last = max(1, ds.sizes["epoch"] // 4)
-    worst = ds.loss.isel(epoch=slice(-last, None)).max("epoch", skipna=False).transpose(..., "lr", "momentum")
+    worst = ds.loss.isel(epoch=slice(-last, None)).max("epoch", skipna=False).where(~ds.diverged)  # gray
+    worst = worst.transpose(..., "lr", "momentum")
     excess = {nv: excess_loss((worst.sel(nesterov=nv) if "nesterov" in ds.dims else worst).values, optimum)
               for nv in nesterov_values}
     finite = np.concatenate([e[np.isfinite(e)] for e in excess.values()])

@@ -24,7 +24,7 @@ def mlp_phase(study, ds):
     sharp = theory.sharpness(model, theta0, X, Y)
     loss0 = float(ds.loss.isel(epoch=0).values.flat[0])
     with np.errstate(all="ignore"):
-        values = np.log10(ds.final_loss.transpose("lr", "momentum").values / loss0)
+        values = np.log10(ds.final_loss.where(~ds.diverged).transpose("lr", "momentum").values / loss0)  # gray
     # Runs that end 10x above their initial loss are as good as diverged: saturate the colours there.
     mesh = phase_panel(ax, fig, ds.lr.values, ds.momentum.values, values, "", None, 1.0)
     beta = np.linspace(0, ds.momentum.values.max(), 200)

@@ -13,7 +13,7 @@ import numpy as np
 
 from .._io import check_folder
 from .._validate import ParameterError, check_int
-from ..sweeps.dataset import empty_raw, grid_shape
+from ..sweeps.dataset import LAYOUT, empty_raw, grid_shape
 from ..sweeps.executors import dask_client
 from ..sweeps.store import RECORD_NAMES, RECORDS, ResultStore, fill, plan_regions
 from ..sweeps.targets import TARGETS, get_target
@@ -91,7 +91,8 @@ def study_store(study, spec, path):
     from .. import __version__
 
     family = TARGETS[spec.target].family if study.runner == "sweep" else "cpu"
-    identity = {"study_sha256": study.content_sha256, "gdsim_version": __version__, "target_family": family}
+    identity = {"study_sha256": study.content_sha256, "gdsim_version": __version__, "layout": LAYOUT,
+                "target_family": family}
     return ResultStore(path, spec.dims, identity)
 
 
@@ -109,7 +110,8 @@ def store_state(study, spec, path):
     except ParameterError as error:
         raise StudyError(f"{error}; rerun with --restart to replace it") from None
     what = {"study_sha256": "the study's content changed", "gdsim_version": f"it was made by gdsim "
-            f"{found.get('gdsim_version')}", "target_family": f"it was run on {found.get('target_family')!r}"}
+            f"{found.get('gdsim_version')}", "target_family": f"it was run on {found.get('target_family')!r}",
+            "layout": "its variables are those of another gdsim"}
     changed = [what[key] for key in store.identity if found.get(key) != store.identity[key]]
     if changed:
         raise StudyError(f"{path} is a result of {study.path} that is out of date ({'; '.join(changed)}); "

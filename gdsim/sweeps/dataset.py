@@ -23,6 +23,9 @@ RAW_ARRAYS = {
     "growth_rate": ((), np.float64),
     "diverged": ((), np.bool_),
 }
+#: The variables a result store holds, part of its identity: a store of another layout
+#: (made by an older gdsim) is not resumed or taken as up to date.
+LAYOUT = " ".join(RAW_ARRAYS)
 
 
 def add_outcomes(raw, divergence_rule):

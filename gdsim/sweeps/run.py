@@ -14,7 +14,7 @@ import numpy as np
 
 from .._io import check_folder
 from .._validate import ParameterError, as_array, check_int, short_repr
-from .dataset import add_outcomes, empty_raw, grid_dataset, grid_shape, grid_variables
+from .dataset import LAYOUT, add_outcomes, empty_raw, grid_dataset, grid_shape, grid_variables
 from .plan import make_plan
 from .spec import SweepSpec, check_sweep
 from .executors import RegionWork, dask_client, dask_results
@@ -235,7 +235,7 @@ def _sweep_to_store(spec, store, chunk_runs, report, client):
     """:func:`sweep` with ``store``: checked, then :func:`gdsim.sweeps.store.fill`."""
     from .. import __version__
 
-    identity = {"sweep_sha256": spec.digest(), "gdsim_version": __version__,
+    identity = {"sweep_sha256": spec.digest(), "gdsim_version": __version__, "layout": LAYOUT,
                 "target_family": get_target(spec.target).family}
     n, epochs, n_params = spec.n_configs, spec.epochs, spec.model.n_params
     return fill(ResultStore(store, spec.dims, identity), grid_shape(spec), chunk_runs,

@@ -33,6 +33,8 @@ exactly ``lr = 2 / L`` flips its parameters at a constant loss, which reads as c
 
 import numpy as np
 
+from ._jit import jit
+
 #: The outcomes, by code (the ``outcome`` variable of a sweep holds the code).
 OUTCOMES = ("converged", "converging", "oscillating", "bounded orbit", "diverged")
 CONVERGED, CONVERGING, OSCILLATING, BOUNDED_ORBIT, DIVERGED = range(len(OUTCOMES))
@@ -89,55 +91,81 @@ def classify(epoch_loss):
     if loss.ndim < 1 or loss.shape[-1] < 2:
         raise ValueError(f"epoch_loss must have at least two epochs (the initial and a final loss) on its last "
                          f"axis, got shape {loss.shape}")
-    flat = loss.reshape(-1, loss.shape[-1])
-    finite = np.isfinite(flat)
-    n_finite = np.where(finite.all(axis=1), flat.shape[1], np.argmin(finite, axis=1))  # before the first non-finite
+    flat = np.ascontiguousarray(loss.reshape(-1, loss.shape[-1]))
+    from scipy.stats import t as student_t  # imported here: only finished runs need it
+
+    # Student t's two-sided critical value for each number of fitted points m (m - 2 degrees of freedom).
+    critical = student_t.ppf(1 - P_VALUE / 2, np.maximum(np.arange(flat.shape[1] + 1) - 2, 1))
     outcome = np.empty(flat.shape[0], dtype=np.int8)
     rate = np.empty(flat.shape[0])
-    for n in np.unique(n_finite):  # runs with as many finite losses share their tail's length: one pass each
-        rows = np.flatnonzero(n_finite == n)
-        outcome[rows], rate[rows] = _classify_runs(flat[rows, :n], stopped=n < flat.shape[1])
+    _classify_runs(flat, critical, outcome, rate)
     return outcome.reshape(loss.shape[:-1]), rate.reshape(loss.shape[:-1])
 
 
-def _classify_runs(loss, stopped):
-    """(outcome codes, growth rates) of runs whose epoch losses ``loss`` (runs, n) are all
-    finite; ``stopped``: their later losses were not (see :func:`classify`)."""
-    tail = loss[:, -max(2, int(np.ceil(TAIL * loss.shape[1]))):]
-    g, g_sign = _trends(tail)
-    last = tail[:, -1] if tail.shape[1] else np.full(len(tail), np.nan)
-    growth = np.where(last == 0.0, 0.0, np.exp(g))
-    if stopped:
-        return np.full(len(loss), DIVERGED, dtype=np.int8), growth
-    above = tail.min(axis=1) > loss[:, 0]
-    settled = tail.max(axis=1) <= tail.min(axis=1) * (1.0 + SETTLED)  # rounding may still make it creep
-    _, d_sign = _trends(np.abs(np.diff(tail, axis=1)))
-    # A growing loss ends its tail at its largest value, above where it started; a rise
-    # short of that can be part of an oscillation slower than the tail (heavy ball or
-    # Nesterov at small lr and high momentum), or noise.
-    peak = (last == tail.max(axis=1)) & (last > loss[:, 0])
-    grows = peak & ((d_sign > 0) | ((g_sign > 0) & (d_sign >= 0)))
-    decays = (d_sign < 0) | (g_sign < 0)
-    outcome = np.select([last == 0.0, settled & above, settled, grows, above, decays],  # the rules, in order
-                        [CONVERGED, BOUNDED_ORBIT, CONVERGED, DIVERGED, BOUNDED_ORBIT, CONVERGING], OSCILLATING)
-    return outcome.astype(np.int8), growth
+@jit
+def _classify_runs(loss, critical, outcome, rate):
+    """Fill ``outcome`` and ``rate`` for each row of ``loss`` (runs, epochs + 1) by the
+    module's rules; ``critical[m]``: the t test's threshold for a fit of ``m`` points."""
+    n_epochs = loss.shape[1]
+    logs = np.empty(n_epochs)  # scratch, reused run after run
+    for r in range(loss.shape[0]):
+        row = loss[r]
+        n = 0  # the losses before the first non-finite one
+        while n < n_epochs and np.isfinite(row[n]):
+            n += 1
+        size = min(n, max(2, int(np.ceil(TAIL * n))))
+        tail = row[n - size:n]
+        for i in range(size):
+            logs[i] = np.log(tail[i]) if tail[i] > 0.0 else np.nan
+        g, g_sign = _trend(logs[:size], critical)
+        last = tail[size - 1] if size > 0 else np.nan
+        rate[r] = 0.0 if last == 0.0 else np.exp(g)
+        if n < n_epochs:
+            outcome[r] = DIVERGED
+            continue
+        low, high = tail.min(), tail.max()
+        above = low > row[0]
+        for i in range(size - 1):
+            change = abs(tail[i + 1] - tail[i])
+            logs[i] = np.log(change) if change > 0.0 else np.nan
+        d_sign = _trend(logs[:size - 1], critical)[1]
+        # A growing loss ends its tail at its largest value, above where it started; a rise
+        # short of that can be part of an oscillation slower than the tail (heavy ball or
+        # Nesterov at small lr and high momentum), or noise.
+        peak = last == high and last > row[0]
+        if last == 0.0:  # an exact minimum (the log fit is not defined there)
+            outcome[r] = CONVERGED
+        elif high <= low * (1.0 + SETTLED):  # settled (rounding may still make it creep)
+            outcome[r] = BOUNDED_ORBIT if above else CONVERGED
+        elif peak and (d_sign > 0 or (g_sign > 0 and d_sign >= 0)):
+            outcome[r] = DIVERGED
+        elif above:
+            outcome[r] = BOUNDED_ORBIT
+        elif d_sign < 0 or g_sign < 0:
+            outcome[r] = CONVERGING
+        else:
+            outcome[r] = OSCILLATING
 
 
-def _trends(values):
-    """Per row of ``values`` (runs, m): the least-squares slope of ``log(values)`` per
-    entry (NaN unless ``m >= 2`` and every value is positive) and its sign where it counts
-    as a trend (above :data:`RATE_TOLERANCE` and significant at :data:`P_VALUE`), else 0."""
-    from scipy.stats import t as student_t  # imported here: only a finished run needs it
-
-    runs, m = values.shape
-    if m < 2:
-        return np.full(runs, np.nan), np.zeros(runs, dtype=np.int64)
-    valid = np.all(values > 0.0, axis=1)
-    x = np.arange(m, dtype=np.float64) - (m - 1) / 2
-    logs = np.log(np.where(values > 0.0, values, 1.0))
-    logs -= logs.mean(axis=1, keepdims=True)
-    slope = logs @ x / (x @ x)
-    residual = logs - slope[:, None] * x
-    stderr = np.sqrt(np.einsum("ij,ij->i", residual, residual) / max(m - 2, 1) / (x @ x))
-    counts = valid & (np.abs(slope) > RATE_TOLERANCE) & (np.abs(slope) > student_t.ppf(1 - P_VALUE / 2, max(m - 2, 1)) * stderr)
-    return np.where(valid, slope, np.nan), np.where(counts, np.sign(slope), 0).astype(np.int64)
+@jit
+def _trend(logs, critical):
+    """(least-squares slope of ``logs`` per entry, its sign if it counts as a trend: above
+    :data:`RATE_TOLERANCE` and significant at :data:`P_VALUE`, else 0); (NaN, 0) with
+    fewer than two entries or a NaN (the log of a value that is not positive)."""
+    m = logs.shape[0]
+    if m < 2 or np.isnan(logs).any():
+        return np.nan, 0
+    center = (m - 1) / 2
+    mean = logs.mean()
+    sxx = 0.0
+    sxy = 0.0
+    for i in range(m):
+        sxx += (i - center) ** 2
+        sxy += (i - center) * (logs[i] - mean)
+    slope = sxy / sxx
+    sse = 0.0
+    for i in range(m):
+        sse += (logs[i] - mean - slope * (i - center)) ** 2
+    stderr = np.sqrt(sse / max(m - 2, 1) / sxx)
+    counts = abs(slope) > RATE_TOLERANCE and abs(slope) > critical[m] * stderr
+    return slope, (1 if slope > 0 else -1) if counts else 0

@@ -18,15 +18,16 @@ from .cpu_line import line_batch_loss, line_sgd_epoch
 
 
 @jit_inline
-def sweep_block(theta, buf, model, X, Y, batches, lr, hyper, divergence, block_out, line_model, general):
+def sweep_block(theta, scratch, model, X, Y, batches, lr, hyper, divergence, block_out, line_model, general):
     """Train the ``BLOCK`` runs of one block with SGD, in place.
 
     Parameters
     ----------
     theta : float[n_params, BLOCK]
         Initial parameters of every run (one run per column); final parameters on return.
-    buf : float[n_params, BLOCK]
-        Momentum buffers (scratch).
+    scratch : tuple
+        :func:`block_scratch`'s working arrays after ``theta`` (the momentum buffers first),
+        reused from block to block: their values on entry do not matter.
     model : gdsim.models.ModelSpec
     X : float[n, n_in]
     Y : float[n, n_out] or float[n, 1]
@@ -62,18 +63,12 @@ def sweep_block(theta, buf, model, X, Y, batches, lr, hyper, divergence, block_o
     sizes = model.sizes
     n = X.shape[0]
     epochs = order.shape[0]
-    width = 0
-    for layer in range(1, sizes.shape[0]):
-        width += sizes[layer]
-    acts = np.empty((GROUP, width, BLOCK), dtype=theta.dtype)
-    deltas = np.empty((GROUP, width, BLOCK), dtype=theta.dtype)
-    grad = np.empty_like(theta)
-    own = np.empty(BLOCK, dtype=theta.dtype)
+    buf, acts, deltas, grad, own, total, threshold, active = scratch
+    buf[:] = 0.0
+    threshold[:] = np.inf
+    active[:] = 1
     work = (acts, deltas, own)
-    total = np.empty(BLOCK, dtype=theta.dtype)
-    threshold = np.full(BLOCK, np.inf)
     marks = (threshold, diverged_step, diverged_loss)
-    active = np.ones(BLOCK, dtype=np.int64)  # int64 rather than bool: cheaper as a vector mask
     n_active = BLOCK
     data_order = np.arange(n)
     mean = averages(model.reduction)  # the line model's reductions: "mean" or "sum"
@@ -117,24 +112,46 @@ def sweep_block(theta, buf, model, X, Y, batches, lr, hyper, divergence, block_o
 
 
 @jit_inline
-def _run_block(k, blocks, model, data, runs, divergence, out, line_model, general):
-    """Run block ``k``: gather its runs' settings into block arrays, train them with
-    :func:`sweep_block`, scatter the results back (arguments: see :func:`_block_loop`).
+def block_scratch(model, theta0, epochs):
+    """The working arrays of a block, allocated once per range of blocks and reused from
+    block to block: ``(theta, block_lr, block_hyper, block_loss, block_step,
+    block_diverged_loss)`` and :func:`sweep_block`'s ``scratch``.
 
-    The block arrays are allocated here: contiguous, 32-byte aligned (so that no vector
-    load straddles two cache lines) and local to the thread that runs the block.
+    Allocated per block, they cost about a tenth of a small model's time (the allocator's
+    calls and fresh pages, block after block; 40,320 per-sample linear runs took 0.107-0.116 s
+    against 0.088-0.102 s reused). They are contiguous, 32-byte aligned (no vector load
+    straddles two cache lines) and local to the thread that runs the range.
+    """
+    sizes = model.sizes
+    dtype = theta0.dtype
+    n_params = theta0.shape[1]
+    width = 0
+    for layer in range(1, sizes.shape[0]):
+        width += sizes[layer]
+    block = (np.empty((n_params, BLOCK), dtype=dtype), np.empty((epochs, BLOCK)),
+             np.empty((len(HYPER_ROWS), BLOCK)), np.empty((epochs + 1, BLOCK), dtype=dtype),
+             np.empty(BLOCK, dtype=np.int64), np.empty(BLOCK))
+    scratch = (np.empty((n_params, BLOCK), dtype=dtype), np.empty((GROUP, width, BLOCK), dtype=dtype),
+               np.empty((GROUP, width, BLOCK), dtype=dtype), np.empty((n_params, BLOCK), dtype=dtype),
+               np.empty(BLOCK, dtype=dtype), np.empty(BLOCK, dtype=dtype), np.empty(BLOCK),
+               np.empty(BLOCK, dtype=np.int64))  # active: int64 rather than bool, cheaper as a vector mask
+    return block, scratch
+
+
+@jit_inline
+def _run_block(k, blocks, model, data, runs, divergence, out, work, line_model, general):
+    """Run block ``k``: gather its runs' settings into block arrays, train them with
+    :func:`sweep_block`, scatter the results back (arguments: see :func:`_block_loop`;
+    ``work``: :func:`block_scratch`).
     """
     slots, block_group = blocks
     X, Y, orders, batch_sizes, drop_last = data
     theta0, lr, hyper = runs
     epoch_loss, params, diverged_step, diverged_loss = out
+    (theta, block_lr, block_hyper, block_loss, block_step, block_diverged_loss), scratch = work
     n_params = theta0.shape[1]
     epochs = lr.shape[1]
     lanes = slots[k]
-    theta = np.empty((n_params, BLOCK), dtype=theta0.dtype)
-    buf = np.zeros((n_params, BLOCK), dtype=theta0.dtype)
-    block_lr = np.empty((epochs, BLOCK))
-    block_hyper = np.empty((len(HYPER_ROWS), BLOCK))
     for c in range(BLOCK):
         r = lanes[c]
         for i in range(n_params):
@@ -143,11 +160,8 @@ def _run_block(k, blocks, model, data, runs, divergence, out, line_model, genera
             block_lr[e, c] = lr[r, e]
         for h in range(len(HYPER_ROWS)):
             block_hyper[h, c] = hyper[h, r]
-    block_loss = np.empty((epochs + 1, BLOCK), dtype=theta0.dtype)
-    block_step = np.empty(BLOCK, dtype=np.int64)
-    block_diverged_loss = np.empty(BLOCK)
     g = block_group[k]
-    sweep_block(theta, buf, model, X, Y, (orders[g], batch_sizes[g], drop_last), block_lr, block_hyper, divergence,
+    sweep_block(theta, scratch, model, X, Y, (orders[g], batch_sizes[g], drop_last), block_lr, block_hyper, divergence,
                 (block_loss, block_step, block_diverged_loss), line_model, general)
     for c in range(BLOCK):
         r = lanes[c]
@@ -182,8 +196,9 @@ def _block_loop(line_model, general):
     A lane that repeats a run of its block (padding) writes the same numbers again.
     """
     def run_blocks(first, last, blocks, model, data, runs, divergence, out):
+        work = block_scratch(model, runs[0], runs[1].shape[1])
         for k in range(first, last):
-            _run_block(k, blocks, model, data, runs, divergence, out, line_model, general)
+            _run_block(k, blocks, model, data, runs, divergence, out, work, line_model, general)
 
     return jit(run_blocks)
 

@@ -128,8 +128,9 @@ def sweep(model, X, Y, *, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nes
         ``"sharpness"`` and ``"batch_sharpness"`` (Lanczos: for small models). Not
         ``"params"`` nor ``"noise_scale"``; ``dtype="float64"`` only. On the CPU targets
         each tracked run is trained once more by ``train``'s own compiled loop, which
-        measures them (the tracks are ``train``'s, and the other results unchanged); on
-        ``"cuda"`` the sweep kernel measures them.
+        measures them (the tracks are ``train``'s bits, the other results unchanged, and
+        a tracked run costs about what ``train`` costs); on ``"cuda"`` the sweep kernel
+        measures them. Tracks are part of a store's identity and regions.
 
     Returns
     -------
@@ -150,8 +151,9 @@ def sweep(model, X, Y, *, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nes
           union over batch sizes); NaN where a run measures nothing (other steps, or
           beyond its own last step). Each run holds what ``train(..., track=)`` gives
           at its settings (``result.tracks``); a run stopped by ``divergence`` holds
-          them up to its ``diverged_step`` (measured before that step's update) and NaN
-          after, like its ``loss``.
+          its full-data tracks up to its ``diverged_step`` (its final parameters), its
+          batch tracks before it (that step's update is not made), NaN after, like
+          its ``loss``. ``attrs["every"]``: the period.
 
         ``attrs`` hold the model, the data's shape and every fixed setting.
 

@@ -136,19 +136,19 @@ def test_tracks_change_nothing_else_and_cpu_equals_parallel_for_any_thread_count
 
 
 @needs_cuda
-@pytest.mark.parametrize("divergence", [None, 10.0])
-def test_cuda_tracks_are_trains(divergence):
+@pytest.mark.parametrize("divergence, track", [(None, CHEAP), (10.0, CHEAP), (10.0, {"grad_norm": 3, "batch_loss": 2})])
+def test_cuda_tracks_are_trains(divergence, track):
     # ReLU: a diverging tanh network saturates, and the gradients through its saturated units
     # (1 - tanh^2, a cancellation) magnify roundings far beyond 1e-12 once the loss is ~1e10.
     model = gdsim.MLP((2, 3, 2), activation="relu")
     X, Y = make_data(model, 5, seed=2)
     # Small on purpose: the simulator runs ~0.1 ms per thread and step.
     kw = dict(lr=[0.1, 5.0], momentum=[0.0, 0.9], batch_size=[2, 5], epochs=2, seed=[0, 1], shuffle=True)
-    ds = gdsim.sweep(model, X, Y, target="cuda", divergence=divergence, track=CHEAP, **kw)
+    ds = gdsim.sweep(model, X, Y, target="cuda", divergence=divergence, track=track, **kw)
     assert ds.diverged.any() and not ds.diverged.all()
-    check_tracks_against_train(model, X, Y, ds, CHEAP, epochs=2, rtol=1e-12, shuffle=True)
-    cpu = gdsim.sweep(model, X, Y, target="cpu", divergence=divergence, track=CHEAP, **kw)
-    for name in CHEAP:
+    check_tracks_against_train(model, X, Y, ds, track, epochs=2, rtol=1e-12, shuffle=True)
+    cpu = gdsim.sweep(model, X, Y, target="cpu", divergence=divergence, track=track, **kw)
+    for name in track:
         np.testing.assert_array_equal(np.isnan(ds["track_" + name]), np.isnan(cpu["track_" + name]))
 
 

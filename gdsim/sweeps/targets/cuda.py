@@ -43,11 +43,12 @@ def run_plan(plan, progress=None):
     if names:
         where = np.full(steps[-1] + 1, -1, dtype=np.int64)  # step -> its position in ``steps``
         where[steps] = np.arange(steps.size)
-        values = to_device(np.full((len(KERNEL_TRACKS), steps.size, n_runs), np.nan))
-        tracks = (to_device(every[:len(KERNEL_TRACKS)]), to_device(where), values)
+        rows = np.array([names.index(name) if name in names else -1 for name in KERNEL_TRACKS], dtype=np.int64)
+        values = to_device(np.full((len(names), steps.size, n_runs), np.nan))
+        tracks = (to_device(every[:len(KERNEL_TRACKS)]), to_device(rows), to_device(where), values)
     else:  # never read by the untracked kernel
-        tracks = (to_device(np.zeros(len(KERNEL_TRACKS), dtype=np.int64)), to_device(np.zeros(1, dtype=np.int64)),
-                  to_device(np.zeros((len(KERNEL_TRACKS), 0, 1))))
+        none = to_device(np.zeros(len(KERNEL_TRACKS), dtype=np.int64))
+        tracks = (none, none, none, to_device(np.zeros((0, 0, 1))))
     kernel[-(-n_runs // THREADS), THREADS](
         (theta, to_device(np.zeros((n_params, n_runs), dtype)), scratch(n_params), scratch(width), scratch(width)),
         model, (to_device(plan.X), to_device(plan.Y), to_device(plan.orders), to_device(plan.batch_sizes),
@@ -57,8 +58,8 @@ def run_plan(plan, progress=None):
     out = {"epoch_loss": epoch_loss.copy_to_host().T.copy(), "params": theta.copy_to_host().T.copy(),
            "diverged_step": diverged_step.copy_to_host(), "diverged_loss": diverged_loss.copy_to_host()}
     if names:
-        measured = values.copy_to_host()  # [observable, step, run] -> [run, observable, step]
-        out |= split_tracks(measured[[KERNEL_TRACKS.index(name) for name in names]].transpose(2, 0, 1).copy(), names)
+        # [observable, step, run] -> [run, observable, step]
+        out |= split_tracks(values.copy_to_host().transpose(2, 0, 1).copy(), names)
     if progress is not None:
         progress(n_runs, n_runs)
     return out

@@ -42,12 +42,13 @@ def compiled(tracked=False):
     * ``runs = (lr [epochs, runs], hyper [N_HYPER, runs])``;
     * ``divergence = (divergence_factor, stop_diverged)``;
     * ``out = (epoch_loss [epochs + 1, runs], diverged_step [runs], diverged_loss [runs])``;
-    * ``tracks = (every [4], where [max_steps + 1], values [4, steps, runs])``: the periods
-      of the first four observables of :data:`gdsim.tracks.TRACKS` (``loss``,
-      ``grad_norm``, ``batch_loss``, ``batch_grad_norm``; 0: not tracked), the position of
-      each step in the result's ``step`` coordinate, and the measurements (NaN on entry),
-      as :func:`gdsim.training.train_loop` makes them; a run stopped at a step keeps its
-      full-data measurements of that step, not its batch's. Read only with ``tracked``.
+    * ``tracks = (every [4], rows [4], where [max_steps + 1], values [m, steps, runs])``:
+      the periods of the first four observables of :data:`gdsim.tracks.TRACKS` (``loss``,
+      ``grad_norm``, ``batch_loss``, ``batch_grad_norm``; 0: not tracked), the row of
+      ``values`` of each, the position of each step in the result's ``step`` coordinate,
+      and the measurements (NaN on entry), as :func:`gdsim.training.train_loop` makes
+      them; a run stopped at a step keeps its full-data measurements of that step, not
+      its batch's. Read only with ``tracked``.
     """
     global numba_cuda
     numba_cuda = cuda()
@@ -192,23 +193,23 @@ def compiled(tracked=False):
 
     def track_full(theta, c, model, X, Y, order, step, grad, work, tracks):
         # gdsim.tracks.track_full: the full-data loss and gradient norm due at ``step`` (grad: scratch).
-        every, where, values = tracks
+        every, rows, where, values = tracks
         want_loss = every[0] > 0 and step % every[0] == 0
         want_norm = every[1] > 0 and step % every[1] == 0
         if want_loss or want_norm:
             value = batch_loss(theta, c, model, X, Y, order, -1, 0, X.shape[0], want_norm, grad, work)
             if want_loss:
-                values[0, where[step], c] = value
+                values[rows[0], where[step], c] = value
             if want_norm:
-                values[1, where[step], c] = norm(grad, c)
+                values[rows[1], where[step], c] = norm(grad, c)
 
     def track_batch(c, step, value, grad, tracks):
         # gdsim.tracks.track_batch: the step's batch loss and the norm of its gradient.
-        every, where, values = tracks
+        every, rows, where, values = tracks
         if every[2] > 0 and step % every[2] == 0:
-            values[2, where[step], c] = value
+            values[rows[2], where[step], c] = value
         if every[3] > 0 and step % every[3] == 0:
-            values[3, where[step], c] = norm(grad, c)
+            values[rows[3], where[step], c] = norm(grad, c)
 
     norm = cuda_device(norm)
     track_full = cuda_device(track_full)

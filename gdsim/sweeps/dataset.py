@@ -9,7 +9,7 @@ array per tracked observable, named :data:`TRACK_PREFIX` + its name, over the ``
 import numpy as np
 
 from ..batches import steps_per_epoch
-from ..tracks import TRACKS
+from ..tracks import SCALARS, TRACKS
 from .spec import AXES
 
 #: The raw arrays of a range of runs: name -> (the axes after the run axis, dtype), where
@@ -75,8 +75,15 @@ def grid_variables(raw, dims, shape):
         "diverged_loss": (dims, grid(raw["diverged_loss"]), {"long_name": "loss that marked divergence"}),
         "params": (dims + ["param"], grid(raw["params"]),
                    {"long_name": "final parameters", "description": "flat, in torch's order"}),
-    } | {name: (dims + ["step"], grid(raw[name]), {"long_name": TRACKS[name[len(TRACK_PREFIX):]]})
-         for name in raw if name.startswith(TRACK_PREFIX)}
+    } | {key: _track_variable(key[len(TRACK_PREFIX):], grid(raw[key]), dims)
+         for key in raw if key.startswith(TRACK_PREFIX)}
+
+
+def _track_variable(name, array, dims):
+    """The variable of a tracked result: ``sweep``'s scalars, or also the train runner's
+    (:mod:`gdsim.studies.runners`: ``params`` over ``param``, ``noise_scale``'s results)."""
+    return (dims + ["step"] + (["param"] if name == "params" else []), array,
+            {"long_name": SCALARS.get(name) or TRACKS[name]})
 
 
 def grid_dataset(spec, raw, variables=grid_variables):

@@ -39,7 +39,7 @@ def expected_tracks(result, steps, names, stopped_at=None, shift=0):
 
 
 def check_tracks_against_train(model, X, Y, ds, track, *, epochs, rtol, shuffle=False, params0=None,
-                               drop_last=False, shift=0):
+                               drop_last=False, lr_schedule=None, shift=0):
     """Every point of ``ds`` holds train's tracks (within ``rtol``; 0: the same bits)."""
     names = list(track)
     defaults = {name: ds.attrs[name] for name in gdsim.sweeps.AXES if name in ds.attrs}
@@ -51,7 +51,8 @@ def check_tracks_against_train(model, X, Y, ds, track, *, epochs, rtol, shuffle=
         opt = gdsim.SGD(lr=s["lr"], momentum=s["momentum"], dampening=s["dampening"],
                         weight_decay=s["weight_decay"], nesterov=bool(s["nesterov"]))
         result = gdsim.train(model, X, Y, opt, epochs=epochs, batch_size=int(s["batch_size"]), shuffle=shuffle,
-                             seed=int(s["seed"]), params0=params0, drop_last=drop_last, track=track,
+                             seed=int(s["seed"]), params0=params0, drop_last=drop_last, lr_schedule=lr_schedule,
+                             track=track,
                              divergence_factor=ds.attrs["divergence_factor"])
         step = int(point.diverged_step)
         assert step == result.diverged_step, s
@@ -106,8 +107,8 @@ def mlp_grid():
     X, Y = make_data(model, 12, seed=3)
     # lr 40 diverges: marked at step 2 or 3 at 1e6 x, at step 1 at 10 x (batch size 5: mid-epoch;
     # 12: every step starts an epoch).
-    kw = dict(lr=[0.05, 40.0], momentum=[0.0, 0.9], nesterov=[False, True][:1], batch_size=[5, 12], seed=[0, 1],
-              epochs=3, shuffle=True)
+    kw = dict(lr=[0.05, 40.0], momentum=[0.5, 0.9], nesterov=[False, True], batch_size=[5, 12], seed=[0, 1],
+              epochs=3, shuffle=True, lr_schedule=("exponential", 0.7))
     return model, X, Y, kw
 
 
@@ -117,7 +118,7 @@ def test_mlp_grid_tracks_with_shuffles_momentum_and_stopped_runs_are_trains(dive
     ds = gdsim.sweep(model, X, Y, divergence=divergence, target="parallel", track=ALL, **kw)
     assert ds.diverged.any() and not ds.diverged.all()
     assert (ds.diverged_step.sel(batch_size=5) % 3 != 0).any()  # some mid-epoch (3 steps per epoch)
-    check_tracks_against_train(model, X, Y, ds, ALL, epochs=3, rtol=0, shuffle=True)
+    check_tracks_against_train(model, X, Y, ds, ALL, epochs=3, rtol=0, shuffle=True, lr_schedule=kw["lr_schedule"])
 
 
 def test_tracks_change_nothing_else_and_cpu_equals_parallel_for_any_thread_count():

@@ -41,7 +41,7 @@ def track_runs(runs, plan, out):
                    (plan.orders[g], batch_size, bool(plan.drop_last)), np.repeat(plan.lr[r], per_epoch),
                    np.ascontiguousarray(plan.hyper[:, r]), False, float(plan.divergence_factor),
                    (np.empty(plan.epochs + 1), np.empty(n_steps), np.empty((0, n_params))),
-                   use_dense_kernels(plan.model, batch_size), tracks)
+                   bool(use_dense_kernels(plan.model, batch_size)), tracks)
         scalars = tracks[1][0]
         for j, name in enumerate(names):
             k = every[list(TRACKS).index(name)]

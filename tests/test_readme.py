@@ -22,6 +22,11 @@ def test_python_examples_run():
     # at lr 1e-4, momentum 0.99 grows its loss by 1.54x per epoch (the 1e6 x rule missed it in 20 epochs).
     assert not ds.diverged.sel(lr=1e-4, momentum=slice(0, 0.9)).any() and ds.diverged.sel(lr=1.0).all()
     assert bool(ds.diverged.sel(lr=1e-4, momentum=0.99))
+    curves, gdsim = namespace["curves"], namespace["gdsim"]
+    assert curves.track_loss.dims == ("lr", "momentum", "step") and curves.track_loss.shape == (2, 2, 51)
+    run = gdsim.train(gdsim.Linear(1, 1), namespace["X"], namespace["Y"], gdsim.SGD(lr=1e-2, momentum=0.9),
+                      epochs=5, batch_size=10, params0=[-10.0, -20.0], track={"loss": 1})
+    assert np.array_equal(curves.track_loss.sel(lr=1e-2, momentum=0.9).values, run.tracks.loss.values)
     on_cluster = {}
     exec(blocks[2], on_cluster)  # on a LocalCluster: the same result as here
     here = on_cluster["gdsim"].sweep(on_cluster["gdsim"].MLP((10, 5, 1)), on_cluster["X"], on_cluster["Y"],

@@ -2,13 +2,15 @@
 labelled ``xarray.Dataset`` built from them.
 
 A new recorded quantity is a new entry of :data:`RAW_ARRAYS` (and of :func:`grid_dataset`'s
-variables) plus the kernels that fill it.
+variables) plus the kernels that fill it. The tracks (``sweep(..., track=)``) are one raw
+array per tracked observable, named :data:`TRACK_PREFIX` + its name, over the ``step`` axis.
 """
 
 import numpy as np
 
 from ..batches import steps_per_epoch
 from ..outcomes import DIVERGED, cf_attrs, classify
+from ..tracks import SCALARS, TRACKS
 from .spec import AXES
 
 #: The raw arrays of a range of runs: name -> (the axes after the run axis, dtype), where
@@ -38,27 +40,44 @@ def add_outcomes(raw, divergence_rule):
     return raw
 
 
+#: The raw array of each tracked observable (``track=``): ``TRACK_PREFIX + name``, float64
+#: ``[n_runs, steps]`` over the result's ``step`` coordinate (NaN where a run measured nothing).
+TRACK_PREFIX = "track_"
+
+
+def split_tracks(block, names):
+    """The raw arrays of the tracks ``names`` from one float64 array ``[n_runs,
+    len(names), steps]`` (views)."""
+    return {TRACK_PREFIX + name: block[:, i] for i, name in enumerate(names)}
+
+
 def grid_shape(spec):
     """The result's shape over its dimensions (the swept axes, :attr:`SweepSpec.dims`)."""
     return tuple(len(spec.values[name]) for name in spec.dims)
 
 
-def empty_raw(n_runs, epochs, n_params, dtype, lazy=False):
+def empty_raw(n_runs, epochs, n_params, dtype, lazy=False, tracks=((), 0)):
     """Uninitialised :data:`RAW_ARRAYS` for ``n_runs`` runs, each ``[n_runs, ...]``
-    (``lazy``: Dask arrays of zeros that are never computed, for a store's layout)."""
+    (``lazy``: Dask arrays of zeros that are never computed, for a store's layout), and
+    with ``tracks = (names, steps)`` the tracked observables' arrays over ``steps``
+    measured steps (NaN-filled: a run fills only the steps it measures)."""
     sizes = {"epoch": epochs + 1, "param": n_params}
     if lazy:
         import dask.array as da
 
     new = da.zeros if lazy else np.empty
-    return {name: new((n_runs,) + tuple(sizes[a] for a in axes), dtype=dtype if kind == "float" else kind)
-            for name, (axes, kind) in RAW_ARRAYS.items()}
+    raw = {name: new((n_runs,) + tuple(sizes[a] for a in axes), dtype=dtype if kind == "float" else kind)
+           for name, (axes, kind) in RAW_ARRAYS.items()}
+    names, steps = tracks
+    if lazy:
+        return raw | {TRACK_PREFIX + name: da.zeros((n_runs, steps)) for name in names}
+    return raw | split_tracks(np.full((n_runs, len(names), steps), np.nan), names)
 
 
 def grid_variables(raw, dims, shape):
     """The result's variables from the raw arrays of the runs of a grid (or of a
     rectangular region of it) of ``shape`` over ``dims``, in C order: name -> (dims,
-    array, attrs). NumPy or Dask arrays alike."""
+    array, attrs), the tracks' raw arrays as they are (over ``step``). NumPy or Dask arrays alike."""
     def grid(a):
         return a.reshape(tuple(shape) + a.shape[1:])
 
@@ -78,7 +97,15 @@ def grid_variables(raw, dims, shape):
         "diverged_loss": (dims, grid(raw["diverged_loss"]), {"long_name": "loss that marked divergence"}),
         "params": (dims + ["param"], grid(raw["params"]),
                    {"long_name": "final parameters", "description": "flat, in torch's order"}),
-    }
+    } | {key: _track_variable(key[len(TRACK_PREFIX):], grid(raw[key]), dims)
+         for key in raw if key.startswith(TRACK_PREFIX)}
+
+
+def _track_variable(name, array, dims):
+    """The variable of a tracked result: ``sweep``'s scalars, or also the train runner's
+    (:mod:`gdsim.studies.runners`: ``params`` over ``param``, ``noise_scale``'s results)."""
+    return (dims + ["step"] + (["param"] if name == "params" else []), array,
+            {"long_name": SCALARS.get(name) or TRACKS[name]})
 
 
 def grid_dataset(spec, raw, variables=grid_variables):
@@ -107,8 +134,15 @@ def grid_dataset(spec, raw, variables=grid_variables):
     coords = {name: values[name] for name in dims}
     coords["epoch"] = np.arange(spec.epochs + 1)
     coords["param"] = np.arange(model.n_params)
+    if spec.track:
+        coords["step"] = spec.track_steps
     ds = xr.Dataset(variables(raw, dims, grid_shape(spec)), coords=coords)
     ds.epoch.attrs["description"] = "loss[epoch] is measured before that epoch; loss[epochs] after the last"
+    for name, every in spec.track:
+        ds[TRACK_PREFIX + name].attrs["every"] = every
+    if spec.track:
+        ds.step.attrs["description"] = ("track_* measured before this step's update (a run's n_steps: after its "
+                                        "last); NaN where a run measured nothing")
     fixed = {name: (values[name][0].item()) for name in AXES if not swept[name]}
     schedule = spec.schedule
     ds.attrs.update(

@@ -40,6 +40,10 @@ class Plan:
     drop_last : bool
     divergence_factor : float
     stop_diverged : bool
+    track : (tuple of str, int64 [len(TRACKS)], int64 [steps])
+        ``(names, every, steps)``: the tracked observables, their periods
+        (:func:`gdsim.tracks.check_track`) and the result's ``step`` coordinate; ``names``
+        empty without tracks.
     """
 
     model: ModelSpec
@@ -54,6 +58,7 @@ class Plan:
     drop_last: bool
     divergence_factor: float
     stop_diverged: bool
+    track: tuple = ((), None, None)
 
     @property
     def n_runs(self):
@@ -98,4 +103,5 @@ def make_plan(spec, runs):
                 theta0=np.take(inits, index["seed"], axis=0).astype(spec.dtype), lr=lrs, hyper=hyper,
                 group=group, orders=orders, batch_sizes=np.repeat(values["batch_size"], n_seeds),
                 drop_last=spec.drop_last, divergence_factor=spec.divergence_factor,
-                stop_diverged=spec.stop_diverged)
+                stop_diverged=spec.stop_diverged,
+                track=(tuple(name for name, _ in spec.track), spec.every, spec.track_steps))

@@ -43,7 +43,8 @@ def progress_line(what, every=0.5):
 
 def sweep(model, X, Y, *, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False, batch_size=None,
           epochs, shuffle=False, seed=0, params0=None, lr_schedule=None, drop_last=False, target="parallel",
-          dtype="float64", divergence="growth", progress=False, store=None, chunk_runs=None, scheduler=None):
+          dtype="float64", divergence="growth", progress=False, store=None, chunk_runs=None, scheduler=None,
+          track=None):
     """Train ``model`` on ``(X, Y)`` for every point of a grid of SGD settings, at once.
 
     Every hyper-parameter takes a scalar or a 1-d array; the grid is the Cartesian
@@ -128,6 +129,18 @@ def sweep(model, X, Y, *, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nes
         result is the same bits as here (:mod:`gdsim.sweeps.executors`). The target runs
         on the workers (``"cuda"`` on GPU workers), so its availability is not checked
         here. None: the target's threads here.
+    track : dict, optional
+        Observables measured during every run, ``{name: every k steps}``, as
+        ``gdsim.train(..., track=)`` measures them (:mod:`gdsim.tracks`): ``"loss"`` and
+        ``"grad_norm"`` of the full data before steps ``0, k, 2k, ...`` (and after the
+        last step when ``k`` divides the run's steps), ``"batch_loss"`` and
+        ``"batch_grad_norm"`` of each step's batch, and on ``"cpu"``/``"parallel"``
+        ``"sharpness"`` and ``"batch_sharpness"`` (Lanczos: for small models). Not
+        ``"params"`` nor ``"noise_scale"``; ``dtype="float64"`` only. On the CPU targets
+        each tracked run is trained once more by ``train``'s own compiled loop, which
+        measures them (the tracks are ``train``'s bits, the other results unchanged, and
+        a tracked run costs about what ``train`` costs); on ``"cuda"`` the sweep kernel
+        measures them. Tracks are part of a store's identity and regions.
 
     Returns
     -------
@@ -148,7 +161,15 @@ def sweep(model, X, Y, *, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nes
           the step the run was marked (stopped, unless ``divergence=None``), -1 if none
           (``steps_per_epoch * epochs`` when only the final loss was);
           ``diverged_loss`` (...): the loss that marked it;
-        * ``params`` (..., param): final parameters, flat in torch's order.
+        * ``params`` (..., param): final parameters, flat in torch's order;
+        * with ``track``: ``track_NAME`` (..., step) per tracked observable, over the
+          ``step`` coordinate of every step where some run measures something (the
+          union over batch sizes); NaN where a run measures nothing (other steps, or
+          beyond its own last step). Each run holds what ``train(..., track=)`` gives
+          at its settings (``result.tracks``); a run stopped by ``divergence`` holds
+          its full-data tracks up to its ``diverged_step`` (its final parameters), its
+          batch tracks before it (that step's update is not made), NaN after, like
+          its ``loss``. ``attrs["every"]``: the period.
 
         ``attrs`` hold the model, the data's shape and every fixed setting.
 
@@ -178,7 +199,8 @@ def sweep(model, X, Y, *, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nes
     spec = check_sweep(model, X, Y, lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
                        nesterov=nesterov, batch_size=batch_size, epochs=epochs, shuffle=shuffle, seed=seed,
                        params0=params0, lr_schedule=lr_schedule, drop_last=drop_last, target=target, dtype=dtype,
-                       divergence=divergence, at_once=None if store is None else chunk_runs or DEFAULT_REGION_RUNS)
+                       divergence=divergence, at_once=None if store is None else chunk_runs or _region_runs,
+                       track=track)
     if not (isinstance(progress, (bool, np.bool_)) or callable(progress)):
         raise ParameterError(f"progress must be True, False or a callable progress(runs_done, n_runs), "
                              f"got {progress!r}", "progress")
@@ -194,8 +216,7 @@ def sweep(model, X, Y, *, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nes
     if store is not None:
         _check_store(store)
     if chunk_runs is None:
-        per_run = np.dtype(spec.dtype).itemsize * (spec.epochs + 1 + spec.model.n_params) + 34
-        chunk_runs = max(128, REGION_BYTES // per_run // 128 * 128)
+        chunk_runs = _region_runs(spec)
     with dask_client(scheduler) as client:
         if store is None:
             return _sweep_on_cluster(spec, client, chunk_runs, report)
@@ -213,7 +234,7 @@ def _check_store(store):
 
 def _sweep_on_cluster(spec, client, chunk_runs, report):
     """:func:`sweep` in memory, its regions computed as tasks on ``client``'s cluster."""
-    raw = empty_raw(spec.n_configs, spec.epochs, spec.model.n_params, spec.dtype)
+    raw = empty_raw(spec.n_configs, spec.epochs, spec.model.n_params, spec.dtype, tracks=_track_layout(spec))
     done = 0
     for region, part in dask_results(client, RegionWork(run_points), (spec,), plan_regions(grid_shape(spec), chunk_runs)):
         for name, array in part.items():
@@ -225,10 +246,15 @@ def _sweep_on_cluster(spec, client, chunk_runs, report):
 
 
 #: The size of a store's region when chunk_runs is not given: big enough that a region's
-#: overhead (a task, a record, a few files) is small, small enough to stream; and the most
-#: runs such a region holds (the memory check's bound before the spec is known).
+#: overhead (a task, a record, a few files) is small, small enough to stream.
 REGION_BYTES = 8 * 2**20
-DEFAULT_REGION_RUNS = REGION_BYTES // 34 // 128 * 128
+
+
+def _region_runs(spec):
+    """Runs per region of about :data:`REGION_BYTES` of results (a multiple of 128)."""
+    per_run = (np.dtype(spec.dtype).itemsize * (spec.epochs + 1 + spec.model.n_params) + 34
+               + 8 * len(spec.track) * spec.track_steps.size)
+    return max(128, REGION_BYTES // per_run // 128 * 128)
 
 
 def _sweep_to_store(spec, store, chunk_runs, report, client):
@@ -240,8 +266,14 @@ def _sweep_to_store(spec, store, chunk_runs, report, client):
     n, epochs, n_params = spec.n_configs, spec.epochs, spec.model.n_params
     return fill(ResultStore(store, spec.dims, identity), grid_shape(spec), chunk_runs,
                 task=(run_points, (spec,)), variables=grid_variables,
-                template=lambda: grid_dataset(spec, empty_raw(n, epochs, n_params, spec.dtype, lazy=True)),
+                template=lambda: grid_dataset(spec, empty_raw(n, epochs, n_params, spec.dtype, lazy=True,
+                                                              tracks=_track_layout(spec))),
                 progress=report, client=client)
+
+
+def _track_layout(spec):
+    """The ``tracks`` argument of :func:`gdsim.sweeps.dataset.empty_raw` for ``spec``."""
+    return tuple(name for name, _ in spec.track), spec.track_steps.size
 
 
 def run_points(spec, runs, progress=None):
@@ -258,7 +290,7 @@ def run_points(spec, runs, progress=None):
     Returns
     -------
     dict
-        :data:`gdsim.sweeps.dataset.RAW_ARRAYS`, one row per run: each run's result does
+        :data:`gdsim.sweeps.dataset.RAW_ARRAYS` (and the tracks' arrays), one row per run: each run's result does
         not depend on which other runs share the call (the kernels treat runs
         independently), so chunks of a grid concatenate to the whole grid's result bit for bit.
     """

@@ -13,14 +13,19 @@ import numpy as np
 
 from .._resources import check_memory
 from .._validate import SEED_MAX, ParameterError, as_array, short_repr, check_bool, check_int, closest, is_real_scalar
-from ..batches import SHUFFLES, check_shuffle
+from ..batches import SHUFFLES, check_shuffle, steps_per_epoch
 from ..models import MLP, check_model
 from ..optim import HYPER_PARAMETERS, check_lr_schedule, check_nesterov, epoch_lrs
-from .targets import check_target
+from ..tracks import TRACKS, check_track, measured_steps
+from .targets import TARGETS, check_target
 
 DTYPES = {"float64": np.float64, "float32": np.float32}
 #: The swept axes, in the order of the result's dimensions.
 AXES = ("lr", "momentum", "dampening", "weight_decay", "nesterov", "batch_size", "seed")
+#: The observables of :data:`gdsim.tracks.TRACKS` a sweep tracks (one number per run and
+#: measurement; not ``params`` nor ``noise_scale``), and those the CUDA kernel measures.
+SWEEP_TRACKS = ("loss", "grad_norm", "batch_loss", "batch_grad_norm", "sharpness", "batch_sharpness")
+CUDA_TRACKS = ("loss", "grad_norm", "batch_loss", "batch_grad_norm")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -56,6 +61,9 @@ class SweepSpec:
         (:mod:`gdsim.outcomes`); ``"threshold"``, the run was marked.
     params0 : numpy.ndarray or None
         Initial parameters shared by every run, or None for ``model.init(seed)``.
+    track : tuple of (str, int)
+        The tracked observables and their periods, in :data:`gdsim.tracks.TRACKS` order
+        (empty: none).
     """
 
     model: MLP
@@ -73,6 +81,7 @@ class SweepSpec:
     stop_diverged: bool
     params0: np.ndarray | None = dataclasses.field(repr=False)
     divergence_rule: str = "growth"
+    track: tuple = ()
 
     @property
     def n(self):
@@ -102,7 +111,25 @@ class SweepSpec:
         ParameterError
             If ``target`` is not a registered target (the registry's message).
         """
-        return dataclasses.replace(self, target=check_target(target))
+        target = check_target(target)
+        check_track_target(dict(self.track), target)
+        return dataclasses.replace(self, target=target)
+
+    @property
+    def every(self):
+        """The tracks' periods, int64 ``[len(TRACKS)]`` (:func:`gdsim.tracks.check_track`)."""
+        return check_track(dict(self.track))
+
+    @property
+    def track_steps(self):
+        """The result's ``step`` coordinate: the steps where some run measures something
+        (the union over the batch sizes, whose runs have different numbers of steps)."""
+        if not self.track:
+            return np.zeros(0, dtype=np.int64)
+        every = self.every
+        return np.unique(np.concatenate([
+            measured_steps(every, self.epochs * steps_per_epoch(self.n, int(b), self.drop_last))[1]
+            for b in self.values["batch_size"]]))
 
     def digest(self):
         """SHA-256 of every setting that decides the sweep's numbers (not the target: a
@@ -116,6 +143,8 @@ class SweepSpec:
         h.update(repr(schedule if isinstance(schedule, tuple) else None).encode())
         for a in arrays:
             h.update(b"none" if a is None else f"{a.dtype.str}{a.shape}".encode() + np.ascontiguousarray(a).tobytes())
+        if self.track:  # only then: an untracked sweep keeps the digest (and stores) it had
+            h.update(repr(("track", self.track)).encode())
         return h.hexdigest()
 
     def random_draws(self):
@@ -176,6 +205,42 @@ def check_float32_range(dtype, **arrays):
                                  "would turn into inf; rescale the data or use dtype='float64'", name)
 
 
+def check_sweep_track(track, target, dtype):
+    """``track`` checked for a sweep of ``target`` and ``dtype``: ``((name, every), ...)``
+    in :data:`gdsim.tracks.TRACKS` order (empty for None or ``{}``).
+
+    Raises
+    ------
+    gdsim._validate.ParameterError
+        Naming ``track``: what :func:`gdsim.tracks.check_track` refuses, an observable
+        that is not in :data:`SWEEP_TRACKS` (or :data:`CUDA_TRACKS` for ``"cuda"``), or
+        a dtype other than float64.
+    """
+    every = check_track(track)
+    names = [name for name, k in zip(TRACKS, every) if k]
+    refused = [name for name in names if name not in SWEEP_TRACKS]
+    if refused:
+        raise ParameterError(f"track: a sweep tracks {list(SWEEP_TRACKS)} (one number per run and measurement), "
+                             f"not {refused[0]!r}; gdsim.train tracks every observable of gdsim.tracks", "track")
+    if names and dtype != "float64":
+        raise ParameterError(f"track needs dtype='float64' (the tracks are gdsim.train's float64 observables), "
+                             f"got dtype={dtype!r}", "track")
+    check_track_target(dict.fromkeys(names), target)
+    return tuple((name, int(k)) for name, k in zip(TRACKS, every) if k)
+
+
+def check_track_target(track, target):
+    """Refuse tracked observables (names of ``track``) that ``target``'s kernels do not
+    measure: the CUDA kernel measures only :data:`CUDA_TRACKS` (ParameterError naming ``track``)."""
+    if TARGETS[target].family != "cuda":
+        return
+    for name in track:
+        if name not in CUDA_TRACKS:
+            raise ParameterError(f"track: target={target!r} measures {list(CUDA_TRACKS)}, not {name!r} (its "
+                                 "Lanczos iterations run on the CPU targets only): use target='cpu' or 'parallel'",
+                                 "track")
+
+
 #: ``divergence="growth"``: the kernels stop a run only at a non-finite loss.
 GROWTH = "growth"
 
@@ -195,12 +260,12 @@ def _check_divergence(divergence):
 
 def check_sweep(model, X, Y, *, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False,
                 batch_size=None, epochs, shuffle=False, seed=0, params0=None, lr_schedule=None, drop_last=False,
-                target="parallel", dtype="float64", divergence=GROWTH, at_once=None):
+                target="parallel", dtype="float64", divergence=GROWTH, at_once=None, track=None):
     """Check every argument of :func:`gdsim.sweep` (same signature, without ``progress``
     and ``store``) without running anything.
 
-    ``at_once``: the most runs computed and held at once (a store's region), for the memory
-    check; None: every run (the result in memory).
+    ``at_once``: the most runs computed and held at once (a store's region), or a function
+    of the spec giving it, for the memory check; None: every run (the result in memory).
 
     Returns
     -------
@@ -231,18 +296,24 @@ def check_sweep(model, X, Y, *, lr, momentum=0.0, dampening=0.0, weight_decay=0.
     if params0 is not None:
         params0 = model.check_params(params0, "params0")
     check_float32_range(dtype_name, X=X, Y=Y, params0=params0)
+    track = check_sweep_track(track, target, dtype_name)
     spec = SweepSpec(model=model, X=X, Y=Y, epochs=epochs, values=values, swept=swept, shuffle=shuffle,
                      drop_last=drop_last, schedule=schedule, target=target, dtype=dtype_name,
                      divergence_factor=divergence_factor, stop_diverged=stop_diverged, params0=params0,
-                     divergence_rule=divergence_rule)
+                     divergence_rule=divergence_rule, track=track)
     itemsize = np.dtype(dtype_name).itemsize
     # Plan, working copies, padding to whole blocks and the result, all at once at worst.
     n_groups = len(values["seed"]) * len(values["batch_size"])
+    if callable(at_once):
+        at_once = at_once(spec)
     held = spec.n_configs if at_once is None else min(spec.n_configs, check_int("at_once", at_once, minimum=1))
-    check_memory(held * (4 * model.n_params * itemsize + (2 * epochs + 4) * 8 + 64) + 8 * epochs * n * n_groups,
+    # Tracks: float64 per run, observable and measured step, twice (the target's copy and the result).
+    per_run = 4 * model.n_params * itemsize + (2 * epochs + 4) * 8 + 64 + 16 * len(track) * spec.track_steps.size
+    check_memory(held * per_run + 8 * epochs * n * n_groups,
                  f"a sweep of {spec.n_configs} runs of {epochs} epochs" + (
                      f", {held} at a time," if held < spec.n_configs else ""),
-                 "sweep fewer points or epochs at once (the loss is kept at every epoch)" + (
+                 "sweep fewer points or epochs at once (the loss is kept at every epoch" + (
+                     ", the tracks at every measured step)" if track else ")") + (
                      ", or stream the result to a store (store='x.zarr')" if at_once is None else ""))
     epoch_lrs(values["lr"], schedule, epochs)  # refuses a schedule whose learning rate overflows
     return spec

@@ -12,9 +12,10 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 import numpy as np
 
 from ..._jit import num_threads
-from ..dataset import empty_raw
+from ..dataset import empty_raw, split_tracks
 from .cpu_blocks import BLOCK_LOOPS
 from .cpu_lanes import BLOCK
+from .cpu_tracks import stop_tracks, track_runs
 
 _THREAD_POOLS = {}
 
@@ -34,7 +35,8 @@ def run_plan(plan, progress=None, *, parallel):
 
     Runs are packed into blocks of ``BLOCK`` runs of the same group (same batch size and
     sample order); a group's last block is padded with copies of its last run, whose
-    results are the same numbers.
+    results are the same numbers. With tracks (``plan.track``), each range of blocks
+    then runs its runs again through train's loop (:mod:`~gdsim.sweeps.targets.cpu_tracks`).
 
     Returns
     -------
@@ -65,8 +67,14 @@ def run_plan(plan, progress=None, *, parallel):
     n_ranges = 4 * n_threads if progress is None else max(4 * n_threads, 100)
     bounds = np.unique(np.linspace(0, n_blocks, n_ranges + 1).round().astype(np.int64))
 
+    names = plan.track[0]
+    if names:
+        block = np.full((n_runs, len(names), plan.track[2].size), np.nan)
+
     def run_range(i):
         loop(bounds[i], bounds[i + 1], *args)
+        if names:  # each run once: a padded block repeats a run of its own block only
+            track_runs(np.unique(slots[bounds[i]:bounds[i + 1]]), plan, block)
         return bounds[i + 1] - bounds[i]
 
     done = 0
@@ -87,4 +95,8 @@ def run_plan(plan, progress=None, *, parallel):
     finally:
         for future in futures:  # on an error or an interrupt, drop the ranges not started
             future.cancel()
+    if names:
+        if plan.stop_diverged:
+            stop_tracks(block, names, plan.track[2], out["diverged_step"])
+        out |= split_tracks(block, names)
     return out

@@ -27,10 +27,11 @@ numba_cuda = None
 
 
 @functools.cache
-def compiled():
-    """The sweep kernel, compiled with its device functions once per process.
+def compiled(tracked=False):
+    """The sweep kernel, compiled with its device functions once per process (and once
+    more with ``tracked``: the kernel that measures tracks; without, it has no code for them).
 
-    ``kernel[blocks, THREADS](state, model, data, runs, divergence, out)``, one thread per run:
+    ``kernel[blocks, THREADS](state, model, data, runs, divergence, out, tracks)``, one thread per run:
 
     * ``state = (theta, buf, grad, acts, deltas)``: ``[n_params, runs]`` three times (initial
       then final parameters, momentum buffers, gradients) and ``[width, runs]`` twice
@@ -40,7 +41,14 @@ def compiled():
       run's ``orders [n_groups, epochs, n]`` and ``batch_sizes [n_groups]``;
     * ``runs = (lr [epochs, runs], hyper [N_HYPER, runs])``;
     * ``divergence = (divergence_factor, stop_diverged)``;
-    * ``out = (epoch_loss [epochs + 1, runs], diverged_step [runs], diverged_loss [runs])``.
+    * ``out = (epoch_loss [epochs + 1, runs], diverged_step [runs], diverged_loss [runs])``;
+    * ``tracks = (every [4], rows [4], where [max_steps + 1], values [m, steps, runs])``:
+      the periods of the first four observables of :data:`gdsim.tracks.TRACKS` (``loss``,
+      ``grad_norm``, ``batch_loss``, ``batch_grad_norm``; 0: not tracked), the row of
+      ``values`` of each, the position of each step in the result's ``step`` coordinate,
+      and the measurements (NaN on entry), as :func:`gdsim.training.train_loop` makes
+      them; a run stopped at a step keeps its full-data measurements of that step, not
+      its batch's. Read only with ``tracked``.
     """
     global numba_cuda
     numba_cuda = cuda()
@@ -177,7 +185,37 @@ def compiled():
     backward = cuda_device(backward)
     batch_loss = cuda_device(batch_loss)
 
-    def sweep_kernel(state, model, data, runs, divergence, out):
+    def norm(grad, c):
+        total = 0.0
+        for k in range(grad.shape[0]):
+            total += grad[k, c] * grad[k, c]
+        return math.sqrt(total)
+
+    def track_full(theta, c, model, X, Y, order, step, grad, work, tracks):
+        # gdsim.tracks.track_full: the full-data loss and gradient norm due at ``step`` (grad: scratch).
+        every, rows, where, values = tracks
+        want_loss = every[0] > 0 and step % every[0] == 0
+        want_norm = every[1] > 0 and step % every[1] == 0
+        if want_loss or want_norm:
+            value = batch_loss(theta, c, model, X, Y, order, -1, 0, X.shape[0], want_norm, grad, work)
+            if want_loss:
+                values[rows[0], where[step], c] = value
+            if want_norm:
+                values[rows[1], where[step], c] = norm(grad, c)
+
+    def track_batch(c, step, value, grad, tracks):
+        # gdsim.tracks.track_batch: the step's batch loss and the norm of its gradient.
+        every, rows, where, values = tracks
+        if every[2] > 0 and step % every[2] == 0:
+            values[rows[2], where[step], c] = value
+        if every[3] > 0 and step % every[3] == 0:
+            values[rows[3], where[step], c] = norm(grad, c)
+
+    norm = cuda_device(norm)
+    track_full = cuda_device(track_full)
+    track_batch = cuda_device(track_batch)
+
+    def sweep_kernel(state, model, data, runs, divergence, out, tracks):
         theta, buf, grad, acts, deltas = state
         X, Y, orders, batch_sizes, group, drop_last = data
         lr, hyper = runs
@@ -201,6 +239,8 @@ def compiled():
                 continue
             value = batch_loss(theta, c, model, X, Y, order, -1, 0, n, False, grad, work)
             epoch_loss[epoch, c] = value
+            if tracked:  # a constant of the build: the untracked kernel has no such code
+                track_full(theta, c, model, X, Y, order, step, grad, work, tracks)
             if epoch == 0:
                 threshold = divergence_threshold(value, divergence_factor)
             if marked < 0 and is_diverged(value, threshold):
@@ -213,6 +253,8 @@ def compiled():
                 stop = batch_stop(start, n, batch_size, drop_last)
                 if stop == start:
                     break
+                if tracked and start > 0:  # the epoch's first step was measured with its loss
+                    track_full(theta, c, model, X, Y, order, step, grad, work, tracks)
                 value = batch_loss(theta, c, model, X, Y, order, epoch, start, stop, True, grad, work)
                 if marked < 0 and is_diverged(value, threshold):
                     marked = step
@@ -220,6 +262,8 @@ def compiled():
                     active = not stop_diverged
                     if not active:
                         break
+                if tracked:
+                    track_batch(c, step, value, grad, tracks)
                 for k in range(theta.shape[0]):
                     theta[k, c], buf[k, c] = sgd_element(theta[k, c], grad[k, c], buf[k, c], lr[epoch, c],
                                                          hyper[MOMENTUM, c], hyper[DAMPENING, c],

@@ -18,8 +18,10 @@ Configurations (``--configs``; a row of the table each):
 
 - ``local``: ``target="parallel"``, no scheduler: all of Numba's threads here (2 on this machine);
 - ``local-1t``: ``target="cpu"``, no scheduler: one thread here (the equal-cores peer of ``dask-1w``);
-- ``dask-1w`` / ``dask-2w``: ``target="cpu"`` with ``scheduler=client`` of a
-  ``LocalCluster(n_workers=1|2, threads_per_worker=1, processes=True)``.
+- ``dask-1w`` / ``dask-2w``: ``target="cpu"`` with ``scheduler=client`` of the
+  ``LocalCluster`` of 1 or 2 single-threaded worker processes that ``gdsim figures
+  --workers N`` starts (:func:`gdsim.sweeps.executors.local_cluster`, with its allocator
+  settings).
 
 What is measured
 ----------------
@@ -187,10 +189,13 @@ class RssSampler:
 
 
 def start_cluster(workers):
-    """A ``LocalCluster`` of ``workers`` single-threaded worker processes and its Client."""
-    from distributed import Client, LocalCluster
+    """The ``LocalCluster`` gdsim starts (``gdsim figures --workers``:
+    :func:`gdsim.sweeps.executors.local_cluster`) of ``workers`` workers, and its Client."""
+    from distributed import Client
 
-    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0")
+    from gdsim.sweeps.executors import local_cluster
+
+    cluster = local_cluster(workers)
     return cluster, Client(cluster)
 
 

@@ -1,6 +1,7 @@
-"""Four results of the training-dynamics literature, each measured with gdsim in a few lines.
+"""Four results of the training-dynamics literature, and gdsim's divergence labels, each measured
+with gdsim in a few lines.
 
-    python examples/papers.py            # all four, about a minute on 2 cores
+    python examples/papers.py            # all five, about a minute on 2 cores
     python examples/papers.py eos noise  # some of them
 
 * ``eos``: edge of stability (Cohen et al., ICLR 2021): full-batch GD drives the sharpness
@@ -14,6 +15,10 @@
   linearisation is below 1 and escapes when it is above, although both lrs are below ``2 / a``.
 * ``noise``: the gradient noise scale (McCandlish et al., 2018): ``B_simple`` and
   ``B_noise`` along a training run; the critical batch grows as the loss falls.
+* ``labels``: divergence labels from growth (:mod:`gdsim.outcomes`): per-sample SGD on the
+  tutorial in data order is a bounded orbit, not diverged, up to the lr where its epoch
+  map stops contracting (``gdsim.theory.epoch_critical_lr``), and grows past it by the
+  map's spectral radius squared per epoch.
 
 Each prints the numbers it measures; ``tests/test_papers.py`` runs them and checks them
 against the papers' statements.
@@ -98,7 +103,25 @@ def noise_scale():
     return out
 
 
-PAPERS = {"eos": edge_of_stability, "catapult": catapult, "stability": linear_stability, "noise": noise_scale}
+def divergence_labels():
+    """Where a sweep's default calls per-sample SGD diverged, against the epoch map's edge."""
+    X, Y = gdsim.datasets.tutorial_line()
+    model = gdsim.Linear(1, 1)
+    lrs = np.linspace(0.05, 0.14, 91)
+    ds = gdsim.sweep(model, X, Y, lr=lrs, epochs=300, batch_size=1, params0=[-10.0, -20.0])
+    by_threshold = gdsim.sweep(model, X, Y, lr=lrs, epochs=300, batch_size=1, params0=[-10.0, -20.0], divergence=1e6)
+    edge = gdsim.theory.epoch_critical_lr(model, X)
+    first = float(lrs[np.argmax(ds.diverged.values)])
+    out = (float(lrs[np.argmax(by_threshold.diverged.values)]), first, edge,
+           float(ds.growth_rate.sel(lr=first)), float(gdsim.theory.epoch_spectral_radius(model, X, first) ** 2))
+    print(f"labels: per-sample SGD, data order, 300 epochs: diverged from lr {out[0]:.3f} by the 1e6 x rule, "
+          f"from lr {out[1]:.3f} by growth; the epoch map's edge is {out[2]:.4f}; at lr {first:.3f} the loss "
+          f"grows {out[3]:.4g}x per epoch, the epoch map's radius squared is {out[4]:.4g}")
+    return out
+
+
+PAPERS = {"eos": edge_of_stability, "catapult": catapult, "stability": linear_stability, "noise": noise_scale,
+          "labels": divergence_labels}
 
 if __name__ == "__main__":
     for name in sys.argv[1:] or PAPERS:

@@ -40,3 +40,10 @@ def test_the_noise_scale_grows_as_the_loss_falls():
     assert loss1 < loss0 / 5
     assert simple1 > 10 * simple0 and noise1 > 10 * noise0
     assert 0 < noise0 <= 2 * simple0  # B_noise and B_simple agree in order of magnitude
+
+
+def test_divergence_labels_follow_the_epoch_map():
+    by_threshold, by_growth, edge, growth, radius_squared = papers.divergence_labels()
+    assert by_threshold < 0.07  # the 1e6 x rule: from about 0.062, far below the edge
+    assert edge - 0.001 <= by_growth <= edge + 0.001  # the grid's spacing
+    np.testing.assert_allclose(growth, radius_squared, rtol=1e-3)

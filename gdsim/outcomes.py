@@ -34,6 +34,7 @@ exactly ``lr = 2 / L`` flips its parameters at a constant loss, which reads as c
 import numpy as np
 
 from ._jit import jit
+from ._validate import ParameterError
 
 #: The outcomes, by code (the ``outcome`` variable of a sweep holds the code).
 OUTCOMES = ("converged", "converging", "oscillating", "bounded orbit", "diverged")
@@ -75,6 +76,11 @@ def classify(epoch_loss):
         of the finite losses: the factor the loss grows by per epoch (below 1: it
         decays). NaN where fewer than two losses are finite; 0 where the loss reached 0.
 
+    Raises
+    ------
+    gdsim.ParameterError
+        If ``epoch_loss`` has fewer than two entries on its last axis.
+
     Notes
     -----
     The rules are in the module's docstring. Each run is classified on its own, so the
@@ -89,8 +95,8 @@ def classify(epoch_loss):
     """
     loss = np.asarray(epoch_loss, dtype=np.float64)
     if loss.ndim < 1 or loss.shape[-1] < 2:
-        raise ValueError(f"epoch_loss must have at least two epochs (the initial and a final loss) on its last "
-                         f"axis, got shape {loss.shape}")
+        raise ParameterError(f"epoch_loss must have at least two epochs (the initial and a final loss) on its last "
+                             f"axis, got shape {loss.shape}", "epoch_loss")
     flat = np.ascontiguousarray(loss.reshape(-1, loss.shape[-1]))
     from scipy.stats import t as student_t  # imported here: only finished runs need it
 

@@ -49,8 +49,9 @@ def test_runs_are_classified_independently_along_the_last_axis():
     codes, rates = classify(np.stack([losses, losses[::-1]]))
     assert codes.shape == rates.shape == (2, 2)
     np.testing.assert_array_equal(codes, [[CONVERGING, DIVERGED], [DIVERGED, CONVERGING]])
-    with pytest.raises(ValueError, match="at least two epochs"):
+    with pytest.raises(gdsim.ParameterError, match="at least two epochs") as error:
         classify([1.0])
+    assert error.value.param == "epoch_loss"
 
 
 def test_per_sample_sgd_diverges_exactly_where_its_epoch_map_does(line):

@@ -5,6 +5,7 @@ epochs and batches runs inside Numba (:func:`train_loop`).
 """
 
 import dataclasses
+import functools
 import math
 
 import numpy as np
@@ -227,13 +228,19 @@ class TrainResult:
         "converging", "oscillating", "bounded orbit" or "diverged"
         (:func:`gdsim.outcomes.classify`; unlike :attr:`diverged`, a run that settled on a
         far but bounded orbit is not "diverged")."""
-        return OUTCOMES[int(classify(self.epoch_loss)[0])]
+        return self._classified[0]
 
     @property
     def growth_rate(self):
         """The factor the full-data loss grows by per epoch over the last half of the
         epochs (below 1: it decays; :func:`gdsim.outcomes.classify`)."""
-        return float(classify(self.epoch_loss)[1])
+        return self._classified[1]
+
+    @functools.cached_property
+    def _classified(self):
+        """(outcome, growth rate), classified once (``repr`` asks for the outcome too)."""
+        code, rate = classify(self.epoch_loss)
+        return OUTCOMES[int(code)], float(rate)
 
     @property
     def n_steps(self):

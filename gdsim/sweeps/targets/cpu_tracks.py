@@ -17,7 +17,7 @@ import types
 import numpy as np
 
 from ...batches import steps_per_epoch
-from ...tracks import BATCH_TRACKS, SCALARS, TRACKS, new_tracks
+from ...tracks import BATCH_TRACKS, SCALARS, measured_steps, new_tracks
 from ...training import train_loop, use_dense_kernels
 
 
@@ -43,9 +43,9 @@ def track_runs(runs, plan, out):
                    (np.empty(plan.epochs + 1), np.empty(n_steps), np.empty((0, n_params))),
                    bool(use_dense_kernels(plan.model, batch_size)), tracks)
         scalars = tracks[1][0]
+        measured = measured_steps(every, n_steps)[0]
         for j, name in enumerate(names):
-            k = every[list(TRACKS).index(name)]
-            at = np.arange(0, n_steps + (name not in BATCH_TRACKS), k)  # gdsim.tracks.measured_steps
+            at = measured[name]
             out[r, j, np.searchsorted(steps, at)] = scalars[rows[j], :at.size]
 
 

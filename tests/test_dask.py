@@ -130,3 +130,16 @@ def test_gdsim_run_with_workers_gives_the_same_result(tmp_path, capsys):
     assert "--workers must be an integer in [1, inf], got 0" in capsys.readouterr().err
     assert cli.main(args + ["--results", str(tmp_path / "x"), "--workers", "1", "--scheduler", "tcp://h:1"]) == 2
     assert "not both" in capsys.readouterr().err
+
+
+def test_tasks_take_consecutive_regions_fewer_as_the_sweep_ends():
+    from gdsim.sweeps.executors import task_sizes
+
+    for n_regions, threads in [(0, 2), (1, 2), (3, 2), (27, 2), (264, 2), (1000, 100)]:
+        sizes = list(task_sizes(n_regions, threads))
+        assert [a for a, _ in sizes] + [n_regions] == [0] + [b for _, b in sizes]  # consecutive, every region once
+        lengths = [b - a for a, b in sizes]
+        assert lengths == sorted(lengths, reverse=True) and (not lengths or lengths[-1] == 1)
+    assert [b - a for a, b in task_sizes(264, 2)][:3] == [33, 28, 25]  # a quarter per thread of what is left
+    assert len(list(task_sizes(264, 2))) == 38
+    assert list(task_sizes(3)) == [(0, 1), (1, 2), (2, 3)]  # results sent back: one region a task

@@ -62,7 +62,7 @@ time against the number of tasks.
 
 The projection (a 10^8-run linear study on 100 nodes by default) uses the measured
 per-worker throughput (``dask-1w`` on the biggest linear size; the workers write their own
-regions), the per-task overhead and the client's CPU time per task, and prints its arithmetic.
+regions), the per-task overhead and the client's CPU time per region, and prints its arithmetic.
 
 How to run::
 
@@ -503,8 +503,9 @@ def projection(args, rows, overhead, sizes):
 
     Two sides work at once: the workers compute and write their regions (``N / (W r)``,
     ``r`` measured per worker-CPU-second with the writing in it, plus the per-task
-    overhead and a last wave), and the client with the scheduler handles every task (its
-    CPU time per task ``k``, serial). The wall time is the larger.
+    overhead and a last wave), and the client with the scheduler handles every region (its
+    CPU time per region ``k``, serial, measured with gdsim's tasks of several regions:
+    :func:`gdsim.sweeps.executors.task_sizes`). The wall time is the larger.
     """
     big = max((n for w, n in sizes if w == "linear"), default=None)
     d1 = row_lookup(rows, "linear", big, "dask-1w")
@@ -537,7 +538,7 @@ def projection(args, rows, overhead, sizes):
          f"{r1 or float('nan'):,.0f}, dask-2w {r2 or float('nan'):,.0f} -> r = {r:,.0f} runs/s (the lower); observed "
          f"wall rate here: dask-1w {d1['runs_per_s']:,.0f} runs/s{rate2}"),
         f"per-task overhead (scheduler, 1-worker cluster, tiny tasks in memory) o = {o * 1e3:.2f} ms",
-        (f"the client's (and LocalCluster scheduler's) CPU per task, dask-1w {big:.0e}: "
+        (f"the client's (and LocalCluster scheduler's) CPU per region, dask-1w {big:.0e}: "
          f"{d1['client_cpu_s']['median']:.2f} s / {d1['n_regions']} regions = k = {k * 1e3:.1f} ms"),
         (f"chunk: scheduler overhead < 1% of a task's compute: c >= 100 o r = 100 * {o:.4g} * {r:,.0f} = "
          f"{c_w:,.0f} -> c = {c:,} runs, whole rows of 1000 ({c / r:.2f} s of work per task; "

@@ -22,6 +22,9 @@ hvp
 theory
     Where theory says GD converges or diverges: thresholds of GD, heavy ball and
     Nesterov on least squares, SGD's epoch and mean-square stability, MLP sharpness.
+plot
+    Figures of any sweep result: heat maps, final losses, curves, trajectories, with the
+    theory's thresholds drawn where they apply.
 ParameterError
     The ``ValueError`` every argument check raises; ``.param`` names the argument.
 """
@@ -39,10 +42,10 @@ except PackageNotFoundError:  # running from a source tree that was not installe
 #: before numpy, numba and xarray load.
 _PUBLIC = {"Linear": "models", "MLP": "models", "SGD": "optim", "epoch_lrs": "optim", "train": "training",
            "TrainResult": "training", "TrainState": "training", "sweep": "sweeps", "ParameterError": "_validate"}
-_SUBMODULES = ("datasets", "kernels", "hvp", "theory")
+_SUBMODULES = ("datasets", "kernels", "hvp", "theory", "plot")
 
 __all__ = ["Linear", "MLP", "SGD", "train", "TrainResult", "TrainState", "sweep", "epoch_lrs", "datasets", "kernels",
-           "hvp", "theory", "ParameterError", "__version__"]
+           "hvp", "theory", "plot", "ParameterError", "__version__"]
 
 
 def __getattr__(name):

@@ -302,8 +302,9 @@ def test_a_store_keeps_values_types_and_attributes(tmp_path):
 BAD = [
     ('title = "t"\nfigures = "tutorial"\n', "top level: unknown key 'figures' (did you mean 'figure'?)"),
     ('title = "t"\nfigure = "momentum_phas"\n' + LINE + '[train]\nlr = 0.1\nepochs = 1\n',
-     "figure: must be one of classifier, critical_batch, edge_of_stability, lr_batch, lr_threshold, mlp_phase, "
-     "momentum_phase, trajectories, tutorial, got 'momentum_phas' (did you mean 'momentum_phase'?)"),
+     "figure: must be a figure of the gallery (classifier, critical_batch, edge_of_stability, lr_batch, "
+     "lr_threshold, mlp_phase, momentum_phase, trajectories, tutorial), a plot of gdsim.plot (auto, curves, final, "
+     "heatmap, trajectories) or a [figure] table, got 'momentum_phas' (did you mean 'momentum_phase'?)"),
     ('title = "t"\nfigure = "lr_batch"\n' + LINE + '[train]\nlrr = 0.1\nepochs = 1\n',
      "[train]: unknown key 'lrr' (did you mean 'lr'?)"),
     ('title = "t"\nfigure = "lr_batch"\n' + LINE + '[train]\nlr = [0.1, -0.1]\nbatch_size = [1, 2]\nepochs = 1\n',
@@ -345,7 +346,7 @@ BAD = [
     ('title = "t"\nfigure = "edge_of_stability"\nrunner = "train"\n' + LINE + '[train]\nlr = [0.1, 0.2]\nepochs = 1\n'
      'track = {loss = 1}\n', "figure: 'edge_of_stability' draws the tracked sharpness: needs runner = 'train' and "
      "[train] track = {sharpness = 10} (every how many steps)"),
-    ('title = "t"\nfigure = [1]\n' + LINE + '[train]\nlr = 0.1\nepochs = 1\n', "figure: must be a string, got [1]"),
+    ('title = "t"\nfigure = [1]\n' + LINE + '[train]\nlr = 0.1\nepochs = 1\n', "figure: must be a name or a [figure] table, got [1]"),
     ('title = "t"\nfigure = "lr_batch"\n' + LINE, "top level: missing key 'train'"),
     ('title = "t\n', "not a valid TOML file"),
 ]

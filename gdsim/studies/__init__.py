@@ -4,7 +4,8 @@ A study names a model, a seeded dataset of :mod:`gdsim.datasets`, a grid of SGD 
 and the figure that shows the result::
 
     title = "Heavy ball and Nesterov: where full-batch GD converges"
-    figure = "momentum_phase"        # one of gdsim.figures.FIGURES
+    figure = "momentum_phase"        # a figure of the gallery (gdsim.figures.FIGURES), a plot
+                                     # of gdsim.plot ("heatmap"), a [figure] table, or absent
     runner = "sweep"                 # "sweep" (default) or "train"
     target = "parallel"              # sweep runner only: "cpu", "parallel" or "cuda"
 
@@ -33,6 +34,21 @@ data set. The other ``[train]`` keys: ``epochs``, ``shuffle`` (``false``, ``true
 ``"replacement"``), ``drop_last``, ``params0`` (a list, or absent for ``model.init(seed)``), ``lr_schedule`` (``["step", step_size, gamma]``,
 ``["exponential", gamma]``, ``["cosine", T_max, eta_min]`` or ``{factors = [...]}``),
 ``divergence`` (a factor of the initial loss, or ``"none"``) and ``dtype``.
+
+The figure: without ``figure``, the plot of :mod:`gdsim.plot` that fits the swept axes
+(:func:`gdsim.plot.auto`); ``figure = "heatmap"`` (or ``"final"``, ``"curves"``,
+``"trajectories"``), that plot with its defaults; or a table with the plot's arguments::
+
+    [figure]
+    plot = "heatmap"                 # a function of gdsim.plot
+    x = "lr"
+    y = "momentum"
+    col = "nesterov"                 # col, row: panels; hue: lines (final, curves)
+    value = "outcome"                # a variable of the result
+
+Plots get the study's model, data and title, and draw the theory's thresholds where
+they apply (:mod:`gdsim.plot.overlays`); the figure is checked against the grid (by
+drawing it from a small result of the same layout) before anything runs.
 
 Runners: ``"sweep"`` runs the whole grid with :func:`gdsim.sweep`. ``"train"`` calls
 :func:`gdsim.train` once per grid point and also records the parameters at every epoch

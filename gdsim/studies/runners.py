@@ -23,12 +23,10 @@ def _train_points(study, spec, runs, progress=None):
     """Run grid points ``runs`` (flat indices) with :func:`gdsim.train`, one at a time:
     the raw arrays of :func:`gdsim.sweeps.run_points`, plus ``epoch_params`` and, for
     a classifier, ``accuracy`` when the figure draws them."""
-    from ..figures import FIGURES
-
     model, X, Y = study.model, study.X, study.Y
     fixed = {k: study.settings[k] for k in ("epochs", "shuffle", "drop_last", "params0", "lr_schedule", "track")
              if k in study.settings}
-    keep_params = FIGURES[study.figure].params  # per-epoch parameters only where the figure draws them
+    keep_params = study.keeps_params  # per-epoch parameters only where the figure draws them
     keys = ["epoch_loss", "diverged_step", "diverged_loss", "params"]
     keys += ["epoch_params"] + (["accuracy"] if model.loss_name == "cross_entropy" else []) if keep_params else []
     steps = track_steps(study, spec)

@@ -63,7 +63,12 @@ class Study:
         title, the description or comments does not make it stale.
     text : str
         The file itself (recorded in the dataset, so a result says how it was made).
-    title, description, figure, runner : str
+    title, description, runner : str
+    figure : str
+        The figure's name: of the gallery (:data:`gdsim.figures.FIGURES`) or a plot of
+        :mod:`gdsim.plot` (``"auto"`` when the file names none).
+    figure_choice : gdsim.figures.FigureChoice
+        The same, with the plot's arguments from a ``[figure]`` table.
     model : gdsim.Linear or gdsim.MLP
     data : dict
         ``{"name": ..., **arguments}`` of the dataset function, or ``{"file": ...}``.
@@ -86,6 +91,7 @@ class Study:
     title: str
     description: str
     figure: str
+    figure_choice: object
     runner: str
     model: MLP
     data: dict
@@ -94,6 +100,12 @@ class Study:
     settings: dict
     spec: SweepSpec = field(repr=False)
     result_bytes: int = 0
+
+    @property
+    def keeps_params(self):
+        """Whether the runs keep their parameters at every epoch (``epoch_params``): the
+        train runner, for a figure that draws them."""
+        return self.figure_choice.keeps_params(self.runner)
 
     @property
     def target(self):
@@ -295,7 +307,7 @@ def load_study(path):
         (with the closest valid one), wrong types, values out of range, a figure the
         grid cannot draw. Nothing has run.
     """
-    from ..figures import FIGURES  # figures read studies: imported when a study is loaded
+    from ..figures import check_figure, read_figure  # figures read studies: imported when a study is loaded
 
     if not isinstance(path, (str, os.PathLike)):
         raise ParameterError(f"path must be the path of a study file (str or pathlib.Path), got {path!r}", "path")
@@ -313,16 +325,18 @@ def load_study(path):
         spec = tomllib.loads(text)
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
         raise StudyError(f"{path}: not a valid TOML file: {error}") from None
-    _check_keys(fail, "top level", spec, TOP_KEYS, required=("title", "figure", "model", "data", "train"))
-    for key in ("title", "description", "figure", "runner", "target"):
+    _check_keys(fail, "top level", spec, TOP_KEYS, required=("title", "model", "data", "train"))
+    for key in ("title", "description", "runner", "target"):
         if key in spec and not isinstance(spec[key], str):
             fail(key, f"must be a string, got {spec[key]!r}")
     runner = spec.get("runner", "sweep")
     if runner not in RUNNERS:
         fail("runner", f"must be one of {', '.join(RUNNERS)}, got {runner!r}{closest(runner, RUNNERS)}")
-    figure = spec["figure"]
-    if figure not in FIGURES:
-        fail("figure", f"must be one of {', '.join(sorted(FIGURES))}, got {figure!r}{closest(figure, FIGURES)}")
+    try:
+        figure = read_figure(spec.get("figure"))
+    except ParameterError as error:
+        fail(error.param, str(error))
+    keeps_params = figure.keeps_params(runner)
     if runner == "train" and "target" in spec:
         fail("target", "the train runner runs on the CPU, one run at a time; target is for runner = 'sweep'")
     model = _build_model(fail, spec["model"])
@@ -373,7 +387,7 @@ def load_study(path):
         fail(data_key if error.param in ("X", "Y") else _key_of(error.param), str(error))
     _check_storable(fail, runner, sweep_spec)
     per_run = 8 * (sweep_spec.epochs + 1) + 8 * model.n_params + 8 + 8 + 8 + 1 + 1  # loss, params, diverged_step, _loss, growth_rate, outcome, diverged
-    if runner == "train" and FIGURES[figure].params:
+    if keeps_params:
         per_run += 8 * (sweep_spec.epochs + 1) * (model.n_params + 1)  # epoch_params, accuracy
     if settings.get("track"):  # each tracked observable on the longest run's measured steps
         longest = sweep_spec.epochs * steps_per_epoch(X.shape[0], int(min(sweep_spec.values["batch_size"])),
@@ -388,16 +402,17 @@ def load_study(path):
     except ParameterError as error:
         fail("[train]", str(error))
     content = {"runner": runner, "model": spec["model"], "data": spec["data"], "train": spec["train"],
-               "keeps_params": runner == "train" and FIGURES[figure].params}
+               "keeps_params": keeps_params}
     content_sha256 = hashlib.sha256(json.dumps(content, sort_keys=True, default=repr).encode() + data_bytes).hexdigest()
     study = Study(name=path.stem, path=path, sha256=hashlib.sha256(raw + data_bytes).hexdigest(),
                   content_sha256=content_sha256, text=text,
-                  title=spec["title"], description=spec.get("description", ""), figure=figure, runner=runner,
+                  title=spec["title"], description=spec.get("description", ""), figure=figure.name,
+                  figure_choice=figure, runner=runner,
                   model=model, data=dict(spec["data"]), X=X, Y=Y, settings=settings, spec=sweep_spec,
                   result_bytes=per_run * n_runs)
-    problem = FIGURES[figure].check(study)
+    problem = check_figure(study)
     if problem:
-        fail("figure", f"{figure!r} {problem}")
+        fail("figure", f"{figure.name!r} {problem}")
     return study
 
 

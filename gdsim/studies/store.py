@@ -128,11 +128,9 @@ def _lazy_raw(study, spec):
     """The raw arrays of the whole grid as never-computed Dask zeros: the store's layout."""
     import dask.array as da
 
-    from ..figures import FIGURES
-
     n, epochs, n_params = spec.n_configs, spec.epochs, study.model.n_params
     raw = empty_raw(n, epochs, n_params, spec.dtype, lazy=True)
-    if study.runner == "train" and FIGURES[study.figure].params:
+    if study.keeps_params:
         raw["epoch_params"] = da.zeros((n, epochs + 1, n_params))
         if study.model.loss_name == "cross_entropy":
             raw["accuracy"] = da.zeros((n, epochs + 1))

@@ -164,12 +164,14 @@ def curves(ds, x="epoch", hue=None, col=None, row=None, value="loss", *, title=N
             ok = np.abs(ys) <= CAP
             gone = bool(diverged.sel(where)) if diverged is not None else False
             label = selection_text(line) if len(lines) <= MAX_LEGEND else None
-            ax.plot(ts, np.where(ok, ys, np.nan), "--" if gone else "-", color=color, lw=1.3, label=label or value)
-            measured = ~np.isnan(ys)  # a track's steps where the run measured nothing are NaN
-            if np.any(measured & ~ok):
+            # A track is NaN at the steps where nothing was measured: joined over them. A loss
+            # curve is NaN only after an overflow.
+            ax.plot(ts[ok], ys[ok], "--" if gone else "-", color=color, lw=1.3, label=label or value)
+            left = np.any(~ok & ~np.isnan(ys)) or (x == "epoch" and np.any(np.isnan(ys)))
+            if left:
                 last = np.nonzero(ok)[0]
-                at = ts[last[-1]] if last.size else ts[0]
-                _mark_off_chart(ax, [at], color, "x: left the chart (overflow or above 1e30)")
+                _mark_off_chart(ax, [ts[last[-1]] if last.size else ts[0]], color,
+                                "x: left the chart (overflow or above 1e30)")
         if _positive_span(shown):
             ax.set_yscale("log")
         ax.set(xlabel=x, ylabel=ds[name].attrs.get("long_name", value), title=selection_text(selection) or None)

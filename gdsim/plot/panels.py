@@ -69,6 +69,6 @@ def figure_legend(fig, axes, extra=()):
             seen.setdefault(label, handle)
     if seen:
         fig.legend(list(seen.values()), list(seen), loc="outside lower center", fontsize=8, frameon=False,
-                   ncols=min(3, len(seen)))
+                   ncols=max(1, min(3, len(seen), int(fig.get_figwidth() // 3.4))))
 
 

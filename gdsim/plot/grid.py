@@ -123,10 +123,12 @@ def setting(ds, selection, name, default=None):
     return value.item() if hasattr(value, "item") else value
 
 
-def new_grid(n_rows, n_cols, width=5.0, height=4.0):
-    """A constrained-layout Figure with ``n_rows x n_cols`` axes (a 2-d array)."""
+def new_grid(ds, col, row, width=5.0, height=4.0):
+    """A constrained-layout Figure with a panel per value of ``row`` x ``col`` (either
+    None: one), and its axes as a 2-d array."""
     from matplotlib.figure import Figure
 
+    n_rows, n_cols = (1 if row is None else ds.sizes[row]), (1 if col is None else ds.sizes[col])
     fig = Figure(figsize=(width * n_cols, height * n_rows), dpi=110, layout="constrained")
     return fig, fig.subplots(n_rows, n_cols, squeeze=False)
 

@@ -11,7 +11,6 @@ from .grid import (
     check_dims,
     combinations,
     facets,
-    is_geometric,
     leftover,
     new_grid,
     scale_axis,
@@ -30,11 +29,14 @@ def _hue_dims(ds, hue, used):
     return [d for d in swept(ds) if d not in used and d != "seed"]
 
 
-def _colors(n):
-    """``n`` distinct colours: matplotlib's cycle up to 10, then viridis."""
+def _lines(ds, hue):
+    """The selections of the lines (each combination of the ``hue`` axes' values) and
+    their colours: matplotlib's cycle up to 10 lines, then viridis."""
     from matplotlib import colormaps
 
-    return [f"C{i}" for i in range(n)] if n <= 10 else list(colormaps["viridis"](np.linspace(0, 0.95, n)))
+    lines = combinations(ds, hue)
+    n = len(lines)
+    return lines, [f"C{i}" for i in range(n)] if n <= 10 else list(colormaps["viridis"](np.linspace(0, 0.95, n)))
 
 
 def _mark_off_chart(ax, xs, color, label=None):
@@ -91,11 +93,9 @@ def final(ds, x="lr", hue=None, col=None, row=None, value="final_loss", *, model
     rest = leftover(ds, [x, col, row, *hue], "final")
     theory_ = make_theory(model, X, Y, params0) if theory else None
     data, diverged = variable(ds, value, rest, (x,)), diverged_runs(ds, rest)
-    n_rows, n_cols = (1 if row is None else ds.sizes[row]), (1 if col is None else ds.sizes[col])
-    fig, axes = new_grid(n_rows, n_cols, width=5.0, height=3.9)
+    fig, axes = new_grid(ds, col, row, width=5.0, height=3.9)
     xs = ds[x].values
-    lines = combinations(ds, hue)
-    colors = _colors(len(lines))
+    lines, colors = _lines(ds, hue)
     logy = _positive_span(data.values[np.abs(data.values) <= CAP]) if data.size else False
     for i, j, selection in facets(ds, col, row):
         ax = axes[i, j]
@@ -150,11 +150,9 @@ def curves(ds, x="epoch", hue=None, col=None, row=None, value="loss", *, title=N
     _check_lines(ds, x, hue, col, row, "curves")
     rest = leftover(ds, [col, row, *hue], "curves")
     data, diverged = variable(ds, name, rest, (x,)), diverged_runs(ds, rest)
-    n_rows, n_cols = (1 if row is None else ds.sizes[row]), (1 if col is None else ds.sizes[col])
-    fig, axes = new_grid(n_rows, n_cols, width=5.0, height=3.9)
+    fig, axes = new_grid(ds, col, row, width=5.0, height=3.9)
     ts = ds[x].values
-    lines = combinations(ds, hue)
-    colors = _colors(len(lines))
+    lines, colors = _lines(ds, hue)
     shown = data.values[np.abs(data.values) <= CAP]
     for i, j, selection in facets(ds, col, row):
         ax = axes[i, j]
@@ -212,10 +210,8 @@ def trajectories(ds, hue=None, col=None, row=None, *, model=None, X=None, Y=None
     if rest:
         raise ParameterError("trajectories draws single runs: give the seed as hue, col or row", "hue")
     theory_ = make_theory(model, X, Y, None)
-    n_rows, n_cols = (1 if row is None else ds.sizes[row]), (1 if col is None else ds.sizes[col])
-    fig, axes = new_grid(n_rows, n_cols, width=4.4, height=4.2)
-    lines = combinations(ds, hue)
-    colors = _colors(len(lines))
+    fig, axes = new_grid(ds, col, row, width=4.4, height=4.2)
+    lines, colors = _lines(ds, hue)
     for i, j, selection in facets(ds, col, row):
         ax = axes[i, j]
         corners = []

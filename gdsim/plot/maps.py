@@ -84,8 +84,7 @@ def heatmap(ds, x=None, y=None, value="final_loss", col=None, row=None, *, model
         cmap = colormaps["viridis"].with_extremes(bad=DIVERGED_COLOR)
         lo, hi = (finite.min(), finite.max()) if finite.size else (1.0, 10.0)
         norm = LogNorm(lo, hi) if finite.size and lo > 0 and hi > 10 * lo else Normalize(lo, hi)
-    n_rows, n_cols = (1 if row is None else ds.sizes[row]), (1 if col is None else ds.sizes[col])
-    fig, axes = new_grid(n_rows, n_cols, width=4.4, height=3.7)
+    fig, axes = new_grid(ds, col, row, width=4.4, height=3.7)
     (xpos, xticks), (ypos, yticks) = positions(ds, x), (positions(ds, y) if y else (np.zeros(1), [""]))
     xlog, ylog = is_geometric(xpos), is_geometric(ypos)
     mesh = None

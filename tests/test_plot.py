@@ -175,6 +175,14 @@ def test_geometric_axes_are_logarithmic_and_batch_sizes_are_ticked_at_their_valu
     assert gdsim.plot.heatmap(grid4.isel(nesterov=0, batch_size=0), "lr", "momentum").axes[0].get_yscale() == "linear"
 
 
+def test_more_lines_than_a_legend_holds_get_a_colour_bar_of_their_axis():
+    ds = gdsim.sweep(LINEAR, X, Y, lr=np.geomspace(0.01, 0.1, 12), batch_size=N, epochs=3, params0=START)
+    fig = gdsim.plot.curves(ds, hue="lr")
+    (bar,) = [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
+    assert "learning rate" in bar.get_ylabel() and not fig.legends
+    assert len(fig.axes[0].get_lines()) == 12
+
+
 def test_trajectories_draw_the_paths_over_the_loss_and_its_minimum():
     runs = [gdsim.train(LINEAR, X, Y, gdsim.SGD(lr=lr), epochs=6, params0=START, record_params=True)
             for lr in (0.05, 0.1)]
@@ -193,6 +201,7 @@ def test_trajectories_draw_the_paths_over_the_loss_and_its_minimum():
     (lambda ds: gdsim.plot.heatmap(ds, "lr", "epochs"), "y"),
     (lambda ds: gdsim.plot.heatmap(ds, "lr", "momentum", "accuracy", "nesterov", "batch_size"), "value"),
     (lambda ds: gdsim.plot.final(ds, "lr", hue="lr"), "hue"),
+    (lambda ds: gdsim.plot.final(ds, "epochs"), "x"),
     (lambda ds: gdsim.plot.heatmap(ds, "lr", "momentum"), "nesterov"),
     (lambda ds: gdsim.plot.curves(ds, x="step"), "value"),
     (lambda ds: gdsim.plot.trajectories(ds), "ds"),

@@ -3,7 +3,7 @@ over epochs or steps (:func:`curves`) and paths in the parameter plane (:func:`t
 
 import numpy as np
 
-from .. import theory as _theory_module
+from ..theory import hessian
 from .._validate import ParameterError
 from .grid import (
     LABELS,
@@ -11,6 +11,7 @@ from .grid import (
     check_dims,
     combinations,
     facets,
+    is_geometric,
     leftover,
     new_grid,
     scale_axis,
@@ -18,7 +19,7 @@ from .grid import (
     swept,
 )
 from .overlays import draw_lr_line, make_theory
-from .panels import CAP, MAX_LEGEND, diverged_runs, figure_legend, set_title, variable
+from .panels import CAP, MAX_LEGEND, diverged_runs, figure_legend, positions, set_title, variable
 
 
 def _hue_dims(ds, hue, used):
@@ -47,9 +48,23 @@ def _mark_off_chart(ax, xs, color, label=None):
 
 
 def _check_lines(ds, x, hue, col, row, what):
-    hue = as_list(hue)
-    check_dims(ds, {"x": x if x in swept(ds) else None, "hue": hue, "col": col, "row": row}, what)
-    return hue
+    """Check the axes of a line plot (``x``: a swept axis, or None for one over epochs)."""
+    check_dims(ds, {"x": x, "hue": as_list(hue), "col": col, "row": row}, what)
+
+
+def _hue_bar(fig, axes, ds, hue, colors):
+    """A colour bar for the lines of one numeric ``hue`` axis too many for a legend."""
+    from matplotlib import colormaps
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import LogNorm, Normalize
+
+    if len(colors) <= MAX_LEGEND or len(hue) != 1 or ds[hue[0]].dtype.kind not in "iuf":
+        return
+    values = ds[hue[0]].values
+    norm = (LogNorm if is_geometric(values) else Normalize)(values.min(), values.max())
+    # the lines' colours run along viridis in the axis's order, not by value: the bar names the ends
+    bar = fig.colorbar(ScalarMappable(norm, colormaps["viridis"]), ax=axes.ravel().tolist(), shrink=0.9)
+    bar.set_label(f"{LABELS[hue[0]]} (line colours in the grid's order)")
 
 
 def _positive_span(values):
@@ -68,7 +83,7 @@ def final(ds, x="lr", hue=None, col=None, row=None, value="final_loss", *, model
     ds : xarray.Dataset
         A result of :func:`gdsim.sweep` or of a study.
     x : str, default "lr"
-        A swept axis.
+        A swept axis (booleans at 0 and 1).
     hue : str or list of str, optional
         The axes whose values (combinations) are the lines; default every other swept
         axis but ``col``, ``row`` and a seed (a swept seed left over is reduced to the
@@ -94,7 +109,7 @@ def final(ds, x="lr", hue=None, col=None, row=None, value="final_loss", *, model
     theory_ = make_theory(model, X, Y, params0) if theory else None
     data, diverged = variable(ds, value, rest, (x,)), diverged_runs(ds, rest)
     fig, axes = new_grid(ds, col, row, width=5.0, height=3.9)
-    xs = ds[x].values
+    xs, ticks = positions(ds, x)
     lines, colors = _lines(ds, hue)
     logy = _positive_span(data.values[np.abs(data.values) <= CAP]) if data.size else False
     for i, j, selection in facets(ds, col, row):
@@ -105,16 +120,19 @@ def final(ds, x="lr", hue=None, col=None, row=None, value="final_loss", *, model
             bad = ~(np.abs(ys) <= CAP)
             if diverged is not None:
                 bad |= np.asarray(diverged.sel(where).transpose(x).values)
-            label = selection_text(line) if len(lines) <= MAX_LEGEND else None
-            ax.plot(xs, np.where(bad, np.nan, ys), "o-", ms=3, color=color, label=label or value)
+            label = (selection_text(line) or None) if len(lines) <= MAX_LEGEND else None
+            ax.plot(xs, np.where(bad, np.nan, ys), "o-", ms=3, color=color, label=label)
             _mark_off_chart(ax, xs[bad], color, "x at the top: diverged or off the chart")
             if theory_ is not None and x == "lr":
                 draw_lr_line(ax, ds, where, theory_, "x", color=color, lr_range=(xs.min(), xs.max()))
         scale_axis(ax, "x", xs)
+        if ticks is not None:
+            ax.set_xticks(xs, ticks)
         if logy:
             ax.set_yscale("log")
         ax.set(xlabel=LABELS[x], ylabel=ds[value].attrs.get("long_name", value), title=selection_text(selection)
                or None)
+    _hue_bar(fig, axes, ds, hue, colors)
     figure_legend(fig, axes)
     set_title(fig, title, f"{ds[value].attrs.get('long_name', value)} against {LABELS[x]}")
     return fig
@@ -147,7 +165,7 @@ def curves(ds, x="epoch", hue=None, col=None, row=None, value="loss", *, title=N
         raise ParameterError(f"value={value!r}: the result has no {name!r} over {x!r}; it has {over}"
                              + (" (track observables with sweep(..., track=...))" if x == "step" else ""), "value")
     hue = _hue_dims(ds, hue, [col, row])
-    _check_lines(ds, x, hue, col, row, "curves")
+    _check_lines(ds, None, hue, col, row, "curves")
     rest = leftover(ds, [col, row, *hue], "curves")
     data, diverged = variable(ds, name, rest, (x,)), diverged_runs(ds, rest)
     fig, axes = new_grid(ds, col, row, width=5.0, height=3.9)
@@ -161,10 +179,10 @@ def curves(ds, x="epoch", hue=None, col=None, row=None, value="loss", *, title=N
             ys = np.asarray(data.sel(where).transpose(x).values, dtype=np.float64)
             ok = np.abs(ys) <= CAP
             gone = bool(diverged.sel(where)) if diverged is not None else False
-            label = selection_text(line) if len(lines) <= MAX_LEGEND else None
+            label = (selection_text(line) or None) if len(lines) <= MAX_LEGEND else None
             # A track is NaN at the steps where nothing was measured: joined over them. A loss
             # curve is NaN only after an overflow.
-            ax.plot(ts[ok], ys[ok], "--" if gone else "-", color=color, lw=1.3, label=label or value)
+            ax.plot(ts[ok], ys[ok], "--" if gone else "-", color=color, lw=1.3, label=label)
             left = np.any(~ok & ~np.isnan(ys)) or (x == "epoch" and np.any(np.isnan(ys)))
             if left:
                 last = np.nonzero(ok)[0]
@@ -175,6 +193,7 @@ def curves(ds, x="epoch", hue=None, col=None, row=None, value="loss", *, title=N
         ax.set(xlabel=x, ylabel=ds[name].attrs.get("long_name", value), title=selection_text(selection) or None)
     if diverged is not None and bool(diverged.any()):
         axes[0, 0].plot([], [], "k--", lw=1.3, label="dashed: diverged")
+    _hue_bar(fig, axes, ds, hue, colors)
     figure_legend(fig, axes)
     set_title(fig, title, f"{ds[name].attrs.get('long_name', value)} over {x}s")
     return fig
@@ -219,8 +238,8 @@ def trajectories(ds, hue=None, col=None, row=None, *, model=None, X=None, Y=None
             path = np.asarray(ds.epoch_params.sel({**selection, **line}).transpose("epoch", "param").values)
             path = path[np.all(np.isfinite(path), axis=1) & (np.abs(path).max(axis=1) < 1e3)]
             corners.append(path)
-            label = selection_text(line) if len(lines) <= MAX_LEGEND else None
-            ax.plot(path[:, 0], path[:, 1], "-o", ms=2.5, lw=1, color=color, label=label or "path")
+            label = (selection_text(line) or None) if len(lines) <= MAX_LEGEND else None
+            ax.plot(path[:, 0], path[:, 1], "-o", ms=2.5, lw=1, color=color, label=label)
             if len(path):
                 ax.plot(*path[0], "s", color="k", ms=5, label="start")
         if theory_ is not None:
@@ -240,7 +259,7 @@ def _contours(ax, theory_, points):
     start = points[0] if len(points) else np.zeros(2)
     minimum = None
     if model.spec.is_least_squares:
-        H = _theory_module.hessian(model, X)
+        H = hessian(model, X)
         minimum = start - np.linalg.lstsq(H, model.grad(start, X, Y), rcond=None)[0]
     corners = np.vstack([points, minimum[None]] if minimum is not None else [points])
     pad = 0.08 * np.ptp(corners, axis=0).max() + 1.0

@@ -13,7 +13,7 @@ DIVERGED_COLOR = "0.25"
 CAP = 1e30
 #: Colours of the outcomes (:data:`gdsim.outcomes.OUTCOMES`, in order).
 OUTCOME_COLORS = ("#1a9850", "#91cf60", "#fee08b", "#fc8d59", DIVERGED_COLOR)
-#: Lines per panel that get a legend entry each; more, and a numeric hue gets a colour bar.
+#: Lines per panel that get a legend entry each; more, and one numeric hue axis gets a colour bar.
 MAX_LEGEND = 10
 
 

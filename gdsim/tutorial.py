@@ -11,9 +11,12 @@ Verdicts (``F`` the final loss, ``opt`` the least-squares optimum, ``g`` the gro
 of the loss per epoch that ``classify`` fits on the tail):
 
 * **diverging**: outcome "diverged": the loss overflowed, or it grows (``g > 1``) and ends
-  its tail at its largest value, above its initial loss;
-* **bounded orbit**: outcome "bounded orbit": the whole tail lies above the initial loss
-  but does not grow (a far cycle: per-sample SGD in data order at lr 0.1);
+  its tail at its largest value, above its initial loss; or outcome "bounded orbit" where
+  the theory below says the error grows (then the line adds the theory's growth factor of
+  the loss per epoch, ``rho ** 2`` or ``exp(2 gamma)``): random orders are heavy-tailed,
+  and their loss can swing by decades with no trend the tail's fit finds significant;
+* **bounded orbit**: outcome "bounded orbit" otherwise: the whole tail lies above the
+  initial loss but does not grow (a far cycle: per-sample SGD in data order at lr 0.1);
 * **oscillating**: outcome "oscillating": no trend and not settled (a noise floor, a
   cycle), unless the tail falls at every epoch (then it converges, too slowly for
   ``classify``'s :data:`gdsim.outcomes.RATE_TOLERANCE`);
@@ -36,7 +39,8 @@ Theory, for the run's scheme (:mod:`gdsim.theory`):
   (:func:`gdsim.figures.critical.almost_sure_critical`); for replacement also the lr above
   which the mean square diverges (:func:`gdsim.theory.mean_square_critical_lr`).
 
-A stable theory agrees with every verdict but diverging, an unstable one with diverging
+A stable theory agrees with every verdict but diverging (an oscillation it calls stable
+is damped, or, with random orders, SGD's noise floor), an unstable one with diverging
 alone; where they differ the line says so (the horizon is too short to show it).
 """
 
@@ -89,7 +93,7 @@ class TutorialRun(NamedTuple):
     theory: str
 
 
-def verdict(epoch_loss, optimum):
+def verdict(epoch_loss, optimum, stable=None, growth=None):
     """The tutorial's verdict on a run and the line that says why (module docstring).
 
     Parameters
@@ -98,6 +102,10 @@ def verdict(epoch_loss, optimum):
         The run's full-data loss before each epoch and after the last.
     optimum : float
         The least-squares optimum of the data (``> 0``).
+    stable : bool or None, optional
+        The theory's answer (:func:`theory_line`); None: unknown or at the threshold.
+    growth : float, optional
+        The theory's growth factor of the loss per epoch (:func:`theory_line`).
 
     Returns
     -------
@@ -119,6 +127,10 @@ def verdict(epoch_loss, optimum):
             return "diverging", f"the loss overflowed: not finite from epoch {n} on"
         return "diverging", (f"the loss grows x{g:#.4g} per epoch over {span}, to {final:.4g} "
                              f"({final / initial:.3g} x its initial {initial:.4g})")
+    if outcome == "bounded orbit" and stable is False:
+        return "diverging", (f"the loss stays above its initial {initial:.4g} over {span} ({_between(tail)}, "
+                             f"final {final:.4g}) with no trend its fit finds (x{g:#.4g} per epoch), but theory "
+                             f"grows it x{growth:#.4g} per epoch: not bounded")
     if outcome == "bounded orbit":
         return "bounded orbit", (f"the loss stays above its initial {initial:.4g} over {span} ({_between(tail)}) "
                                  f"and does not grow (x{g:#.4g} per epoch): final loss {final:.4g} = "
@@ -163,8 +175,10 @@ def theory_line(model, X, lr, *, batch_size, shuffle, momentum=0.0, nesterov=Fal
 
     Returns
     -------
-    (bool or None, str)
-        Stable (True), unstable (False) or at the threshold (None), and the sentence.
+    (bool or None, float, str)
+        Stable (True), unstable (False) or at the threshold (None); the factor the loss's
+        distance to its limit changes by per epoch (``rho ** 2``, or ``exp(2 gamma)`` for
+        the Lyapunov exponent ``gamma``); and the sentence.
     """
     n = X.shape[0]
     settings = {"momentum": momentum, "nesterov": nesterov}
@@ -181,7 +195,7 @@ def theory_line(model, X, lr, *, batch_size, shuffle, momentum=0.0, nesterov=Fal
             step = theory.step_critical_lr(model, X, batch_size=batch_size)
             if lr > step:
                 text += f"; single steps expand above lr {step:.4g}, so the loss swings far within an epoch"
-        return stable, text
+        return stable, rho**2, text
     sampling = "reshuffle" if shuffle is True else "replacement"
     lyapunov = theory.lyapunov_exponent(model, X, lr, batch_size=batch_size, sampling=sampling,
                                         epochs=LYAPUNOV_EPOCHS, burn_in=LYAPUNOV_EPOCHS // 10, seed=THEORY_SEED,
@@ -197,13 +211,17 @@ def theory_line(model, X, lr, *, batch_size, shuffle, momentum=0.0, nesterov=Fal
         if sampling == "replacement":
             mean_square = theory.mean_square_critical_lr(model, X, batch_size=batch_size, rtol=1e-6, **settings)
             text += f"; the mean square diverges above lr {mean_square:.4g}"
-    return stable, text
+    with np.errstate(over="ignore"):
+        return stable, float(np.exp(2 * lyapunov.exponent)), text
 
 
-def agreement(verdict_name, stable):
-    """How the theory's answer ``stable`` (bool or None) reads against the run's verdict."""
+def agreement(verdict_name, stable, random_order):
+    """How the theory's answer ``stable`` (bool or None) reads against the run's verdict
+    (``random_order``: the samples are reshuffled or drawn)."""
     if stable is None:
         return "at the threshold: either can show"
+    if stable and verdict_name == "oscillating":
+        return "the run agrees: " + ("SGD's noise floor" if random_order else "a damped oscillation, dying out")
     if stable == (verdict_name != "diverging"):
         return "the run agrees"
     if stable:
@@ -211,17 +229,14 @@ def agreement(verdict_name, stable):
     return "the run does not show it yet (run more epochs)"
 
 
-def _tutorial_table(title, result, optimum):
-    """Print one run the way the tutorial prints it, then its verdict; return it."""
+def _tutorial_table(title, result):
+    """Print one run the way the tutorial prints it."""
     print(f"\n{title}")
     print(f"{'epoch':>5}  {'loss':>14}  {'w':>14}  {'b':>14}")
     # As in the tutorial: the loss recorded at the start of the epoch, w and b after it.
     for epoch, (loss, (w, b)) in enumerate(zip(result.epoch_loss[:-1], result.epoch_params[1:])):
         print(f"{epoch:>5}  {loss:>14.6g}  {w:>14.6g}  {b:>14.6g}")
     print(f"{'end':>5}  {result.epoch_loss[-1]:>14.6g}")
-    name, reason = verdict(result.epoch_loss, optimum)
-    print(f"=> {name}: {reason}")
-    return name, reason
 
 
 def _check_shuffle(shuffle):
@@ -305,9 +320,11 @@ def run_tutorial(seed=0, lr=0.1, epochs=20, *, momentum=0.0, nesterov=False, bat
     for key, run_title, size, run_shuffle in plan:
         result = train(model, X, Y, optimizer, epochs=epochs, batch_size=size, shuffle=run_shuffle, seed=seed,
                        params0=params0, record_params=True)
-        name, reason = _tutorial_table(run_title, result, optimum)
-        stable, text = theory_line(model, X, optimizer.lr, batch_size=size, shuffle=run_shuffle,
-                                   momentum=optimizer.momentum, nesterov=optimizer.nesterov)
-        print(f"   theory: {text}; {agreement(name, stable)}")
+        _tutorial_table(run_title, result)
+        stable, growth, text = theory_line(model, X, optimizer.lr, batch_size=size, shuffle=run_shuffle,
+                                           momentum=optimizer.momentum, nesterov=optimizer.nesterov)
+        name, reason = verdict(result.epoch_loss, optimum, stable, growth)
+        print(f"=> {name}: {reason}")
+        print(f"   theory: {text}; {agreement(name, stable, run_shuffle is not False)}")
         runs[key] = TutorialRun(result, name, reason, stable, text)
     return runs

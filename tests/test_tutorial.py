@@ -11,7 +11,7 @@ import pytest
 
 import gdsim
 from gdsim import cli
-from gdsim.tutorial import VERDICTS, run_tutorial
+from gdsim.tutorial import VERDICTS, run_tutorial, verdict
 
 README = (pathlib.Path(__file__).parents[1] / "README.md").read_text()
 START = np.array([-10.0, -20.0])
@@ -130,7 +130,33 @@ def test_a_noise_floor_oscillates(capsys, line):
     for epoch_order in order:
         product = epoch_map(A, 0.02, 1, epoch_order) @ product
     assert np.linalg.norm(product, 2) < 1e-3
-    assert "stable" in sgd_theory and sgd_theory.endswith("the run agrees")
+    assert "stable" in sgd_theory and sgd_theory.endswith("the run agrees: SGD's noise floor")
+
+
+def test_heavy_ball_oscillates_damped(capsys, line):
+    X, Y, A, optimum = line
+    (gd,), (gd_theory,) = verdicts(tutorial(capsys, "--lr", "0.02", "--momentum", "0.9", "--batch-size", "full"))
+    assert gd.startswith("=> oscillating: ") and gd_theory.endswith("the run agrees: a damped oscillation, dying out")
+    # Heavy ball on the quadratic (torch's form): (e, buf) -> (e - lr (beta buf + H e), beta buf + H e).
+    H, beta, lr = 2 / len(X) * A.T @ A, 0.9, 0.02
+    step = np.block([[np.eye(2) - lr * H, -lr * beta * np.eye(2)], [H, beta * np.eye(2)]])
+    rho = radius(step)
+    assert rho < 1 and number(gd_theory, "epoch-map radius") == pytest.approx(rho, rel=1e-3)
+    changes = np.diff(naive_losses(X, Y, lr, 20, len(X), momentum=beta)[10:])
+    assert (changes > 0).any() and (changes < 0).any()  # up and down: the slow spiral of the heavy ball
+
+
+def test_theory_that_grows_makes_a_far_orbit_a_divergence():
+    X, _ = gdsim.datasets.tutorial_line(0)
+    far = np.r_[1.0, np.tile([3e5, 2e5], 10)]  # above its start, no trend
+    assert verdict(far, 0.1, stable=True, growth=0.5)[0] == "bounded orbit"
+    assert verdict(far, 0.1)[0] == "bounded orbit"
+    name, reason = verdict(far, 0.1, stable=False, growth=1.4)
+    assert name == "diverging" and "theory grows it x1.400 per epoch" in reason
+    # The same rule in a run: heavy ball, reshuffled, just above its almost-sure threshold.
+    runs = run_tutorial(lr=0.02, momentum=0.9, shuffle=True, epochs=100)
+    assert runs["sgd"].stable is False and runs["sgd"].verdict == "diverging"
+    assert np.all(runs["sgd"].result.epoch_loss[50:] > runs["sgd"].result.epoch_loss[0])
 
 
 def test_the_options_reach_the_runs(line):
@@ -198,7 +224,7 @@ def test_run_tutorial_refuses_other_shuffles(capsys):
     assert capsys.readouterr().out == ""
 
 
-@pytest.mark.parametrize("argv", [[], ["--momentum", "0.9", "--shuffle", "true", "--lr", "0.02"]])
+@pytest.mark.parametrize("argv", [[], ["--shuffle", "true"]])
 def test_readme_shows_the_commands_output(argv, capsys):
     command = " ".join(["$ gdsim tutorial", *argv])
     block = README.split(command + "\n", 1)[1].split("```", 1)[0]

@@ -136,7 +136,7 @@ def _parser(targets):
                     "numbers that decide it and what theory says of its settings.")
     tutorial.add_argument("--seed", type=int, default=0,
                           help="seed of the data noise and of the SGD run's shuffles (default 0)")
-    tutorial.add_argument("--lr", type=float, default=0.1, help="learning rate of both runs (default 0.1)")
+    tutorial.add_argument("--lr", type=float, default=0.1, help="learning rate of both runs, > 0 (default 0.1)")
     tutorial.add_argument("--epochs", type=int, default=20, help="number of epochs (default 20)")
     tutorial.add_argument("--momentum", type=float, default=0.0,
                           help="momentum of both runs, torch's heavy ball (default 0)")

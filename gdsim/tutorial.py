@@ -139,7 +139,7 @@ def verdict(epoch_loss, optimum, stable=None, growth=None):
         if final > SLOW * optimum:
             more = (f"; at that rate it needs about {math.ceil(math.log(SLOW * optimum / final) / math.log(g))} "
                     f"more epochs to come within {SLOW:g} x" if 0 < g < 1 else "")
-            return "converging slowly", (f"the loss falls x{g:#.4g} per epoch over {span} but is still "
+            return "converging slowly", (f"x{g:#.4g} per epoch over {span}, and the loss is still "
                                          f"{final / optimum:.3g} x the least-squares optimum {optimum:.4g} "
                                          f"({final:.4g}){more}")
         return "converging", (f"x{g:#.4g} per epoch over {span}, final loss {final:.4g} = {final / optimum:.3g} x "
@@ -150,6 +150,12 @@ def verdict(epoch_loss, optimum, stable=None, growth=None):
                                f"{optimum:.4g}")
     return "converging", (f"the loss settled over {span} at {final:.4g} = {final / optimum:.3g} x the "
                           f"least-squares optimum {optimum:.4g}")
+
+
+def _digits(value):
+    """``value`` to four digits, or as ``1+2.2e-16`` where four would round it to 1 (the threshold)."""
+    text = f"{value:.4g}"
+    return f"1{'+' if value > 1 else '-'}{abs(value - 1):.2g}" if text == "1" and value != 1 else text
 
 
 def _between(tail):
@@ -186,7 +192,7 @@ def theory_line(model, X, lr, *, batch_size, shuffle, momentum=0.0, nesterov=Fal
     if shuffle is False:
         rho = theory.epoch_spectral_radius(model, X, lr, batch_size=batch_size, **settings)
         stable = True if rho < 1 else False if rho > 1 else None
-        text = (f"epoch-map radius {rho:.4g} at lr {lr:g} ({'<' if rho < 1 else '>=' if rho == 1 else '>'} 1: "
+        text = (f"epoch-map radius {_digits(rho)} at lr {lr:g} ({'<' if rho < 1 else '>=' if rho == 1 else '>'} 1: "
                 f"{'stable' if rho < 1 else 'unstable' if rho > 1 else 'at the threshold'})")
         if searchable:
             critical = theory.epoch_critical_lr(model, X, batch_size=batch_size, rtol=1e-6, **settings)
@@ -195,7 +201,7 @@ def theory_line(model, X, lr, *, batch_size, shuffle, momentum=0.0, nesterov=Fal
             step = theory.step_critical_lr(model, X, batch_size=batch_size)
             if lr > step:
                 text += f"; single steps expand above lr {step:.4g}, so the loss swings far within an epoch"
-        return stable, rho**2, text
+        return stable, rho * rho, text  # a float product overflows to inf, ** raises
     sampling = "reshuffle" if shuffle is True else "replacement"
     lyapunov = theory.lyapunov_exponent(model, X, lr, batch_size=batch_size, sampling=sampling,
                                         epochs=LYAPUNOV_EPOCHS, burn_in=LYAPUNOV_EPOCHS // 10, seed=THEORY_SEED,
@@ -261,7 +267,7 @@ def run_tutorial(seed=0, lr=0.1, epochs=20, *, momentum=0.0, nesterov=False, bat
     seed : int, default 0
         Seeds the data noise and the SGD run's sample orders.
     lr : float, default 0.1
-        Learning rate of both runs, ``>= 0``.
+        Learning rate of both runs, ``> 0``.
     epochs : int, default 20
         ``>= 1``.
     momentum : float, default 0
@@ -294,6 +300,8 @@ def run_tutorial(seed=0, lr=0.1, epochs=20, *, momentum=0.0, nesterov=False, bat
     batch_size = n if batch_size is None else check_int("batch_size", batch_size, minimum=1, maximum=n)
     shuffle = _check_shuffle(shuffle)
     optimizer = SGD(lr=lr, momentum=momentum, nesterov=nesterov)
+    if optimizer.lr == 0:  # torch takes it, but nothing would move: no verdict to give
+        raise ParameterError("lr must be > 0 here (at lr 0 nothing moves), got 0", "lr")
     model = Linear(1, 1)
     params0 = model.pack([[[TUTORIAL_START[0]]], [TUTORIAL_START[1]]])
     design = np.column_stack([X, np.ones(n)])

@@ -210,6 +210,7 @@ def test_bad_options_are_usage_errors(argv, message, capsys):
     (["--batch-size", "101"], "batch_size must be an integer in [1, 100], got 101"),
     (["--nesterov"], "Nesterov momentum requires a momentum and zero dampening (got momentum=0.0, dampening=0.0)"),
     (["--momentum", "-0.5"], "Invalid momentum value: -0.5"),
+    (["--lr", "0"], "lr must be > 0 here (at lr 0 nothing moves), got 0"),
 ])
 def test_bad_values_exit_2_before_printing(argv, message, capsys):
     assert cli.main(["tutorial", *argv]) == 2

@@ -221,7 +221,7 @@ def theory_line(model, X, lr, *, batch_size, shuffle, momentum=0.0, nesterov=Fal
         return stable, float(np.exp(2 * lyapunov.exponent)), text
 
 
-def agreement(verdict_name, stable, random_order):
+def _agreement(verdict_name, stable, random_order):
     """How the theory's answer ``stable`` (bool or None) reads against the run's verdict
     (``random_order``: the samples are reshuffled or drawn)."""
     if stable is None:
@@ -333,6 +333,6 @@ def run_tutorial(seed=0, lr=0.1, epochs=20, *, momentum=0.0, nesterov=False, bat
                                            momentum=optimizer.momentum, nesterov=optimizer.nesterov)
         name, reason = verdict(result.epoch_loss, optimum, stable, growth)
         print(f"=> {name}: {reason}")
-        print(f"   theory: {text}; {agreement(name, stable, run_shuffle is not False)}")
+        print(f"   theory: {text}; {_agreement(name, stable, run_shuffle is not False)}")
         runs[key] = TutorialRun(result, name, reason, stable, text)
     return runs

@@ -232,3 +232,12 @@ def test_readme_shows_the_commands_output(argv, capsys):
     out = tutorial(capsys, *argv).splitlines()
     shown = [l for l in block.splitlines() if l.strip() and l.strip() != "..."]
     assert shown and all(l in out for l in shown), [l for l in shown if l not in out]
+
+
+def test_readme_numbers_of_torchs_tutorial_run():
+    # "SGD's loss rises to a bounded orbit at 9.98e13, single samples' losses up to 1.1e29"
+    assert "to a bounded orbit at 9.98e13, single samples' losses up to 1.1e29" in " ".join(README.split())
+    with np.load(pathlib.Path(__file__).parent / "fixtures" / "torch" / "tutorial_sgd.npz") as fx:
+        epoch_loss, step_loss = fx["epoch_loss"], fx["step_loss"]
+    assert f"{epoch_loss[-1]:.3g}" == "9.98e+13" and f"{step_loss.max():.2g}" == "1.1e+29"
+    assert np.all(epoch_loss[10:] > epoch_loss[0]) and abs(epoch_loss[-1] / epoch_loss[-3] - 1) < 1e-5

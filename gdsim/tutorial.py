@@ -139,11 +139,11 @@ def verdict(epoch_loss, optimum, stable=None, growth=None):
         if final > SLOW * optimum:
             more = (f"; at that rate it needs about {math.ceil(math.log(SLOW * optimum / final) / math.log(g))} "
                     f"more epochs to come within {SLOW:g} x" if 0 < g < 1 else "")
-            return "converging slowly", (f"x{g:#.4g} per epoch over {span}, and the loss is still "
+            return "converging slowly", (f"the loss goes x{g:#.4g} per epoch over {span} and is still "
                                          f"{final / optimum:.3g} x the least-squares optimum {optimum:.4g} "
                                          f"({final:.4g}){more}")
-        return "converging", (f"x{g:#.4g} per epoch over {span}, final loss {final:.4g} = {final / optimum:.3g} x "
-                              f"the least-squares optimum {optimum:.4g}")
+        return "converging", (f"the loss goes x{g:#.4g} per epoch over {span}, to {final:.4g} = "
+                              f"{final / optimum:.3g} x the least-squares optimum {optimum:.4g}")
     if outcome == "oscillating":
         return "oscillating", (f"no trend over {span} (x{g:#.4g} per epoch): {_between(tail)}, "
                                f"{tail.min() / optimum:.3g}-{tail.max() / optimum:.3g} x the least-squares optimum "

@@ -69,7 +69,7 @@ def test_default_batch_gd_converges_and_per_sample_sgd_is_a_bounded_orbit(capsys
     # Batch GD: the loop's final loss is within 2 x the optimum, and GD's step map contracts.
     losses = naive_losses(X, Y, 0.1, 20, len(X))
     assert losses[-1] < 2 * optimum and np.all(np.diff(losses[10:]) < 0)
-    assert gd.startswith("=> converging: ") and f"final loss {losses[-1]:.4g} = " in gd
+    assert gd.startswith("=> converging: ") and f"to {losses[-1]:.4g} = " in gd
     rho = radius(epoch_map(A, 0.1, len(X)))
     assert rho < 1 and number(gd_theory, "epoch-map radius") == pytest.approx(rho, rel=1e-3)
     assert 2 / np.linalg.eigvalsh(2 / len(X) * A.T @ A).max() == pytest.approx(

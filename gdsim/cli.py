@@ -97,6 +97,29 @@ def _oserror_message(error):
     return f"cannot write or read{where}: {error.strerror or error}"
 
 
+def _batch_size(text):
+    """``--batch-size``: an integer (its range is checked with the rest) or ``full`` (None)."""
+    if text.strip().lower() == "full":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer in [1, 100] or 'full', got {text!r}") from None
+
+
+#: ``--shuffle``'s words, and train's ``shuffle`` for each.
+SHUFFLES = {"false": False, "none": False, "true": True, "reshuffle": True, "replacement": "replacement"}
+
+
+def _shuffle(text):
+    """``--shuffle``: train's ``shuffle`` (False, True or "replacement") from its word."""
+    try:
+        return SHUFFLES[text.strip().lower()]
+    except KeyError:
+        raise argparse.ArgumentTypeError(f"expected false (or none), true (or reshuffle) or replacement, "
+                                         f"got {text!r}") from None
+
+
 def _parser(targets):
     """The command line: ``gdsim tutorial|run|figures|info`` (``targets``: the registry)."""
     parser = argparse.ArgumentParser(
@@ -106,12 +129,26 @@ def _parser(targets):
     parser.add_argument("--version", action="version", version=f"gdsim {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     tutorial = commands.add_parser(
-        "tutorial", help="reproduce the linear-regression tutorial (batch GD vs per-sample SGD)",
-        description="Train y = w x + b from w = -10, b = -20 with batch gradient descent and with "
-                    "per-sample SGD, print loss, w and b per epoch, and say which converged.")
-    tutorial.add_argument("--seed", type=int, default=0, help="seed of the data noise (default 0)")
-    tutorial.add_argument("--lr", type=float, default=0.1, help="learning rate (default 0.1)")
+        "tutorial", help="the linear-regression tutorial: batch GD vs SGD, with verdicts and theory",
+        description="Train y = w x + b from w = -10, b = -20 with batch gradient descent and with SGD "
+                    "(per-sample by default), print loss, w and b per epoch, and give each run a verdict: "
+                    "converging, converging slowly, oscillating, bounded orbit or diverging, with the "
+                    "numbers that decide it and what theory says of its settings.")
+    tutorial.add_argument("--seed", type=int, default=0,
+                          help="seed of the data noise and of the SGD run's shuffles (default 0)")
+    tutorial.add_argument("--lr", type=float, default=0.1, help="learning rate of both runs, > 0 (default 0.1)")
     tutorial.add_argument("--epochs", type=int, default=20, help="number of epochs (default 20)")
+    tutorial.add_argument("--momentum", type=float, default=0.0,
+                          help="momentum of both runs, torch's heavy ball (default 0)")
+    tutorial.add_argument("--nesterov", action="store_true",
+                          help="Nesterov momentum for both runs (needs --momentum > 0)")
+    tutorial.add_argument("--batch-size", type=_batch_size, default=1, metavar="{1..100,full}",
+                          help="samples per step of the SGD run (default 1: per-sample); 'full': the whole data "
+                               "set (with --shuffle false that is batch GD, shown once); batch GD always takes it all")
+    tutorial.add_argument("--shuffle", type=_shuffle, default=False, metavar="{false,true,replacement}",
+                          help="sample order of the SGD run, as train's shuffle: false (or none) data order "
+                               "(default), true (or reshuffle) a fresh permutation every epoch, replacement "
+                               "100 indices drawn with replacement every epoch; batch GD keeps data order")
     run = commands.add_parser(
         "run", help="run study files: save results/NAME.zarr and draw figures/NAME.png",
         description="Check the study files (TOML, see gdsim.studies), then run each one's grid, save the "
@@ -167,7 +204,8 @@ def main(argv=None):
             if args.command == "info":
                 print_info()
             elif args.command == "tutorial":
-                run_tutorial(seed=args.seed, lr=args.lr, epochs=args.epochs)
+                run_tutorial(seed=args.seed, lr=args.lr, epochs=args.epochs, momentum=args.momentum,
+                             nesterov=args.nesterov, batch_size=args.batch_size, shuffle=args.shuffle)
             else:
                 paths = args.studies if args.command == "run" else find_studies(args.studies)
                 run_studies(paths, results=args.results, figures=args.figures, target=args.target,

@@ -29,8 +29,8 @@ def test_tutorial_prints_torchs_trajectory(capsys):
     np.testing.assert_array_equal(table[:, 0], np.arange(20))
     np.testing.assert_allclose(table[:, 1], losses[:20], rtol=1e-5)        # loss at the start of the epoch
     np.testing.assert_allclose(table[:, 2:], params[1:21], rtol=1e-5)      # w, b after it
-    assert "=> CONVERGED" in out.split("Per-sample SGD")[0]
-    assert "=> DIVERGED" in out.split("Per-sample SGD")[1]
+    assert "=> converging: " in out.split("Per-sample SGD")[0]
+    assert "=> bounded orbit: " in out.split("Per-sample SGD")[1]  # a far cycle at 9.98e13, not a divergence
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -7,7 +7,6 @@ changed study, kernel or theory that moves a number fails here until the words f
 Figure 6's paragraph is checked elsewhere."""
 
 import pathlib
-import re
 
 import numpy as np
 import pytest
@@ -159,7 +158,7 @@ def test_gallery_2_where_each_batch_size_leaves_the_optimum(study):
 def test_gallery_3_momentum_against_the_companion_matrices(study):
     phase, ds = study("3_momentum_phase")
     _, old = study("3_momentum_phase", ("params0 = [-10.0, -20.0]", "params0 = [-10.0, -20.0]\ndivergence = 1e6"))
-    _, H, _, optimum = least_squares(phase.X, phase.Y)
+    _, H, _, _ = least_squares(phase.X, phase.Y)
     mu, L = np.linalg.eigvalsh(H)
     # The error map on (p - p*, buf) of torch's heavy ball and Nesterov, densely, every run at once.
     lr = ds.lr.values[:, None, None, None]

@@ -341,8 +341,11 @@ def mean_square_critical_lr(model, X, *, batch_size=1, momentum=0.0, dampening=0
     """The smallest ``lr`` at which :func:`mean_square_spectral_radius` exceeds 1 (bisection).
 
     Searched in ``(0, 10 x`` the full-batch threshold ``]``; returns ``inf`` if every
-    ``lr`` there is stable. As ``batch_size`` grows the gradient noise vanishes and it
-    tends to the full-batch :func:`critical_lr`; small batches lower it.
+    ``lr`` there is stable. Small batches lower it. Each step draws its ``batch_size``
+    samples independently, so the gradient noise falls as ``1 / batch_size`` but never
+    vanishes (not even at ``batch_size = n``): the threshold tends to the full-batch
+    :func:`critical_lr` only as ``batch_size -> inf``. On the tutorial's data it is 0.11902
+    at ``batch_size = n = 100``, against ``2 / L = 0.11997``.
 
     Raises
     ------

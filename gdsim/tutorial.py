@@ -36,7 +36,7 @@ Theory, for the run's scheme (:mod:`gdsim.theory`):
 * a fresh permutation every epoch or indices drawn with replacement: the top Lyapunov
   exponent per epoch (:func:`gdsim.theory.lyapunov_exponent`; stable when its 95% interval
   is below 0, unstable when above) and the lr where it passes 0
-  (:func:`gdsim.figures.critical.almost_sure_critical`); for replacement also the lr above
+  (:func:`gdsim.theory.almost_sure_critical_lr`); for replacement also the lr above
   which the mean square diverges (:func:`gdsim.theory.mean_square_critical_lr`).
 
 A stable theory agrees with every verdict but diverging (an oscillation it calls stable
@@ -51,7 +51,7 @@ import numpy as np
 
 from . import datasets, theory
 from ._validate import ParameterError, check_int
-from .figures.critical import LYAPUNOV_EPOCHS, THEORY_SEED, almost_sure_critical
+from .theory.sampling import ALMOST_SURE_EPOCHS, ALMOST_SURE_SEED
 from .models import Linear
 from .optim import SGD
 from .outcomes import OUTCOMES, TAIL, classify
@@ -204,7 +204,7 @@ def theory_line(model, X, lr, *, batch_size, shuffle, momentum=0.0, nesterov=Fal
         return stable, rho * rho, text  # a float product overflows to inf, ** raises
     sampling = "reshuffle" if shuffle is True else "replacement"
     lyapunov = theory.lyapunov_exponent(model, X, lr, batch_size=batch_size, sampling=sampling,
-                                        epochs=LYAPUNOV_EPOCHS, burn_in=LYAPUNOV_EPOCHS // 10, seed=THEORY_SEED,
+                                        epochs=ALMOST_SURE_EPOCHS, burn_in=ALMOST_SURE_EPOCHS // 10, seed=ALMOST_SURE_SEED,
                                         **settings)
     stable = True if lyapunov.high < 0 else False if lyapunov.low > 0 else None
     text = (f"top Lyapunov exponent {lyapunov.exponent:+.3g} per epoch at lr {lr:g} (95%: {lyapunov.low:+.3g} to "
@@ -212,7 +212,8 @@ def theory_line(model, X, lr, *, batch_size, shuffle, momentum=0.0, nesterov=Fal
     if searchable:
         L = float(np.linalg.eigvalsh(theory.hessian(model, X)).max())
         lr_max = 10 * theory.critical_lr(L, momentum, nesterov=nesterov)
-        critical = almost_sure_critical(model, X, batch_size, sampling, lr_max, settings)[0]
+        critical = theory.almost_sure_critical_lr(model, X, batch_size=batch_size, sampling=sampling, lr_max=lr_max,
+                                                  **settings).lr
         text += f"; it passes 0 at lr {critical:.4g}"
         if sampling == "replacement":
             mean_square = theory.mean_square_critical_lr(model, X, batch_size=batch_size, rtol=1e-6, **settings)

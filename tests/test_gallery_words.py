@@ -13,7 +13,7 @@ import pytest
 
 import gdsim
 from gdsim import theory
-from gdsim.figures.critical import GROWTH, almost_sure_critical, simulated_critical, unstable_runs
+from gdsim.figures.critical import GROWTH, simulated_critical, unstable_runs
 from gdsim.outcomes import OUTCOMES
 from gdsim.studies import load_study, run_study
 
@@ -225,7 +225,7 @@ def test_gallery_5_reshuffled_against_the_almost_sure_threshold(study):
     _, H, _, _ = least_squares(reshuffled.X, reshuffled.Y)
     two_over_L = 2 / np.linalg.eigvalsh(H)[-1]
     lo, hi = simulated_critical(ds)
-    found = [almost_sure_critical(reshuffled.model, reshuffled.X, b, "reshuffle", 10 * two_over_L)
+    found = [theory.almost_sure_critical_lr(reshuffled.model, reshuffled.X, batch_size=b, lr_max=10 * two_over_L)
              for b in (1, 5, 100)]
     (as1, low1, high1), (as5, _, _), (as100, _, _) = found
     assert as1 < as5 and as5 > two_over_L
@@ -238,8 +238,8 @@ def test_gallery_5b_with_replacement_the_mean_square_diverges_first(study):
     drawn, ds = study("5b_critical_batch_replacement", (ALL_BATCHES, "batch_size = [1, 10]"))
     _, H, _, _ = least_squares(drawn.X, drawn.Y)
     lo, hi = simulated_critical(ds)
-    almost_sure = [almost_sure_critical(drawn.model, drawn.X, b, "replacement", 20 / np.linalg.eigvalsh(H)[-1])[0]
-                   for b in (1, 10)]
+    almost_sure = [theory.almost_sure_critical_lr(drawn.model, drawn.X, batch_size=b, sampling="replacement",
+                                                  lr_max=20 / np.linalg.eigvalsh(H)[-1]).lr for b in (1, 10)]
     mean_square = [theory.mean_square_critical_lr(drawn.model, drawn.X, batch_size=b, rtol=1e-6) for b in (1, 10)]
     assert all(m < 0.9 * a for m, a in zip(mean_square, almost_sure))
     says(f"({almost_sure[0]:.4f} at B = 1, {almost_sure[1]:.4f} at B = 10; simulated {lo[0]:.4f}-{hi[0]:.4f} and "

@@ -114,6 +114,15 @@ def test_heatmap_line_respects_the_batch_size_and_the_sampling_scheme():
                                                   for m in (0.0, 0.5)], rtol=1e-5)
 
 
+def test_reshuffled_runs_get_the_almost_sure_edge_of_their_batch_size():
+    ds = gdsim.sweep(LINEAR, X, Y, lr=np.geomspace(0.02, 0.3, 4), momentum=[0.0, 0.5], batch_size=20, shuffle=True,
+                     epochs=2, params0=START)
+    (line,) = theory_lines(gdsim.plot.heatmap(ds, "lr", "momentum", model=LINEAR, X=X, Y=Y))
+    assert line.get_gid() == "theory:almost sure"
+    np.testing.assert_array_equal(line.get_xdata(), [theory.almost_sure_critical_lr(LINEAR, X, batch_size=20,
+                                                                                   momentum=m).lr for m in (0.0, 0.5)])
+
+
 def test_over_three_or_more_momenta_the_edge_is_the_contour_of_radius_one_with_every_unstable_region():
     # Heavy ball in data order with batches of 5 is stable again past resonances: at
     # momentum 0.9 unstable from lr 0.0015 but stable at 0.01 (the map's radius 0.86).

@@ -6,26 +6,18 @@ scheme of the study (``shuffle``), read against the theory of that very scheme.
 * a fresh permutation per epoch (``shuffle = true``) and batches drawn with replacement
   (``shuffle = "replacement"``): the epoch maps are random; a typical run (the median of
   the seeds) grows where the top Lyapunov exponent passes 0 (almost-sure threshold,
-  :func:`gdsim.theory.lyapunov_exponent`, found here by bisection). For replacement the
+  :func:`gdsim.theory.almost_sure_critical_lr`). For replacement the
   mean square ``E |e|^2`` is exact too (:func:`gdsim.theory.mean_square_critical_lr`); it
   diverges earlier, driven by rare orders, and a median of runs does not see it.
 
 The theory never looks at the simulation: its orders are drawn from a seed of its own.
 """
 
-import math
-
 import numpy as np
 
 from .. import theory
 from .common import hessian_spectrum, new_figure, panel_note, suptitle
 
-#: The seed of the theory's random orders: independent of the simulated runs' seeds.
-THEORY_SEED = 1_000_003
-#: Epochs (after a burn-in of a tenth of them) of each Lyapunov estimate.
-LYAPUNOV_EPOCHS = 600
-#: Relative tolerance of the bisections.
-RTOL = 2e-3
 #: The loss of an unstable run, at the end, is above this many times its loss at mid-run.
 GROWTH = 10.0
 
@@ -89,73 +81,6 @@ def simulated_critical(ds):
     return np.array(lo), np.array(hi)
 
 
-def _bisect(unstable, lo, hi, rtol=RTOL):
-    """Bisect ``[lo, hi]`` (``lo`` stable, ``hi`` not) down to ``rtol``; the midpoint."""
-    while hi - lo > rtol * hi:
-        mid = 0.5 * (lo + hi)
-        lo, hi = (mid, hi) if not unstable(mid) else (lo, mid)
-    return 0.5 * (lo + hi)
-
-
-def almost_sure_critical(model, X, batch_size, sampling, lr_max, settings=None):
-    """The lr where the top Lyapunov exponent of ``sampling`` passes 0, with the lrs where
-    the upper and the lower end of its 95% interval do.
-
-    Scans up from the single-sample step threshold (below it every plain SGD step is
-    non-expanding, so the exponent is at most 0; with momentum, halved until the exponent
-    is below 0) by a factor 1.1 to ``lr_max``, then bisects each crossing (the estimates
-    share their orders: a smooth function of lr).
-
-    Parameters
-    ----------
-    model : gdsim.Linear
-        With MSE.
-    X : numpy.ndarray (n, n_in)
-    batch_size : int
-    sampling : {"reshuffle", "replacement"}
-    lr_max : float
-        Where the scan stops.
-    settings : dict, optional
-        ``momentum``, ``dampening``, ``weight_decay``, ``nesterov``, ``drop_last``
-        (:func:`run_settings`); default plain SGD.
-
-    Returns
-    -------
-    (float, float, float)
-        ``(critical, low, high)``; inf when nothing up to ``lr_max`` is unstable.
-    """
-    cache = {}
-
-    def estimate(lr):
-        if lr not in cache:
-            cache[lr] = theory.lyapunov_exponent(model, X, lr, batch_size=batch_size, sampling=sampling,
-                                                 epochs=LYAPUNOV_EPOCHS, burn_in=LYAPUNOV_EPOCHS // 10,
-                                                 seed=THEORY_SEED, **(settings or {}))
-        return cache[lr]
-
-    lo = theory.step_critical_lr(model, X, batch_size=1) * 0.999
-    for _ in range(40):  # momentum, weight decay: not every step below it is non-expanding
-        if estimate(lo).exponent < 0:
-            break
-        lo /= 2
-    grid = [lo]
-    while grid[-1] < lr_max and not estimate(grid[-1]).low >= 0:  # the last to cross
-        grid.append(grid[-1] * 1.1)
-    crossings = []
-    for field in ("high", "exponent", "low"):  # high crosses 0 first, low last
-        values = [getattr(estimate(lr), field) >= 0 for lr in grid]
-        if not any(values):
-            crossings.append(math.inf)
-            continue
-        k = values.index(True)
-        if k == 0:
-            crossings.append(grid[0])
-            continue
-        crossings.append(_bisect(lambda lr, f=field: getattr(estimate(lr), f) >= 0, grid[k - 1], grid[k]))
-    high_crossing, critical, low_crossing = crossings
-    return critical, high_crossing, low_crossing
-
-
 def scheme_theory(study, batch_sizes, scheme, settings=None):
     """The theory's thresholds of ``scheme`` at ``batch_sizes``.
 
@@ -173,7 +98,7 @@ def scheme_theory(study, batch_sizes, scheme, settings=None):
     dict of str to numpy.ndarray
         ``"epoch"`` (:func:`gdsim.theory.epoch_critical_lr` of the data order) for
         ``"fixed"``; else ``"as"``, ``"as_low"``, ``"as_high"``
-        (:func:`almost_sure_critical`) and, for ``"replacement"``, ``"mean_square"``
+        (:func:`gdsim.theory.almost_sure_critical_lr`) and, for ``"replacement"``, ``"mean_square"``
         (:func:`gdsim.theory.mean_square_critical_lr`, which draws every batch with ``B``
         samples: exact when ``B`` divides ``n``).
     """
@@ -184,7 +109,8 @@ def scheme_theory(study, batch_sizes, scheme, settings=None):
     if scheme == "fixed":
         return {"epoch": np.array([theory.epoch_critical_lr(model, X, batch_size=int(b), rtol=1e-6, **settings)
                                    for b in batch_sizes])}
-    found = np.array([almost_sure_critical(model, X, int(b), scheme, 10 * 2 / L, settings) for b in batch_sizes])
+    found = np.array([theory.almost_sure_critical_lr(model, X, batch_size=int(b), sampling=scheme, lr_max=10 * 2 / L,
+                                                     **settings) for b in batch_sizes])
     out = {"as": found[:, 0], "as_low": found[:, 1], "as_high": found[:, 2]}
     if scheme == "replacement":
         out["mean_square"] = np.array([theory.mean_square_critical_lr(model, X, batch_size=int(b), rtol=1e-6,
@@ -228,7 +154,7 @@ def critical_batch(study, ds):
         ax.fill_between(batch_sizes, found["as_low"], found["as_high"], color="C3", alpha=0.3, lw=0)
         ax.plot(batch_sizes, found["as"], "s-", color="C3", ms=4, lw=1.5,
                 label="theory, a typical run: top Lyapunov exponent = 0\n(almost sure; band: its 95% interval; "
-                      f"{LYAPUNOV_EPOCHS} epochs of other orders)")
+                      f"{theory.sampling.ALMOST_SURE_EPOCHS} epochs of other orders)")
         if scheme == "replacement":
             short = " (last short batch ignored)" if any(n % int(b) for b in batch_sizes) else ""
             ax.plot(batch_sizes, found["mean_square"], "^--", color="C1", ms=4, lw=1.5,

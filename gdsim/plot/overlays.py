@@ -7,7 +7,7 @@ For one panel's settings (:func:`critical_lr`):
   :func:`gdsim.theory.critical_lr` (heavy ball or Nesterov, dampening and weight decay);
   mini-batches in data order, the epoch map (:func:`gdsim.theory.epoch_critical_lr`);
   reshuffled every epoch, the lr where a typical run's top Lyapunov exponent passes 0
-  (an estimate, :func:`gdsim.figures.critical.almost_sure_critical`); drawn with
+  (an estimate, :func:`gdsim.theory.almost_sure_critical_lr`); drawn with
   replacement, where the mean square diverges (:func:`gdsim.theory.mean_square_critical_lr`);
 * an MLP, only with full batches: the quadratic model at initialisation,
   :func:`gdsim.theory.critical_lr` of the sharpness there, labelled as such (with
@@ -141,11 +141,8 @@ def edge(ds, selection, theory_):
         return ("epoch map", theory.epoch_critical_lr(model, X, batch_size=B, drop_last=drop_last, rtol=RTOL,
                                                       **optimizer),
                 lambda lr: theory.epoch_spectral_radius(model, X, lr, batch_size=B, drop_last=drop_last, **optimizer))
-    from ..figures.critical import almost_sure_critical
-
-    L = float(np.linalg.eigvalsh(theory.hessian(model, X)).max())
-    found = almost_sure_critical(model, X, B, "reshuffle", 10 * 2 / L, {**optimizer, "drop_last": s["drop_last"]})
-    return "almost sure", found[0], None
+    found = theory.almost_sure_critical_lr(model, X, batch_size=B, drop_last=s["drop_last"], **optimizer)
+    return "almost sure", found.lr, None
 
 
 def crossings(radius, lo, hi, points=COARSE):

@@ -52,7 +52,7 @@ References
 
 Modules: :mod:`.quadratic` (full-batch GD and momentum), :mod:`.momentum` (Nesterov's
 tuning, heavy ball's regions), :mod:`.sgd` (epoch maps, mean-square stability with
-replacement), :mod:`.sampling` (Lyapunov exponents and mean-square radii of each sampling
+replacement), :mod:`.sampling` (Lyapunov exponents, the almost-sure threshold and mean-square radii of each sampling
 scheme), :mod:`.sharpness` (any model's Hessian), :mod:`.noise` (gradient noise scales,
 linear stability of SGD at a minimum).
 """
@@ -70,8 +70,10 @@ from .quadratic import (
 )
 from .sampling import (
     SAMPLINGS,
+    AlmostSure,
     Lyapunov,
     MeanSquare,
+    almost_sure_critical_lr,
     lyapunov_exponent,
     mean_square_radius,
 )
@@ -87,12 +89,14 @@ from .sharpness import hessian_vector_product, sharpness
 __all__ = [
     "REGIONS",
     "SAMPLINGS",
+    "AlmostSure",
     "GradientDescent",
     "LinearStability",
     "Lyapunov",
     "MeanSquare",
     "NoiseScales",
     "Tuning",
+    "almost_sure_critical_lr",
     "companion",
     "critical_lr",
     "epoch_critical_lr",

@@ -38,17 +38,22 @@ import numpy as np
 from .._validate import check_bool, check_choice, check_int, check_seed
 from ..batches import batch_bounds
 from .checks import radius_of
-from .quadratic import batch_hessian
+from .quadratic import batch_hessian, critical_lr, hessian
 from .sgd import (
     check_drawn_batch,
     effective_curvatures,
     lr_scale,
     sgd_settings,
+    step_critical_lr,
     step_matrices,
 )
 
 #: The sampling schemes of :func:`lyapunov_exponent` and :func:`mean_square_radius`.
 SAMPLINGS = ("fixed", "reshuffle", "replacement")
+
+#: The Lyapunov estimates of :func:`almost_sure_critical_lr`: epochs each (after a burn-in
+#: of a tenth of them), and the seed of their orders (not one a simulated run uses by chance).
+ALMOST_SURE_EPOCHS, ALMOST_SURE_SEED = 600, 1_000_003
 
 #: Epochs whose maps are built at once (memory: this many ``(2d, 2d)`` matrices per step).
 _CHUNK = 256
@@ -72,6 +77,24 @@ class Lyapunov(NamedTuple):
     exponent: float
     low: float
     high: float
+
+
+class AlmostSure(NamedTuple):
+    """Where a typical run of SGD becomes unstable: the lr at which the top Lyapunov
+    exponent passes 0 (:func:`almost_sure_critical_lr`).
+
+    Attributes
+    ----------
+    lr : float
+        Where the exponent's estimate passes 0; inf when nothing up to ``lr_max`` is unstable.
+    first, last : float
+        Where the upper and the lower end of its 95% interval pass 0: the band within
+        which the estimate cannot tell.
+    """
+
+    lr: float
+    first: float
+    last: float
 
 
 class MeanSquare(NamedTuple):
@@ -220,6 +243,78 @@ def lyapunov_exponent(model, X, lr, *, batch_size=1, sampling="reshuffle", epoch
     exponent = float(measured.mean())  # = log(|e_T| / |e_burn_in|) / epochs
     half = _batch_means_interval([b.mean() for b in np.array_split(measured, blocks)], blocks)
     return Lyapunov(exponent, exponent - half, exponent + half)
+
+
+def almost_sure_critical_lr(model, X, *, batch_size=1, sampling="reshuffle", lr_max=None, epochs=ALMOST_SURE_EPOCHS,
+                           seed=ALMOST_SURE_SEED, rtol=2e-3, drop_last=False, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False):
+    """The lr where the top Lyapunov exponent of ``sampling`` passes 0 (a typical run
+    grows above it), with the band of its 95% interval.
+
+    Scans up from the single-sample step threshold (below it every plain SGD step is
+    non-expanding, so the exponent is at most 0; with momentum, halved until the exponent
+    is below 0) by a factor 1.1 to ``lr_max``, then bisects each crossing to ``rtol``.
+    Every estimate (:func:`lyapunov_exponent`, ``epochs`` after a burn-in of a tenth of
+    them) draws its orders from the same ``seed``, so that the exponent is a smooth
+    function of lr.
+
+    Parameters
+    ----------
+    model : gdsim.Linear
+        With ``loss="mse"``.
+    X : array_like (n, n_in)
+    batch_size : int, default 1
+    sampling : {"reshuffle", "replacement", "fixed"}, default "reshuffle"
+    lr_max : float, optional
+        Where the scan stops; default 10 x the full-batch threshold of these settings.
+    epochs, seed, rtol :
+        Of each estimate and of the bisections.
+    drop_last, momentum, dampening, weight_decay, nesterov :
+        As :class:`gdsim.SGD` and the sweep.
+
+    Returns
+    -------
+    AlmostSure
+        ``(lr, first, last)``: the crossing of the estimate and of the upper and lower
+        ends of its interval (``first <= lr <= last``); inf where none up to ``lr_max``.
+    """
+    settings = dict(drop_last=drop_last, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
+                    nesterov=nesterov)
+    if lr_max is None:
+        L = float(np.linalg.eigvalsh(hessian(model, X)).max())
+        lr_max = 10 * critical_lr(L, momentum, dampening=dampening, weight_decay=weight_decay, nesterov=nesterov)
+    cache = {}
+
+    def estimate(lr):
+        if lr not in cache:
+            cache[lr] = lyapunov_exponent(model, X, lr, batch_size=batch_size, sampling=sampling, epochs=epochs,
+                                          burn_in=epochs // 10, seed=seed, **settings)
+        return cache[lr]
+
+    lo = step_critical_lr(model, X, batch_size=1) * 0.999
+    for _ in range(40):  # momentum, weight decay: not every step below it is non-expanding
+        if estimate(lo).exponent < 0:
+            break
+        lo /= 2
+    grid = [lo]
+    while grid[-1] < lr_max and not estimate(grid[-1]).low >= 0:  # the last to cross
+        grid.append(grid[-1] * 1.1)
+    crossings = []
+    for field in ("high", "exponent", "low"):  # high crosses 0 first, low last
+        values = [getattr(estimate(lr), field) >= 0 for lr in grid]
+        if not any(values):
+            crossings.append(math.inf)
+            continue
+        k = values.index(True)
+        if k == 0:
+            crossings.append(grid[0])
+            continue
+        a, b = grid[k - 1], grid[k]  # a stable, b not
+        while b - a > rtol * b:
+            mid = 0.5 * (a + b)
+            a, b = (mid, b) if getattr(estimate(mid), field) < 0 else (a, mid)
+        crossings.append(0.5 * (a + b))
+    first, critical, last = crossings
+    return AlmostSure(critical, first, last)
 
 
 def mean_square_radius(model, X, lr, *, batch_size=1, sampling="reshuffle", samples=1000, blocks=10, seed=0,

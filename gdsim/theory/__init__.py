@@ -52,8 +52,8 @@ References
 
 Modules: :mod:`.quadratic` (full-batch GD and momentum), :mod:`.momentum` (Nesterov's
 tuning, heavy ball's regions), :mod:`.sgd` (epoch maps, mean-square stability with
-replacement), :mod:`.sampling` (Lyapunov exponents, the almost-sure threshold and mean-square radii of each sampling
-scheme), :mod:`.sharpness` (any model's Hessian), :mod:`.noise` (gradient noise scales,
+replacement), :mod:`.sampling` (Lyapunov exponents, the almost-sure threshold and
+mean-square radii of each sampling scheme), :mod:`.sharpness` (any model's Hessian), :mod:`.noise` (gradient noise scales,
 linear stability of SGD at a minimum).
 """
 

@@ -14,7 +14,7 @@ import functools
 import math
 
 from ... import scalar
-from ..._jit import cuda, cuda_device, cuda_kernel
+from ..._jit import cuda_device, cuda_kernel, cuda_module
 from ...optim import DAMPENING, MOMENTUM, NESTEROV, WEIGHT_DECAY
 from ...scalar import CROSS_ENTROPY
 
@@ -51,7 +51,7 @@ def compiled(tracked=False):
       its batch's. Read only with ``tracked``.
     """
     global numba_cuda
-    numba_cuda = cuda()
+    numba_cuda = cuda_module()
     activate = cuda_device(scalar.activate)
     activation_slope = cuda_device(scalar.activation_slope)
     is_diverged = cuda_device(scalar.is_diverged)

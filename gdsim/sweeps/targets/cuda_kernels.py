@@ -30,6 +30,8 @@ numba_cuda = None
 def compiled(tracked=False):
     """The sweep kernel, compiled with its device functions once per process (and once
     more with ``tracked``: the kernel that measures tracks; without, it has no code for them).
+    Building it needs numba-cuda, not a GPU (:mod:`gdsim.sweeps.targets.cuda_variants`
+    compiles it to PTX); launching it needs a GPU or the simulator.
 
     ``kernel[blocks, THREADS](state, model, data, runs, divergence, out, tracks)``, one thread per run:
 

@@ -8,6 +8,8 @@ the floating-point error model are decided here and nowhere else
 
 import functools
 import os
+import types
+from unittest import mock
 
 import numba
 
@@ -51,6 +53,12 @@ def num_threads():
     return numba.get_num_threads()
 
 
+def numba_types(values):
+    """The Numba types of ``values`` (``numba.typeof`` of each): the signature a call or
+    launch with them compiles."""
+    return tuple(numba.typeof(value) for value in values)
+
+
 def runtime_info():
     """What the kernels run with: Numba's version, CPU, threads and the CUDA target's state
     (for ``gdsim info``)."""
@@ -82,6 +90,24 @@ def cuda_simulator():
 
 
 @functools.cache
+def cuda_module():
+    """The ``numba.cuda`` module (the simulator's with ``NUMBA_ENABLE_CUDASIM=1``), without
+    looking for a GPU: enough to build kernels and compile them to PTX
+    (``numba.cuda.compile_ptx``), not to launch them (see :func:`cuda`).
+
+    Raises
+    ------
+    RuntimeError
+        If numba-cuda is missing, naming the fix.
+    """
+    try:
+        from numba import cuda as numba_cuda
+    except ImportError as error:  # pragma: no cover - depends on the installation
+        raise RuntimeError(f"target='cuda' needs numba-cuda ({error}); {CUDA_FIX}") from None
+    return numba_cuda
+
+
+@functools.cache
 def cuda():
     """The ``numba.cuda`` module, after checking that kernels can run.
 
@@ -90,10 +116,7 @@ def cuda():
     RuntimeError
         If numba-cuda is missing or no GPU (nor the simulator) is available, naming the fix.
     """
-    try:
-        from numba import cuda as numba_cuda
-    except ImportError as error:  # pragma: no cover - depends on the installation
-        raise RuntimeError(f"target='cuda' needs numba-cuda ({error}); {CUDA_FIX}") from None
+    numba_cuda = cuda_module()
     try:
         available = numba_cuda.is_available()
     except Exception as error:  # pragma: no cover - depends on the driver
@@ -105,9 +128,33 @@ def cuda():
 
 def cuda_device(function):
     """Compile the plain scalar ``function`` as a CUDA device function (same source as the CPU build)."""
-    return cuda().jit(device=True)(function)
+    return cuda_module().jit(device=True)(function)
+
+
+def cuda_ptx(kernel, signature, cc):
+    """The PTX of ``kernel`` (made by :func:`cuda_kernel`) for argument types ``signature``
+    and compute capability ``cc`` (``(major, minor)``), compiled by NVVM with no GPU.
+
+    numba-cuda compiles a kernel's device functions for the current device's compute
+    capability, which needs a GPU; here they see a device of capability ``cc`` instead. A
+    dispatcher keeps what it compiled, so give each ``cc`` a fresh build of the kernel.
+
+    Raises
+    ------
+    RuntimeError
+        If the CUDA simulator is on (it does not compile) or numba-cuda is missing.
+    """
+    if cuda_simulator():
+        raise RuntimeError("PTX needs the real compiler: unset NUMBA_ENABLE_CUDASIM before numba is imported")
+    numba_cuda = cuda_module()
+    from numba.cuda import dispatcher
+
+    device = types.SimpleNamespace(compute_capability=tuple(cc))
+    with mock.patch.object(dispatcher, "get_current_device", lambda: device):
+        ptx, _ = numba_cuda.compile_ptx(kernel.py_func, signature, cc=tuple(cc))
+    return ptx
 
 
 def cuda_kernel(function):
     """Compile ``function`` as a CUDA kernel. ``fastmath`` stays off, as on the CPU."""
-    return cuda().jit(function)
+    return cuda_module().jit(function)

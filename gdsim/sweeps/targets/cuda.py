@@ -3,7 +3,7 @@
 
 import numpy as np
 
-from ..._jit import cuda
+from ..._jit import cuda, numba_types
 from ...models import ModelSpec
 from ...tracks import TRACKS
 from ..dataset import split_tracks
@@ -20,46 +20,76 @@ def run_plan(plan, progress=None):
     Returns the same dict as :func:`gdsim.sweeps.targets.cpu.run_plan`. The runs are one
     kernel launch, so ``progress`` is called once, at the end.
     """
-    names, every, steps = plan.track
-    if any(name not in KERNEL_TRACKS for name in names):  # check_sweep refuses them first
-        raise ValueError(f"target 'cuda' tracks only {list(KERNEL_TRACKS)}, not {list(names)}")
-    kernel = compiled(bool(names))
+    names = plan.track[0]
     numba_cuda = cuda()
-    n_runs, n_params = plan.theta0.shape
-    dtype = plan.theta0.dtype
-    width = int(plan.model.sizes[1:].sum())
-
-    def to_device(a):
-        return numba_cuda.to_device(np.ascontiguousarray(a))
-
-    def scratch(rows):
-        return numba_cuda.device_array((rows, n_runs), dtype)
-
-    theta = to_device(plan.theta0.T)
-    epoch_loss = numba_cuda.device_array((plan.epochs + 1, n_runs), dtype=dtype)
-    diverged_step = numba_cuda.device_array(n_runs, dtype=np.int64)
-    diverged_loss = to_device(np.full(n_runs, np.nan))
-    model = ModelSpec(to_device(plan.model.sizes), *plan.model[1:])
-    if names:
-        where = np.full(steps[-1] + 1, -1, dtype=np.int64)  # step -> its position in ``steps``
-        where[steps] = np.arange(steps.size)
-        rows = np.array([names.index(name) if name in names else -1 for name in KERNEL_TRACKS], dtype=np.int64)
-        values = to_device(np.full((len(names), steps.size, n_runs), np.nan))
-        tracks = (to_device(every[:len(KERNEL_TRACKS)]), to_device(rows), to_device(where), values)
-    else:  # never read by the untracked kernel
-        none = to_device(np.zeros(len(KERNEL_TRACKS), dtype=np.int64))
-        tracks = (none, none, none, to_device(np.zeros((0, 0, 1))))
-    kernel[-(-n_runs // THREADS), THREADS](
-        (theta, to_device(np.zeros((n_params, n_runs), dtype)), scratch(n_params), scratch(width), scratch(width)),
-        model, (to_device(plan.X), to_device(plan.Y), to_device(plan.orders), to_device(plan.batch_sizes),
-                to_device(plan.group), plan.drop_last),
-        (to_device(plan.lr.T), to_device(plan.hyper)), (plan.divergence_factor, plan.stop_diverged),
-        (epoch_loss, diverged_step, diverged_loss), tracks)
+    kernel = compiled(bool(names))
+    args = kernel_args(plan, lambda a: numba_cuda.to_device(np.ascontiguousarray(a)), numba_cuda.device_array)
+    kernel[-(-plan.n_runs // THREADS), THREADS](*args)
+    (theta, *_), _, _, _, _, (epoch_loss, diverged_step, diverged_loss), (*_, values) = args
     out = {"epoch_loss": epoch_loss.copy_to_host().T.copy(), "params": theta.copy_to_host().T.copy(),
            "diverged_step": diverged_step.copy_to_host(), "diverged_loss": diverged_loss.copy_to_host()}
     if names:
         # [observable, step, run] -> [run, observable, step]
         out |= split_tracks(values.copy_to_host().transpose(2, 0, 1).copy(), names)
     if progress is not None:
-        progress(n_runs, n_runs)
+        progress(plan.n_runs, plan.n_runs)
     return out
+
+
+def kernel_args(plan, put=lambda a: np.array(a, order="C"), empty=np.empty):
+    """The arguments of the sweep kernel (:func:`gdsim.sweeps.targets.cuda_kernels.compiled`)
+    for ``plan``: what :func:`run_plan` launches, and whose Numba types are the kernel's
+    signature (:func:`kernel_signature`).
+
+    Parameters
+    ----------
+    plan : gdsim.sweeps.plan.Plan
+    put : callable
+        ``put(array)``: an input array where the kernel reads it (default: a writable
+        C-contiguous host copy, typed as the device copy that :func:`run_plan` makes).
+    empty : callable
+        ``empty(shape, dtype)``: an output or scratch array (default: :func:`numpy.empty`).
+
+    Returns
+    -------
+    tuple
+        ``(state, model, data, runs, divergence, out, tracks)``.
+
+    Raises
+    ------
+    ValueError
+        If the plan tracks an observable the kernel does not measure.
+    """
+    names, every, steps = plan.track
+    if any(name not in KERNEL_TRACKS for name in names):  # check_sweep refuses them first
+        raise ValueError(f"target 'cuda' tracks only {list(KERNEL_TRACKS)}, not {list(names)}")
+    n_runs, n_params = plan.theta0.shape
+    dtype = plan.theta0.dtype
+    width = int(plan.model.sizes[1:].sum())
+    state = (put(plan.theta0.T), put(np.zeros((n_params, n_runs), dtype)), empty((n_params, n_runs), dtype),
+             empty((width, n_runs), dtype), empty((width, n_runs), dtype))
+    model = ModelSpec(put(plan.model.sizes), *plan.model[1:])
+    data = (put(plan.X), put(plan.Y), put(plan.orders), put(plan.batch_sizes), put(plan.group), plan.drop_last)
+    out = (empty((plan.epochs + 1, n_runs), dtype), empty(n_runs, np.int64), put(np.full(n_runs, np.nan)))
+    if names:
+        where = np.full(steps[-1] + 1, -1, dtype=np.int64)  # step -> its position in ``steps``
+        where[steps] = np.arange(steps.size)
+        rows = np.array([names.index(name) if name in names else -1 for name in KERNEL_TRACKS], dtype=np.int64)
+        values = put(np.full((len(names), steps.size, n_runs), np.nan))
+        tracks = (put(every[:len(KERNEL_TRACKS)]), put(rows), put(where), values)
+    else:  # never read by the untracked kernel
+        none = put(np.zeros(len(KERNEL_TRACKS), dtype=np.int64))
+        tracks = (none, none, none, put(np.zeros((0, 0, 1))))
+    return (state, model, data, (put(plan.lr.T), put(plan.hyper)), (plan.divergence_factor, plan.stop_diverged),
+            out, tracks)
+
+
+def kernel_signature(plan):
+    """The Numba types of the kernel's arguments for ``plan``: the signature its launch
+    compiles (with :func:`gdsim.sweeps.targets.cuda_kernels.compiled` ``(bool(plan.track[0]))``).
+
+    Returns
+    -------
+    tuple of numba.core.types.Type
+    """
+    return numba_types(kernel_args(plan))

@@ -14,7 +14,7 @@ import functools
 import math
 
 from ... import scalar
-from ..._jit import cuda, cuda_device, cuda_kernel
+from ..._jit import cuda_device, cuda_kernel, cuda_module
 from ...optim import DAMPENING, MOMENTUM, NESTEROV, WEIGHT_DECAY
 from ...scalar import CROSS_ENTROPY
 
@@ -30,6 +30,8 @@ numba_cuda = None
 def compiled(tracked=False):
     """The sweep kernel, compiled with its device functions once per process (and once
     more with ``tracked``: the kernel that measures tracks; without, it has no code for them).
+    Building it needs numba-cuda, not a GPU (:mod:`gdsim.sweeps.targets.cuda_variants`
+    compiles it to PTX); launching it needs a GPU or the simulator.
 
     ``kernel[blocks, THREADS](state, model, data, runs, divergence, out, tracks)``, one thread per run:
 
@@ -51,7 +53,7 @@ def compiled(tracked=False):
       its batch's. Read only with ``tracked``.
     """
     global numba_cuda
-    numba_cuda = cuda()
+    numba_cuda = cuda_module()
     activate = cuda_device(scalar.activate)
     activation_slope = cuda_device(scalar.activation_slope)
     is_diverged = cuda_device(scalar.is_diverged)

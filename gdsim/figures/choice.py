@@ -37,10 +37,10 @@ FIGURES = {
                                fixed=("momentum", "batch_size"), linear=True, params=True),
     "critical_batch": FigureKind(critical_batch, axes=("lr", "batch_size"),
                                  fixed=("momentum", "dampening", "weight_decay", "nesterov"), linear=True),
-    "mlp_phase": FigureKind(mlp_phase, axes=("lr", "momentum"),
-                            fixed=("batch_size", "seed", "nesterov")),
+    "mlp_phase": FigureKind(mlp_phase, axes=("lr", "momentum"),  # a panel per batch size
+                            fixed=("seed", "nesterov", "dampening", "weight_decay")),
     "lr_threshold": FigureKind(lr_threshold, axes=("lr",),
-                               fixed=("momentum", "batch_size", "seed")),
+                               fixed=("momentum", "batch_size", "seed", "nesterov", "dampening", "weight_decay")),
     "classifier": FigureKind(classifier, axes=("lr",),
                              fixed=("batch_size", "momentum"), classifier=True, params=True),
     "edge_of_stability": FigureKind(edge_of_stability, axes=("lr",),

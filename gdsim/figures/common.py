@@ -12,6 +12,8 @@ DIVERGED_COLOR = "0.25"
 #: Losses above this are drawn as crosses along the top edge, like overflows: log axes
 #: spanning 1e300 decades are unreadable (and break matplotlib's tick formatter).
 LOSS_CAP = 1e30
+#: :data:`LOSS_CAP` as the figures write it.
+CAP_TEXT = f"{LOSS_CAP:.0e}".replace("e+", "e")
 
 
 @dataclass(frozen=True)
@@ -80,10 +82,24 @@ def initial_params(study, ds):
     return params0 if params0 is not None else study.model.init(int(ds.attrs.get("seed", 0)))
 
 
-def mark_overflow(ax, lrs, color, label=None):
-    """Mark runs whose loss overflowed with crosses along the top edge of the axes."""
-    ax.plot(lrs, np.full(len(lrs), 0.97), "x", color=color, ms=5, transform=ax.get_xaxis_transform(),
-            label=label)
+def overflow_strip(ax, rows=1, what="final loss"):
+    """A strip above ``ax``, sharing its x axis, for the runs whose ``what`` is above
+    :data:`LOSS_CAP` or overflowed: off the scale of the values (a cross at the top edge of
+    a log axis reads as a value there), labelled, one row per curve (:func:`mark_overflow`)."""
+    strip = ax.inset_axes([0.0, 1.02, 1.0, 0.035 + 0.03 * rows], sharex=ax)
+    strip.set_ylim(rows - 0.5, -0.5)  # row 0 on top
+    strip.tick_params(which="both", left=False, labelleft=False, bottom=False, labelbottom=False)
+    strip.set_facecolor("0.95")
+    for spine in strip.spines.values():
+        spine.set_color("0.7")
+    # Inside, on the left: the lrs that overflow are the large ones.
+    strip.text(0.01, 0.5, f"{what} above {CAP_TEXT} or overflowed", transform=strip.transAxes, ha="left", va="center", fontsize=7.5, color="0.3")
+    return strip
+
+
+def mark_overflow(strip, lrs, color, row=0):
+    """Mark the runs at ``lrs`` with crosses on row ``row`` of an :func:`overflow_strip`."""
+    strip.plot(lrs, np.full(len(lrs), row), "x", color=color, ms=4, mew=1.2)
 
 
 def panel_note(ax, ds, drawn=True, what="finite loss", xy=(0.5, 0.5)):
@@ -106,8 +122,70 @@ def span_epochs(ax, epochs, curves):
         ax.set_xlim(epochs[0], epochs[-1])
 
 
-def suptitle(fig, study):
-    fig.suptitle(study.title, fontsize=12)
+def suptitle(fig, study, detail=None):
+    """The figure's one title: the study's, and under it ``detail`` (what the study's title
+    leaves out: the scheme, the model). A single panel has no title of its own to repeat it."""
+    fig.suptitle(f"{study.title}\n{detail}" if detail else study.title, fontsize=12)
+    if hasattr(fig, "align_titles"):  # matplotlib >= 3.9: panel titles level, above a strip or not
+        fig.align_titles()
+
+
+def log_ticks(axis, values):
+    """Ticks of the log ``axis`` (``ax.xaxis`` or ``ax.yaxis``) at ``values`` only, written as
+    plain numbers (1, 2, 5, 0.01; not 10^0): the batch sizes a study ran, or :func:`log_series`."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
+
+    axis.set_major_locator(FixedLocator(np.asarray(values, dtype=float)))
+    axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    axis.set_minor_formatter(NullFormatter())
+
+
+def log_series(low, high):
+    """Tick values for :func:`log_ticks` in ``[low, high]`` (both > 0): 1, 2, 5 x 10^k
+    across up to two decades, the powers of 10 across more."""
+    decades = np.arange(np.floor(np.log10(low)), np.ceil(np.log10(high)) + 1)
+    mantissas = [1.0, 2.0, 5.0] if high / low <= 100 * (1 + 1e-9) else [1.0]
+    values = np.array([float(f"{m * 10.0 ** d:.12g}") for d in decades for m in mantissas])  # 0.1, not 0.1000...02
+    return values[(values >= low * (1 - 1e-9)) & (values <= high * (1 + 1e-9))]
+
+
+def integer_ticks(axis):
+    """Ticks of ``axis`` at whole numbers only (epochs, steps)."""
+    from matplotlib.ticker import MaxNLocator
+
+    axis.set_major_locator(MaxNLocator(integer=True, steps=[1, 2, 5, 10]))
+
+
+def attr_flag(ds, name, default=False):
+    """A bool attribute of ``ds`` (netCDF and Zarr may keep it as the string ``"True"``)."""
+    value = ds.attrs.get(name, default)
+    return value == "True" if isinstance(value, str) else bool(value)
+
+
+SCHEMES = {False: "fixed", True: "reshuffle", "replacement": "replacement"}
+#: How each sampling scheme's batches are drawn, for the figures' titles.
+SCHEME_WORDS = {"fixed": "batches in data order", "reshuffle": "reshuffled every epoch",
+                "replacement": "batches drawn with replacement"}
+
+
+def sampling_scheme(ds):
+    """The sampling scheme of a result (``"fixed"``, ``"reshuffle"`` or ``"replacement"``)
+    from its ``shuffle`` attribute (a bool, or the string a store may keep it as)."""
+    shuffle = ds.attrs.get("shuffle", False)
+    return "replacement" if shuffle == "replacement" else SCHEMES[attr_flag(ds, "shuffle")]
+
+
+def legend_below(fig, handles=None, ncols=3, **kwargs):
+    """The figure's legend under its panels, off the data (``handles``: default those of
+    every panel, each label once)."""
+    if handles is None:
+        seen = {}
+        for ax in fig.axes:
+            for handle, label in zip(*ax.get_legend_handles_labels()):
+                seen.setdefault(label, handle)
+        handles = [h for label, h in seen.items() if not label.startswith("_")]
+    fig.legend(handles=handles, loc="outside lower center", ncols=min(ncols, max(len(handles), 1)), fontsize=8,
+               frameon=False, **kwargs)
 
 
 def batch_label(b, n):
@@ -120,7 +198,9 @@ def excess_loss(final, optimum):
         return np.log10(np.clip(final / optimum - 1.0, 1e-14, None))
 
 
-def phase_panel(ax, fig, lrs, momenta, values, label, vmin, vmax):
+def phase_panel(ax, lrs, momenta, values, vmin, vmax):
+    """A phase diagram of ``values`` (lr x momentum, NaN drawn gray as diverged) on ``ax``;
+    its colour mesh."""
     from matplotlib import colormaps
 
     cmap = colormaps["viridis"].with_extremes(bad=DIVERGED_COLOR)
@@ -145,5 +225,8 @@ def cell_edges(values, log):
 
 def phase_limits(ax, lrs, momenta):
     """The axes of a phase diagram span the grid (the cell around a single value)."""
-    ax.set_xlim(*(cell_edges(lrs, log=True) if len(lrs) == 1 else (lrs.min(), lrs.max())))
+    low, high = cell_edges(lrs, log=True) if len(lrs) == 1 else (lrs.min(), lrs.max())
+    ax.set_xlim(low, high)
+    if len(log_series(low, high)) > 1:  # else matplotlib's own ticks (a grid of one lr)
+        log_ticks(ax.xaxis, log_series(low, high))
     ax.set_ylim(*(cell_edges(momenta, log=False) if len(momenta) == 1 else (momenta.min(), momenta.max())))

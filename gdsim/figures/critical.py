@@ -16,24 +16,14 @@ The theory never looks at the simulation: its orders are drawn from a seed of it
 import numpy as np
 
 from .. import theory
-from .common import hessian_spectrum, new_figure, panel_note, suptitle
+from .common import hessian_spectrum, log_ticks, new_figure, panel_note, sampling_scheme, suptitle
 
 #: The loss of an unstable run, at the end, is above this many times its loss at mid-run.
 GROWTH = 10.0
 
-SCHEMES = {False: "fixed", True: "reshuffle", "replacement": "replacement"}
 SCHEME_TITLES = {"fixed": "batches in data order (shuffle = false)",
                  "reshuffle": "a fresh permutation every epoch (shuffle = true)",
                  "replacement": "indices drawn with replacement (shuffle = \"replacement\")"}
-
-
-def sampling_scheme(ds):
-    """The sampling scheme of a result (``"fixed"``, ``"reshuffle"`` or ``"replacement"``)
-    from its ``shuffle`` attribute (a bool, or the string a store may keep it as)."""
-    shuffle = ds.attrs.get("shuffle", False)
-    if isinstance(shuffle, str) and shuffle != "replacement":
-        shuffle = shuffle == "True"
-    return SCHEMES[bool(shuffle) if not isinstance(shuffle, str) else shuffle]
 
 
 def run_settings(ds):
@@ -161,11 +151,11 @@ def critical_batch(study, ds):
                     label=f"theory, the mean square E|e|^2 diverges{short}\n(mean_square_critical_lr, exact)")
     ax.axhline(2 / L, color="k", ls=":", lw=1.2, label=f"2 / L = {2 / L:.4f} (full-batch GD)")
     ax.set_xscale("log")
+    log_ticks(ax.xaxis, batch_sizes)  # the batch sizes run
     ax.set_ylim(lrs.min(), lrs.max())
-    ax.set(xlabel="batch size B (log scale)", ylabel="critical learning rate",
-           title=f"{SCHEME_TITLES[scheme]}, {ds.attrs['epochs']} epochs")
+    ax.set(xlabel="batch size B (log scale)", ylabel="critical learning rate")
     handles, labels = ax.get_legend_handles_labels()  # the simulation (an errorbar: listed last) first
     ax.legend(handles[-1:] + handles[:-1], labels[-1:] + labels[:-1], fontsize=7.5, loc="lower right")
     panel_note(ax, ds, bool(np.isfinite(centre).any()), "critical lr within the sweep")
-    suptitle(fig, study)
+    suptitle(fig, study, f"{SCHEME_TITLES[scheme]}, {ds.attrs['epochs']} epochs")
     return fig

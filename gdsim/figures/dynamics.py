@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from .common import DPI, panel_note, suptitle
+from .common import DPI, attr_flag, legend_below, panel_note, suptitle
 
 
 def stable_sharpness(lr, momentum, nesterov):
@@ -17,10 +17,11 @@ def edge_of_stability(study, ds):
     """Sharpness along full-batch runs against the threshold of each lr (Cohen et al. 2021):
     one column per momentum, the sharpness above, the loss below."""
     from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
 
     momenta = ds.momentum.values if "momentum" in ds.dims else [ds.attrs["momentum"]]
-    nesterov = bool(ds.attrs["nesterov"])  # one value (the figure's check)
-    fig = Figure(figsize=(max(5.4 * len(momenta), 7.5), 7.2), dpi=DPI, layout="constrained")
+    nesterov = attr_flag(ds, "nesterov")  # one value (the figure's check)
+    fig = Figure(figsize=(max(5.4 * len(momenta), 7.5), 7.6), dpi=DPI, layout="constrained")
     axes = fig.subplots(2, len(momenta), squeeze=False, sharex=True)
     steps = ds.step.values
     for column, beta in enumerate(momenta):
@@ -44,10 +45,14 @@ def edge_of_stability(study, ds):
             kind, rule = f"Nesterov, momentum {beta:g}", "(2 + 2 beta) / ((1 + 2 beta) lr)"
         else:
             kind, rule = f"heavy ball, momentum {beta:g}", "(2 + 2 beta) / lr"
-        top.set(ylabel="sharpness (top Hessian eigenvalue)", title=f"{kind}\ndashed: {rule}")
-        top.legend(fontsize=8, loc="best")
+        heading = f"{kind}; dashed: {rule}"
+        top.set(ylabel="sharpness (top Hessian eigenvalue)", title=heading if len(momenta) > 1 else "")
         bottom.set_yscale("log")
         bottom.set(xlabel="step", ylabel="full-data loss")
         panel_note(top, ds, drawn, "finite sharpness")
-    suptitle(fig, study)
+    handles = axes[0, 0].get_legend_handles_labels()[0]
+    handles.append(Line2D([], [], color="0.3", ls="--", lw=1,
+                          label="dashed, same colour: where that lr turns unstable on a quadratic"))
+    legend_below(fig, handles, ncols=len(handles))  # the same lrs in every panel: one legend
+    suptitle(fig, study, heading if len(momenta) == 1 else None)
     return fig

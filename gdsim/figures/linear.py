@@ -6,15 +6,22 @@ from .. import theory
 from ..batches import steps_per_epoch
 from .common import (
     LOSS_CAP,
+    SCHEME_WORDS,
     batch_label,
     excess_loss,
     hessian_spectrum,
+    integer_ticks,
     least_squares,
+    legend_below,
+    log_series,
+    log_ticks,
     mark_overflow,
     new_figure,
+    overflow_strip,
     panel_note,
     phase_limits,
     phase_panel,
+    sampling_scheme,
     span_epochs,
     suptitle,
 )
@@ -58,46 +65,70 @@ def tutorial(study, ds):
     ax_loss.axhline(optimum, color="C2", ls=":", label=f"least-squares optimum {optimum:.3f}")
     ax_loss.set(xlabel="epoch", ylabel="full-data MSE loss (log scale)",
                 title=f"Loss before each epoch, lr = {float(ds.attrs.get('lr', np.nan)):g}")
+    integer_ticks(ax_loss.xaxis)
     ax_loss.legend(fontsize=8, loc="center right")
     suptitle(fig, study)
     return fig
 
 
 def lr_batch(study, ds):
-    """Final loss against lr for several batch sizes, with the thresholds of theory."""
-    fig, (ax,) = new_figure(1, width=8.0, height=5.0)
+    """Final loss against lr for several batch sizes, with the thresholds of theory: every
+    lr, and a zoom on the epoch thresholds, where the curves leave the optimum for good."""
+    from matplotlib.lines import Line2D
+
+    fig, (ax, ax_zoom) = new_figure(2, width=5.6, height=4.6)
     X, Y = study.X, study.Y
     n = X.shape[0]
     _, optimum = least_squares(X, Y)
-    L, _ = hessian_spectrum(study)
     lrs = ds.lr.values
     batch_sizes = sorted(ds.batch_size.values, reverse=True)
-    for i, b in enumerate(batch_sizes):
-        color = f"C{i}"
-        final = ds.final_loss.sel(batch_size=b).values
-        blown = ~(final <= LOSS_CAP)
-        ax.loglog(lrs, np.where(blown, np.nan, final), color=color, lw=1.8, label=batch_label(b, n))
-        mark_overflow(ax, lrs[blown], color)
-        if b != n:
-            lr_epoch = theory.epoch_critical_lr(study.model, X, batch_size=int(b))
-            ax.axvline(lr_epoch, color=color, ls="--", lw=1)
-            lr_step = theory.step_critical_lr(study.model, X, batch_size=int(b))
-            ax.axvline(lr_step, color=color, ls=":", lw=1)
-    ax.axvline(2 / L, color="k", ls="--", lw=1.2, label=f"2 / L = {2 / L:.4f} (GD threshold)")
-    ax.axhline(optimum, color="0.5", lw=0.8, label="least-squares optimum")
-    ax.plot([], [], "k--", lw=1, label="dashed: epoch map unstable (epoch_critical_lr)")
-    ax.plot([], [], "k:", lw=1, label="dotted: some single step unstable (step_critical_lr)")
-    ax.plot([], [], "kx", ms=4, label=f"final loss above {LOSS_CAP:.0e} or overflowed")
-    ax.set(xlabel="learning rate", ylabel=f"full-data MSE loss after {ds.attrs['epochs']} epochs (log)",
-           title="Final loss vs learning rate, batches in data order")
-    ax.legend(fontsize=8, loc="upper left")
-    panel_note(ax, ds, bool(np.any(ds.final_loss.values <= LOSS_CAP)), f"final loss below {LOSS_CAP:.0e}")
-    suptitle(fig, study)
+    final = {b: ds.final_loss.sel(batch_size=b).values for b in batch_sizes}
+    blown = {b: ~(final[b] <= LOSS_CAP) for b in batch_sizes}
+    # The epoch map's threshold (for B = n one GD step: 2 / L) and, below it, the first
+    # unstable single step (the same for B = n, so not drawn twice).
+    epoch_lr = {b: theory.epoch_critical_lr(study.model, X, batch_size=int(b)) for b in batch_sizes}
+    step_lr = {b: theory.step_critical_lr(study.model, X, batch_size=int(b)) for b in batch_sizes if b != n}
+    zoom = (0.85 * min(epoch_lr.values()), 1.1 * max(epoch_lr.values()))
+    for panel in (ax, ax_zoom):
+        strip = overflow_strip(panel, len(batch_sizes)) if any(v.any() for v in blown.values()) else None
+        for i, b in enumerate(batch_sizes):
+            color = f"C{i}"
+            panel.plot(lrs, np.where(blown[b], np.nan, final[b]), color=color, lw=1.8, label=batch_label(b, n))
+            if strip is not None:
+                mark_overflow(strip, lrs[blown[b]], color, row=i)
+            panel.axvline(epoch_lr[b], color=color, ls="--", lw=1.1)
+            if b in step_lr:
+                panel.axvline(step_lr[b], color=color, ls=":", lw=1.1)
+        panel.axhline(optimum, color="0.5", lw=0.8, label="least-squares optimum")
+        panel.set_yscale("log")
+        panel.set_ylim(optimum / 3, LOSS_CAP)
+        panel.set(xlabel="learning rate")
+    ax.set_xscale("log")
+    ax.set_xlim(lrs.min(), lrs.max())
+    log_ticks(ax.xaxis, log_series(lrs.min(), lrs.max()))
+    ax.axvspan(*zoom, color="0.85", alpha=0.5, lw=0, zorder=0)
+    ax_zoom.set_xlim(*zoom)
+    ax.set(ylabel=f"full-data MSE loss after {ds.attrs['epochs']} epochs (log)", title="Every learning rate")
+    ax_zoom.set(title=f"Zoom on the shaded lrs, {zoom[0]:.3f}-{zoom[1]:.3f} (linear axis)")
+    handles, _ = ax.get_legend_handles_labels()
+    crosses = Line2D([], [], color="0.3", marker="x", ls="none", mew=1.2,
+                     label="crosses, in the strips above the panels:\na row per batch size, in its colour")
+    styles = [crosses, Line2D([], [], color="0.3", ls="--", lw=1.1,
+                     label="dashed, each batch's colour: the epoch map turns unstable\n(epoch_critical_lr"
+                           + (f"; 2 / L = {epoch_lr[n]:.4f} for batch GD)" if n in epoch_lr else ")")),
+              Line2D([], [], color="0.3", ls=":", lw=1.1,
+                     label="dotted: a single step turns unstable first\n(step_critical_lr; none for batch GD)")]
+    legend_below(fig, handles + styles, ncols=4)
+    for panel in (ax, ax_zoom):
+        panel_note(panel, ds, bool(np.any(ds.final_loss.values <= LOSS_CAP)), f"final loss below {LOSS_CAP:.0e}")
+    suptitle(fig, study, f"{ds.attrs['epochs']} epochs, {SCHEME_WORDS[sampling_scheme(ds)]}")
     return fig
 
 
 def momentum_phase(study, ds):
     """Heavy ball and Nesterov: lr x momentum heat maps with the stability boundary."""
+    from matplotlib.lines import Line2D
+
     # A fixed nesterov is an attribute: a bool, or the string netCDF stores it as.
     nesterov_values = list(ds.nesterov.values) if "nesterov" in ds.dims else [ds.attrs["nesterov"] in (True, "True")]
     fig, axes = new_figure(len(nesterov_values), width=5.6, height=4.8)
@@ -116,19 +147,21 @@ def momentum_phase(study, ds):
     beta = np.linspace(0, momenta.max(), 200)
     lr_star, beta_star, rate = theory.polyak(L, mu)
     for ax, nv in zip(axes, nesterov_values):
-        mesh = phase_panel(ax, fig, lrs, momenta, excess[nv], "", vmin, vmax)
+        mesh = phase_panel(ax, lrs, momenta, excess[nv], vmin, vmax)
         boundary = theory.critical_lr(L, beta, nesterov=bool(nv)) if nv else theory.critical_lr(L, beta)
-        ax.plot(boundary, beta, "w-", lw=2, label="theory: spectral radius = 1")
+        ax.plot(boundary, beta, "w-", lw=2)
         if not nv:
             ax.plot(lr_star, beta_star, "*", color="C3", ms=14, mec="w",
                     label=f"Polyak's optimum lr = {lr_star:.3f}, beta = {beta_star:.3f}\n(rate {rate:.3f} per step)")
         phase_limits(ax, lrs, momenta)
         ax.set_title("Nesterov" if nv else "heavy ball")
-        ax.legend(fontsize=7.5, loc="lower left")
         panel_note(ax, ds, bool(np.isfinite(excess[nv]).any()))
     bar = fig.colorbar(mesh, ax=list(axes), shrink=0.9)
+    # The theory's line is white on the map; its legend on white paper shows it in black.
+    line = Line2D([], [], color="k", lw=2, label="white line: theory, spectral radius = 1")
+    legend_below(fig, [line, *axes[0].get_legend_handles_labels()[0]], ncols=2)  # the heat map fills the panels
     bar.set_label(f"log10 (loss / optimum - 1), the worst of steps {ds.attrs['epochs'] - last + 1}-"
-                  f"{ds.attrs['epochs']}; gray: diverged")
+                  f"{ds.attrs['epochs']}\ngray: diverged")
     suptitle(fig, study)
     return fig
 
@@ -152,7 +185,8 @@ def trajectories(study, ds):
         loss = ((W[..., None] * x + B[..., None] - y) ** 2).mean(axis=-1)
         levels = optimum + np.geomspace(1e-2, max(loss.max() - optimum, 1.0), 14)
         ax.contour(W, B, loss, levels=levels, colors="0.6", linewidths=0.7)
-        ax.plot(finite[:, 0], finite[:, 1], "-o", color="C0", ms=3, lw=1)
+        ax.plot([], [], color="0.6", lw=0.7, label="contours of the loss")
+        ax.plot(finite[:, 0], finite[:, 1], "-o", color="C0", ms=3, lw=1, label="(w, b) after each step")
         if len(finite):
             ax.plot(*finite[0], "s", color="k", ms=6, label="start")
         ax.plot(w_ls, b_ls, "*", color="C3", ms=12, label="least-squares minimum")
@@ -160,7 +194,7 @@ def trajectories(study, ds):
         ax.set_ylim(b_lo, b_hi)
         verdict = "diverges" if lr > 2 / L else ("oscillates, converges" if lr > 1 / L else "monotone")
         ax.set(xlabel="w", ylabel="b", title=f"lr = {lr:g} = {lr * L / 2:.2f} x 2/L: {verdict}")
-        ax.legend(fontsize=7.5, loc="lower right")
         panel_note(ax, ds, len(finite) > 0, "finite parameters", xy=(0.5, 0.8))  # off the minimum, centred
+    legend_below(fig, ncols=3)  # the same marks in every panel: one legend
     suptitle(fig, study)
     return fig

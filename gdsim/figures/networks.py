@@ -5,39 +5,77 @@ import numpy as np
 from .. import theory
 from .common import (
     LOSS_CAP,
+    SCHEME_WORDS,
+    attr_flag,
     initial_params,
+    integer_ticks,
+    legend_below,
     mark_overflow,
     new_figure,
+    overflow_strip,
     panel_note,
     phase_limits,
     phase_panel,
+    sampling_scheme,
     span_epochs,
     suptitle,
 )
 
 
+DOTTED = (0, (1, 1.5))  # a dotted line whose dots show on a coloured map
+
+
+def optimizer_attrs(ds):
+    """The fixed ``dampening`` and ``weight_decay`` of ``ds``'s runs, for :func:`gdsim.theory.critical_lr`."""
+    return {name: float(ds.attrs.get(name, 0.0)) for name in ("dampening", "weight_decay")}
+
+
 def mlp_phase(study, ds):
-    """The MLP's lr x momentum phase diagram, with the quadratic-model boundary at init."""
-    fig, (ax,) = new_figure(1, width=7.2, height=5.2)
+    """The MLP's lr x momentum phase diagram, a panel per batch size, with the stability
+    boundary of the quadratic model at initialisation (heavy ball or Nesterov, as the runs).
+
+    That boundary is a full-batch threshold: it is drawn solid over full-batch runs only,
+    and dotted over mini-batch runs, for comparison (their noise has a threshold of its own,
+    which the model at init does not give)."""
+    from matplotlib.lines import Line2D
+
     model, X, Y = study.model, study.X, study.Y
+    n = X.shape[0]
+    fixed = ds.attrs.get("batch_size", "full")
+    batch_sizes = ds.batch_size.values if "batch_size" in ds.dims else [n if fixed in ("full", None) else int(fixed)]
+    nesterov = attr_flag(ds, "nesterov")
+    fig, axes = new_figure(len(batch_sizes), width=5.6, height=5.0)
     theta0 = initial_params(study, ds)
     sharp = theory.sharpness(model, theta0, X, Y)
     loss0 = float(ds.loss.isel(epoch=0).values.flat[0])
     with np.errstate(all="ignore"):
-        values = np.log10(ds.final_loss.where(~ds.diverged).transpose("lr", "momentum").values / loss0)  # gray
-    # Runs that end 10x above their initial loss are as good as diverged: saturate the colours there.
-    mesh = phase_panel(ax, fig, ds.lr.values, ds.momentum.values, values, "", None, 1.0)
-    beta = np.linspace(0, ds.momentum.values.max(), 200)
-    ax.plot(theory.critical_lr(sharp, beta), beta, "w-", lw=2,
-            label=f"2 (1 + beta) / sharpness at init ({sharp:.3g})")
-    phase_limits(ax, ds.lr.values, ds.momentum.values)
-    batch = ds.attrs.get("batch_size", "?")
-    ax.set_title(f"{model.sizes} {model.activation} MLP, batch {batch}, {ds.attrs['epochs']} epochs")
-    ax.legend(fontsize=8, loc="lower left")
-    panel_note(ax, ds, bool(np.isfinite(values).any()))
-    bar = fig.colorbar(mesh, ax=ax, extend="max")
+        ratio = np.log10(ds.final_loss.where(~ds.diverged) / loss0)  # NaN where diverged: gray
+    lrs, momenta = ds.lr.values, ds.momentum.values
+    finite = ratio.values[np.isfinite(ratio.values)]
+    vmin = min(float(finite.min()), 0.0) if finite.size else -1.0  # one scale for every panel, below vmax
+    beta = np.linspace(0, momenta.max(), 200)
+    boundary = theory.critical_lr(sharp, beta, nesterov=nesterov, **optimizer_attrs(ds))
+    rule = "2 (1 + beta) / ((1 + 2 beta) sharpness)" if nesterov else "2 (1 + beta) / sharpness"
+    for ax, b in zip(axes, batch_sizes):
+        values = (ratio.sel(batch_size=b) if "batch_size" in ratio.dims else ratio).transpose("lr", "momentum").values
+        # Runs that end 10x above their initial loss are as good as diverged: saturate the colours there.
+        mesh = phase_panel(ax, lrs, momenta, values, vmin, 1.0)
+        ax.plot(boundary, beta, color="w", lw=2, ls="-" if int(b) >= n else DOTTED)
+        phase_limits(ax, lrs, momenta)
+        ax.set_title("full batch" if int(b) >= n else f"batches of {int(b)}")
+        panel_note(ax, ds, bool(np.isfinite(values).any()))
+    bar = fig.colorbar(mesh, ax=list(axes), extend="max")
     bar.set_label("log10 (final loss / initial loss); gray: diverged")
-    suptitle(fig, study)
+    # The lines are white on the map; their legend on white paper shows them in black.
+    meanings = {"-": f"white, solid: {rule} at init (sharpness {sharp:.3g}), the quadratic model's\nfull-batch "
+                     "threshold, over full-batch runs",
+                DOTTED: "white, dotted: the same full-batch line over mini-batch runs, for comparison\n(their "
+                        "batch noise has a threshold of its own, which it does not give)"}
+    drawn = sorted({"-" if int(b) >= n else DOTTED for b in batch_sizes}, key=lambda style: style != "-")
+    legend_below(fig, [Line2D([], [], color="k", lw=2, ls=style, label=meanings[style]) for style in drawn], ncols=2)
+    order = f", {SCHEME_WORDS[sampling_scheme(ds)]}" if min(batch_sizes) < n else ""
+    kind = "Nesterov" if nesterov else "heavy-ball"
+    suptitle(fig, study, f"{model.activation} MLP, {kind} momentum, {ds.attrs['epochs']} epochs{order}")
     return fig
 
 
@@ -47,23 +85,25 @@ def lr_threshold(study, ds):
     fig, (ax, ax_curves) = new_figure(2, width=5.6, height=4.6)
     model, X, Y = study.model, study.X, study.Y
     momentum = float(ds.attrs.get("momentum", 0.0))
+    nesterov = attr_flag(ds, "nesterov")
     theta0 = initial_params(study, ds)
     sharp = theory.sharpness(model, theta0, X, Y)
-    threshold = theory.critical_lr(sharp, momentum)
+    threshold = theory.critical_lr(sharp, momentum, nesterov=nesterov, **optimizer_attrs(ds))
+    rule = f"2 (1 + {momentum:g}) / " + (f"((1 + 2 x {momentum:g}) sharpness)" if nesterov and momentum else "sharpness")
     lrs = ds.lr.values
     loss0 = float(ds.loss.isel(epoch=0).values.flat[0])
     with np.errstate(all="ignore"):
         ratio = ds.final_loss.values / loss0
     ok = ratio <= LOSS_CAP
     ax.loglog(lrs[ok], ratio[ok], "o-", color="C0", ms=4, label="final / initial loss")
-    mark_overflow(ax, lrs[~ok], "C3", label=f"above {LOSS_CAP:.0e} or overflowed")
-    ax.axvline(threshold, color="k", ls="--", lw=1.2,
-               label=f"2 (1 + {momentum:g}) / sharpness at init = {threshold:.3g}")
+    if not ok.all():
+        mark_overflow(overflow_strip(ax, what="final / initial loss"), lrs[~ok], "C3")
+    ax.axvline(threshold, color="k", ls="--", lw=1.2, label=f"{rule} at init = {threshold:.3g}")
     if "lr" in ds.dims and np.any(np.isclose(lrs, 0.2)):
         ax.axvline(0.2, color="C3", ls=":", lw=1.2, label="the tutorial's lr = 0.2")
     ax.set(xlabel="learning rate", ylabel=f"loss after {ds.attrs['epochs']} steps / initial loss (log)",
-           title=f"{model.sizes} {model.activation} MLP, MSE {model.reduction}, momentum {momentum:g}")
-    ax.legend(fontsize=7.5, loc="lower left")
+           title="Final loss vs learning rate")
+    legend_below(fig, ax.get_legend_handles_labels()[0], ncols=3)
     panel_note(ax, ds, bool(ok.any()), f"final loss below {LOSS_CAP:.0e} x initial")
 
     picks = [lrs[np.argmin(np.abs(np.log(lrs / target)))] for target in (threshold / 40, threshold / 1.5,
@@ -76,10 +116,12 @@ def lr_threshold(study, ds):
         ax_curves.semilogy(ds.epoch.values, curves[-1], color=color,
                            label=f"lr = {lr:.3g} ({lr / threshold:.2g} x threshold)")
     span_epochs(ax_curves, ds.epoch.values, curves)
+    integer_ticks(ax_curves.xaxis)
     panel_note(ax_curves, ds, bool(np.any(np.array(curves) > 0)), f"loss below {LOSS_CAP:.0e} x initial")
     ax_curves.set(xlabel="step (full batch)", ylabel="loss / initial loss (log)", title="Loss curves")
-    ax_curves.legend(fontsize=7.5)
-    suptitle(fig, study)
+    ax_curves.legend(fontsize=7.5, loc="upper right")
+    nesterov_text = "Nesterov " if nesterov and momentum else ""
+    suptitle(fig, study, f"{model.activation} MLP, MSE {model.reduction}, {nesterov_text}momentum {momentum:g}")
     return fig
 
 
@@ -92,23 +134,25 @@ def classifier(study, ds):
         peak = float(run.loss.max())
         note = f" (peak {peak:.0e}, off the chart)" if peak > 1e3 else ""
         ax_loss.semilogy(ds.epoch.values, run.loss.values, color=f"C{i}", label=f"lr = {lr:g}{note}")
-        ax_acc.plot(ds.epoch.values, 100 * run.accuracy.values, color=f"C{i}", label=f"lr = {lr:g}")
-    ax_loss.axhline(np.log(n_classes), color="k", ls=":", lw=1, label=f"log {n_classes}: uniform guess")
-    ax_acc.axhline(100 / n_classes, color="k", ls=":", lw=1, label="chance")
-    batch = ds.attrs.get("batch_size", "?")
-    ax_loss.set(xlabel="epoch", ylabel="full-data cross-entropy (log)",
-                title=f"Mini-batch SGD, batch {batch}, shuffled each epoch")
+        ax_acc.plot(ds.epoch.values, 100 * run.accuracy.values, color=f"C{i}")
+    # The reference lines are named on the line, the lrs under the panels: no legend on the data.
+    ax_loss.axhline(np.log(n_classes), color="k", ls=":", lw=1)
+    ax_loss.text(1.0, np.log(n_classes), f"uniform guess, log {n_classes} ", transform=ax_loss.get_yaxis_transform(),
+                 ha="right", va="bottom", fontsize=8)
+    ax_acc.axhline(100 / n_classes, color="k", ls=":", lw=1)
+    ax_acc.text(1.0, 100 / n_classes, "chance ", transform=ax_acc.get_yaxis_transform(), ha="right", va="bottom",
+                fontsize=8)
+    ax_loss.set(xlabel="epoch", ylabel="full-data cross-entropy (log)", title="Loss")
     lowest = float(ds.loss.where(np.isfinite(ds.loss) & (ds.loss > 0)).min())
     if not lowest < 1e3:  # no finite loss under the top: the axis goes down to the uniform guess's
         lowest = np.log(n_classes)
     ax_loss.set_ylim(lowest / 2, 1e3)  # a blow-up would squash every other curve
     ax_acc.set(xlabel="epoch", ylabel="training accuracy (%)", ylim=(0, 102), title="Accuracy")
-    ax_loss.legend(fontsize=8)
-    ax_acc.legend(fontsize=8, loc="lower right")
+    legend_below(fig, ax_loss.get_legend_handles_labels()[0], ncols=5)
     for ax, curves in ((ax_loss, np.where(ds.loss.values < 1e3, ds.loss.values, np.nan)),
                        (ax_acc, 1 + ds.accuracy.values)):  # 1 +: a zero accuracy is drawn too
         span_epochs(ax, ds.epoch.values, curves)
     panel_note(ax_loss, ds, bool(np.any((ds.loss.values > 0) & (ds.loss.values < 1e3))), "loss below 1e3")
     panel_note(ax_acc, ds, bool(np.isfinite(ds.accuracy.values).any()), "finite accuracy")
-    suptitle(fig, study)
+    suptitle(fig, study, f"batches of {ds.attrs.get('batch_size', '?')}, {SCHEME_WORDS[sampling_scheme(ds)]}")
     return fig

@@ -1,6 +1,7 @@
 """What every figure of the gallery shares: :class:`FigureKind` (what a figure needs from
 its study), the colours and caps, and the drawing helpers."""
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -65,10 +66,16 @@ def new_figure(n_panels, width=5.2, height=4.2):
 
 
 def least_squares(X, Y):
-    """Least-squares ``(w, b)`` of a 1-d regression and its MSE."""
-    design = np.column_stack([X[:, 0], np.ones(len(X))])
-    coef = np.linalg.lstsq(design, Y[:, 0], rcond=None)[0]
-    return coef, float(np.mean((design @ coef - Y[:, 0]) ** 2))
+    """Least-squares ``(w, b)`` of a 1-d regression and its MSE, from correctly rounded
+    sums: the same bits on every machine. ``numpy.linalg.lstsq`` changed in the last bits
+    with OpenBLAS's core type (``OPENBLAS_CORETYPE``), and figure 4's contours, drawn at
+    the optimum's loss, moved by pixels with it."""
+    x, y = np.asarray(X, dtype=float)[:, 0], np.asarray(Y, dtype=float)[:, 0]
+    x_mean, y_mean = math.fsum(x) / len(x), math.fsum(y) / len(y)
+    spread = math.fsum((x - x_mean) ** 2)
+    w = math.fsum((x - x_mean) * (y - y_mean)) / spread if spread > 0 else 0.0  # one distinct x: the mean
+    b = y_mean - w * x_mean
+    return np.array([w, b]), math.fsum((w * x + b - y) ** 2) / len(x)
 
 
 def hessian_spectrum(study):

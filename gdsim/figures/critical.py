@@ -16,7 +16,14 @@ The theory never looks at the simulation: its orders are drawn from a seed of it
 import numpy as np
 
 from .. import theory
-from .common import hessian_spectrum, log_ticks, new_figure, panel_note, sampling_scheme, suptitle
+from .common import (
+    hessian_spectrum,
+    log_ticks,
+    new_figure,
+    panel_note,
+    sampling_scheme,
+    suptitle,
+)
 
 #: The loss of an unstable run, at the end, is above this many times its loss at mid-run.
 GROWTH = 10.0

@@ -21,7 +21,6 @@ from .common import (
     suptitle,
 )
 
-
 DOTTED = (0, (1, 1.5))  # a dotted line whose dots show on a coloured map
 
 

@@ -22,7 +22,7 @@ Examples
 >>> X, Y = gdsim.datasets.tutorial_line()
 >>> model = gdsim.Linear(1, 1)
 >>> ds = gdsim.sweep(model, X, Y, lr=np.geomspace(0.01, 0.3, 30), momentum=[0.0, 0.5, 0.9],
-...                  batch_size="full", epochs=20, params0=[-10.0, -20.0])
+...                  batch_size=100, epochs=20, params0=[-10.0, -20.0])
 >>> fig = gdsim.plot.heatmap(ds, "lr", "momentum", model=model, X=X, Y=Y)
 >>> fig = gdsim.plot.final(ds, "lr", hue="momentum", model=model, X=X, Y=Y)
 """

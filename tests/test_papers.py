@@ -5,7 +5,6 @@ import importlib.util
 import pathlib
 
 import numpy as np
-import pytest
 
 spec = importlib.util.spec_from_file_location("papers", pathlib.Path(__file__).parent.parent / "examples" / "papers.py")
 papers = importlib.util.module_from_spec(spec)

@@ -49,11 +49,11 @@ def test_every_plot_draws_every_combination_of_swept_axes(grid4, kept):
                              col=roles[2] if len(roles) > 2 else None, row=roles[3] if len(roles) > 3 else None)
     panels = [ax for ax in fig.axes if ax.get_label() != "<colorbar>"]
     assert len(panels) == int(np.prod([ds.sizes[d] for d in roles[2:]])) and all(ax.collections for ax in panels)
-    fig = gdsim.plot.final(ds, roles[0], model=LINEAR, X=X, Y=Y)
+    fig = gdsim.plot.final(ds, roles[0])  # the theory's lines: the tests below
     assert fig.axes[0].get_lines()
     fig = gdsim.plot.curves(ds, col=roles[1] if len(roles) > 1 else None)
     assert len(fig.axes[0].get_lines()) >= ds.sizes[roles[0]]
-    gdsim.plot.auto(ds, model=LINEAR, X=X, Y=Y)
+    gdsim.plot.auto(ds)
 
 
 def test_every_plot_draws_a_result_whose_runs_all_diverged():

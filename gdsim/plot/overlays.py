@@ -96,19 +96,12 @@ def applies(ds, theory_):
     return theory_ is not None and ds.attrs.get("lr_schedule", "none") == "none"
 
 
-def critical_lr(ds, selection, theory_):
-    """``(lr, kind)``: where the theory puts the edge for the runs of ``selection`` (the
-    smallest unstable lr), and the kind of threshold (a key of :data:`STYLES`); None
-    where no line applies."""
-    found = edge(ds, selection, theory_)
-    return None if found is None else (found[1], found[0])
-
-
 def edge(ds, selection, theory_):
-    """``(kind, lr, radius)``: the kind of threshold, the smallest unstable lr, and for
-    the mini-batch schemes with an exact radius ("epoch map", "mean square") the function
-    ``radius(lr)`` (else None): their unstable lrs need not be one interval (heavy ball
-    in data order is stable again past some resonances). None where no line applies."""
+    """``(kind, lr, radius)``: the kind of threshold (a key of :data:`STYLES`), the
+    smallest unstable lr, and for the mini-batch schemes with an exact radius ("epoch
+    map", "mean square") the function ``radius(lr)`` (else None): their unstable lrs need
+    not be one interval (heavy ball in data order is stable again past some resonances).
+    None where no line applies."""
     if not applies(ds, theory_):
         return None
     model, X, Y = theory_.model, theory_.X, theory_.Y
@@ -179,8 +172,9 @@ def draw_lr_line(ax, ds, selection, theory_, lr_axis, along=None, values=(), pos
     default the values): a line through the smallest unstable lr at each value or, for
     the exact radii of mini-batch schemes along a continuous setting (:data:`CONTINUOUS`)
     swept over 3 or more values, the contour where the radius is 1 over ``lr_range`` and
-    the axis's span (every unstable region, not only the first). Without ``along``: a vertical (horizontal) line at each lr in ``lr_range``
-    where the radius crosses 1 (the threshold alone where there is no radius).
+    the axis's span (every unstable region, not only the first). Without ``along``: a
+    vertical (horizontal) line at each lr in ``lr_range`` where the radius crosses 1 (the
+    threshold alone where there is no radius).
     ``color`` replaces the styles' white (a plot on a white ground). Each line has the gid
     ``"theory:KIND"``. Returns the kinds drawn.
     """
@@ -193,7 +187,7 @@ def draw_lr_line(ax, ds, selection, theory_, lr_axis, along=None, values=(), pos
         rows = [f for f in found if f is not None and f[0] == kind]
         style = _style(kind, color)
         if along is None:
-            kind_, lr_c, radius = rows[0]
+            _, lr_c, radius = rows[0]
             lines = crossings(radius, *lr_range) if radius is not None and lr_range is not None else [lr_c]
             for k, lr in enumerate(lines):
                 (ax.axvline if lr_axis == "x" else ax.axhline)(lr, **(style if k == 0 else {**style, "label": None}))
@@ -202,7 +196,8 @@ def draw_lr_line(ax, ds, selection, theory_, lr_axis, along=None, values=(), pos
             where = np.linspace(positions[keep].min(), positions[keep].max(), FINE_ALONG)
             radii = [edge(ds, {**selection, along: v}, theory_)[2] for v in where]
             # log radius: nearer linear across a cell than the radius, which soars past the edge
-            grid = np.log([[radius(lr) for lr in lrs] for radius in radii])  # [along, lr]
+            with np.errstate(divide="ignore"):  # a radius of 0 (lr lambda = 1 on one sample) is -inf: stable
+                grid = np.log([[radius(lr) for lr in lrs] for radius in radii])  # [along, lr]
             args = (lrs, where, grid) if lr_axis == "x" else (where, lrs, grid.T)
             contour = ax.contour(*args, levels=[0.0], colors=[style["color"]], linestyles=[style["ls"]],
                                  linewidths=[style["lw"]])

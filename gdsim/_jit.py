@@ -8,8 +8,6 @@ the floating-point error model are decided here and nowhere else
 
 import functools
 import os
-import types
-from unittest import mock
 
 import numba
 
@@ -146,6 +144,9 @@ def cuda_ptx(kernel, signature, cc):
     """
     if cuda_simulator():
         raise RuntimeError("PTX needs the real compiler: unset NUMBA_ENABLE_CUDASIM before numba is imported")
+    import types
+    from unittest import mock  # imported here: only the PTX report and its test compile without a GPU
+
     numba_cuda = cuda_module()
     from numba.cuda import dispatcher
 

@@ -51,10 +51,10 @@ import numpy as np
 
 from . import datasets, theory
 from ._validate import ParameterError, check_int
-from .theory.sampling import ALMOST_SURE_EPOCHS, ALMOST_SURE_SEED
 from .models import Linear
 from .optim import SGD
 from .outcomes import OUTCOMES, TAIL, classify
+from .theory.sampling import ALMOST_SURE_EPOCHS, ALMOST_SURE_SEED
 from .training import train
 
 # The linear-regression tutorial's starting point (w0, b0).

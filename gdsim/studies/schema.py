@@ -90,7 +90,6 @@ class Study:
     text: str
     title: str
     description: str
-    figure: str
     figure_choice: object
     runner: str
     model: MLP
@@ -100,6 +99,11 @@ class Study:
     settings: dict
     spec: SweepSpec = field(repr=False)
     result_bytes: int = 0
+
+    @property
+    def figure(self):
+        """The figure's name (:attr:`figure_choice`'s)."""
+        return self.figure_choice.name
 
     @property
     def keeps_params(self):
@@ -406,8 +410,8 @@ def load_study(path):
     content_sha256 = hashlib.sha256(json.dumps(content, sort_keys=True, default=repr).encode() + data_bytes).hexdigest()
     study = Study(name=path.stem, path=path, sha256=hashlib.sha256(raw + data_bytes).hexdigest(),
                   content_sha256=content_sha256, text=text,
-                  title=spec["title"], description=spec.get("description", ""), figure=figure.name,
-                  figure_choice=figure, runner=runner,
+                  title=spec["title"], description=spec.get("description", ""), figure_choice=figure,
+                  runner=runner,
                   model=model, data=dict(spec["data"]), X=X, Y=Y, settings=settings, spec=sweep_spec,
                   result_bytes=per_run * n_runs)
     problem = check_figure(study)

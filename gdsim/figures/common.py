@@ -7,12 +7,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import theory
+from ..plot.grid import DPI, stored_flag
+from ..plot.panels import CAP as LOSS_CAP  # the figures' name for it
+from ..plot.panels import DIVERGED_COLOR
 
-DPI = 110
-DIVERGED_COLOR = "0.25"
-#: Losses above this are drawn as crosses along the top edge, like overflows: log axes
-#: spanning 1e300 decades are unreadable (and break matplotlib's tick formatter).
-LOSS_CAP = 1e30
 #: :data:`LOSS_CAP` as the figures write it.
 CAP_TEXT = f"{LOSS_CAP:.0e}".replace("e+", "e")
 
@@ -165,8 +163,7 @@ def integer_ticks(axis):
 
 def attr_flag(ds, name, default=False):
     """A bool attribute of ``ds`` (netCDF and Zarr may keep it as the string ``"True"``)."""
-    value = ds.attrs.get(name, default)
-    return value == "True" if isinstance(value, str) else bool(value)
+    return stored_flag(ds.attrs.get(name, default))
 
 
 SCHEMES = {False: "fixed", True: "reshuffle", "replacement": "replacement"}
@@ -180,19 +177,6 @@ def sampling_scheme(ds):
     from its ``shuffle`` attribute (a bool, or the string a store may keep it as)."""
     shuffle = ds.attrs.get("shuffle", False)
     return "replacement" if shuffle == "replacement" else SCHEMES[attr_flag(ds, "shuffle")]
-
-
-def legend_below(fig, handles=None, ncols=3, **kwargs):
-    """The figure's legend under its panels, off the data (``handles``: default those of
-    every panel, each label once)."""
-    if handles is None:
-        seen = {}
-        for ax in fig.axes:
-            for handle, label in zip(*ax.get_legend_handles_labels()):
-                seen.setdefault(label, handle)
-        handles = [h for label, h in seen.items() if not label.startswith("_")]
-    fig.legend(handles=handles, loc="outside lower center", ncols=min(ncols, max(len(handles), 1)), fontsize=8,
-               frameon=False, **kwargs)
 
 
 def batch_label(b, n):

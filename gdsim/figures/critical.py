@@ -16,6 +16,7 @@ The theory never looks at the simulation: its orders are drawn from a seed of it
 import numpy as np
 
 from .. import theory
+from ..plot import grid
 from .common import (
     hessian_spectrum,
     log_ticks,
@@ -37,12 +38,8 @@ def run_settings(ds):
     """The settings of the runs that the theory needs, from ``ds``'s attributes:
     ``momentum``, ``dampening``, ``weight_decay``, ``nesterov`` and ``drop_last`` (the
     figure draws one value of each; netCDF may keep a bool as a string)."""
-    def flag(value):
-        return value in (True, "True") or (not isinstance(value, str) and bool(value))
-
-    return {"momentum": float(ds.attrs.get("momentum", 0.0)), "dampening": float(ds.attrs.get("dampening", 0.0)),
-            "weight_decay": float(ds.attrs.get("weight_decay", 0.0)), "nesterov": flag(ds.attrs.get("nesterov", False)),
-            "drop_last": flag(ds.attrs.get("drop_last", False))}
+    settings = grid.run_settings(ds)
+    return {name: settings[name] for name in ("momentum", "dampening", "weight_decay", "nesterov", "drop_last")}
 
 
 def unstable_runs(ds):

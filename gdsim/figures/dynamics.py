@@ -2,7 +2,8 @@
 
 import numpy as np
 
-from .common import DPI, attr_flag, legend_below, panel_note, suptitle
+from ..plot.panels import figure_legend
+from .common import DPI, attr_flag, panel_note, suptitle
 
 
 def stable_sharpness(lr, momentum, nesterov):
@@ -53,6 +54,6 @@ def edge_of_stability(study, ds):
     handles = axes[0, 0].get_legend_handles_labels()[0]
     handles.append(Line2D([], [], color="0.3", ls="--", lw=1,
                           label="dashed, same colour: where that lr turns unstable on a quadratic"))
-    legend_below(fig, handles, ncols=len(handles))  # the same lrs in every panel: one legend
+    figure_legend(fig, handles, ncols=len(handles))  # the same lrs in every panel: one legend
     suptitle(fig, study, heading if len(momenta) == 1 else None)
     return fig

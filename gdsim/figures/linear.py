@@ -4,6 +4,7 @@ import numpy as np
 
 from .. import theory
 from ..batches import steps_per_epoch
+from ..plot.panels import figure_legend
 from .common import (
     LOSS_CAP,
     SCHEME_WORDS,
@@ -12,7 +13,6 @@ from .common import (
     hessian_spectrum,
     integer_ticks,
     least_squares,
-    legend_below,
     log_series,
     log_ticks,
     mark_overflow,
@@ -118,7 +118,7 @@ def lr_batch(study, ds):
                            + (f"; 2 / L = {epoch_lr[n]:.4f} for batch GD)" if n in epoch_lr else ")")),
               Line2D([], [], color="0.3", ls=":", lw=1.1,
                      label="dotted: a single step turns unstable first\n(step_critical_lr; none for batch GD)")]
-    legend_below(fig, handles + styles, ncols=4)
+    figure_legend(fig, handles + styles, ncols=4)
     for panel in (ax, ax_zoom):
         panel_note(panel, ds, bool(np.any(ds.final_loss.values <= LOSS_CAP)), f"final loss below {LOSS_CAP:.0e}")
     suptitle(fig, study, f"{ds.attrs['epochs']} epochs, {SCHEME_WORDS[sampling_scheme(ds)]}")
@@ -159,7 +159,7 @@ def momentum_phase(study, ds):
     bar = fig.colorbar(mesh, ax=list(axes), shrink=0.9)
     # The theory's line is white on the map; its legend on white paper shows it in black.
     line = Line2D([], [], color="k", lw=2, label="white line: theory, spectral radius = 1")
-    legend_below(fig, [line, *axes[0].get_legend_handles_labels()[0]], ncols=2)  # the heat map fills the panels
+    figure_legend(fig, [line, *axes[0].get_legend_handles_labels()[0]], ncols=2)  # the heat map fills the panels
     bar.set_label(f"log10 (loss / optimum - 1), the worst of steps {ds.attrs['epochs'] - last + 1}-"
                   f"{ds.attrs['epochs']}\ngray: diverged")
     suptitle(fig, study)
@@ -195,6 +195,6 @@ def trajectories(study, ds):
         verdict = "diverges" if lr > 2 / L else ("oscillates, converges" if lr > 1 / L else "monotone")
         ax.set(xlabel="w", ylabel="b", title=f"lr = {lr:g} = {lr * L / 2:.2f} x 2/L: {verdict}")
         panel_note(ax, ds, len(finite) > 0, "finite parameters", xy=(0.5, 0.8))  # off the minimum, centred
-    legend_below(fig, ncols=3)  # the same marks in every panel: one legend
+    figure_legend(fig, ncols=3)  # the same marks in every panel: one legend
     suptitle(fig, study)
     return fig

@@ -3,13 +3,14 @@
 import numpy as np
 
 from .. import theory
+from ..plot import grid
+from ..plot.panels import figure_legend
 from .common import (
     LOSS_CAP,
     SCHEME_WORDS,
     attr_flag,
     initial_params,
     integer_ticks,
-    legend_below,
     mark_overflow,
     new_figure,
     overflow_strip,
@@ -26,7 +27,8 @@ DOTTED = (0, (1, 1.5))  # a dotted line whose dots show on a coloured map
 
 def optimizer_attrs(ds):
     """The fixed ``dampening`` and ``weight_decay`` of ``ds``'s runs, for :func:`gdsim.theory.critical_lr`."""
-    return {name: float(ds.attrs.get(name, 0.0)) for name in ("dampening", "weight_decay")}
+    settings = grid.run_settings(ds)
+    return {name: settings[name] for name in ("dampening", "weight_decay")}
 
 
 def mlp_phase(study, ds):
@@ -71,7 +73,7 @@ def mlp_phase(study, ds):
                 DOTTED: "white, dotted: the same full-batch line over mini-batch runs, for comparison\n(their "
                         "batch noise has a threshold of its own, which it does not give)"}
     drawn = sorted({"-" if int(b) >= n else DOTTED for b in batch_sizes}, key=lambda style: style != "-")
-    legend_below(fig, [Line2D([], [], color="k", lw=2, ls=style, label=meanings[style]) for style in drawn], ncols=2)
+    figure_legend(fig, [Line2D([], [], color="k", lw=2, ls=style, label=meanings[style]) for style in drawn], ncols=2)
     order = f", {SCHEME_WORDS[sampling_scheme(ds)]}" if min(batch_sizes) < n else ""
     kind = "Nesterov" if nesterov else "heavy-ball"
     suptitle(fig, study, f"{model.activation} MLP, {kind} momentum, {ds.attrs['epochs']} epochs{order}")
@@ -102,7 +104,7 @@ def lr_threshold(study, ds):
         ax.axvline(0.2, color="C3", ls=":", lw=1.2, label="the tutorial's lr = 0.2")
     ax.set(xlabel="learning rate", ylabel=f"loss after {ds.attrs['epochs']} steps / initial loss (log)",
            title="Final loss vs learning rate")
-    legend_below(fig, ax.get_legend_handles_labels()[0], ncols=3)
+    figure_legend(fig, ax.get_legend_handles_labels()[0], ncols=3)
     panel_note(ax, ds, bool(ok.any()), f"final loss below {LOSS_CAP:.0e} x initial")
 
     picks = [lrs[np.argmin(np.abs(np.log(lrs / target)))] for target in (threshold / 40, threshold / 1.5,
@@ -147,7 +149,7 @@ def classifier(study, ds):
         lowest = np.log(n_classes)
     ax_loss.set_ylim(lowest / 2, 1e3)  # a blow-up would squash every other curve
     ax_acc.set(xlabel="epoch", ylabel="training accuracy (%)", ylim=(0, 102), title="Accuracy")
-    legend_below(fig, ax_loss.get_legend_handles_labels()[0], ncols=5)
+    figure_legend(fig, ax_loss.get_legend_handles_labels()[0], ncols=5)
     for ax, curves in ((ax_loss, np.where(ds.loss.values < 1e3, ds.loss.values, np.nan)),
                        (ax_acc, 1 + ds.accuracy.values)):  # 1 +: a zero accuracy is drawn too
         span_epochs(ax, ds.epoch.values, curves)

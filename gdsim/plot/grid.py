@@ -12,6 +12,8 @@ LABELS = {"lr": "learning rate", "momentum": "momentum", "dampening": "dampening
 #: The shortest form of an axis in a legend or a panel title.
 SHORT = {"lr": "lr", "momentum": "beta", "dampening": "dampening", "weight_decay": "wd",
          "nesterov": "Nesterov", "batch_size": "B", "seed": "seed"}
+#: Dots per inch of every figure, the gallery's and the plots'.
+DPI = 110
 #: Values of a swept axis that ticks list one by one (more: matplotlib's own ticks).
 MAX_LISTED_TICKS = 12
 
@@ -123,13 +125,36 @@ def setting(ds, selection, name, default=None):
     return value.item() if hasattr(value, "item") else value
 
 
+def stored_flag(value):
+    """A bool setting as a result stores it: a bool, or the string ``"True"``/``"False"``
+    that netCDF (and stores made from it) keep."""
+    return value == "True" if isinstance(value, str) else bool(value)
+
+
+def run_settings(ds, selection=None):
+    """The optimizer and batch settings of the runs of ``selection`` (default: the
+    result's fixed settings), as the theory takes them: ``momentum``, ``dampening``,
+    ``weight_decay``, ``nesterov``, ``batch_size`` (default the whole data), ``drop_last``,
+    ``shuffle`` (False, True or "replacement") and ``seed``."""
+    selection = {} if selection is None else selection
+    shuffle = setting(ds, selection, "shuffle", False)
+    return {"momentum": float(setting(ds, selection, "momentum", 0.0)),
+            "dampening": float(setting(ds, selection, "dampening", 0.0)),
+            "weight_decay": float(setting(ds, selection, "weight_decay", 0.0)),
+            "nesterov": stored_flag(setting(ds, selection, "nesterov", False)),
+            "batch_size": int(setting(ds, selection, "batch_size", ds.attrs.get("n_samples", 1))),
+            "drop_last": stored_flag(setting(ds, selection, "drop_last", False)),
+            "shuffle": shuffle if shuffle == "replacement" else stored_flag(shuffle),
+            "seed": int(setting(ds, selection, "seed", 0))}
+
+
 def new_grid(ds, col, row, width=5.0, height=4.0):
     """A constrained-layout Figure with a panel per value of ``row`` x ``col`` (either
     None: one), and its axes as a 2-d array."""
     from matplotlib.figure import Figure
 
     n_rows, n_cols = (1 if row is None else ds.sizes[row]), (1 if col is None else ds.sizes[col])
-    fig = Figure(figsize=(width * n_cols, height * n_rows), dpi=110, layout="constrained")
+    fig = Figure(figsize=(width * n_cols, height * n_rows), dpi=DPI, layout="constrained")
     return fig, fig.subplots(n_rows, n_cols, squeeze=False)
 
 

@@ -133,7 +133,7 @@ def final(ds, x="lr", hue=None, col=None, row=None, value="final_loss", *, model
         ax.set(xlabel=LABELS[x], ylabel=ds[value].attrs.get("long_name", value), title=selection_text(selection)
                or None)
     _hue_bar(fig, axes, ds, hue, colors)
-    figure_legend(fig, axes)
+    figure_legend(fig)
     set_title(fig, title, f"{ds[value].attrs.get('long_name', value)} against {LABELS[x]}")
     return fig
 
@@ -194,7 +194,7 @@ def curves(ds, x="epoch", hue=None, col=None, row=None, value="loss", *, title=N
     if diverged is not None and bool(diverged.any()):
         axes[0, 0].plot([], [], "k--", lw=1.3, label="dashed: diverged")
     _hue_bar(fig, axes, ds, hue, colors)
-    figure_legend(fig, axes)
+    figure_legend(fig)
     set_title(fig, title, f"{ds[name].attrs.get('long_name', value)} over {x}s")
     return fig
 
@@ -245,7 +245,7 @@ def trajectories(ds, hue=None, col=None, row=None, *, model=None, X=None, Y=None
         if theory_ is not None:
             _contours(ax, theory_, np.vstack(corners + [np.empty((0, 2))]))
         ax.set(xlabel="parameter 0 (w)", ylabel="parameter 1 (b)", title=selection_text(selection) or None)
-    figure_legend(fig, axes)
+    figure_legend(fig)
     set_title(fig, title, "Paths of the parameters, one point per epoch")
     return fig
 

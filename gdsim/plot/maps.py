@@ -120,7 +120,7 @@ def heatmap(ds, x=None, y=None, value="final_loss", col=None, row=None, *, model
         bar.set_label(ds[value].attrs.get("long_name", value) + (" (median over seeds)" if "seed" in rest else ""))
         if diverged is not None and bool(diverged.any()):
             extra = [Patch(color=DIVERGED_COLOR, label="gray: diverged")]
-    figure_legend(fig, axes, extra)
+    figure_legend(fig, extra=extra)
     set_title(fig, title, f"{ds[value].attrs.get('long_name', value)} over {LABELS[x]}"
               + (f" and {LABELS[y]}" if y else ""))
     return fig

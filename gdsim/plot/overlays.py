@@ -21,7 +21,7 @@ import numpy as np
 
 from .. import theory
 from .._validate import ParameterError
-from .grid import setting
+from .grid import run_settings
 
 #: The tolerance of the thresholds' bisections (a line on a plot).
 RTOL = 1e-6
@@ -73,35 +73,18 @@ def make_theory(model, X, Y, params0):
     return Theory(model, X, Y, None if params0 is None else np.asarray(params0, dtype=np.float64))
 
 
-def _flag(value):
-    """A bool attribute (a store may have kept an old string form)."""
-    return value in (True, "True") or (not isinstance(value, str) and bool(value))
-
-
-def run_settings(ds, selection):
-    """The optimizer and batch settings of the runs of ``selection`` (an lr-independent panel or line)."""
-    shuffle = setting(ds, selection, "shuffle", False)
-    return {"momentum": float(setting(ds, selection, "momentum", 0.0)),
-            "dampening": float(setting(ds, selection, "dampening", 0.0)),
-            "weight_decay": float(setting(ds, selection, "weight_decay", 0.0)),
-            "nesterov": _flag(setting(ds, selection, "nesterov", False)),
-            "batch_size": int(setting(ds, selection, "batch_size", ds.attrs.get("n_samples", 1))),
-            "drop_last": _flag(setting(ds, selection, "drop_last", False)),
-            "shuffle": shuffle if shuffle == "replacement" else _flag(shuffle),
-            "seed": int(setting(ds, selection, "seed", 0))}
-
-
 def applies(ds, theory_):
     """Whether lines are drawn at all: a model was given and the lr is constant."""
     return theory_ is not None and ds.attrs.get("lr_schedule", "none") == "none"
 
 
-def edge(ds, selection, theory_):
+def edge(ds, selection, theory_, lr=True):
     """``(kind, lr, radius)``: the kind of threshold (a key of :data:`STYLES`), the
     smallest unstable lr, and for the mini-batch schemes with an exact radius ("epoch
     map", "mean square") the function ``radius(lr)`` (else None): their unstable lrs need
     not be one interval (heavy ball in data order is stable again past some resonances).
-    None where no line applies."""
+    None where no line applies. ``lr=False``: only the radius is wanted (a contour), and
+    the bisection for the smallest unstable lr of those schemes is skipped (None)."""
     if not applies(ds, theory_):
         return None
     model, X, Y = theory_.model, theory_.X, theory_.Y
@@ -127,13 +110,15 @@ def edge(ds, selection, theory_):
         return "full batch", theory.critical_lr(L, **optimizer), None
     B = s["batch_size"]
     if s["shuffle"] == "replacement":
-        return ("mean square", theory.mean_square_critical_lr(model, X, batch_size=B, rtol=RTOL, **optimizer),
-                lambda lr: theory.mean_square_spectral_radius(model, X, lr, batch_size=B, **optimizer))
+        return ("mean square", theory.mean_square_critical_lr(model, X, batch_size=B, rtol=RTOL, **optimizer)
+                if lr else None, lambda rate: theory.mean_square_spectral_radius(model, X, rate, batch_size=B,
+                                                                                 **optimizer))
     if not s["shuffle"]:
         drop_last = s["drop_last"]
         return ("epoch map", theory.epoch_critical_lr(model, X, batch_size=B, drop_last=drop_last, rtol=RTOL,
-                                                      **optimizer),
-                lambda lr: theory.epoch_spectral_radius(model, X, lr, batch_size=B, drop_last=drop_last, **optimizer))
+                                                      **optimizer) if lr else None,
+                lambda rate: theory.epoch_spectral_radius(model, X, rate, batch_size=B, drop_last=drop_last,
+                                                          **optimizer))
     found = theory.almost_sure_critical_lr(model, X, batch_size=B, drop_last=s["drop_last"], **optimizer)
     return "almost sure", found.lr, None
 
@@ -180,7 +165,9 @@ def draw_lr_line(ax, ds, selection, theory_, lr_axis, along=None, values=(), pos
     """
     values = list(values) if along else [None]
     positions = np.asarray(values if positions is None else positions, dtype=np.float64) if along else None
-    found = [edge(ds, {**selection, along: v} if along else selection, theory_) for v in values]
+    # Vertical lines at the crossings of a radius need no bisection for the first one.
+    found = [edge(ds, {**selection, along: v} if along else selection, theory_, lr=bool(along) or lr_range is None)
+             for v in values]
     kinds = sorted({f[0] for f in found if f is not None})
     for kind in kinds:
         keep = np.array([f is not None and f[0] == kind for f in found])
@@ -194,7 +181,7 @@ def draw_lr_line(ax, ds, selection, theory_, lr_axis, along=None, values=(), pos
         elif rows[0][2] is not None and lr_range is not None and along in CONTINUOUS and keep.sum() >= 3:
             lrs = np.geomspace(*lr_range, FINE)
             where = np.linspace(positions[keep].min(), positions[keep].max(), FINE_ALONG)
-            radii = [edge(ds, {**selection, along: v}, theory_)[2] for v in where]
+            radii = [edge(ds, {**selection, along: v}, theory_, lr=False)[2] for v in where]
             # log radius: nearer linear across a cell than the radius, which soars past the edge
             with np.errstate(divide="ignore"):  # a radius of 0 (lr lambda = 1 on one sample) is -inf: stable
                 grid = np.log([[radius(lr) for lr in lrs] for radius in radii])  # [along, lr]

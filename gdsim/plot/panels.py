@@ -8,8 +8,8 @@ from .grid import reduce_seeds
 
 #: Gray: the runs that diverged (``ds.diverged``) or whose value is not finite.
 DIVERGED_COLOR = "0.25"
-#: Values above this are drawn as crosses along the top edge: a log axis over 1e300
-#: decades is unreadable.
+#: Values above this are drawn as crosses off the scale, like overflows: a log axis over
+#: 1e300 decades is unreadable (and breaks matplotlib's tick formatter).
 CAP = 1e30
 #: Colours of the outcomes (:data:`gdsim.outcomes.OUTCOMES`, in order).
 OUTCOME_COLORS = ("#1a9850", "#91cf60", "#fee08b", "#fc8d59", DIVERGED_COLOR)
@@ -60,15 +60,22 @@ def set_title(fig, title, default):
     fig.suptitle(default if title is None else title, fontsize=12)
 
 
-def figure_legend(fig, axes, extra=()):
-    """One legend for the figure, below the panels, without repeated labels; ``extra``:
-    handles of things that are not lines (the diverged runs' gray, the outcomes)."""
-    seen = {handle.get_label(): handle for handle in extra}
-    for ax in np.ravel(axes):
-        for handle, label in zip(*ax.get_legend_handles_labels()):
-            seen.setdefault(label, handle)
-    if seen:
-        fig.legend(list(seen.values()), list(seen), loc="outside lower center", fontsize=8, frameon=False,
-                   ncols=max(1, min(3, len(seen), int(fig.get_figwidth() // 3.4))))
+def figure_legend(fig, handles=None, extra=(), ncols=None):
+    """The figure's one legend, under its panels, off the data.
 
-
+    ``handles``: default those of every panel, each label once, after ``extra`` (handles
+    of things that are not lines: the diverged runs' gray, the outcomes); none, no legend.
+    ``ncols``: default as many columns as the figure's width holds, up to 3.
+    """
+    if handles is None:
+        seen = {handle.get_label(): handle for handle in extra}
+        for ax in fig.axes:
+            for handle, label in zip(*ax.get_legend_handles_labels()):
+                seen.setdefault(label, handle)
+        handles = [handle for label, handle in seen.items() if not label.startswith("_")]
+        if not handles:
+            return
+    if ncols is None:
+        ncols = max(1, min(3, int(fig.get_figwidth() // 3.4)))
+    fig.legend(handles=handles, loc="outside lower center", ncols=min(ncols, max(len(handles), 1)), fontsize=8,
+               frameon=False)

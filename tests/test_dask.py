@@ -143,3 +143,21 @@ def test_tasks_take_consecutive_regions_fewer_as_the_sweep_ends():
     assert [b - a for a, b in task_sizes(264, 2)][:3] == [33, 28, 25]  # a quarter per thread of what is left
     assert len(list(task_sizes(264, 2))) == 38
     assert list(task_sizes(3)) == [(0, 1), (1, 2), (2, 3)]  # results sent back: one region a task
+
+
+
+def test_a_new_store_on_a_cluster_gets_regions_enough_for_every_worker(client, tmp_path, monkeypatch):
+    from gdsim.sweeps import run as sweep_run
+
+    line, (x, y) = gdsim.Linear(1, 1), gdsim.datasets.tutorial_line()
+    grid = dict(lr=np.geomspace(1e-3, 0.5, 40), momentum=np.linspace(0.0, 0.9, 64), epochs=2, batch_size=10,
+                target="cpu")
+    # Regions of at most 128 KiB of results (about 1700 runs of 74 bytes), 16 KiB at the least.
+    monkeypatch.setattr(sweep_run, "REGION_BYTES", 128 * 2**10)
+    local = gdsim.sweep(line, x, y, store=tmp_path / "here.zarr", **grid)
+    spread = gdsim.sweep(line, x, y, scheduler=client, store=tmp_path / "cluster.zarr", **grid)
+    n_regions = [len(list((tmp_path / name / "gdsim_regions").glob("[0-9]*.json")))
+                 for name in ("here.zarr", "cluster.zarr")]
+    assert n_regions[0] == 2 and n_regions[1] >= 2 * sweep_run.REGIONS_PER_THREAD  # 2 worker threads
+    assert_same_bits(spread.load(), gdsim.sweep(line, x, y, **grid))
+    assert_same_bits(local.load(), gdsim.sweep(line, x, y, **grid))

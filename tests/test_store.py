@@ -207,3 +207,23 @@ def test_a_plain_xr_open_zarr_reads_the_store_without_a_warning(in_memory, tmp_p
         warnings.simplefilter("error")  # xarray warns when a Zarr store has no consolidated metadata
         with xr.open_zarr(tmp_path / "p.zarr") as opened:
             assert_same_bits(opened.load(), in_memory)
+
+
+def test_each_region_is_written_with_the_bytes_xarray_writes(in_memory, tmp_path):
+    """gdsim writes the regions' chunks through Zarr, not xarray's to_zarr(region=): the
+    chunk files must be those xarray writes for the same dataset and chunks."""
+    from pathlib import Path
+
+    ours = gdsim.sweep(LINE, X, Y, store=tmp_path / "ours.zarr", chunk_runs=7, **GRID)
+    chunks = {d: ours.chunks[d][0] for d in ours.dims}
+    in_memory.chunk(chunks).to_zarr(tmp_path / "xarray.zarr", zarr_format=3, consolidated=False)
+
+    def chunk_files(root):
+        root = Path(root)
+        return {str(p.relative_to(root)): p.read_bytes() for name in in_memory.data_vars
+                for p in (root / name / "c").rglob("*") if p.is_file()}
+
+    ours_files, theirs = chunk_files(tmp_path / "ours.zarr"), chunk_files(tmp_path / "xarray.zarr")
+    assert len(theirs) > len(in_memory.data_vars)  # several regions of each variable
+    assert ours_files.keys() == theirs.keys()
+    assert [name for name in theirs if ours_files[name] != theirs[name]] == []

@@ -17,7 +17,7 @@ from .._validate import ParameterError, as_array, check_int, short_repr
 from .dataset import LAYOUT, add_outcomes, empty_raw, grid_dataset, grid_shape, grid_variables
 from .plan import make_plan
 from .spec import SweepSpec, check_sweep
-from .executors import RegionWork, dask_client, dask_results
+from .executors import RegionWork, cluster_threads, dask_client, dask_results
 from .store import ResultStore, fill, plan_regions
 from .targets import get_target
 
@@ -215,9 +215,9 @@ def sweep(model, X, Y, *, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nes
         return grid_dataset(spec, run_points(spec, np.arange(spec.n_configs), report))
     if store is not None:
         _check_store(store)
-    if chunk_runs is None:
-        chunk_runs = _region_runs(spec)
     with dask_client(scheduler) as client:
+        if chunk_runs is None:
+            chunk_runs = _region_runs(spec, None if client is None else cluster_threads(client))
         if store is None:
             return _sweep_on_cluster(spec, client, chunk_runs, report)
         return _sweep_to_store(spec, store, chunk_runs, report, client)
@@ -248,13 +248,21 @@ def _sweep_on_cluster(spec, client, chunk_runs, report):
 #: The size of a store's region when chunk_runs is not given: big enough that a region's
 #: overhead (a task, a record, a few files) is small, small enough to stream.
 REGION_BYTES = 8 * 2**20
+#: On a cluster, regions are made smaller (down to REGION_BYTES / 8) until each worker
+#: thread has this many: the last regions then even out the workers' finishing times.
+REGIONS_PER_THREAD = 8
 
 
-def _region_runs(spec):
-    """Runs per region of about :data:`REGION_BYTES` of results (a multiple of 128)."""
+def _region_runs(spec, threads=None):
+    """Runs per region (a multiple of 128, at least 128): about :data:`REGION_BYTES` of
+    results, or on a cluster of ``threads`` worker threads, fewer runs where that gives each
+    thread :data:`REGIONS_PER_THREAD` regions."""
     per_run = (np.dtype(spec.dtype).itemsize * (spec.epochs + 1 + spec.model.n_params) + 34
                + 8 * len(spec.track) * spec.track_steps.size)
-    return max(128, REGION_BYTES // per_run // 128 * 128)
+    runs = REGION_BYTES // per_run
+    if threads:
+        runs = min(runs, max(REGION_BYTES // 8 // per_run, -(-spec.n_configs // (REGIONS_PER_THREAD * threads))))
+    return max(128, runs // 128 * 128)
 
 
 def _sweep_to_store(spec, store, chunk_runs, report, client):

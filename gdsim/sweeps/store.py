@@ -6,7 +6,7 @@ Layout of ``NAME.zarr/`` (Zarr v3, written through xarray):
 
 * the result's variables, coordinates and typed attributes (bools stay bools, seeds
   int64); the layout is created first (metadata only, consolidated, in a temporary folder
-  renamed into place), the data then arrives region by region (``to_zarr(region=...)``), so the whole
+  renamed into place), the data then arrives region by region (each region's chunks, whole), so the whole
   result is never in memory and ``xr.open_zarr`` reads it while it runs;
 * the attribute ``gdsim_store``: the identity of what the store holds (JSON: the hash of
   the settings that decide the numbers, gdsim's version, the target family, the chunk size);
@@ -126,6 +126,10 @@ class ResultStore:
         self.path = Path(path)
         self.dims = list(dims)
         self.identity = dict(identity)
+        self._opened = {}  # name -> zarr AsyncArray, opened by the first write in this process
+
+    def __getstate__(self):  # sent to a worker: the opened arrays stay here
+        return {**self.__dict__, "_opened": {}}
 
     # -- creation and identity ---------------------------------------------------------
     def stored_identity(self):
@@ -208,16 +212,37 @@ class ResultStore:
     def write(self, region, variables):
         """Write one region's variables (name -> (dims, array, attrs), the region's shape)
         into the store, then its record; return the SHA-256 the record gives."""
-        import xarray as xr
-
-        part = xr.Dataset({name: (dims, array) for name, (dims, array, _) in variables.items()})
-        extra = {d: slice(None) for d in part.dims if d not in self.dims}
-        part.to_zarr(self.path, region={**region.selection(self.dims), **extra}, consolidated=False)
-        record = {**self._expected_record(region),
-                  "sha256": data_digest({name: part[name].values for name in part.data_vars})}
+        arrays = {name: np.asarray(array) for name, (_, array, _) in variables.items()}
+        where = region.selection(self.dims)
+        self._write_arrays({name: (tuple(where.get(d, slice(None)) for d in dims), arrays[name])
+                            for name, (dims, _, _) in variables.items()})
+        record = {**self._expected_record(region), "sha256": data_digest(arrays)}
         text = json.dumps(record, sort_keys=True)
         atomic_write(self._record_path(region), lambda tmp: Path(tmp).write_text(text))
         return record["sha256"]
+
+    def _write_arrays(self, parts):
+        """Write ``parts`` (name -> (index, array)) into the store's arrays, all at once on
+        Zarr's event loop.
+
+        The variables need no encoding (numbers and bools, NaN fill values), so the chunks
+        are the bytes ``xarray.Dataset.to_zarr(region=...)`` writes. Going around xarray
+        (which reads the whole store's metadata at each call), with the arrays opened once
+        and written concurrently, took a region of 8 arrays from 48 ms to 13-15 ms here.
+        """
+        import asyncio
+
+        import zarr.api.asynchronous as zarr_async
+        from zarr.core.sync import sync
+
+        async def write_all():
+            missing = [name for name in parts if name not in self._opened]
+            opened = await asyncio.gather(*(zarr_async.open_array(store=os.fspath(self.path), path=name, mode="r+")
+                                            for name in missing))
+            self._opened.update(zip(missing, opened))
+            await asyncio.gather(*(self._opened[name].setitem(index, array) for name, (index, array) in parts.items()))
+
+        sync(write_all())
 
     def is_recorded(self, region, digest):
         """Whether ``region``'s record is here and gives ``digest`` (a region written elsewhere)."""
@@ -318,3 +343,4 @@ def fill(store, shape, chunk_runs, task, variables, template, progress=None, cli
         if progress is not None:
             progress(done, n_runs)
     return store.open()
+

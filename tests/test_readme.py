@@ -55,7 +55,7 @@ def test_python_examples_run():
 def test_test_command_is_found_by_ci_script():
     command = README.split("<!-- test-command", 1)[1]
     line = next(l for l in command.splitlines() if l.startswith("python3"))
-    assert 'pip install ".[test]"' in line and line.endswith("NUMBA_ENABLE_CUDASIM=1 python -m pytest")
+    assert 'pip install ".[test]"' in line and "NUMBA_ENABLE_CUDASIM=1 python -m pytest" in line
     ci = (pathlib.Path(__file__).parents[1] / ".ci" / "run").read_text()
     assert "<!-- test-command" in ci and "^python3" in ci
 

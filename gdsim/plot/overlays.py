@@ -38,7 +38,8 @@ LABELS = {"full batch": "theory (full batch): spectral radius 1",
           "epoch map": "theory: the data order's epoch map has radius 1",
           "almost sure": "theory: a typical run grows (Lyapunov exponent 0, estimated)",
           "mean square": "theory: the mean square diverges",
-          "quadratic model": "quadratic model at init: 2 (1 + beta) / sharpness (full batch)"}
+          # One label for heavy ball and Nesterov panels alike: their formulas differ.
+          "quadratic model": "quadratic model at init: critical lr from its sharpness (full batch)"}
 
 
 @dataclass(frozen=True)

@@ -95,7 +95,7 @@ def test_scheduler_arguments_are_checked(tmp_path):
 
 STUDY = """
 title = "on a cluster"
-figure = "mlp_phase"
+figure = "heatmap"
 target = "cpu"
 
 [model]

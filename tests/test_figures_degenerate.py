@@ -61,19 +61,6 @@ STUDIES = {
         epochs = 3
         params0 = [-10.0, -20.0]
         """, "{geomspace = [0.05, 0.2, 4]}", "{geomspace = [1e3, 1e6, 3]}"),
-    "mlp_phase": ("""
-        [model]
-        type = "mlp"
-        sizes = [3, 4, 1]
-        [data]
-        name = "teacher_mlp"
-        n = 40
-        sizes = [3, 4, 1]
-        [train]
-        momentum = [0.0, 0.9]
-        batch_size = 8
-        epochs = 3
-        """, "{geomspace = [0.01, 10.0, 3]}", "{geomspace = [1e3, 1e6, 3]}"),
     "lr_threshold": ("""
         runner = "train"
         [model]
@@ -201,13 +188,6 @@ ODD_GRIDS = {
         momentum = [0.5]
         batch_size = "full"
         epochs = 5
-        """),
-    "mlp_phase, a classifier": ("mlp_phase", CLASSIFIER + """
-        [train]
-        lr = [0.01, 1.0]
-        momentum = [0.0, 0.9]
-        batch_size = "full"
-        epochs = 3
         """),
     "lr_threshold, a classifier with reduction sum": ("lr_threshold", CLASSIFIER.replace(
         'loss = "cross_entropy"', 'loss = "cross_entropy"\nreduction = "sum"') + """

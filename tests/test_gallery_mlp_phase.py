@@ -1,20 +1,17 @@
 """Figure 6 (the MLP's phase diagram): README's paragraph says what the figure shows, with
-numbers computed here again from a sweep of the study's settings and from gdsim.theory;
-and the figure draws the boundary of the runs' own method (heavy ball or Nesterov) as a
-threshold over full-batch runs only."""
+numbers computed here again from a sweep of the study's settings and from gdsim.theory.
+(The figure is gdsim.plot.heatmap: tests/test_plot.py checks its line, heavy ball and
+Nesterov, over full-batch panels only.)"""
 
 import pathlib
 import re
-import textwrap
 
-import matplotlib.lines
 import numpy as np
 import pytest
 
 import gdsim
 from gdsim import theory
-from gdsim.figures import FIGURES
-from gdsim.studies import load_study, run_study
+from gdsim.studies import load_study
 
 ROOT = pathlib.Path(__file__).parents[1]
 # One line: a sentence may be wrapped anywhere.
@@ -72,37 +69,3 @@ def test_readme_quotes_the_sharpness_and_the_edges(measured):
     assert min(measured["full"]) > 1 and "past the line at every momentum of the grid" in PARAGRAPH
     assert measured["long"] == [ratios[n, m] for m in MOMENTA] and f"the same after {10 * measured['epochs']} epochs" in PARAGRAPH
     assert ratios[batch, 0.0] > 1 > ratios[batch, 0.9] > ratios[batch, 0.95]
-
-
-NESTEROV = """
-    title = "t"
-    figure = "mlp_phase"
-    target = "cpu"
-    [model]
-    type = "mlp"
-    sizes = [3, 4, 1]
-    [data]
-    name = "teacher_mlp"
-    n = 16
-    sizes = [3, 4, 1]
-    [train]
-    lr = [0.01, 0.1, 1.0]
-    momentum = [0.5, 0.9]
-    nesterov = true
-    batch_size = ["full", 4]
-    epochs = 3
-    """
-
-
-def test_the_figure_draws_nesterovs_boundary_solid_over_full_batches_only(tmp_path):
-    path = tmp_path / "n.toml"
-    path.write_text(textwrap.dedent(NESTEROV))
-    study = load_study(path)
-    fig = FIGURES["mlp_phase"].draw(study, run_study(study))
-    sharp = theory.sharpness(study.model, study.model.init(0), study.X, study.Y)
-    full, mini = fig.axes[:2]
-    for ax, style in ((full, "-"), (mini, ":")):
-        (line,) = [l for l in ax.get_lines() if isinstance(l, matplotlib.lines.Line2D) and len(l.get_xdata()) > 1]
-        beta = line.get_ydata()
-        np.testing.assert_allclose(line.get_xdata(), theory.critical_lr(sharp, beta, nesterov=True))
-        assert (line.get_linestyle() == "-") == (style == "-")

@@ -87,7 +87,7 @@ def test_registry_names_are_the_cli_choices():
 
 STUDY = """
 title = "small"
-figure = "mlp_phase"
+figure = "heatmap"
 [model]
 type = "mlp"
 sizes = [3, 2, 1]

@@ -279,7 +279,7 @@ def test_linear_hessian_with_options_matches_finite_differences(options, reducti
 # ---------------------------------------------------------------------------------------
 STUDY = """
 title = "t"
-figure = "mlp_phase"
+figure = "heatmap"
 target = "cpu"
 
 [model]

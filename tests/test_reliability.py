@@ -20,7 +20,7 @@ from gdsim.studies import StudyError, load_dataset, load_study, regions_saved, r
 # An MLP sweep of 512 runs in 16 chunks of 32: about 0.15 s a chunk on 2 cores.
 MLP_STUDY = """
 title = "resumable"
-figure = "mlp_phase"
+figure = "heatmap"
 target = "parallel"
 
 [model]

@@ -34,10 +34,12 @@ def write(folder, name, text):
     return path
 
 
-def test_the_shipped_studies_check_and_cover_every_figure():
+def test_the_shipped_studies_check_and_cover_every_gallery_figure():
     paths = sorted(STUDIES.glob("*.toml"))
     studies = [load_study(p) for p in paths]
-    assert {s.figure for s in studies} == set(FIGURES)
+    # Every gallery figure is drawn by some shipped study; the others use gdsim.plot's plots.
+    assert {s.figure for s in studies} - set(FIGURES) <= set(gdsim.plot.PLOTS)
+    assert set(FIGURES) <= {s.figure for s in studies}
     assert all(s.title and s.n_runs >= 1 for s in studies)
 
 
@@ -126,20 +128,6 @@ TINY = {
         epochs = 10
         params0 = [-10.0, -20.0]
         divergence = "none"
-        """,
-    "mlp_phase": """
-        [model]
-        type = "mlp"
-        sizes = [3, 4, 1]
-        [data]
-        name = "teacher_mlp"
-        n = 40
-        sizes = [3, 4, 1]
-        [train]
-        lr = {geomspace = [0.01, 10.0, 6]}
-        momentum = [0.0, 0.5, 0.9]
-        batch_size = 8
-        epochs = 3
         """,
     "lr_threshold": """
         runner = "train"
@@ -303,7 +291,7 @@ BAD = [
     ('title = "t"\nfigures = "tutorial"\n', "top level: unknown key 'figures' (did you mean 'figure'?)"),
     ('title = "t"\nfigure = "momentum_phas"\n' + LINE + '[train]\nlr = 0.1\nepochs = 1\n',
      "figure: must be a figure of the gallery (classifier, critical_batch, edge_of_stability, lr_batch, "
-     "lr_threshold, mlp_phase, momentum_phase, trajectories, tutorial), a plot of gdsim.plot (auto, curves, final, "
+     "lr_threshold, momentum_phase, trajectories, tutorial), a plot of gdsim.plot (auto, curves, final, "
      "heatmap, trajectories) or a [figure] table, got 'momentum_phas' (did you mean 'momentum_phase'?)"),
     ('title = "t"\nfigure = "lr_batch"\n' + LINE + '[train]\nlrr = 0.1\nepochs = 1\n',
      "[train]: unknown key 'lrr' (did you mean 'lr'?)"),

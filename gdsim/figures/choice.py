@@ -24,7 +24,7 @@ from .common import FigureKind
 from .critical import critical_batch
 from .dynamics import edge_of_stability
 from .linear import lr_batch, momentum_phase, trajectories, tutorial
-from .networks import classifier, lr_threshold, mlp_phase
+from .networks import classifier, lr_threshold
 
 #: The figures of the gallery a study can name, and what each needs.
 FIGURES = {
@@ -37,8 +37,6 @@ FIGURES = {
                                fixed=("momentum", "batch_size"), linear=True, params=True),
     "critical_batch": FigureKind(critical_batch, axes=("lr", "batch_size"),
                                  fixed=("momentum", "dampening", "weight_decay", "nesterov"), linear=True),
-    "mlp_phase": FigureKind(mlp_phase, axes=("lr", "momentum"),  # a panel per batch size
-                            fixed=("seed", "nesterov", "dampening", "weight_decay")),
     "lr_threshold": FigureKind(lr_threshold, axes=("lr",),
                                fixed=("momentum", "batch_size", "seed", "nesterov", "dampening", "weight_decay")),
     "classifier": FigureKind(classifier, axes=("lr",),

@@ -1,4 +1,5 @@
-"""Figures of MLPs and classifiers: phase diagrams and thresholds from the sharpness at initialisation."""
+"""Figures of MLPs and classifiers: the lr threshold from the sharpness at initialisation, and a
+classifier's loss and accuracy."""
 
 import numpy as np
 
@@ -15,69 +16,16 @@ from .common import (
     new_figure,
     overflow_strip,
     panel_note,
-    phase_limits,
-    phase_panel,
     sampling_scheme,
     span_epochs,
     suptitle,
 )
-
-DOTTED = (0, (1, 1.5))  # a dotted line whose dots show on a coloured map
 
 
 def optimizer_attrs(ds):
     """The fixed ``dampening`` and ``weight_decay`` of ``ds``'s runs, for :func:`gdsim.theory.critical_lr`."""
     settings = grid.run_settings(ds)
     return {name: settings[name] for name in ("dampening", "weight_decay")}
-
-
-def mlp_phase(study, ds):
-    """The MLP's lr x momentum phase diagram, a panel per batch size, with the stability
-    boundary of the quadratic model at initialisation (heavy ball or Nesterov, as the runs).
-
-    That boundary is a full-batch threshold: it is drawn solid over full-batch runs only,
-    and dotted over mini-batch runs, for comparison (their noise has a threshold of its own,
-    which the model at init does not give)."""
-    from matplotlib.lines import Line2D
-
-    model, X, Y = study.model, study.X, study.Y
-    n = X.shape[0]
-    fixed = ds.attrs.get("batch_size", "full")
-    batch_sizes = ds.batch_size.values if "batch_size" in ds.dims else [n if fixed in ("full", None) else int(fixed)]
-    nesterov = attr_flag(ds, "nesterov")
-    fig, axes = new_figure(len(batch_sizes), width=5.6, height=5.0)
-    theta0 = initial_params(study, ds)
-    sharp = theory.sharpness(model, theta0, X, Y)
-    loss0 = float(ds.loss.isel(epoch=0).values.flat[0])
-    with np.errstate(all="ignore"):
-        ratio = np.log10(ds.final_loss.where(~ds.diverged) / loss0)  # NaN where diverged: gray
-    lrs, momenta = ds.lr.values, ds.momentum.values
-    finite = ratio.values[np.isfinite(ratio.values)]
-    vmin = min(float(finite.min()), 0.0) if finite.size else -1.0  # one scale for every panel, below vmax
-    beta = np.linspace(0, momenta.max(), 200)
-    boundary = theory.critical_lr(sharp, beta, nesterov=nesterov, **optimizer_attrs(ds))
-    rule = "2 (1 + beta) / ((1 + 2 beta) sharpness)" if nesterov else "2 (1 + beta) / sharpness"
-    for ax, b in zip(axes, batch_sizes):
-        values = (ratio.sel(batch_size=b) if "batch_size" in ratio.dims else ratio).transpose("lr", "momentum").values
-        # Runs that end 10x above their initial loss are as good as diverged: saturate the colours there.
-        mesh = phase_panel(ax, lrs, momenta, values, vmin, 1.0)
-        ax.plot(boundary, beta, color="w", lw=2, ls="-" if int(b) >= n else DOTTED)
-        phase_limits(ax, lrs, momenta)
-        ax.set_title("full batch" if int(b) >= n else f"batches of {int(b)}")
-        panel_note(ax, ds, bool(np.isfinite(values).any()))
-    bar = fig.colorbar(mesh, ax=list(axes), extend="max")
-    bar.set_label("log10 (final loss / initial loss); gray: diverged")
-    # The lines are white on the map; their legend on white paper shows them in black.
-    meanings = {"-": f"white, solid: {rule} at init (sharpness {sharp:.3g}), the quadratic model's\nfull-batch "
-                     "threshold, over full-batch runs",
-                DOTTED: "white, dotted: the same full-batch line over mini-batch runs, for comparison\n(their "
-                        "batch noise has a threshold of its own, which it does not give)"}
-    drawn = sorted({"-" if int(b) >= n else DOTTED for b in batch_sizes}, key=lambda style: style != "-")
-    figure_legend(fig, [Line2D([], [], color="k", lw=2, ls=style, label=meanings[style]) for style in drawn], ncols=2)
-    order = f", {SCHEME_WORDS[sampling_scheme(ds)]}" if min(batch_sizes) < n else ""
-    kind = "Nesterov" if nesterov else "heavy-ball"
-    suptitle(fig, study, f"{model.activation} MLP, {kind} momentum, {ds.attrs['epochs']} epochs{order}")
-    return fig
 
 
 def lr_threshold(study, ds):

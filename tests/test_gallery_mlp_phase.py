@@ -50,7 +50,7 @@ def measured():
         return [first_diverged(ds, momentum=m, **point) / theory.critical_lr(sharp, m) for m in momentum_values]
 
     quoted = sweep(list(MOMENTA), batch_sizes, spec.epochs)
-    return {"sharpness": sharp, "n": n, "batch": batch_sizes[0], "epochs": spec.epochs,
+    return {"sharpness": sharp, "n": n, "lrs": spec.values["lr"], "batch": batch_sizes[0], "epochs": spec.epochs,
             "ratios": {(b, m): r for b in batch_sizes for m, r in zip(MOMENTA, ratios(quoted, MOMENTA, batch_size=b))},
             "full": ratios(sweep(momenta, n, spec.epochs), momenta),
             "long": ratios(sweep(list(MOMENTA), n, 10 * spec.epochs), MOMENTA)}
@@ -60,6 +60,10 @@ def test_readme_quotes_the_sharpness_and_the_edges(measured):
     n, batch, ratios = measured["n"], measured["batch"], measured["ratios"]
     assert f"sharpness {measured['sharpness']:.3g}" in PARAGRAPH
     assert f"{measured['epochs']} epochs, full batch and batches of {batch}" in PARAGRAPH
+    assert f"the full batch is B = {n} in the figure" in PARAGRAPH
+    lrs = measured["lrs"]
+    step = np.exp(np.diff(np.log(lrs)))
+    assert np.allclose(step, step[0]) and f"its lrs are {round(100 * (step[0] - 1))}% apart" in PARAGRAPH
     full = ", ".join(f"{ratios[n, m]:.2f}x" for m in MOMENTA)
     mini = ", ".join(f"{ratios[batch, m]:.2f}x" for m in MOMENTA)
     assert f"with full batches at {full} the line" in PARAGRAPH, full

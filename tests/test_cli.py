@@ -51,6 +51,8 @@ def test_console_script_entry_point():
     assert done.returncode == 2 and "invalid int value: 'x'" in done.stderr
     done = subprocess.run([sys.executable, "-m", "gdsim.cli"], capture_output=True, text=True)
     assert done.returncode == 2 and "tutorial" in done.stdout
+    done = subprocess.run([sys.executable, "-m", "gdsim", "--version"], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.startswith("gdsim ")  # python -m gdsim, as users try first
 
 
 def test_info_reports_versions_threads_and_cuda(capsys):

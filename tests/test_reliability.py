@@ -294,11 +294,10 @@ def test_a_result_too_big_for_memory_or_disk_is_refused_up_front(mlp_study, tmp_
     assert not (tmp_path / "r").exists()
     monkeypatch.undo()
     page = os.sysconf("SC_PAGE_SIZE")
-    real_sysconf = os.sysconf
     # Room for the data (1024 x 43 values, drawn in about 1 MiB) but not for the sweep.
     pages = 2**21 // page
-    monkeypatch.setattr(os, "sysconf", lambda name: pages if name == "SC_AVPHYS_PAGES" else real_sysconf(name))
+    monkeypatch.setattr(gdsim._resources, "available_memory", lambda: pages * page)
     with pytest.raises(StudyError, match=r"\[train\]: a sweep of 512 runs of 6 epochs needs about [0-9.]+ MiB of memory "
-                                         r"but only 2.0 MiB is free; sweep fewer points or epochs at once"):
+                                         r"but only 2.0 MiB is available; sweep fewer points or epochs at once"):
         load_study(path)
     assert page * pages < 512 * 4 * 385 * 8  # the sweep's working copies of the parameters alone

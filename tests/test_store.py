@@ -189,9 +189,8 @@ def test_a_grid_bigger_than_memory_streams_to_a_store(tmp_path, monkeypatch):
     memory, with the store as the way out, and streamed to the store."""
     grid = dict(GRID, lr=np.geomspace(1e-3, 0.5, 400))  # 2400 runs
     page = os.sysconf("SC_PAGE_SIZE")
-    real_sysconf = os.sysconf
     pages = 2**18 // page  # 256 KiB: the whole grid needs about 600 KiB
-    monkeypatch.setattr(os, "sysconf", lambda name: pages if name == "SC_AVPHYS_PAGES" else real_sysconf(name))
+    monkeypatch.setattr(gdsim._resources, "available_memory", lambda: pages * page)
     with pytest.raises(gdsim.ParameterError, match="a sweep of 2400 runs .* stream the result to a store"):
         gdsim.sweep(LINE, X, Y, **grid)
     ds = gdsim.sweep(LINE, X, Y, store=tmp_path / "big.zarr", chunk_runs=120, **grid)

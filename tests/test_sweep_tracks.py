@@ -190,9 +190,8 @@ def test_the_tracks_count_in_the_memory_check(monkeypatch):
     X, Y = gdsim.datasets.tutorial_line(0)
     kw = dict(lr=np.geomspace(1e-3, 0.1, 100), batch_size=1, epochs=100)  # 100 runs, 10^4 steps each
     page = os.sysconf("SC_PAGE_SIZE")
-    real_sysconf = os.sysconf
     pages = 2**21 // page  # 2 MiB: the losses fit (~200 KiB), the tracks (~16 MiB) do not
-    monkeypatch.setattr(os, "sysconf", lambda name: pages if name == "SC_AVPHYS_PAGES" else real_sysconf(name))
+    monkeypatch.setattr(gdsim._resources, "available_memory", lambda: pages * page)
     check_sweep(model, X, Y, **kw)
     with pytest.raises(gdsim.ParameterError, match="a sweep of 100 runs .* the tracks at every measured step"):
         check_sweep(model, X, Y, track={"loss": 1}, **kw)

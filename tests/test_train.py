@@ -155,7 +155,7 @@ def test_bad_arguments_raise_before_any_work(call, message):
 def test_refuses_a_params_history_that_cannot_fit_in_memory():
     model = gdsim.MLP((900, 90, 12))
     X, Y = np.zeros((2, 900)), np.zeros((2, 12))
-    with pytest.raises(ValueError, match=r"a run of 20000000 steps with record_params=True needs about .* TiB of memory but only .* is free; "
+    with pytest.raises(ValueError, match=r"a run of 20000000 steps with record_params=True needs about .* TiB of memory but only .* is available; "
                                          r"train for fewer epochs or set record_params=False"):
         gdsim.train(model, X, Y, OPT, epochs=10**7, batch_size=1, record_params=True)
 

@@ -11,33 +11,12 @@ import contextlib
 import os
 import signal
 import sys
-import time
+from functools import partial
 
 # Only the standard library up here: the signal handlers are installed before gdsim's
 # dependencies (numpy, numba, xarray) are imported, so that Ctrl-C or SIGTERM during
 # that second of imports is a clean stop too.
 from . import __version__
-
-def _study_progress(prefix):
-    """A ``progress(done, total)`` callback rewriting one stderr line (only on a terminal)."""
-    if not sys.stderr.isatty():
-        return None
-    last = [0.0]
-
-    def report(done, total):
-        now = time.perf_counter()
-        if done < total and now - last[0] < 0.3:
-            return
-        last[0] = now
-        width = 24
-        filled = int(width * done / total)
-        print(f"\r{prefix} [{'#' * filled}{'.' * (width - filled)}] {done}/{total} runs", end="",
-              file=sys.stderr, flush=True)
-        if done >= total:
-            print("\r\033[K", end="", file=sys.stderr, flush=True)
-
-    return report
-
 
 def print_info():
     """Print versions, the CPU, the threads sweeps use and whether CUDA is available."""
@@ -128,8 +107,15 @@ def _parser(targets):
                "130 interrupted (Ctrl-C), 143 terminated (SIGTERM); an interrupted run resumes.")
     parser.add_argument("--version", action="version", version=f"gdsim {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    talk = argparse.ArgumentParser(add_help=False)  # -q / -v, taken by every command
+    loudness = talk.add_mutually_exclusive_group()
+    loudness.add_argument("-q", "--quiet", action="store_true",
+                          help="print only errors (tutorial: only the verdicts; no progress bars)")
+    loudness.add_argument("-v", "--verbose", action="store_true",
+                          help="progress bars also where stderr is not a terminal (a log), and the traceback "
+                               "of an internal error")
     tutorial = commands.add_parser(
-        "tutorial", help="the linear-regression tutorial: batch GD vs SGD, with verdicts and theory",
+        "tutorial", parents=[talk], help="the linear-regression tutorial: batch GD vs SGD, with verdicts and theory",
         description="Train y = w x + b from w = -10, b = -20 with batch gradient descent and with SGD "
                     "(per-sample by default), print loss, w and b per epoch, and give each run a verdict: "
                     "converging, converging slowly, oscillating, bounded orbit or diverging, with the "
@@ -150,12 +136,12 @@ def _parser(targets):
                                "(default), true (or reshuffle) a fresh permutation every epoch, replacement "
                                "100 indices drawn with replacement every epoch; batch GD keeps data order")
     run = commands.add_parser(
-        "run", help="run study files: save results/NAME.zarr and draw figures/NAME.png",
+        "run", parents=[talk], help="run study files: save results/NAME.zarr and draw figures/NAME.png",
         description="Check the study files (TOML, see gdsim.studies), then run each one's grid, save the "
                     "dataset to RESULTS/NAME.zarr (a Zarr store) and draw its figure to FIGURES/NAME.png. " + RESUME)
     run.add_argument("studies", nargs="+", metavar="STUDY.toml", help="study files")
     figures = commands.add_parser(
-        "figures", help="run every study of a folder and rewrite the gallery",
+        "figures", parents=[talk], help="run every study of a folder and rewrite the gallery",
         description="Run every study file of STUDIES (default: studies/) and rewrite FIGURES/ "
                     "(default: figures/), saving the datasets to RESULTS/ (default: results/). " + RESUME)
     figures.add_argument("--studies", default="studies", help="folder of study files (default: studies)")
@@ -176,7 +162,7 @@ def _parser(targets):
         sub.add_argument("--chunk-runs", type=int, metavar="N",
                          help="runs per saved region of a new store (default: 2048 for sweeps, 1 for the train "
                               "runner); a resumed run keeps its own")
-    commands.add_parser("info", help="versions, CPU, threads and whether the CUDA target is available",
+    commands.add_parser("info", parents=[talk], help="versions, CPU, threads and whether the CUDA target is available",
                         description="Print gdsim's and its dependencies' versions, the CPU, the number "
                                     "of threads target='parallel' uses and the CUDA target's state.")
     return parser
@@ -185,12 +171,14 @@ def _parser(targets):
 def main(argv=None):
     """Entry point of the ``gdsim`` console script; returns the exit code."""
     name = "gdsim"  # "gdsim COMMAND" once the command line is read
+    args = None
     for stream in (sys.stdout, sys.stderr):  # a title the terminal cannot show is escaped, not an error
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")
     with _sigterm_as_interrupt():
         try:
             # Imported here, where Ctrl-C and SIGTERM already stop cleanly.
+            from ._progress import progress_bar
             from .studies import find_studies, run_studies
             from .sweeps.targets import TARGETS
             from .tutorial import run_tutorial
@@ -205,12 +193,14 @@ def main(argv=None):
                 print_info()
             elif args.command == "tutorial":
                 run_tutorial(seed=args.seed, lr=args.lr, epochs=args.epochs, momentum=args.momentum,
-                             nesterov=args.nesterov, batch_size=args.batch_size, shuffle=args.shuffle)
+                             nesterov=args.nesterov, batch_size=args.batch_size, shuffle=args.shuffle,
+                             quiet=args.quiet)
             else:
                 paths = args.studies if args.command == "run" else find_studies(args.studies)
+                progress = None if args.quiet else partial(progress_bar, always=args.verbose)
                 run_studies(paths, results=args.results, figures=args.figures, target=args.target,
                             redraw=args.redraw, restart=args.restart, chunk_runs=args.chunk_runs,
-                            progress=_study_progress, scheduler=args.scheduler, workers=args.workers)
+                            progress=progress, scheduler=args.scheduler, workers=args.workers, quiet=args.quiet)
         except ValueError as error:  # a bad argument or study file (StudyError, ParameterError), nothing run
             print(f"{name}: error: {error}", file=sys.stderr)
             return 2
@@ -231,7 +221,7 @@ def main(argv=None):
             print(f"{name}: error: out of memory; run fewer points or epochs at once", file=sys.stderr)
             return 1
         except Exception as error:  # a bug: one line, the traceback on request
-            if os.environ.get("GDSIM_DEBUG"):
+            if os.environ.get("GDSIM_DEBUG") or getattr(args, "verbose", False):
                 raise
             print(f"{name}: internal error: {type(error).__name__}: {error} (please report it; "
                   "GDSIM_DEBUG=1 shows the traceback)", file=sys.stderr)

@@ -256,7 +256,8 @@ def _check_shuffle(shuffle):
                          f"'replacement', got {shuffle!r}", "shuffle")
 
 
-def run_tutorial(seed=0, lr=0.1, epochs=20, *, momentum=0.0, nesterov=False, batch_size=1, shuffle=False):
+def run_tutorial(seed=0, lr=0.1, epochs=20, *, momentum=0.0, nesterov=False, batch_size=1, shuffle=False,
+                 quiet=False):
     """Reproduce the linear-regression tutorial, and vary it: batch GD against SGD.
 
     Prints both runs (loss, ``w`` and ``b`` per epoch), each with its verdict and the
@@ -282,6 +283,8 @@ def run_tutorial(seed=0, lr=0.1, epochs=20, *, momentum=0.0, nesterov=False, bat
         The SGD run's sample order, as in :func:`gdsim.train`: data order, a fresh
         permutation every epoch, or 100 indices per epoch drawn with replacement. Batch
         GD always runs in data order.
+    quiet : bool, default False
+        Print only each run's verdict line (no header, no tables, no theory line).
 
     Returns
     -------
@@ -311,10 +314,10 @@ def run_tutorial(seed=0, lr=0.1, epochs=20, *, momentum=0.0, nesterov=False, bat
 
     sgd_text = f"SGD lr {optimizer.lr:g}" + (f", momentum {optimizer.momentum:g}" if optimizer.momentum else "") + (
         " (Nesterov)" if optimizer.nesterov else "")
-    print("Linear-regression tutorial: y = w x + b, X = arange(-5, 5, 0.1), Y = -5 X + 0.4 N(0, 1) "
-          f"(seed {seed})")
-    print(f"start w = {TUTORIAL_START[0]:g}, b = {TUTORIAL_START[1]:g}; MSE loss; {sgd_text}; "
-          f"{epochs} epochs; float64")
+    say = (lambda *lines: None) if quiet else (lambda *lines: print(*lines, sep="\n"))
+    say("Linear-regression tutorial: y = w x + b, X = arange(-5, 5, 0.1), Y = -5 X + 0.4 N(0, 1) "
+        f"(seed {seed})", f"start w = {TUTORIAL_START[0]:g}, b = {TUTORIAL_START[1]:g}; MSE loss; {sgd_text}; "
+        f"{epochs} epochs; float64")
     order = ORDERS[shuffle]
     if batch_size == 1:
         title = f"Per-sample SGD (one step per sample, {order})"
@@ -329,11 +332,12 @@ def run_tutorial(seed=0, lr=0.1, epochs=20, *, momentum=0.0, nesterov=False, bat
     for key, run_title, size, run_shuffle in plan:
         result = train(model, X, Y, optimizer, epochs=epochs, batch_size=size, shuffle=run_shuffle, seed=seed,
                        params0=params0, record_params=True)
-        _tutorial_table(run_title, result)
+        if not quiet:
+            _tutorial_table(run_title, result)
         stable, growth, text = theory_line(model, X, optimizer.lr, batch_size=size, shuffle=run_shuffle,
                                            momentum=optimizer.momentum, nesterov=optimizer.nesterov)
         name, reason = verdict(result.epoch_loss, optimum, stable, growth)
-        print(f"=> {name}: {reason}")
-        print(f"   theory: {text}; {_agreement(name, stable, run_shuffle is not False)}")
+        print(f"{run_title.split(' (')[0]}: {name}: {reason}" if quiet else f"=> {name}: {reason}")
+        say(f"   theory: {text}; {_agreement(name, stable, run_shuffle is not False)}")
         runs[key] = TutorialRun(result, name, reason, stable, text)
     return runs

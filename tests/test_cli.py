@@ -70,3 +70,44 @@ def test_info_reports_versions_threads_and_cuda(capsys):
     # the test command runs with the simulator; elsewhere the line must say what is missing
     assert cuda == "cuda: simulator (NUMBA_ENABLE_CUDASIM=1)" or "GPU" in cuda or "not available" in cuda
     assert out[-1].startswith("targets: cpu, parallel")
+
+
+SMALL_STUDY = """
+title = "small"
+target = "cpu"
+[model]
+type = "linear"
+n_in = 1
+n_out = 1
+[data]
+name = "tutorial_line"
+seed = 0
+[train]
+lr = [0.01, 0.1]
+momentum = [0.0, 0.5]
+batch_size = 10
+epochs = 3
+params0 = [-10.0, -20.0]
+"""
+
+
+def test_quiet_and_verbose_on_every_command(tmp_path, capsys):
+    study = tmp_path / "small.toml"
+    study.write_text(SMALL_STUDY)
+    folders = ["--results", str(tmp_path / "r"), "--figures", str(tmp_path / "f")]
+    assert cli.main(["run", str(study), *folders, "--restart"]) == 0
+    out, err = capsys.readouterr()
+    assert "[1/1] small" in out and "1 studies done" in out and err == ""  # no bar off a terminal
+    assert cli.main(["run", str(study), *folders, "--restart", "-q"]) == 0
+    assert capsys.readouterr() == ("", "")
+    assert cli.main(["run", str(study), *folders, "--restart", "--verbose"]) == 0
+    err = capsys.readouterr().err
+    assert "[1/1] small" in err and "4/4" in err and "100%" in err  # tqdm's bar, written to the log too
+    assert cli.main(["tutorial", "-q"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[:2] for line in lines] == [["Batch gradient descent", " converging"],
+                                                       ["Per-sample SGD", " bounded orbit"]]
+    for command in (["info"], ["figures", "--studies", str(tmp_path)], ["tutorial"]):
+        with pytest.raises(SystemExit) as exit_:  # argparse: one or the other
+            cli.main([*command, "-q", "-v"])
+        assert exit_.value.code == 2 and "not allowed with argument" in capsys.readouterr().err

@@ -105,7 +105,7 @@ def _read_result(zarr, read):
 
 
 def run_studies(paths, *, results, figures, target=None, redraw=False, restart=False, chunk_runs=None,
-                progress=None, scheduler=None, workers=None):
+                progress=None, scheduler=None, workers=None, quiet=False):
     """Check every study file, run each one into its store (resuming from the regions
     saved) or check its complete result, and draw its figure.
 
@@ -131,6 +131,9 @@ def run_studies(paths, *, results, figures, target=None, redraw=False, restart=F
         Run the studies' regions as tasks on this Dask cluster (its address).
     workers : int, optional
         Run them on a new ``LocalCluster`` of this many single-threaded worker processes.
+    quiet : bool
+        Print nothing on stdout (each study's start and end, the total); an interrupted
+        study still says on stderr what is saved.
 
     Returns
     -------
@@ -148,12 +151,16 @@ def run_studies(paths, *, results, figures, target=None, redraw=False, restart=F
                              "workers")
     plans = _preflight(paths, results, figures, target, redraw, restart, chunk_runs, progress, scheduler)
     with dask_client(scheduler, workers) as client:
-        return _run_plans(plans, results, figures, restart, chunk_runs, progress, client)
+        return _run_plans(plans, results, figures, restart, chunk_runs, progress, client, quiet)
 
 
-def _run_plans(plans, results, figures, restart, chunk_runs, progress, client):
+def _run_plans(plans, results, figures, restart, chunk_runs, progress, client, quiet=False):
     """Run (or check, or redraw) each planned study and draw its figure (see :func:`run_studies`)."""
     from ..figures import draw
+
+    def say(text):
+        if not quiet:
+            print(text, flush=True)
 
     # ---- run -------------------------------------------------------------------------------
     done = []
@@ -172,7 +179,7 @@ def _run_plans(plans, results, figures, restart, chunk_runs, progress, client):
                                                else " with gdsim.train")
             saved = regions_saved(zarr)
             note = {"complete": "; checking the saved result", "partial": f"; resuming from {saved} saved regions"}
-            print(f"{prefix}: {study.title} ({runner}{note.get(state, '')})", flush=True)
+            say(f"{prefix}: {study.title} ({runner}{note.get(state, '')})")
             try:
                 ds = run_study(study, target=override, progress=progress(prefix) if progress else None,
                                store=zarr, chunk_runs=chunk_runs, scheduler=client)
@@ -184,7 +191,7 @@ def _run_plans(plans, results, figures, restart, chunk_runs, progress, client):
             what = f"{n_diverged} of {study.n_runs} runs diverged; " + (
                 f"up to date ({zarr}; --restart runs it again)" if state == "complete" else f"saved {zarr}")
         draw(study, ds, figures / f"{study.name}.png")
-        print(f"{prefix}: {what}; drew {figures / study.name}.png ({time.perf_counter() - t0:.1f} s)", flush=True)
+        say(f"{prefix}: {what}; drew {figures / study.name}.png ({time.perf_counter() - t0:.1f} s)")
         done.append((study, ds))
-    print(f"{len(plans)} studies done in {time.perf_counter() - start:.1f} s", flush=True)
+    say(f"{len(plans)} studies done in {time.perf_counter() - start:.1f} s")
     return done

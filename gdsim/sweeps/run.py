@@ -6,13 +6,12 @@ Data flow: :func:`gdsim.sweeps.spec.check_sweep` -> :func:`gdsim.sweeps.plan.mak
 """
 
 import os
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 from .._io import check_folder
+from .._progress import progress_bar
 from .._validate import ParameterError, as_array, check_int, short_repr
 from .dataset import LAYOUT, add_outcomes, empty_raw, grid_dataset, grid_shape, grid_variables
 from .plan import make_plan
@@ -20,25 +19,6 @@ from .spec import SweepSpec, check_sweep
 from .executors import RegionWork, cluster_threads, dask_client, dask_results
 from .store import ResultStore, fill, plan_regions
 from .targets import get_target
-
-
-def progress_line(what, every=0.5):
-    """A ``progress(done, total)`` callback writing one status line to stderr, rewritten
-    at most every ``every`` seconds and once at the end."""
-    start = time.perf_counter()
-    last = [start]
-
-    def report(done, total):
-        now = time.perf_counter()
-        if done < total and now - last[0] < every:
-            return
-        last[0] = now
-        elapsed = now - start
-        left = f", about {elapsed * (total - done) / done:.0f} s left" if 0 < done < total else ""
-        print(f"\r{what}: {done}/{total} runs done ({100 * done / total:.0f}%), {elapsed:.1f} s{left}   ",
-              end="\n" if done >= total else "", file=sys.stderr, flush=True)
-
-    return report
 
 
 def sweep(model, X, Y, *, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False, batch_size=None,
@@ -206,7 +186,7 @@ def sweep(model, X, Y, *, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nes
                              f"got {progress!r}", "progress")
     if scheduler is None:  # a cluster's workers have their own GPUs (or not)
         get_target(spec.target).check_available()  # raises the clear error if there is no GPU / numba-cuda
-    report = (progress_line(f"sweep of {spec.n_configs} runs") if progress is True or progress is np.True_
+    report = (progress_bar(f"sweep of {spec.n_configs} runs", always=True) if progress is True or progress is np.True_
               else progress if callable(progress) else None)
     if store is None and scheduler is None:
         if chunk_runs is not None:

@@ -31,6 +31,8 @@ The outcome is that of the simulated horizon, and of the loss alone: gradient de
 exactly ``lr = 2 / L`` flips its parameters at a constant loss, which reads as converged.
 """
 
+import math
+
 import numpy as np
 
 from ._jit import jit
@@ -110,6 +112,9 @@ def classify(epoch_loss):
     return outcome.reshape(loss.shape[:-1]), rate.reshape(loss.shape[:-1])
 
 
+# Loops over scalars only (no array methods such as .mean(), .min() or np.isnan(...).any()):
+# the same arithmetic in the same order, compiled in a fraction of the time (a cold first
+# sweep spent 1.75 s of its 7.5 s compiling the version with array methods).
 @jit
 def _classify_runs(loss, critical, outcome, rate):
     """Fill ``outcome`` and ``rate`` for each row of ``loss`` (runs, epochs + 1) by the
@@ -117,30 +122,34 @@ def _classify_runs(loss, critical, outcome, rate):
     n_epochs = loss.shape[1]
     logs = np.empty(n_epochs)  # scratch, reused run after run
     for r in range(loss.shape[0]):
-        row = loss[r]
         n = 0  # the losses before the first non-finite one
-        while n < n_epochs and np.isfinite(row[n]):
+        while n < n_epochs and math.isfinite(loss[r, n]):
             n += 1
-        size = min(n, max(2, int(np.ceil(TAIL * n))))
-        tail = row[n - size:n]
+        size = min(n, max(2, int(math.ceil(TAIL * n))))
+        start = n - size
         for i in range(size):
-            logs[i] = np.log(tail[i]) if tail[i] > 0.0 else np.nan
-        g, g_sign = _trend(logs[:size], critical)
-        last = tail[size - 1] if size > 0 else np.nan
-        rate[r] = 0.0 if last == 0.0 else np.exp(g)
+            value = loss[r, start + i]
+            logs[i] = math.log(value) if value > 0.0 else math.nan
+        g, g_sign = _trend(logs, size, critical)
+        last = loss[r, n - 1] if size > 0 else math.nan
+        rate[r] = 0.0 if last == 0.0 else math.exp(g)
         if n < n_epochs:
             outcome[r] = DIVERGED
             continue
-        low, high = tail.min(), tail.max()
-        above = low > row[0]
+        low = high = loss[r, start]
+        for i in range(1, size):
+            low = min(low, loss[r, start + i])
+            high = max(high, loss[r, start + i])
+        first = loss[r, 0]
+        above = low > first
         for i in range(size - 1):
-            change = abs(tail[i + 1] - tail[i])
-            logs[i] = np.log(change) if change > 0.0 else np.nan
-        d_sign = _trend(logs[:size - 1], critical)[1]
+            change = abs(loss[r, start + i + 1] - loss[r, start + i])
+            logs[i] = math.log(change) if change > 0.0 else math.nan
+        d_sign = _trend(logs, size - 1, critical)[1]
         # A growing loss ends its tail at its largest value, above where it started; a rise
         # short of that can be part of an oscillation slower than the tail (heavy ball or
         # Nesterov at small lr and high momentum), or noise.
-        peak = last == high and last > row[0]
+        peak = last == high and last > first
         if last == 0.0:  # an exact minimum (the log fit is not defined there)
             outcome[r] = CONVERGED
         elif high <= low * (1.0 + SETTLED):  # settled (rounding may still make it creep)
@@ -156,15 +165,19 @@ def _classify_runs(loss, critical, outcome, rate):
 
 
 @jit
-def _trend(logs, critical):
-    """(least-squares slope of ``logs`` per entry, its sign if it counts as a trend: above
-    :data:`RATE_TOLERANCE` and significant at :data:`P_VALUE`, else 0); (NaN, 0) with
+def _trend(logs, m, critical):
+    """(least-squares slope of ``logs[:m]`` per entry, its sign if it counts as a trend:
+    above :data:`RATE_TOLERANCE` and significant at :data:`P_VALUE`, else 0); (NaN, 0) with
     fewer than two entries or a NaN (the log of a value that is not positive)."""
-    m = logs.shape[0]
-    if m < 2 or np.isnan(logs).any():
-        return np.nan, 0
+    if m < 2:
+        return math.nan, 0
+    total = 0.0
+    for i in range(m):
+        if math.isnan(logs[i]):
+            return math.nan, 0
+        total += logs[i]
+    mean = total / m
     center = (m - 1) / 2
-    mean = logs.mean()
     sxx = 0.0
     sxy = 0.0
     for i in range(m):
@@ -174,6 +187,6 @@ def _trend(logs, critical):
     sse = 0.0
     for i in range(m):
         sse += (logs[i] - mean - slope * (i - center)) ** 2
-    stderr = np.sqrt(sse / max(m - 2, 1) / sxx)
+    stderr = math.sqrt(sse / max(m - 2, 1) / sxx)
     counts = abs(slope) > RATE_TOLERANCE and abs(slope) > critical[m] * stderr
     return slope, (1 if slope > 0 else -1) if counts else 0

@@ -221,14 +221,17 @@ def _column_index(param, path, column, names, width):
     if isinstance(column, str):
         matches = [i for i, name in enumerate(names) if name == column]
         if not matches:
+            hint = " (one column only: is the delimiter right? set it with delimiter = ...)" if len(names) == 1 else ""
             _refuse(param, path, f"no column {column!r}{closest(column, names)} in the header; "
-                    f"its columns: {', '.join(map(repr, names))}")
+                    f"its columns: {', '.join(map(repr, names))}{hint}")
         if len(matches) > 1:
             _refuse(param, path, f"the header has {len(matches)} columns named {column!r} (columns {matches}); "
                     "name them by 0-based index instead")
         return matches[0]
     if column >= width:
-        _refuse(param, path, f"column index {column} is out of range: the table has {width} columns (0 to {width - 1})")
+        hint = " (is the delimiter right? set it with delimiter = ...)" if width == 1 else ""
+        _refuse(param, path, f"column index {column} is out of range: the table has {width} columns "
+                f"(0 to {width - 1}){hint}")
     return column
 
 
@@ -278,6 +281,12 @@ def read_table(file, x_columns, y_columns, delimiter=None, header=None, skip_row
                     where = f"column {names[index]!r}" if header else f"column {index}"
                     hint = "" if header else " (if the first row is a header, set header = true)"
                     _refuse(param, file, f"line {number}, {where}: {short_repr(cells[index])} is not a number{hint}")
+        bad = np.argwhere(~np.isfinite(values))
+        if bad.size:  # refused here, where the line is known, rather than by the row of X
+            i, j = bad[0]
+            where = f"column {names[indices[j]]!r}" if header else f"column {indices[j]}"
+            _refuse(param, file, f"line {rows[i][0]}, {where}: {rows[i][1][indices[j]]!r} is not a finite number "
+                    "(NaN and inf cannot be trained on)")
         out[param] = values
     return out["x_columns"], out["y_columns"], raw
 
@@ -314,8 +323,7 @@ def load_table(file, x_columns, y_columns, delimiter=None, header=None, skip_row
         Naming the file and, in ``param``, the argument at fault: missing, a folder, binary
         or not UTF-8, no header or no data rows, a row with another number of cells, an
         unknown column name (listing the header's), an index out of range, a cell that is
-        not a number (with its line and column). NaN and inf cells are read as such (a
-        study refuses them, naming the row).
+        not a number or not finite (NaN, inf), with its line and column.
 
     Examples
     --------

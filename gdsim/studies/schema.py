@@ -223,8 +223,8 @@ def _build_data(fail, spec, folder):
         for key in ("file", "y_file"):
             if key in spec:
                 if not isinstance(spec[key], str) or not spec[key]:
-                    fail(f"[data] {key}", f"must be the path of a data file ({EXTENSIONS}; a string), "
-                         f"got {spec[key]!r}")
+                    kinds = EXTENSIONS if key == "file" else ".npy, the targets"
+                    fail(f"[data] {key}", f"must be the path of a data file ({kinds}; a string), got {spec[key]!r}")
                 paths[key] = folder / spec[key]
         options = {k: v for k, v in spec.items() if k not in paths}
         try:

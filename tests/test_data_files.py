@@ -1,8 +1,17 @@
 """Data files: .npz, .npy pairs and text tables read to the same arrays, run as studies,
 and every file that does not fit refused naming the file, the key and what was expected."""
 
+import pathlib
+import re
+import textwrap
+
 import numpy as np
 import pytest
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
 
 from gdsim._validate import ParameterError
 from gdsim.datasets import load_arrays, load_table
@@ -221,3 +230,19 @@ def test_the_helpers_name_the_argument(call, param, words, tmp_path):
     assert info.value.param == param
     for word in words:
         assert word in str(info.value), (word, str(info.value))
+
+
+def test_the_readme_data_examples_read_their_files(tmp_path):
+    readme = (pathlib.Path(__file__).parents[1] / "README.md").read_text()
+    blocks = [textwrap.dedent(b) for b in re.findall(r"```toml\n(.*?)```", readme, re.S) if "[data]\nfile" in
+              textwrap.dedent(b)]
+    assert len(blocks) == 3
+    for i, block in enumerate(blocks):
+        folder = tmp_path / str(i)
+        folder.mkdir()
+        data = tomllib.loads(block)["data"]
+        _write(folder, {"data.npz": ("npz", X, Y), "X.npy": X, "Y.npy": Y,
+                        "table.csv": _csv(ROWS, header=",".join(data.get("x_columns", []) + data.get("y_columns", [])))})
+        study = load_study(_study(folder, {}, block.split("[data]\n", 1)[1]))
+        np.testing.assert_array_equal(study.X, X)
+        np.testing.assert_array_equal(study.Y, Y)

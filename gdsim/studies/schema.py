@@ -73,7 +73,8 @@ class Study:
         The same, with the plot's arguments from a ``[figure]`` table.
     model : gdsim.Linear or gdsim.MLP
     data : dict
-        ``{"name": ..., **arguments}`` of the dataset function, or ``{"file": ...}``.
+        ``{"name": ..., **arguments}`` of the dataset function, or ``{"file": ..., ...}``
+        (and ``y_file``, or a table's ``x_columns``, ``y_columns``, ...).
     X, Y : numpy.ndarray
         The data it returns.
     settings : dict

@@ -8,6 +8,8 @@ whose ``param`` is the argument (the study file's ``[data]`` key) at fault.
 
 import csv
 import io
+import itertools
+import math
 from pathlib import Path
 
 import numpy as np
@@ -197,24 +199,21 @@ def _check_table_options(path, x_columns, y_columns, delimiter, header, skip_row
     return x_columns, y_columns, header
 
 
-def _split(path, text, delimiter, skip_rows, comments):
-    """``[(line_number, cells)]`` of the rows: after ``skip_rows`` lines, without blank
-    lines and lines that start with ``comments``."""
-    lines = text.splitlines()[skip_rows:]
+def _rows(path, text, delimiter, skip_rows, comments):
+    """``(line_number, cells)`` of each row: after ``skip_rows`` lines, without blank lines
+    and lines that start with ``comments``."""
     if delimiter is None or delimiter == " ":
         split = (lambda line: line.split())
     else:  # the csv module: quoted cells may hold the delimiter
         split = (lambda line: [cell.strip() for cell in next(csv.reader([line], delimiter=delimiter))])
-    rows = []
-    for number, line in enumerate(lines, start=skip_rows + 1):
+    for number, line in enumerate(text.splitlines()[skip_rows:], start=skip_rows + 1):
         stripped = line.strip()
         if not stripped or (comments and stripped.startswith(comments)):
             continue
         try:
-            rows.append((number, split(line)))
+            yield number, split(line)
         except csv.Error as error:
             _refuse("file", path, f"line {number}: cannot split it into cells: {error}")
-    return rows
 
 
 def _column_index(param, path, column, names, width):
@@ -248,47 +247,45 @@ def read_table(file, x_columns, y_columns, delimiter=None, header=None, skip_row
     expected = f"a text table ({', '.join(TABLE_DELIMITERS)}) of numbers"
     if not raw or b"\x00" in raw[:4096] or any(raw.startswith(magic) for magic, _ in FILE_KINDS):
         _refuse("file", file, f"is {_kind(raw).replace('text (a CSV?)', 'binary')}, not {expected}")
-    check_memory(40 * len(raw), f"reading the table {file} ({len(raw)} bytes)", "use a smaller table")
+    try:  # the lines, then the cells kept as Python floats (32 bytes each, a cell is >= 2 characters)
+        check_memory(20 * len(raw), f"reading the table ({len(raw)} bytes)", "use a smaller table")
+    except ParameterError as error:
+        _refuse("file", file, str(error))
     try:
         text = raw.decode("utf-8-sig")  # a byte-order mark, as spreadsheets write, is fine
     except UnicodeDecodeError as error:
         _refuse("file", file, f"is not UTF-8 text (byte {error.start}), not {expected}")
-    rows = _split(file, text, delimiter, skip_rows, comments)
-    names = []
-    if header:
-        if not rows:
-            _refuse("file", file, "has no header row (the file is blank after skip_rows and comments)")
-        names = rows.pop(0)[1]
-    if not rows:
-        _refuse("file", file, "has no data rows" + (" below its header" if header else ""))
-    width = len(names) if header else len(rows[0][1])
-    for number, cells in rows:
+    rows = _rows(file, text, delimiter, skip_rows, comments)
+    first = next(rows, None)
+    if first is None:
+        _refuse("file", file, f"has no {'header row' if header else 'data rows'} (the file is blank after skip_rows "
+                "and comments)")
+    names = first[1] if header else []
+    width = len(first[1])
+    wanted = {"x_columns": x_columns, "y_columns": y_columns}
+    indices = {param: [_column_index(param, file, c, names, width) for c in wanted[param]] for param in wanted}
+    values = {param: [] for param in wanted}  # row after row: only the cells asked for are kept
+    for number, cells in rows if header else itertools.chain([first], rows):
         if len(cells) != width:
             _refuse("file", file, f"line {number} has {len(cells)} cells, but the "
                     f"{'header' if header else 'first row'} has {width}: every row needs the same columns"
                     + ("" if delimiter not in (",", "\t") else f" (delimiter {delimiter!r})"))
-    columns = {}
-    for param, wanted in (("x_columns", x_columns), ("y_columns", y_columns)):
-        columns[param] = [_column_index(param, file, c, names, width) for c in wanted]
-    out = {}
-    for param, indices in columns.items():
-        values = np.empty((len(rows), len(indices)))
-        for i, (number, cells) in enumerate(rows):
-            for j, index in enumerate(indices):
+        for param, columns in indices.items():
+            for index in columns:
                 try:
-                    values[i, j] = float(cells[index])
+                    value = float(cells[index])
                 except ValueError:
+                    value = None
+                if value is None or not math.isfinite(value):
                     where = f"column {names[index]!r}" if header else f"column {index}"
-                    hint = "" if header else " (if the first row is a header, set header = true)"
-                    _refuse(param, file, f"line {number}, {where}: {short_repr(cells[index])} is not a number{hint}")
-        bad = np.argwhere(~np.isfinite(values))
-        if bad.size:  # refused here, where the line is known, rather than by the row of X
-            i, j = bad[0]
-            where = f"column {names[indices[j]]!r}" if header else f"column {indices[j]}"
-            _refuse(param, file, f"line {rows[i][0]}, {where}: {rows[i][1][indices[j]]!r} is not a finite number "
-                    "(NaN and inf cannot be trained on)")
-        out[param] = values
-    return out["x_columns"], out["y_columns"], raw
+                    what = ("is not a finite number (NaN and inf cannot be trained on)" if value is not None else
+                            "is not a number" + ("" if header else " (if the first row is a header, set header = true)"))
+                    _refuse(param, file, f"line {number}, {where}: {short_repr(cells[index])} {what}")
+                values[param].append(value)
+    if not values["x_columns"]:
+        _refuse("file", file, "has no data rows below its header")
+    X, Y = (np.array(values[param], dtype=np.float64).reshape(-1, len(indices[param])) for param in wanted)
+    return X, Y, raw
 
 
 def load_table(file, x_columns, y_columns, delimiter=None, header=None, skip_rows=0, comments="#"):

@@ -313,6 +313,7 @@ def load_table(file, x_columns, y_columns, delimiter=None, header=None, skip_row
     -------
     X : numpy.ndarray, float64 (n, len(x_columns))
     Y : numpy.ndarray, float64 (n, len(y_columns))
+        A classifier (``loss="cross_entropy"``) takes integer labels: ``Y[:, 0].astype(int)``.
 
     Raises
     ------
@@ -339,9 +340,32 @@ def load_table(file, x_columns, y_columns, delimiter=None, header=None, skip_row
 
 
 def read_data_file(file, y_file=None, **table):
-    """``(X, Y, file_bytes)`` of a data file, by its extension: :func:`read_npz`,
-    :func:`read_arrays` (``.npy`` with ``y_file``) or :func:`read_table` (``table``: the
-    arguments of :func:`load_table`). ``param`` of an error is the study file's key."""
+    """A data file, read by its extension: what a study file's ``[data] file = ...`` reads.
+
+    Parameters
+    ----------
+    file : str or pathlib.Path
+        ``.npz`` (:func:`read_npz`), ``.npy`` (with ``y_file``: :func:`read_arrays`), or a
+        text table ``.csv``, ``.tsv``, ``.txt``, ``.dat`` (any extension with ``delimiter``).
+    y_file : str or pathlib.Path, optional
+        The targets' ``.npy`` file, for an ``.npy`` ``file`` only.
+    **table
+        The other arguments of :func:`load_table`, for a table only.
+
+    Returns
+    -------
+    X, Y : numpy.ndarray
+        As stored for an ``.npz``; float64, ``Y`` 2-D, otherwise.
+    file_bytes : bytes
+        The content of the file (of both files of a pair), which a study hashes.
+
+    Raises
+    ------
+    ParameterError
+        Its message starts with the file's path; its ``param`` is the argument (the study
+        file's ``[data]`` key) at fault: an unknown extension, ``y_file`` or a table's
+        arguments with the wrong kind of file, and every refusal of the reader.
+    """
     suffix = Path(file).suffix.lower()
     if suffix == ".npy":
         if y_file is None:

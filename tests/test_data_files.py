@@ -128,6 +128,10 @@ def test_a_classifier_reads_its_labels_from_a_table(tmp_path):
     (tmp_path / "c.csv").write_text(text.replace(",1.0\n", ",1.5\n", 1))
     with pytest.raises(StudyError, match="needs integer class labels"):
         load_study(path)
+    _write(tmp_path, {"X.npy": X, "Y.npy": labels})  # an .npy pair's labels, read as float64, too
+    path.write_text(path.read_text().replace('file = "c.csv"\nx_columns = ["a", "b"]\ny_columns = ["label"]',
+                                             'file = "X.npy"\ny_file = "Y.npy"'))
+    np.testing.assert_array_equal(load_study(path).Y, labels)
 
 
 CSV = {"d.csv": _csv(ROWS)}

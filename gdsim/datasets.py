@@ -2,12 +2,14 @@
 
 Every function draws from ``numpy.random.default_rng(seed)`` and returns float64 inputs
 ``X [n, n_in]`` with targets ``Y [n, n_out]`` (regression) or int64 labels ``[n]``
-(classification).
+(classification). Your own data comes from files: :func:`load_table` (CSV, TSV, text)
+and :func:`load_arrays` (a pair of ``.npy`` arrays), of :mod:`gdsim.data_files`.
 """
 
 import numpy as np
 
 from ._resources import check_memory
+from .data_files import load_arrays, load_table
 from ._validate import check_int, check_real, check_seed
 from .models import MLP
 

@@ -63,7 +63,7 @@ def test_test_command_is_found_by_ci_script():
 def test_study_example_checks_and_gallery_shows_every_study(tmp_path):
     from gdsim.studies import load_study
 
-    _, block = re.findall(r"```toml\n(.*?)```", README, re.S)  # the first: "Your own experiment"
+    block = re.findall(r"```toml\n(.*?)```", README, re.S)[1]  # the first: "Your own experiment"; then [data]'s
     (tmp_path / "example.toml").write_text(block)
     study = load_study(tmp_path / "example.toml")
     assert study.swept == ("lr", "momentum", "nesterov") and study.n_runs == 100 * 99 * 2

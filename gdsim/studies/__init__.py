@@ -17,7 +17,9 @@ and the figure that shows the result::
 
     [data]
     name = "tutorial_line"           # a function of gdsim.datasets, and its arguments,
-    seed = 0                         # or file = "data.npz" (arrays X and Y, next to the study)
+    seed = 0                         # or file = "data.npz" (arrays X and Y, next to the study),
+                                     # file = "X.npy" with y_file = "Y.npy", or file = "t.csv"
+                                     # with x_columns, y_columns (gdsim.data_files)
 
     [train]                          # gdsim.sweep's arguments
     lr = {geomspace = [1e-3, 0.5, 120]}

@@ -24,6 +24,7 @@ from .. import datasets
 from .._resources import check_memory
 from .._validate import ParameterError, closest
 from ..batches import steps_per_epoch
+from ..data_files import EXTENSIONS, TABLE_KEYS, read_data_file
 from ..models import MLP, Linear
 from ..sweeps import AXES, SweepSpec, check_sweep
 from ..tracks import RESULTS, check_track, measured_steps
@@ -35,6 +36,7 @@ MODEL_KEYS = {"linear": {"type", "n_in", "n_out", "loss", "reduction"} | MODEL_O
               "mlp": {"type", "sizes", "activation", "loss", "reduction"} | MODEL_OPTIONS}
 TRAIN_KEYS = set(AXES) | {"epochs", "shuffle", "drop_last", "params0", "lr_schedule", "divergence", "dtype",
                           "track"}
+FILE_KEYS = {"file", "y_file", *TABLE_KEYS}  # [data] keys of a data file
 GRID_FUNCTIONS = {"linspace": np.linspace, "geomspace": np.geomspace, "arange": np.arange}
 #: The dataset functions a study may name, and their arguments.
 DATASETS = {name: getattr(datasets, name) for name in ("tutorial_line", "teacher_mlp", "random_regression", "blobs")}
@@ -71,7 +73,8 @@ class Study:
         The same, with the plot's arguments from a ``[figure]`` table.
     model : gdsim.Linear or gdsim.MLP
     data : dict
-        ``{"name": ..., **arguments}`` of the dataset function, or ``{"file": ...}``.
+        ``{"name": ..., **arguments}`` of the dataset function, or ``{"file": ..., ...}``
+        (and ``y_file``, or a table's ``x_columns``, ``y_columns``, ...).
     X, Y : numpy.ndarray
         The data it returns.
     settings : dict
@@ -210,19 +213,29 @@ def _build_model(fail, spec):
 
 
 def _build_data(fail, spec, folder):
-    """``(X, Y, file_bytes)``: from a :mod:`gdsim.datasets` function, or from an ``.npz``
-    file (``file``, relative to the study file; arrays ``X`` and ``Y``)."""
-    if "file" in spec:
-        _check_keys(fail, "[data] (file = ...)", spec, {"file"})
-        if not isinstance(spec["file"], str) or not spec["file"]:
-            fail("[data] file", f"must be the path of an .npz file (a string), got {spec['file']!r}")
-        path = folder / spec["file"]
-        X, Y, raw = _read_npz(lambda message: fail("[data] file", f"{path}: {message}"), path)
-        return X, Y, raw
-    _check_keys(fail, "[data]", spec, {"name", "file"} | {p for f in DATASETS.values()
-                                                          for p in inspect.signature(f).parameters})
+    """``(X, Y, file_bytes)``: from a :mod:`gdsim.datasets` function, or from a data file
+    (``file``, relative to the study file; see :func:`gdsim.data_files.read_data_file`)."""
+    if isinstance(spec, dict) and FILE_KEYS & set(spec):
+        _check_keys(fail, "[data] (file = ...)", spec, FILE_KEYS)
+        if "file" not in spec:
+            key = sorted(FILE_KEYS & set(spec))[0]
+            fail(f"[data] {key}", f'{key} goes with file = "..." (the data file), which is missing')
+        paths = {}
+        for key in ("file", "y_file"):
+            if key in spec:
+                if not isinstance(spec[key], str) or not spec[key]:
+                    kinds = EXTENSIONS if key == "file" else ".npy, the targets"
+                    fail(f"[data] {key}", f"must be the path of a data file ({kinds}; a string), got {spec[key]!r}")
+                paths[key] = folder / spec[key]
+        options = {k: v for k, v in spec.items() if k not in paths}
+        try:
+            return read_data_file(**paths, **options)
+        except ParameterError as error:
+            fail(f"[data] {error.param}", str(error))
+    _check_keys(fail, "[data]", spec, {"name"} | FILE_KEYS | {p for f in DATASETS.values()
+                                                              for p in inspect.signature(f).parameters})
     if "name" not in spec:
-        fail("[data]", "needs name = one of " + ", ".join(DATASETS) + ", or file = \"data.npz\"")
+        fail("[data]", "needs name = one of " + ", ".join(DATASETS) + ", or file = \"data.npz\" (or .npy, .csv)")
     name = spec["name"]
     if not isinstance(name, str) or name not in DATASETS:
         fail("[data] name", f"must be one of {', '.join(DATASETS)}, got {name!r}{closest(str(name), DATASETS)}")
@@ -235,42 +248,14 @@ def _build_data(fail, spec, folder):
         fail("[data]", str(error))
 
 
-#: What a file starts with, for a message that says what it is instead of an .npz archive.
-FILE_KINDS = ((b"\x93NUMPY", "a single .npy array"),
-              (b"\x89HDF", "an HDF5/netCDF4 file"), (b"CDF", "a netCDF 3 file"), (b"\x80", "a Python pickle"))
-
-
-def _read_npz(fail, path):
-    """``(X, Y, file_bytes)`` of an .npz archive holding arrays X and Y; ``fail(message)``
-    for anything else (missing, a folder, empty, another format, pickled objects)."""
-    try:
-        raw = path.read_bytes()
-    except IsADirectoryError:
-        fail("is a folder, not an .npz file")
-    except OSError as error:
-        fail(f"cannot read it: {error.strerror or error}")
-    if not raw.startswith(b"PK"):
-        kind = next((k for magic, k in FILE_KINDS if raw.startswith(magic)), None)
-        if not raw:
-            kind = "an empty file"
-        elif kind is None:
-            kind = "text (a CSV?)" if _is_text(raw[:4096]) else "a binary file of another format"
-        fail(f"is {kind}, not an .npz archive of arrays X and Y (numpy.savez(path, X=X, Y=Y))")
-    try:
-        with open(path, "rb") as handle, np.load(handle, allow_pickle=False) as archive:
-            missing = [key for key in ("X", "Y") if key not in archive.files]
-            if missing:
-                fail(f"has arrays {archive.files}; it needs X and Y")
-            return archive["X"], archive["Y"], raw
-    except StudyError:
-        raise
-    except Exception as error:  # zipfile, numpy's format and pickle errors all mean: not usable
-        reason = "it holds Python objects (pickled arrays)" if "pickle" in str(error) else str(error)
-        fail(f"cannot read it as an .npz archive of numeric arrays X and Y: {reason}")
-
-
-def _is_text(head):
-    return b"\x00" not in head
+def _labels(Y):
+    """Class labels from a file read as float64 (a table's or an .npy's single column of
+    whole numbers), for a classifier; anything else as it is, for its check to refuse."""
+    Y = np.asarray(Y)
+    if Y.dtype.kind == "f" and Y.ndim == 2 and Y.shape[1] == 1 and np.all(np.isfinite(Y)) \
+            and np.all(Y == np.round(Y)) and np.all(np.abs(Y) < 2**53):
+        return Y[:, 0].astype(np.int64)
+    return Y
 
 
 def _data_key(data, folder):
@@ -345,6 +330,8 @@ def load_study(path):
         fail("target", "the train runner runs on the CPU, one run at a time; target is for runner = 'sweep'")
     model = _build_model(fail, spec["model"])
     X, Y, data_bytes = _build_data(fail, spec["data"], path.parent)
+    if model.loss_name != "mse" and "file" in spec["data"] and not spec["data"]["file"].lower().endswith(".npz"):
+        Y = _labels(Y)  # tables and .npy pairs are read as float64; an .npz keeps its dtype
     data_key = _data_key(spec["data"], path.parent)
     try:
         checked_X, checked_Y = model.check_data(X, Y)

@@ -9,7 +9,7 @@ and :func:`load_arrays` (a pair of ``.npy`` arrays), of :mod:`gdsim.data_files`.
 import numpy as np
 
 from ._resources import check_memory
-from .data_files import load_arrays, load_table
+from .data_files import load_arrays, load_table  # noqa: F401  (gdsim.datasets.load_table: a user's data)
 from ._validate import check_int, check_real, check_seed
 from .models import MLP
 

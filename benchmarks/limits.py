@@ -46,13 +46,15 @@ from numba import njit, prange
 #: gdsim's compile options (gdsim/_jit.py), for a like-for-like comparison.
 OPTIONS = {"cache": True, "nogil": True, "error_model": "numpy", "fastmath": {"contract"}}
 #: Runs per block (multiples of the vector width), the fastest of 16, 32, 64 and 128 on
-#: this 2-core machine: W2 128 (10.8 ms; 32: 12.3 ms), W3 32 (62 ms; 16: 74, 64: 74,
-#: 128: 119, where the parameters, buffers and gradients of a block, 183 rows, no longer fit
-#: in the L1 cache).
+#: the 2-core development VM: W2 128 (32 took 0.96-1.04x as long), W3 32. W3 with 128 runs
+#: a block took 1.94x as long (timed alternately in one process): a block's parameters,
+#: buffers and gradients (183 rows, 187 KB) then no longer fit in the 48 KB L1 cache; at 32
+#: runs they take 47 KB.
 LINE_BLOCK = 128
 MLP_BLOCK = 32
-#: W2: samples per pass over a block's runs (the parameters are stored once per pass).
-LINE_SAMPLES = 4
+#: W2: samples per pass over a block's runs (the parameters are stored once per pass). Two
+#: took 0.78-0.86x the time of four, one 0.96-1.04x (timed alternately in one process).
+LINE_SAMPLES = 2
 #: Divergence factor of ``gdsim.sweep(divergence=None)``.
 FACTOR = 1e6
 #: A threshold that only non-finite losses pass (``not (v <= BIG)``), for an initial loss <= 0.
@@ -148,8 +150,8 @@ def _line_kernel(X, Y, orders, lr, momentum, params0, factor, params, loss, bad)
                 break
             order = orders[e]
             for j in range(0, n, LINE_SAMPLES):
-                xs = (X[order[j], 0], X[order[j + 1], 0], X[order[j + 2], 0], X[order[j + 3], 0])
-                ys = (Y[order[j], 0], Y[order[j + 1], 0], Y[order[j + 2], 0], Y[order[j + 3], 0])
+                xs = (X[order[j], 0], X[order[j + 1], 0])
+                ys = (Y[order[j], 0], Y[order[j + 1], 0])
                 for c in range(LINE_BLOCK):
                     w = s[L_W * LINE_BLOCK + c]
                     b = s[L_B * LINE_BLOCK + c]
@@ -161,8 +163,6 @@ def _line_kernel(X, Y, orders, lr, momentum, params0, factor, params, loss, bad)
                     flag = s[L_BAD * LINE_BLOCK + c]
                     w, b, bw, bb, flag = _line_step(w, b, bw, bb, rate, m, thr, flag, xs[0], ys[0])
                     w, b, bw, bb, flag = _line_step(w, b, bw, bb, rate, m, thr, flag, xs[1], ys[1])
-                    w, b, bw, bb, flag = _line_step(w, b, bw, bb, rate, m, thr, flag, xs[2], ys[2])
-                    w, b, bw, bb, flag = _line_step(w, b, bw, bb, rate, m, thr, flag, xs[3], ys[3])
                     s[L_W * LINE_BLOCK + c] = w
                     s[L_B * LINE_BLOCK + c] = b
                     s[L_BW * LINE_BLOCK + c] = bw
@@ -399,7 +399,7 @@ def line_sweep(X, Y, lr, momentum, params0, orders, factor=FACTOR):
     Parameters
     ----------
     X, Y : numpy.ndarray, float64 (n, 1)
-        ``n`` a multiple of 4.
+        ``n`` a multiple of 4 (the loss takes four samples per pass, a step two).
     lr, momentum : numpy.ndarray, float64 (C,)
         One entry per run.
     params0 : array_like (2,)
@@ -416,7 +416,7 @@ def line_sweep(X, Y, lr, momentum, params0, orders, factor=FACTOR):
         Full-data loss before each epoch and after the last.
     diverged : numpy.ndarray of bool (C,)
     """
-    if X.shape[1:] != (1,) or Y.shape[1:] != (1,) or X.shape[0] % LINE_SAMPLES:
+    if X.shape[1:] != (1,) or Y.shape[1:] != (1,) or X.shape[0] % 4:
         raise ValueError("line_sweep: X, Y of shape (n, 1) with n a multiple of 4")
     return _sweep(_line_kernel, LINE_BLOCK, 2, X, Y, orders, lr, momentum, params0, factor)
 

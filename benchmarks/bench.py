@@ -28,6 +28,11 @@ Implementations (a row of the table each):
   hand-written backward pass and SGD update with per-config lr/momentum tensors).
 - ``jax-vmap`` / ``jax-jit``: ``jax.jit(jax.vmap(train_one))`` with ``jax.lax.scan``
   over epochs and batches; plain ``jax.jit`` for W4.
+- ``limit`` (W2, W3): ``limits.py``'s kernels, written by hand for exactly one workload
+  each (struct-of-arrays blocks, no run-time alias checks, several samples per pass over
+  the state, the model written out): what the same compiler and floating-point policy
+  reach when nothing is general. Its process also times ``gdsim-parallel`` again,
+  alternating with it call by call (round-robin), for the ``gdsim / limit`` ratio.
 
 See ``peers.py`` for the PyTorch and JAX code. torch and jax are optional: without them
 their rows are skipped (gdsim itself never imports either).
@@ -37,7 +42,7 @@ How to run::
     python benchmarks/bench.py                      # everything: about 5-10 minutes
     python benchmarks/bench.py --quick              # small grids, a smoke check (< 1 min)
     python benchmarks/bench.py --workloads W2 --repeats 9 --json /tmp/w2.json
-    python benchmarks/bench.py --no-peers           # gdsim rows only
+    python benchmarks/bench.py --no-peers           # gdsim and limit rows only
 
 What is measured:
 
@@ -50,7 +55,26 @@ What is measured:
   NumPy). *config-updates/s* is ``n_configs * n_steps / median``. Timings on a shared
   machine drift: compare ratios within one run.
 - **Ratio** is ``median / median(gdsim-parallel)`` (``gdsim`` for W4): how many times
-  longer the row takes than gdsim.
+  longer the row takes than gdsim. Per sweep workload the report also gives
+  ``gdsim / limit`` (the medians of the gdsim-parallel and limit rows, and the median of
+  the per-round ratios of the round-robin pairs in the limit row's process, which drift
+  does not bias) and ``gdsim / JAX`` (``median(gdsim-parallel) / median(jax-vmap)``).
+- **% peak** is the row's flop rate over the machine's float64 peak. Flops are counted
+  analytically (:func:`workload_flops`; a multiply or an add is 1 flop, a fused
+  multiply-add 2): per sample, the forward pass ``2 in out + out`` per layer, the MSE
+  loss ``3 n_out`` (residual, square, sum), the backward pass ``n_out`` (output delta)
+  plus ``2 in out + out`` per layer (weight and bias gradients) plus ``2 in out + in``
+  per layer above the first (deltas and the activation's slope); ``4 n_params`` per
+  update (momentum buffer and parameter, one multiply-add each); the full-data loss
+  before each epoch and after the last (forward and loss of every sample). W2: 48,600
+  flops a run (3.98e8 in all); W3: 3,927,808 a run (2.01e9). The peak
+  (:func:`peak_flops`) is ``cores x GHz x 16``: the cores this process may use, the
+  ``cpu MHz`` of ``/proc/cpuinfo`` (nominal: turbo is not visible under a hypervisor),
+  16 float64 flops a cycle with AVX2 and FMA (two FMA units x 4 lanes x 2). That is also
+  the AVX-512 peak of client cores (one 512-bit FMA unit: the development VM reports
+  itself as one, LLVM's host CPU "rocketlake"), and what Numba's code can reach: LLVM
+  tunes such cores for 256-bit vectors, and gdsim's and limit's kernels use ymm registers
+  only. A server core with two 512-bit FMA units has twice this peak.
 - **Peak memory** (``peak MB``) is the growth of the resident set during the warm-up call,
   in that fresh process: the RSS after imports, data creation and compilation is the
   baseline, then the kernel's peak-RSS counter is reset (``echo 5 > /proc/self/clear_refs``)
@@ -69,8 +93,9 @@ What is measured:
   on the torch-loop subset) on the configurations both ran: relative error
   ``max|a - b| / max|a|`` per configuration (parameters) and ``|a - b| / |a|`` (final
   loss), required <= 1e-9 where the reference run did not diverge (``not diverged``,
-  finite); and the set of diverged configurations (any recorded loss non-finite or above
-  1e6 x the initial loss) must be the same. The details also give the 99th percentile
+  finite; 1e-12 for ``limit``, which makes gdsim's operations in gdsim's order); and the
+  set of diverged configurations (any recorded loss non-finite or above 1e6 x the initial
+  loss) must be the same. The details also give the 99th percentile
   of the error and the worst configuration.
 
   Rounding sensitivity: in W3 the run at lr ~ 0.64, momentum ~ 0.887 amplifies rounding
@@ -80,7 +105,8 @@ What is measured:
 
 Output: one table, the agreement details, PASS/FAIL lines for the issue's targets (W2
 gdsim >= 5x faster than JAX, W3 >= 3x, W4 gdsim no slower than the torch loop, W2 compile
-cold < 10 s and cached < 1 s), and a JSON file (default ``benchmarks/results/bench.json``)
+cold < 10 s and cached < 1 s, W2 and W3 gdsim / limit <= 1.5, from the round-robin
+pairs), and a JSON file (default ``benchmarks/results/bench.json``)
 with every timing and the machine's description.
 """
 
@@ -105,17 +131,25 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-import peers  # noqa: E402  (the directory of this script is put on the path above)
+import limits  # noqa: E402  (the directory of this script is put on the path above)
+import peers  # noqa: E402
 
 import gdsim  # noqa: E402
+from gdsim.batches import batch_orders  # noqa: E402
 
 RTOL = 1e-9
+#: The limit kernels follow gdsim's operations: they must agree to this (they are bitwise equal).
+LIMIT_RTOL = 1e-12
 DIVERGENCE_FACTOR = 1e6
 #: The issue's speed targets: (workload, peer, minimum ratio peer time / gdsim time).
 TARGETS = (("W2", "jax-vmap", 5.0), ("W3", "jax-vmap", 3.0), ("W4", "torch-loop", 1.0))
 #: The issue's compile-time targets for W2 (seconds).
 COMPILE_TARGETS = {"cold_s": 10.0, "cached_s": 1.0}
-SWEEP_IMPLS = ("gdsim-parallel", "gdsim-cpu", "torch-loop", "torch-vectorised", "jax-vmap")
+#: The issue's targets against the hand-written kernels: gdsim / limit at most this.
+LIMIT_TARGETS = {"W2": 1.5, "W3": 1.5}
+SWEEP_IMPLS = ("gdsim-parallel", "gdsim-cpu", "torch-loop", "torch-vectorised", "jax-vmap", "limit")
+#: Implementations whose process also times another one, alternating call by call.
+PAIRED = {"limit": "gdsim-parallel"}
 SINGLE_IMPLS = ("gdsim", "torch-loop", "jax-jit")
 
 
@@ -229,6 +263,31 @@ def make_workload(key, quick=False):
     raise ValueError(f"unknown workload {key!r}: choose from W2, W3, W4")
 
 
+def workload_flops(wl):
+    """Flops of workload ``wl``, counted analytically (see the module docstring)."""
+    p = wl.problem
+    layers = list(zip(p.sizes[:-1], p.sizes[1:]))
+    n_out = p.sizes[-1]
+    forward = sum(2 * i * o + o for i, o in layers) + 3 * n_out  # with the loss
+    backward = n_out + sum(2 * i * o + o for i, o in layers) + sum(2 * i * o + i for i, o in layers[1:])
+    n_params = sum(i * o + o for i, o in layers)
+    n = p.X.shape[0]
+    samples_trained = p.epochs * n  # every batch is a slice of one epoch's order
+    per_run = samples_trained * (forward + backward) + (p.epochs + 1) * n * forward + p.n_steps * 4 * n_params
+    return per_run * p.n_configs
+
+
+def peak_flops(machine):
+    """The float64 FMA peak (flop/s) of ``machine`` (:func:`machine_info`) and how it was
+    derived: 16 flops a cycle and core with AVX2 and FMA (2 FMA units x 4 lanes x 2), 4
+    without (SSE2: 2 lanes, an add and a multiply unit)."""
+    per_cycle = 16 if machine.get("avx2") and machine.get("fma") else 4
+    ghz = (machine.get("mhz") or 0.0) / 1000
+    cores = machine.get("n_cores_available") or machine.get("n_cores") or 1
+    peak = cores * ghz * 1e9 * per_cycle
+    return peak, f"{cores} cores x {ghz:.2f} GHz x {per_cycle} flops/cycle = {peak / 1e9:.1f} GFLOP/s"
+
+
 # ---------------------------------------------------------------------------------------
 # Runners: one implementation on one workload
 # ---------------------------------------------------------------------------------------
@@ -288,6 +347,8 @@ def unavailable_reason(impl):
         return "jax not installed"
     if impl in ("gdsim-parallel", "gdsim-cpu") and not hasattr(gdsim, "sweep"):
         return "gdsim.sweep missing"
+    if impl in PAIRED:
+        return unavailable_reason(PAIRED[impl])
     return None
 
 
@@ -325,6 +386,17 @@ def make_runner(wl, impl):
         return Runner("gdsim", all_configs,
                       prepare=lambda: sweep(wl.lr_axis[:2], wl.momentum_axis[:2], 1),
                       run=lambda: _sweep_outcome(sweep(wl.lr_axis, wl.momentum_axis, p.epochs), all_configs))
+    if impl == "limit":
+        sweep = limits.line_sweep if wl.key == "W2" else limits.mlp_sweep
+        extra = () if wl.key == "W2" else (p.batch_size,)
+        orders = batch_orders(p.X.shape[0], p.epochs)  # data order, as gdsim's
+
+        def run():
+            params, loss, diverged = sweep(p.X, p.Y, p.lr, p.momentum, wl.params0, orders, *extra)
+            return Outcome(all_configs, params, loss, diverged)
+
+        return Runner("limit", all_configs, prepare=lambda: sweep(p.X, p.Y, p.lr[:2], p.momentum[:2], wl.params0,
+                                                                  orders[:1], *extra), run=run)
     if impl == "gdsim":
         def train(epochs):
             return gdsim.train(wl.model, p.X, p.Y, gdsim.SGD(lr=float(p.lr[0]), momentum=float(p.momentum[0])),
@@ -421,10 +493,13 @@ def child_run(key, impl, quick, repeats, out_path):
     """Time and measure one implementation on one workload (in a fresh process).
 
     Prepares the runner, makes one warm-up call under :class:`PeakRSS`, then ``repeats``
-    timed calls; saves the outcome and the measurements to ``out_path`` (``.npz``).
+    timed calls; saves the outcome and the measurements to ``out_path`` (``.npz``). An
+    implementation of :data:`PAIRED` also prepares and warms up its partner, and each of
+    its timed calls is followed by one of the partner's (``paired_times_s``).
     """
     wl = make_workload(key, quick)
     runner = make_runner(wl, impl)
+    partner = make_runner(wl, PAIRED[impl]) if impl in PAIRED else None
     t0 = time.perf_counter()
     runner.prepare()
     prepare_s = time.perf_counter() - t0
@@ -433,13 +508,20 @@ def child_run(key, impl, quick, repeats, out_path):
     outcome = runner.run()
     warmup_s = time.perf_counter() - t0
     peak_mb = mem.stop()
-    times = []
+    if partner is not None:
+        partner.prepare()
+        partner.run()
+    times, paired = [], []
     for _ in range(repeats):
         t0 = time.perf_counter()
         runner.run()
         times.append(time.perf_counter() - t0)
+        if partner is not None:
+            t0 = time.perf_counter()
+            partner.run()
+            paired.append(time.perf_counter() - t0)
     meta = {"prepare_s": prepare_s, "warmup_s": warmup_s, "times_s": times, "peak_mb": peak_mb,
-            "memory_method": mem.method}
+            "memory_method": mem.method, "paired_impl": PAIRED.get(impl), "paired_times_s": paired}
     np.savez(out_path, configs=outcome.configs, params=outcome.params, loss=outcome.loss,
              diverged=outcome.diverged if outcome.diverged is not None else np.zeros(0, bool),
              has_diverged=outcome.diverged is not None, meta=json.dumps(meta))
@@ -506,6 +588,11 @@ def measure(wl, impl, quick, repeats, tmp):
                warmup_s=meta["warmup_s"], prepare_s=meta["prepare_s"], peak_mb=meta["peak_mb"],
                memory_method=meta["memory_method"], subset=None if n_run == C else n_run,
                config_updates_per_s=C * wl.problem.n_steps / (median * scale), outcome=outcome)
+    if meta.get("paired_times_s"):
+        ratios = [b / a for a, b in zip(meta["times_s"], meta["paired_times_s"])]
+        row["paired"] = {"impl": meta["paired_impl"], "times_s": meta["paired_times_s"],
+                         "median_s": statistics.median(meta["paired_times_s"]),
+                         "ratios": ratios, "ratio_median": statistics.median(ratios)}
     return row
 
 
@@ -631,9 +718,12 @@ def machine_info():
     """CPU model, core count, library versions and the date, for the JSON report."""
     cpu = platform.processor() or platform.machine()
     flags = ""
+    mhz = None
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
+                if line.startswith("cpu MHz"):
+                    mhz = max(mhz or 0.0, float(line.split(":", 1)[1]))
                 if line.startswith("model name") and cpu in (platform.processor(), platform.machine()):
                     cpu = line.split(":", 1)[1].strip()
                 if line.startswith("flags"):
@@ -651,10 +741,27 @@ def machine_info():
     except AttributeError:
         n_avail = os.cpu_count()
     return {"cpu": cpu, "n_cores": os.cpu_count(), "n_cores_available": n_avail,
-            "avx2": " avx2" in flags, "fma": " fma" in flags, "platform": platform.platform(),
+            "avx2": " avx2" in flags, "fma": " fma" in flags, "avx512f": " avx512f" in flags, "mhz": mhz,
+            "platform": platform.platform(),
             "python": platform.python_version(), "versions": versions,
             "load_average_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+
+
+def workload_ratios(by_impl):
+    """``gdsim / limit`` and ``gdsim / JAX`` of a sweep workload's rows (``by_impl``: impl
+    -> row): ratios of the medians, and for limit also the median of its round-robin
+    pairs' ratios (``paired``). None where a row is missing."""
+    def median(impl):
+        row = by_impl.get(impl)
+        return row["median_s"] if row is not None and row["status"] == "ok" else None
+
+    gdsim_s, limit_s, jax_s = median("gdsim-parallel"), median("limit"), median("jax-vmap")
+    limit_row = by_impl.get("limit") or {}
+    return {"gdsim_over_limit": gdsim_s / limit_s if gdsim_s and limit_s else None,
+            "gdsim_over_limit_paired": (limit_row.get("paired") or {}).get("ratio_median"),
+            "gdsim_over_jax": gdsim_s / jax_s if gdsim_s and jax_s else None,
+            "jax": None if jax_s else (by_impl.get("jax-vmap") or {}).get("reason", "not run")}
 
 
 def _fmt(value, spec):
@@ -666,8 +773,8 @@ def _fmt(value, spec):
 
 def print_table(report, file=sys.stdout):
     """The results table, agreement details and target lines."""
-    header = (f"{'workload':<16} {'implementation':<17} {'median s':>10} {'cfg-updates/s':>14} {'peak MB':>8} "
-              f"{'compile s':>9} {'x gdsim':>8}  agreement")
+    header = (f"{'workload':<16} {'implementation':<17} {'median s':>10} {'min-max s':>17} {'cfg-updates/s':>14} "
+              f"{'peak MB':>8} {'compile s':>9} {'x gdsim':>8} {'% peak':>7}  agreement")
     print(header, file=file)
     print("-" * len(header), file=file)
     notes = []
@@ -681,13 +788,37 @@ def print_table(report, file=sys.stdout):
             if row.get("subset"):
                 notes.append(f"* {key} {row['impl']}: ran {row['subset']} of {w['description']['n_configs']} configs "
                              f"({row['median_run_s']:.3g} s); time extrapolated linearly to the whole grid")
-            compile_s = row["prepare_s"] if library_of(row["impl"]) in ("gdsim", "jax") else None
-            print(f"{name:<16} {row['impl']:<17} {row['median_s']:>9.4g}{star} {row['config_updates_per_s']:>14.3e} "
-                  f"{row['peak_mb']:>8.1f} {_fmt(compile_s, '>9.3g')} {_fmt(row.get('ratio'), '>8.2f')}  "
+            compile_s = row["prepare_s"] if library_of(row["impl"]) in ("gdsim", "jax", "limit") else None
+            times = row["times_s"] or [row["warmup_s"]]
+            spread = f"{min(times):.4g}-{max(times):.4g}"
+            print(f"{name:<16} {row['impl']:<17} {row['median_s']:>9.4g}{star} {spread:>17} "
+                  f"{row['config_updates_per_s']:>14.3e} {row['peak_mb']:>8.1f} {_fmt(compile_s, '>9.3g')} "
+                  f"{_fmt(row.get('ratio'), '>8.2f')} {_fmt(row.get('pct_peak'), '>7.2f')}  "
                   f"{agreement_label(row.get('agreement'))}", file=file)
+            if row.get("paired"):
+                pair = row["paired"]
+                spread = f"{min(pair['times_s']):.4g}-{max(pair['times_s']):.4g}"
+                print(f"{name:<16} {'rr:' + pair['impl']:<17} {pair['median_s']:>9.4g}  {spread:>17}  "
+                      f"(timed round-robin with {row['impl']} in its process: gdsim / {row['impl']} = "
+                      f"{pair['ratio_median']:.2f})", file=file)
     print("", file=file)
     print("x gdsim = median / median of gdsim-parallel (W4: gdsim.train); > 1 means gdsim is faster. "
-          "compile s: JAX lower+compile; gdsim: first tiny call (JIT or Numba cache load).", file=file)
+          "compile s: JAX lower+compile; gdsim, limit: first tiny call (JIT or Numba cache load).", file=file)
+    machine = report["machine"]
+    if machine.get("peak_flops"):
+        print(f"% peak = analytic flops / median / float64 peak ({machine['peak_formula']}).", file=file)
+    for key, w in report["workloads"].items():
+        ratios = w.get("ratios")
+        if not ratios:
+            continue
+        pct = {row["impl"]: row.get("pct_peak") for row in w["rows"]}
+        paired = ratios["gdsim_over_limit_paired"]
+        jax = (f"{ratios['gdsim_over_jax']:.2f}" if ratios["gdsim_over_jax"] is not None
+               else f"- ({ratios['jax']})")
+        print(f"{key}: gdsim / limit = {_fmt(ratios['gdsim_over_limit'], '.2f')} (medians of the rows), "
+              f"{_fmt(paired, '.2f')} (median of the round-robin pairs); gdsim / JAX = {jax}; "
+              f"% peak: gdsim {_fmt(pct.get('gdsim-parallel'), '.2f')}, limit {_fmt(pct.get('limit'), '.2f')}, "
+              f"JAX {_fmt(pct.get('jax-vmap'), '.2f')} ({w['description']['flops']:.3g} flops)", file=file)
     for note in notes:
         print(note, file=file)
     print("", file=file)
@@ -745,6 +876,21 @@ def evaluate_targets(report):
         caveat = " [--quick grids: per-call overheads dominate, indicative only]" if report["settings"]["quick"] else ""
         lines.append({"target": what, "result": result, "ratio": row["ratio"],
                       "text": f"{result}  {what}: measured {row['ratio']:.2f}x{caveat}"})
+    for key, maximum in LIMIT_TARGETS.items():
+        w = report["workloads"].get(key)
+        if w is None:
+            continue
+        what = f"{key}: gdsim / limit <= {maximum:g}"
+        ratios = w.get("ratios") or {}
+        value = ratios.get("gdsim_over_limit_paired") or ratios.get("gdsim_over_limit")
+        if value is None:
+            lines.append({"target": what, "result": "SKIP", "text": f"SKIP  {what} (no gdsim or limit time)"})
+            continue
+        result = "PASS" if value <= maximum else "FAIL"
+        caveat = " [--quick grids: per-call overheads dominate, indicative only]" if report["settings"]["quick"] else ""
+        lines.append({"target": what, "result": result, "ratio": value,
+                      "text": f"{result}  {what}: measured {value:.2f} (round-robin pairs; medians of the rows "
+                              f"{_fmt(ratios.get('gdsim_over_limit'), '.2f')}){caveat}"})
     comp = report.get("compile")
     if comp:
         for name, limit in COMPILE_TARGETS.items():
@@ -769,7 +915,7 @@ def parse_args(argv=None):
     parser.add_argument("--repeats", type=int, default=None,
                         help="timed calls after the warm-up (default 5; 1 with --quick)")
     parser.add_argument("--json", default=str(HERE / "results" / "bench.json"), help="where to write the JSON report")
-    parser.add_argument("--no-peers", action="store_true", help="gdsim rows only (no torch, no JAX)")
+    parser.add_argument("--no-peers", action="store_true", help="gdsim and limit rows only (no torch, no JAX)")
     parser.add_argument("--quick", action="store_true", help="small grids: a smoke check in under a minute")
     parser.add_argument("--no-compile", action="store_true", help="skip the cold/cached compile measurement")
     parser.add_argument("--child", choices=("run", "compile"), help=argparse.SUPPRESS)
@@ -797,7 +943,10 @@ def main(argv=None):
         child_compile(args.workloads[0], args.quick, args.out)
         return 0
 
-    report = {"machine": machine_info(),
+    machine = machine_info()
+    peak, peak_text = peak_flops(machine)
+    machine.update(peak_flops=peak, peak_formula=peak_text)
+    report = {"machine": machine,
               "settings": {"workloads": args.workloads, "repeats": args.repeats, "quick": args.quick,
                            "peers": not args.no_peers, "rtol": RTOL},
               "workloads": {}}
@@ -808,7 +957,7 @@ def main(argv=None):
     with tempfile.TemporaryDirectory(prefix="gdsim-bench-") as tmp:
         for key in args.workloads:
             wl = make_workload(key, args.quick)
-            impls = [i for i in wl.impls if not (args.no_peers and library_of(i) != "gdsim")]
+            impls = [i for i in wl.impls if not (args.no_peers and library_of(i) not in ("gdsim", "limit"))]
             rows = []
             for impl in impls:
                 print(f"[{time.perf_counter() - start:6.1f} s] {key} {impl} ...", file=sys.stderr, flush=True)
@@ -829,8 +978,16 @@ def main(argv=None):
                     continue
                 row["ratio"] = row["median_s"] / ref_time if ref_time else None
                 if ref_outcome is not None and row is not ref_row:
-                    row["agreement"] = compare(ref_outcome, row["outcome"], wl.problem)
-            report["workloads"][key] = {"description": wl.describe(), "reference": reference_name, "rows": rows}
+                    rtol = LIMIT_RTOL if row["impl"] == "limit" else RTOL
+                    row["agreement"] = compare(ref_outcome, row["outcome"], wl.problem, rtol=rtol)
+            flops = workload_flops(wl)
+            for row in rows:
+                if row["status"] == "ok" and peak:
+                    row["gflops"] = flops / row["median_s"] / 1e9
+                    row["pct_peak"] = 100 * flops / row["median_s"] / peak
+            description = dict(wl.describe(), flops=flops)
+            report["workloads"][key] = {"description": description, "reference": reference_name, "rows": rows,
+                                        "ratios": workload_ratios(by_impl) if wl.is_sweep else None}
         if "W2" in args.workloads and not args.no_compile:
             print(f"[{time.perf_counter() - start:6.1f} s] W2 gdsim-parallel cold/cached compile ...",
                   file=sys.stderr, flush=True)

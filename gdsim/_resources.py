@@ -54,12 +54,14 @@ def _cgroup_room():
         hierarchy, controllers, path = (line.split(":", 2) + ["", ""])[:3]
         relative = path.strip().lstrip("/")
         if hierarchy == "0" and controllers == "":  # cgroup v2: one unified hierarchy
-            candidates = [(CGROUP_ROOT / relative, "memory.max", "memory.current")]
+            root, limit_name, usage_name = CGROUP_ROOT, "memory.max", "memory.current"
         elif "memory" in controllers.split(","):  # cgroup v1: the memory controller's own tree
-            candidates = [(CGROUP_ROOT / "memory" / relative, "memory.limit_in_bytes", "memory.usage_in_bytes")]
+            root, limit_name, usage_name = CGROUP_ROOT / "memory", "memory.limit_in_bytes", "memory.usage_in_bytes"
         else:
             continue
-        for folder, limit_name, usage_name in candidates:
+        # The group and its ancestors: a Slurm job's limit sits on the job, its steps below.
+        parts = Path(relative).parts
+        for folder in (root.joinpath(*parts[:k]) for k in range(len(parts), -1, -1)):
             try:
                 limit = (folder / limit_name).read_text().strip()
                 usage = int((folder / usage_name).read_text().strip())

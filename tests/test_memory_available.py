@@ -41,6 +41,8 @@ def test_a_cgroup_v2_limit_caps_it_and_max_means_none(proc):
     assert _resources.available_memory() == 7 * 2**30
     group(proc, "job/step", memory_max="max\n")
     assert _resources.available_memory() == 20000000 * 1024
+    group(proc, "job", memory_max=f"{3 * 2**30}\n", memory_current=f"{2**30}\n")  # the job's, above its step
+    assert _resources.available_memory() == 2 * 2**30
 
 
 def test_a_cgroup_v1_limit_caps_it_and_its_huge_default_means_none(proc):

@@ -2,12 +2,13 @@
 each region with the record of what it holds, so that a resumed run can never mix in
 wrong numbers.
 
-Layout of ``NAME.zarr/`` (Zarr v3, written through xarray):
+Layout of ``NAME.zarr/`` (Zarr v3, as xarray reads and writes it):
 
 * the result's variables, coordinates and typed attributes (bools stay bools, seeds
-  int64); the layout is created first (metadata only, consolidated, in a temporary folder
-  renamed into place), the data then arrives region by region (each region's chunks, whole), so the whole
-  result is never in memory and ``xr.open_zarr`` reads it while it runs;
+  int64); the layout is created first through xarray (metadata only, consolidated, in a
+  temporary folder renamed into place), the data then arrives region by region (each
+  region's chunks, whole, through Zarr), so the whole result is never in memory and
+  ``xr.open_zarr`` reads it while it runs;
 * the attribute ``gdsim_store``: the identity of what the store holds (JSON: the hash of
   the settings that decide the numbers, gdsim's version, the target family, the chunk size);
 * ``gdsim_regions/NNNNNN.json``: one record per written region, written (atomically)
@@ -343,4 +344,3 @@ def fill(store, shape, chunk_runs, task, variables, template, progress=None, cli
         if progress is not None:
             progress(done, n_runs)
     return store.open()
-

@@ -43,6 +43,7 @@ How to run::
     python benchmarks/bench.py --quick              # small grids, a smoke check (< 1 min)
     python benchmarks/bench.py --workloads W2 --repeats 9 --json /tmp/w2.json
     python benchmarks/bench.py --no-peers           # gdsim and limit rows only
+    python benchmarks/bench.py --target cuda        # on a GPU: W2, W3 and 10^6 runs vs the CPU (gpu.py)
 
 What is measured:
 
@@ -911,10 +912,16 @@ def evaluate_targets(report):
 def parse_args(argv=None):
     """Command-line arguments (see the module docstring)."""
     parser = argparse.ArgumentParser(description="Benchmark gdsim against PyTorch and JAX (see the module docstring).")
-    parser.add_argument("--workloads", default="W2,W3,W4", help="comma-separated subset of W2,W3,W4")
+    parser.add_argument("--workloads", default=None,
+                        help="comma-separated subset of W2,W3,W4 (default all); with --target cuda of W2,W3,L6")
+    parser.add_argument("--target", choices=("cpu", "cuda"), default="cpu",
+                        help="cuda: gdsim's CUDA target on W2, W3 and a 10^6-run linear sweep (L6) against the "
+                             "CPU's result (benchmarks/gpu.py); default cpu: this table")
     parser.add_argument("--repeats", type=int, default=None,
                         help="timed calls after the warm-up (default 5; 1 with --quick)")
-    parser.add_argument("--json", default=str(HERE / "results" / "bench.json"), help="where to write the JSON report")
+    parser.add_argument("--json", default=None,
+                        help="where to write the JSON report (default results/bench.json, with --target cuda "
+                             "results/gpu.json)")
     parser.add_argument("--no-peers", action="store_true", help="gdsim and limit rows only (no torch, no JAX)")
     parser.add_argument("--quick", action="store_true", help="small grids: a smoke check in under a minute")
     parser.add_argument("--no-compile", action="store_true", help="skip the cold/cached compile measurement")
@@ -922,10 +929,13 @@ def parse_args(argv=None):
     parser.add_argument("--impl", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    args.workloads = [w.strip().upper() for w in args.workloads.split(",") if w.strip()]
+    known = ("W2", "W3", "L6") if args.target == "cuda" else ("W2", "W3", "W4")
+    args.workloads = [w.strip().upper() for w in (args.workloads or ",".join(known)).split(",") if w.strip()]
     for w in args.workloads:
-        if w not in ("W2", "W3", "W4"):
-            parser.error(f"--workloads: unknown workload {w!r} (choose from W2, W3, W4)")
+        if w not in known:
+            parser.error(f"--workloads: unknown workload {w!r} (choose from {', '.join(known)})")
+    if args.json is None:
+        args.json = str(HERE / "results" / ("gpu.json" if args.target == "cuda" else "bench.json"))
     if args.repeats is None:
         args.repeats = 1 if args.quick else 5
     if args.repeats < 1:
@@ -941,6 +951,15 @@ def main(argv=None):
         return 0
     if args.child == "compile":
         child_compile(args.workloads[0], args.quick, args.out)
+        return 0
+    if args.target == "cuda":
+        import gpu
+
+        report = {"machine": machine_info(), **gpu.run(sys.modules[__name__], args.workloads, args.quick, args.repeats)}
+        gpu.print_report(report)
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(report, indent=2))
+        print(f"\nJSON report: {args.json}")
         return 0
 
     machine = machine_info()

@@ -164,7 +164,7 @@ WORKER_ENVIRON = {"MALLOC_TRIM_THRESHOLD_": 2**27, "MALLOC_MMAP_THRESHOLD_": 2**
 #: dashboard's profile page), and slower housekeeping (event-loop tick 20 ms -> 200 ms,
 #: memory monitor 100 ms -> 1 s, system monitor 0.5 s -> 2 s). On this 2-core machine, where
 #: the client, its scheduler and two workers share the cores, a 10^5-run MLP sweep on 2
-#: workers took 2.45-2.65 s with them against 2.6-2.8 s without (medians of 3, 4 runs).
+#: workers took 2.45-2.74 s with them (medians of 3, in 4 runs) against 2.69-2.80 s without (2 runs).
 CLUSTER_CONFIG = {"distributed.worker.profile.enabled": False, "distributed.admin.tick.interval": "200ms",
                   "distributed.worker.memory.monitor-interval": "1s",
                   "distributed.admin.system-monitor.interval": "2s"}

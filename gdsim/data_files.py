@@ -6,10 +6,14 @@ converting anything, and refuses a file that does not fit with a
 whose ``param`` is the argument (the study file's ``[data]`` key) at fault.
 """
 
+from __future__ import annotations
+
 import csv
 import io
 import itertools
 import math
+import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -121,7 +125,7 @@ def read_arrays(file, y_file):
     return X, Y, x_raw + y_raw
 
 
-def load_arrays(file, y_file):
+def load_arrays(file: str | os.PathLike, y_file: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     """Inputs and targets from a pair of ``.npy`` files (``numpy.save``), one row per sample.
 
     Parameters
@@ -288,7 +292,9 @@ def read_table(file, x_columns, y_columns, delimiter=None, header=None, skip_row
     return X, Y, raw
 
 
-def load_table(file, x_columns, y_columns, delimiter=None, header=None, skip_rows=0, comments="#"):
+def load_table(file: str | os.PathLike, x_columns: Sequence[str] | Sequence[int],
+               y_columns: Sequence[str] | Sequence[int], delimiter: str | None = None, header: bool | None = None,
+               skip_rows: int = 0, comments: str = "#") -> tuple[np.ndarray, np.ndarray]:
     """Inputs and targets from a text table (CSV, TSV, whitespace-separated), one row per sample.
 
     Parameters

@@ -6,13 +6,16 @@ Every function draws from ``numpy.random.default_rng(seed)`` and returns float64
 and :func:`load_arrays` (a pair of ``.npy`` arrays), of :mod:`gdsim.data_files`.
 """
 
+from __future__ import annotations
+
+from collections.abc import Sequence
+
 import numpy as np
 
 from ._resources import check_memory
-from .data_files import load_arrays, load_table  # noqa: F401  (gdsim.datasets.load_table: a user's data)
 from ._validate import check_int, check_real, check_seed
+from .data_files import load_arrays, load_table  # noqa: F401  (gdsim.datasets.load_table: a user's data)
 from .models import MLP
-
 
 #: The largest scale (noise, spread, box) a dataset takes: a few standard normals times it
 #: must stay finite in float64 (its range ends at 1.8e308).
@@ -29,7 +32,7 @@ def _check_size(call, n, width):
     check_memory(3 * 8 * n * width, f"{call} ({n} x {width} values)", "ask for fewer samples or features")
 
 
-def tutorial_line(seed=0):
+def tutorial_line(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """The linear-regression tutorial's data: ``Y = -5 X + 0.4 N(0, 1)``.
 
     ``X = arange(-5, 5, 0.1)`` as a column (100 points), noise drawn with
@@ -50,7 +53,8 @@ def tutorial_line(seed=0):
     return X, Y
 
 
-def teacher_mlp(n=512, sizes=(10, 5, 1), activation="relu", noise=0.1, seed=0):
+def teacher_mlp(n: int = 512, sizes: Sequence[int] = (10, 5, 1), activation: str = "relu", noise: float = 0.1,
+                seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Regression data labelled by a random "teacher" MLP, plus Gaussian noise.
 
     ``X ~ N(0, 1)`` of shape ``(n, sizes[0])``; the teacher's parameters are
@@ -82,7 +86,7 @@ def teacher_mlp(n=512, sizes=(10, 5, 1), activation="relu", noise=0.1, seed=0):
     return X, Y
 
 
-def random_regression(n=74, n_in=900, n_out=12, seed=0):
+def random_regression(n: int = 74, n_in: int = 900, n_out: int = 12, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Inputs and targets both pure Gaussian noise, as in the SGD tutorial with the
     900 -> 90 -> 12 MLP (``torch.randn(batch, d_in)``, ``torch.randn(batch, d_out)``).
 
@@ -99,7 +103,8 @@ def random_regression(n=74, n_in=900, n_out=12, seed=0):
     return rng.standard_normal((n, n_in)), rng.standard_normal((n, n_out))
 
 
-def blobs(n=300, n_classes=3, n_features=2, spread=1.0, box=5.0, seed=0):
+def blobs(n: int = 300, n_classes: int = 3, n_features: int = 2, spread: float = 1.0, box: float = 5.0,
+          seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Gaussian blobs for classification (like ``sklearn.datasets.make_blobs``).
 
     Class centres uniform in ``[-box, box]^n_features``; each sample is its centre plus

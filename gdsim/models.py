@@ -5,17 +5,40 @@ maps a flat float64 parameter vector ``theta`` (torch's order, see
 :mod:`gdsim.kernels`) to losses and gradients through the Numba kernels.
 """
 
+from __future__ import annotations
+
 import math
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
 
 from . import kernels
 from ._resources import check_memory
-from ._validate import (ParameterError, as_array, check_bool, check_choice, check_int, check_real, check_real_array,
-                        check_seed, short_repr)
-from .scalar import (ACTIVATIONS, CROSS_ENTROPY, LAYERS, LOSSES, MEAN, MSE, PARAMETERIZATIONS, REDUCTIONS, STANDARD,
-                     SUM, has_bias)
+from ._validate import (
+    ParameterError,
+    as_array,
+    check_bool,
+    check_choice,
+    check_int,
+    check_real,
+    check_real_array,
+    check_seed,
+    short_repr,
+)
+from .scalar import (
+    ACTIVATIONS,
+    CROSS_ENTROPY,
+    LAYERS,
+    LOSSES,
+    MEAN,
+    MSE,
+    PARAMETERIZATIONS,
+    REDUCTIONS,
+    STANDARD,
+    SUM,
+    has_bias,
+)
 
 #: The widest layer a model may have: the kernels index with int64 and a weight matrix
 #: of two such layers already needs more memory than any machine has.
@@ -130,8 +153,8 @@ class MLP:
     55
     """
 
-    def __init__(self, sizes, activation="relu", loss="mse", reduction="mean", *, bias=True,
-                 parameterization="standard", init_scale=1.0):
+    def __init__(self, sizes: Sequence[int], activation: str = "relu", loss: str = "mse", reduction: str = "mean", *,
+                 bias: bool = True, parameterization: str = "standard", init_scale: float = 1.0) -> None:
         if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__len__"):
             raise ParameterError(f"sizes must be a sequence of layer widths like (10, 5, 1), got {sizes!r}", "sizes")
         if len(sizes) < 2:
@@ -296,7 +319,7 @@ class MLP:
             raise ParameterError(f"X contains NaN or inf (first at row {row}, column {col})", "X")
         return X
 
-    def check_data(self, X, Y):
+    def check_data(self, X, Y) -> tuple[np.ndarray, np.ndarray]:
         """Validate data and convert it to the kernels' layout.
 
         Parameters
@@ -409,8 +432,8 @@ class Linear(MLP):
     array([-10., -20.])
     """
 
-    def __init__(self, n_in, n_out, loss="mse", reduction="mean", *, bias=True, parameterization="standard",
-                 init_scale=1.0):
+    def __init__(self, n_in: int, n_out: int, loss: str = "mse", reduction: str = "mean", *, bias: bool = True,
+                 parameterization: str = "standard", init_scale: float = 1.0) -> None:
         # Checked here so that a message names n_in or n_out, not MLP's sizes[0].
         n_in = check_int("n_in", n_in, minimum=1, maximum=MAX_WIDTH)
         n_out = check_int("n_out", n_out, minimum=1, maximum=MAX_WIDTH)

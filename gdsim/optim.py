@@ -8,16 +8,28 @@
 schedules (:func:`epoch_lrs`) close the module.
 """
 
+from __future__ import annotations
+
 import math
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from . import scalar
 from ._jit import jit
 from ._resources import check_memory
-from ._validate import (SEED_MAX, ParameterError, as_array, check_bool, check_choice, check_int, check_real_array,
-                        is_real_scalar, short_repr)
+from ._validate import (
+    SEED_MAX,
+    ParameterError,
+    as_array,
+    check_bool,
+    check_choice,
+    check_int,
+    check_real_array,
+    is_real_scalar,
+    short_repr,
+)
 
 sgd_element = jit(scalar.sgd_element)
 
@@ -218,7 +230,13 @@ class SGD:
     array([ 0.95, -2.05])
     """
 
-    def __init__(self, lr=1e-3, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False, maximize=False):
+    lr: float  # set from HYPER_PARAMETERS' rules, with torch's checks
+    momentum: float
+    dampening: float
+    weight_decay: float
+
+    def __init__(self, lr: float = 1e-3, momentum: float = 0.0, dampening: float = 0.0, weight_decay: float = 0.0,
+                 nesterov: bool = False, maximize: bool = False) -> None:
         given = {"lr": lr, "momentum": momentum, "dampening": dampening, "weight_decay": weight_decay}
         for name, rule in HYPER_PARAMETERS.items():
             setattr(self, name, rule.check_torch(given[name]))
@@ -327,7 +345,7 @@ def check_lr_schedule(lr_schedule, epochs):
     return factors
 
 
-def epoch_lrs(lr, lr_schedule, epochs):
+def epoch_lrs(lr: ArrayLike, lr_schedule: object, epochs: int) -> np.ndarray:
     """Learning rate of every epoch, with torch's closed forms, stepped once per epoch.
 
     Parameters
@@ -349,12 +367,12 @@ def epoch_lrs(lr, lr_schedule, epochs):
         Every step of epoch ``e`` uses ``[..., e]``, as when a torch scheduler's
         ``step()`` is called at the end of each epoch.
     """
-    lr = HYPER_PARAMETERS["lr"].check_values(lr)[..., None]
+    base = HYPER_PARAMETERS["lr"].check_values(lr)[..., None]
     epochs = check_int("epochs", epochs, minimum=1)
     schedule = check_lr_schedule(lr_schedule, epochs)
-    check_memory(16 * lr.size * epochs, f"a schedule of {lr.size} x {epochs} learning rates", "use fewer epochs")
+    check_memory(16 * base.size * epochs, f"a schedule of {base.size} x {epochs} learning rates", "use fewer epochs")
     with np.errstate(over="ignore", invalid="ignore"):  # an overflow is refused below, not warned about
-        lrs = _scheduled(lr, schedule, epochs)
+        lrs = _scheduled(base, schedule, epochs)
     if not np.all(np.isfinite(lrs)):
         epoch = int(np.argmax(~np.isfinite(lrs)) % epochs)
         raise ParameterError(f"lr_schedule {lr_schedule!r} makes the learning rate overflow (inf) at epoch {epoch}; "

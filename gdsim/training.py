@@ -4,11 +4,19 @@
 epochs and batches runs inside Numba (:func:`train_loop`).
 """
 
+from __future__ import annotations
+
 import dataclasses
 import functools
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
+from numpy.typing import ArrayLike
+
+if TYPE_CHECKING:  # for the annotations only
+    from .models import MLP
+    from .optim import SGD
 
 from ._jit import jit
 from ._resources import check_memory
@@ -16,9 +24,24 @@ from ._validate import ParameterError, check_bool, check_int, check_seed, is_rea
 from .batches import batch_orders, batch_stop, steps_per_epoch
 from .kernels import divergence_threshold, is_diverged, model_loss_grad, new_workspace
 from .models import check_model
+from .optim import (
+    DAMPENING,
+    MOMENTUM,
+    NESTEROV,
+    WEIGHT_DECAY,
+    check_optimizer,
+    epoch_lrs,
+    sgd_update,
+)
 from .outcomes import OUTCOMES, classify
-from .tracks import check_track, new_tracks, track_batch, track_full, tracks_bytes, tracks_dataset
-from .optim import DAMPENING, MOMENTUM, NESTEROV, WEIGHT_DECAY, check_optimizer, epoch_lrs, sgd_update
+from .tracks import (
+    check_track,
+    new_tracks,
+    track_batch,
+    track_full,
+    tracks_bytes,
+    tracks_dataset,
+)
 
 
 # ---------------------------------------------------------------------------------------
@@ -264,8 +287,10 @@ class TrainResult:
                 f"{self.outcome}, {status})")
 
 
-def train(model, X, Y, optimizer, *, epochs, batch_size=None, shuffle=False, seed=None, drop_last=False,
-          params0=None, lr_schedule=None, record_params=False, divergence_factor=1e6, state0=None, track=None):
+def train(model: MLP, X: ArrayLike, Y: ArrayLike, optimizer: SGD, *, epochs: int, batch_size: int | None = None,
+          shuffle: bool | str = False, seed: int | None = None, drop_last: bool = False, params0: ArrayLike | None = None,
+          lr_schedule: object = None, record_params: bool = False, divergence_factor: float | None = 1e6,
+          state0: TrainState | None = None, track: dict[str, int] | None = None) -> TrainResult:
     """Train ``model`` on ``(X, Y)`` with ``optimizer``, like a PyTorch training loop.
 
     Equivalent to (in float64)::
@@ -364,7 +389,7 @@ def train(model, X, Y, optimizer, *, epochs, batch_size=None, shuffle=False, see
     else:
         theta = state0.params.copy()
         ready = state0.momentum_buffer is not None
-        buf = state0.momentum_buffer.copy() if ready else np.zeros_like(theta)
+        buf = state0.momentum_buffer.copy() if state0.momentum_buffer is not None else np.zeros_like(theta)
         initial = state0.initial_loss
     params_history = np.empty((history_rows, model.n_params))
     epoch_loss = np.empty(epochs + 1)

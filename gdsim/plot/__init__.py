@@ -27,6 +27,18 @@ Examples
 >>> fig = gdsim.plot.final(ds, "lr", hue="momentum", model=model, X=X, Y=Y)
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from numpy.typing import ArrayLike
+
+if TYPE_CHECKING:  # for the annotations only: importing them costs time
+    import xarray
+    from matplotlib.figure import Figure
+
+    from ..models import MLP
+
 from .._validate import ParameterError
 from .grid import swept
 from .lines import curves, final, trajectories
@@ -35,7 +47,8 @@ from .maps import heatmap
 __all__ = ["heatmap", "final", "curves", "trajectories", "auto", "PLOTS"]
 
 
-def auto(ds, *, model=None, X=None, Y=None, params0=None, theory=True, title=None):
+def auto(ds: xarray.Dataset, *, model: MLP | None = None, X: ArrayLike | None = None, Y: ArrayLike | None = None,
+         params0: ArrayLike | None = None, theory: bool = True, title: str | None = None) -> Figure:
     """The plot that fits the swept axes of ``ds``.
 
     ``lr`` and ``momentum`` swept: :func:`heatmap` over them, the next two swept axes as
@@ -55,7 +68,7 @@ def auto(ds, *, model=None, X=None, Y=None, params0=None, theory=True, title=Non
     """
     axes = swept(ds)
     others = [a for a in axes if a not in ("lr", "momentum", "seed")]
-    lines = dict(model=model, X=X, Y=Y, params0=params0, theory=theory, title=title)
+    lines: dict[str, Any] = dict(model=model, X=X, Y=Y, params0=params0, theory=theory, title=title)
     if "lr" in axes and "momentum" in axes:
         _fits(others, 2, "a heatmap of lr x momentum")
         return heatmap(ds, "lr", "momentum", col=_at(others, 0), row=_at(others, 1), **lines)

@@ -1,10 +1,21 @@
 """Line plots of a result: the final value against a swept axis (:func:`final`), curves
 over epochs or steps (:func:`curves`) and paths in the parameter plane (:func:`trajectories`)."""
 
-import numpy as np
+from __future__ import annotations
 
-from ..theory import hessian
+from typing import TYPE_CHECKING
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+if TYPE_CHECKING:  # for the annotations only: importing them costs time
+    import xarray
+    from matplotlib.figure import Figure
+
+    from ..models import MLP
+
 from .._validate import ParameterError
+from ..theory import hessian
 from .grid import (
     LABELS,
     as_list,
@@ -19,7 +30,15 @@ from .grid import (
     swept,
 )
 from .overlays import draw_lr_line, make_theory
-from .panels import CAP, MAX_LEGEND, diverged_runs, figure_legend, positions, set_title, variable
+from .panels import (
+    CAP,
+    MAX_LEGEND,
+    diverged_runs,
+    figure_legend,
+    positions,
+    set_title,
+    variable,
+)
 
 
 def _hue_dims(ds, hue, used):
@@ -74,8 +93,10 @@ def _positive_span(values):
     return v.size > 0 and np.all(v > 0) and v.max() > 10 * v.min()
 
 
-def final(ds, x="lr", hue=None, col=None, row=None, value="final_loss", *, model=None, X=None, Y=None,
-          params0=None, theory=True, title=None):
+def final(ds: xarray.Dataset, x: str = "lr", hue: str | None = None, col: str | None = None, row: str | None = None,
+          value: str = "final_loss", *, model: MLP | None = None, X: ArrayLike | None = None,
+          Y: ArrayLike | None = None, params0: ArrayLike | None = None, theory: bool = True,
+          title: str | None = None) -> Figure:
     """``value`` at the end of each run against the swept axis ``x``, a line per ``hue``.
 
     Parameters
@@ -138,7 +159,8 @@ def final(ds, x="lr", hue=None, col=None, row=None, value="final_loss", *, model
     return fig
 
 
-def curves(ds, x="epoch", hue=None, col=None, row=None, value="loss", *, title=None):
+def curves(ds: xarray.Dataset, x: str = "epoch", hue: str | None = None, col: str | None = None,
+           row: str | None = None, value: str = "loss", *, title: str | None = None) -> Figure:
     """Curves of ``value`` over epochs (``ds[value]``) or steps (``ds["track_" + value]``,
     of a sweep with ``track=``), a line per ``hue``.
 
@@ -199,7 +221,9 @@ def curves(ds, x="epoch", hue=None, col=None, row=None, value="loss", *, title=N
     return fig
 
 
-def trajectories(ds, hue=None, col=None, row=None, *, model=None, X=None, Y=None, title=None):
+def trajectories(ds: xarray.Dataset, hue: str | None = None, col: str | None = None, row: str | None = None, *,
+                 model: MLP | None = None, X: ArrayLike | None = None, Y: ArrayLike | None = None,
+                 title: str | None = None) -> Figure:
     """The paths of a two-parameter model's ``(p0, p1)`` over epochs, a line per ``hue``,
     over the loss's contours and its minimum when the model and data are given.
 

@@ -1,9 +1,30 @@
 """Colour maps of a result over two swept axes (:func:`heatmap`)."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import numpy as np
+from numpy.typing import ArrayLike
+
+if TYPE_CHECKING:  # for the annotations only: importing them costs time
+    import xarray
+    from matplotlib.figure import Figure
+
+    from ..models import MLP
 
 from .._validate import ParameterError
-from .grid import LABELS, check_dims, facets, is_geometric, leftover, new_grid, scale_axis, selection_text, swept
+from .grid import (
+    LABELS,
+    check_dims,
+    facets,
+    is_geometric,
+    leftover,
+    new_grid,
+    scale_axis,
+    selection_text,
+    swept,
+)
 from .overlays import draw_lr_line, make_theory
 from .panels import (
     CAP,
@@ -32,8 +53,10 @@ def _default_axes(ds, x, y):
     return x, y
 
 
-def heatmap(ds, x=None, y=None, value="final_loss", col=None, row=None, *, model=None, X=None, Y=None, params0=None,
-            theory=True, title=None):
+def heatmap(ds: xarray.Dataset, x: str | None = None, y: str | None = None, value: str = "final_loss",
+            col: str | None = None, row: str | None = None, *, model: MLP | None = None, X: ArrayLike | None = None,
+            Y: ArrayLike | None = None, params0: ArrayLike | None = None, theory: bool = True,
+            title: str | None = None) -> Figure:
     """A colour map of ``value`` over two swept axes, one panel per ``col`` x ``row`` value.
 
     Parameters
@@ -64,7 +87,13 @@ def heatmap(ds, x=None, y=None, value="final_loss", col=None, row=None, *, model
         Diverged runs (``ds.diverged``) and non-finite values are gray, with a legend entry.
     """
     from matplotlib import colormaps
-    from matplotlib.colors import BoundaryNorm, ListedColormap, LogNorm, Normalize
+    from matplotlib.colors import (
+        BoundaryNorm,
+        Colormap,
+        ListedColormap,
+        LogNorm,
+        Normalize,
+    )
     from matplotlib.patches import Patch
 
     x, y = _default_axes(ds, x, y)
@@ -76,6 +105,8 @@ def heatmap(ds, x=None, y=None, value="final_loss", col=None, row=None, *, model
     shown = data if categorical or diverged is None else data.where(~diverged)
     finite = np.asarray(shown.values, dtype=np.float64)
     finite = finite[np.isfinite(finite) & (np.abs(finite) <= CAP)]
+    cmap: Colormap
+    norm: Normalize
     if categorical:
         from ..outcomes import OUTCOMES
 

@@ -18,7 +18,7 @@ import numpy as np
 try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib
+    import tomli as tomllib  # type: ignore[no-redef]
 
 from .. import datasets
 from .._resources import check_memory

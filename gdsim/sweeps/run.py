@@ -5,26 +5,47 @@ Data flow: :func:`gdsim.sweeps.spec.check_sweep` -> :func:`gdsim.sweeps.plan.mak
 -> the target (:mod:`gdsim.sweeps.targets`) -> :func:`gdsim.sweeps.dataset.grid_dataset`.
 """
 
+from __future__ import annotations
+
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+from numpy.typing import ArrayLike
+
+if TYPE_CHECKING:  # for the annotations only: importing them costs time
+    import xarray
+
+    from ..models import MLP
 
 from .._io import check_folder
 from .._progress import progress_bar
 from .._validate import ParameterError, as_array, check_int, short_repr
-from .dataset import LAYOUT, add_outcomes, empty_raw, grid_dataset, grid_shape, grid_variables
+from .dataset import (
+    LAYOUT,
+    add_outcomes,
+    empty_raw,
+    grid_dataset,
+    grid_shape,
+    grid_variables,
+)
+from .executors import RegionWork, cluster_threads, dask_client, dask_results
 from .plan import make_plan
 from .spec import SweepSpec, check_sweep
-from .executors import RegionWork, cluster_threads, dask_client, dask_results
 from .store import ResultStore, fill, plan_regions
 from .targets import get_target
 
 
-def sweep(model, X, Y, *, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False, batch_size=None,
-          epochs, shuffle=False, seed=0, params0=None, lr_schedule=None, drop_last=False, target="parallel",
-          dtype="float64", divergence="growth", progress=False, store=None, chunk_runs=None, scheduler=None,
-          track=None):
+def sweep(model: MLP, X: ArrayLike, Y: ArrayLike, *, lr: ArrayLike, momentum: ArrayLike = 0.0,
+          dampening: ArrayLike = 0.0, weight_decay: ArrayLike = 0.0, nesterov: bool | Sequence[bool] = False,
+          batch_size: int | str | Sequence[int | str] | None = None, epochs: int, shuffle: bool | str = False,
+          seed: int | Sequence[int] = 0, params0: ArrayLike | None = None, lr_schedule: object = None,
+          drop_last: bool = False, target: str = "parallel", dtype: str = "float64",
+          divergence: str | float | None = "growth", progress: bool | Callable[[int, int], object] = False,
+          store: str | os.PathLike | None = None, chunk_runs: int | None = None, scheduler: object = None,
+          track: dict[str, int] | None = None) -> xarray.Dataset:
     """Train ``model`` on ``(X, Y)`` for every point of a grid of SGD settings, at once.
 
     Every hyper-parameter takes a scalar or a 1-d array; the grid is the Cartesian

@@ -17,7 +17,7 @@ from .cpu_blocks import BLOCK_LOOPS
 from .cpu_lanes import BLOCK
 from .cpu_tracks import stop_tracks, track_runs
 
-_THREAD_POOLS = {}
+_THREAD_POOLS: dict = {}
 
 
 def _thread_pool(n_threads):

@@ -1,0 +1,31 @@
+"""gdsim's annotations hold: mypy over gdsim/ (settings in pyproject.toml) finds nothing,
+and the package says it is typed (PEP 561's py.typed)."""
+
+import inspect
+import pathlib
+
+import pytest
+
+import gdsim
+
+ROOT = pathlib.Path(__file__).parents[1]
+
+
+def test_mypy_finds_no_error_in_gdsim():
+    api = pytest.importorskip("mypy.api")
+    out, err, status = api.run(["--config-file", str(ROOT / "pyproject.toml"), str(ROOT / "gdsim"),
+                                "--cache-dir", str(ROOT / ".mypy_cache")])
+    assert status == 0, out + err
+
+
+def test_the_package_is_marked_typed_and_the_entry_points_are_annotated():
+    assert (pathlib.Path(gdsim.__file__).parent / "py.typed").is_file()
+    for function in (gdsim.sweep, gdsim.train, gdsim.SGD.__init__, gdsim.MLP.__init__, gdsim.Linear.__init__,
+                     gdsim.epoch_lrs, gdsim.plot.heatmap, gdsim.plot.final, gdsim.plot.curves,
+                     gdsim.plot.trajectories, gdsim.plot.auto, gdsim.datasets.tutorial_line,
+                     gdsim.datasets.teacher_mlp, gdsim.datasets.random_regression, gdsim.datasets.blobs,
+                     gdsim.datasets.load_table, gdsim.datasets.load_arrays):
+        signature = inspect.signature(function)
+        missing = [name for name, p in signature.parameters.items()
+                   if name != "self" and p.annotation is inspect.Parameter.empty]
+        assert not missing and signature.return_annotation is not inspect.Signature.empty, (function, missing)

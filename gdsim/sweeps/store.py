@@ -313,14 +313,12 @@ def fill(store, shape, chunk_runs, task, variables, template, progress=None, cli
             raise ParameterError(f"{store.path} holds another result (its {', '.join(changed) or 'chunk_runs'} "
                                  "differs); remove it or choose another store", "store")
         chunk_runs = found["chunk_runs"]
-    ds = store.open()
     n_runs, done = math.prod(shape), 0
-    missing = []
-    for region in plan_regions(shape, chunk_runs):
-        if store.is_done(region, ds):
-            done += region.stop - region.first
-        else:
-            missing.append(region)
+    missing = plan_regions(shape, chunk_runs)
+    if found is not None:  # a store made just now holds no region yet: nothing to open and check
+        ds = store.open()
+        missing = [region for region in missing if not store.is_done(region, ds)]
+        done = n_runs - sum(region.stop - region.first for region in missing)
     if progress is not None and done:
         progress(done, n_runs)
     function, args = task

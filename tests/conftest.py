@@ -4,6 +4,17 @@ import pytest
 import gdsim
 
 ACTIVATIONS = ["identity", "relu", "tanh", "sigmoid"]
+#: A study file's [model] and [data] tables for the tutorial's line (Linear(1, 1) on tutorial_line(0)).
+LINE_STUDY = """
+[model]
+type = "linear"
+n_in = 1
+n_out = 1
+
+[data]
+name = "tutorial_line"
+seed = 0
+"""
 
 
 def make_data(model, n, seed=0):

@@ -7,6 +7,7 @@ import sys
 import numpy as np
 import pytest
 
+from conftest import LINE_STUDY
 from gdsim import cli
 
 FIXTURE = pathlib.Path(__file__).parent / "fixtures" / "torch" / "tutorial_batch_gd.npz"
@@ -72,16 +73,7 @@ def test_info_reports_versions_threads_and_cuda(capsys):
     assert out[-1].startswith("targets: cpu, parallel")
 
 
-SMALL_STUDY = """
-title = "small"
-target = "cpu"
-[model]
-type = "linear"
-n_in = 1
-n_out = 1
-[data]
-name = "tutorial_line"
-seed = 0
+SMALL_STUDY = 'title = "small"\ntarget = "cpu"\n' + LINE_STUDY + """
 [train]
 lr = [0.01, 0.1]
 momentum = [0.0, 0.5]

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import naive
+from conftest import LINE_STUDY
 import gdsim
 from gdsim import cli
 from gdsim.figures import FIGURES
@@ -16,16 +17,7 @@ from gdsim.studies import StudyError, load_dataset, load_study, run_study
 
 STUDIES = pathlib.Path(__file__).parent.parent / "studies"
 
-LINE = """
-[model]
-type = "linear"
-n_in = 1
-n_out = 1
-
-[data]
-name = "tutorial_line"
-seed = 0
-"""
+LINE = LINE_STUDY
 
 
 def write(folder, name, text):

@@ -111,3 +111,6 @@ def test_first_hour_code_runs_and_says_true_things(tmp_path, monkeypatch):
 
     exec(python[4], namespace)  # on a LocalCluster: the same bits
     assert np.array_equal(namespace["on_cluster"].loss.values, ds.loss.values, equal_nan=True)
+    import matplotlib.pyplot as plt
+
+    plt.close("all")  # xarray's plot went through pyplot

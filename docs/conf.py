@@ -44,13 +44,15 @@ def gallery_from_readme():
 
 CITED = re.compile(r"\[(\d+)\]_")
 DEFINITION = re.compile(r"^\.\. \[(\d+)\] .*(?:\n   .*)*", re.M)
+DEFINITION_LABEL = re.compile(r"^\.\. \[(\d+)\] ", re.M)
 
 
 def module_references(module_name):
     """``{label: ".. [label] ..." lines}`` of the References of a module, else of its nearest package."""
     parts = module_name.split(".")
     while parts:
-        doc = inspect.getdoc(sys.modules.get(".".join(parts))) or ""
+        module = sys.modules.get(".".join(parts))
+        doc = (inspect.getdoc(module) or "") if module else ""
         found = {m[1]: m[0].splitlines() for m in DEFINITION.finditer(doc)}
         if found:
             return found
@@ -76,8 +78,6 @@ def cite_module_references(app, what, name, obj, options, lines):
         raise ValueError(f"{name}: cites {missing}; its module's References define {sorted(references)}")
     lines += ["", "References", "----------"] + [line for label in missing for line in references[label]]
 
-
-DEFINITION_LABEL = re.compile(r"^\.\. \[(\d+)\] ", re.M)
 
 
 def source_read(app, docname, source):

@@ -18,7 +18,7 @@ made once. :func:`lanczos_top` takes the model arguments as one tuple, ``MLP.spe
 * :func:`batch_hvp` is ``H v`` of the reduced loss of the batch ``X[rows], Y[rows]``
   (mean or sum, as :func:`gdsim.kernels.batch_loss_grad`);
 * :func:`lanczos_top` is the top eigenvalue of that ``H`` and its eigenvector, by Lanczos
-  with full reorthogonalisation on a small Krylov space, warm-started from a given vector.
+  with full reorthogonalisation [2]_ on a small Krylov space, warm-started from a given vector.
 
 Tracking sharpness in a compiled training loop
 ----------------------------------------------

@@ -4,6 +4,7 @@ A study names a model, a seeded dataset of :mod:`gdsim.datasets`, a grid of SGD 
 and the figure that shows the result::
 
     title = "Heavy ball and Nesterov: where full-batch GD converges"
+    description = "..."              # optional free text (not part of the result's identity)
     figure = "momentum_phase"        # a figure of the gallery (gdsim.figures.FIGURES), a plot
                                      # of gdsim.plot ("heatmap"), a [figure] table, or absent
     runner = "sweep"                 # "sweep" (default) or "train"
@@ -19,7 +20,8 @@ and the figure that shows the result::
     name = "tutorial_line"           # a function of gdsim.datasets, and its arguments,
     seed = 0                         # or file = "data.npz" (arrays X and Y, next to the study),
                                      # file = "X.npy" with y_file = "Y.npy", or file = "t.csv"
-                                     # with x_columns, y_columns (gdsim.data_files)
+                                     # with x_columns, y_columns and optionally delimiter,
+                                     # header, skip_rows, comments (gdsim.data_files)
 
     [train]                          # gdsim.sweep's arguments
     lr = {geomspace = [1e-3, 0.5, 120]}
@@ -35,7 +37,9 @@ stop, num]}`` or ``{arange = [start, stop, step]}``; ``batch_size = "full"`` is 
 data set. The other ``[train]`` keys: ``epochs``, ``shuffle`` (``false``, ``true`` or
 ``"replacement"``), ``drop_last``, ``params0`` (a list, or absent for ``model.init(seed)``), ``lr_schedule`` (``["step", step_size, gamma]``,
 ``["exponential", gamma]``, ``["cosine", T_max, eta_min]`` or ``{factors = [...]}``),
-``divergence`` (a factor of the initial loss, or ``"none"``) and ``dtype``.
+``divergence`` (``"growth"``, the default, a factor of the initial loss, or ``"none"``),
+``dtype`` and, with ``runner = "train"``, ``track`` (``{sharpness = 10, loss = 10}``: what
+:func:`gdsim.train`'s ``track=`` measures, every how many steps).
 
 The figure: without ``figure``, the plot of :mod:`gdsim.plot` that fits the swept axes
 (:func:`gdsim.plot.auto`); ``figure = "heatmap"`` (or ``"final"``, ``"curves"``,

@@ -50,11 +50,12 @@ References
 .. [9] H. Furstenberg, H. Kesten, "Products of random matrices", Ann. Math. Statist. 31,
    1960 (the top Lyapunov exponent of random products: :func:`lyapunov_exponent`).
 
-Modules: :mod:`.quadratic` (full-batch GD and momentum), :mod:`.momentum` (Nesterov's
-tuning, heavy ball's regions), :mod:`.sgd` (epoch maps, mean-square stability with
-replacement), :mod:`.sampling` (Lyapunov exponents, the almost-sure threshold and
-mean-square radii of each sampling scheme), :mod:`.sharpness` (any model's Hessian), :mod:`.noise` (gradient noise scales,
-linear stability of SGD at a minimum).
+Modules: :mod:`.quadratic` (full-batch GD and momentum [1]_ [2]_ [3]_), :mod:`.momentum`
+(Nesterov's tuning [6]_, heavy ball's regions [7]_), :mod:`.sgd` (epoch maps, mean-square
+stability with replacement [4]_), :mod:`.sampling` (Lyapunov exponents [9]_, the almost-sure
+threshold and mean-square radii of each sampling scheme), :mod:`.sharpness` (any model's
+Hessian, sharpness [5]_), :mod:`.noise` (gradient noise scales [8]_, linear stability of SGD
+at a minimum [4]_).
 """
 
 from .momentum import REGIONS, Tuning, momentum_region, nesterov_optimal

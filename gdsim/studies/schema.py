@@ -357,16 +357,10 @@ def load_study(path):
                 fail("[train] track", str(error))
             settings[key] = dict(value)
         elif key == "divergence":
-            if isinstance(value, str) and value not in ("none", "growth"):
-                fail("[train] divergence", f'must be "growth", a number > 1 (a factor of the initial loss) or '
-                     f'"none", got {value!r}{closest(value, ["growth", "none"])}')
-            if value == "none":
-                settings[key] = None
-            elif runner == "train":
-                fail("[train] divergence", "the train runner runs every epoch; divergence must be 'none' (runs "
-                     f"are still marked at 1e6 x their initial loss), got {value!r}")
-            else:
-                settings[key] = value
+            if isinstance(value, str) and value not in ("none", "growth", "nonfinite"):
+                fail("[train] divergence", f'must be "growth", a number > 1 (a factor of the initial loss), '
+                     f'"nonfinite" or "none", got {value!r}{closest(value, ["growth", "nonfinite", "none"])}')
+            settings[key] = None if value == "none" else value
         else:
             settings[key] = value
     if runner == "train":

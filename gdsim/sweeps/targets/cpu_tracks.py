@@ -39,7 +39,7 @@ def track_runs(runs, plan, out):
         # train's arguments, types included (Python bools and floats, contiguous arrays).
         train_loop((plan.theta0[r].copy(), np.zeros(n_params), False, False, np.nan), plan.model, plan.X, plan.Y,
                    (plan.orders[g], batch_size, bool(plan.drop_last)), np.repeat(plan.lr[r], per_epoch),
-                   np.ascontiguousarray(plan.hyper[:, r]), False, float(plan.divergence_factor),
+                   np.ascontiguousarray(plan.hyper[:, r]), False, (float(plan.divergence_factor), False),
                    (np.empty(plan.epochs + 1), np.empty(n_steps), np.empty((0, n_params))),
                    bool(use_dense_kernels(plan.model, batch_size)), tracks)
         scalars = tracks[1][0]

@@ -383,6 +383,11 @@ def train(model: MLP, X: ArrayLike, Y: ArrayLike, optimizer: SGD, *, epochs: int
     ------
     ValueError
         For any invalid argument, before any work is done.
+
+    Warns
+    -----
+    DeprecationWarning
+        For ``divergence_factor``, naming the ``divergence`` that replaces it.
     """
     model = check_model(model)
     optimizer = check_optimizer(optimizer)

@@ -39,10 +39,15 @@ each value with one meaning everywhere (:data:`DIVERGENCE_DOC`, checked by
 the run stops), None (a threshold at 1e6, the run goes on) or ``"nonfinite"``.
 """
 
+from __future__ import annotations
+
 import math
 import warnings
+from collections.abc import Callable
+from typing import TypeVar
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ._jit import jit
 from ._validate import ParameterError, closest, is_real_scalar, short_repr
@@ -60,6 +65,7 @@ RATE_TOLERANCE = 1e-3
 #: most (two-sided Student t test on the fit's residuals).
 P_VALUE = 1e-3
 
+F = TypeVar("F", bound=Callable)
 #: ``divergence="growth"``: ``diverged`` is the outcome "diverged"; a run stops only at a non-finite loss.
 GROWTH = "growth"
 #: ``divergence="nonfinite"``: only a non-finite loss marks a run; it goes on to the end.
@@ -94,7 +100,7 @@ DIVERGENCE_DOC = """\
 DIVERGENCE_MARK = "        See :data:`gdsim.outcomes.DIVERGENCE_DOC`.\n"
 
 
-def document_divergence(func):
+def document_divergence(func: F) -> F:
     """``func`` with the line :data:`DIVERGENCE_MARK` of its docstring replaced by
     :data:`DIVERGENCE_DOC` (the one definition of ``divergence``, shown in each docstring)."""
     if func.__doc__ is not None:  # None under python -OO
@@ -104,7 +110,7 @@ def document_divergence(func):
     return func
 
 
-def check_divergence(divergence):
+def check_divergence(divergence: str | float | None) -> tuple[float, bool, str]:
     """The rule of a ``divergence`` argument (see :data:`DIVERGENCE_DOC`).
 
     Parameters
@@ -158,11 +164,12 @@ class NotGiven:
 NOT_GIVEN = NotGiven()
 
 
-def check_train_divergence(divergence, divergence_factor):
+def check_train_divergence(divergence: str | float | None,
+                           divergence_factor: float | None | NotGiven) -> tuple[float, bool, str]:
     """``(factor, stop, rule)`` of :func:`gdsim.train`'s ``divergence``
     (:func:`check_divergence`), or of its deprecated ``divergence_factor`` (checked and run
     as before: to the end; with a DeprecationWarning saying what replaces it)."""
-    if divergence_factor is NOT_GIVEN:
+    if isinstance(divergence_factor, NotGiven):
         return check_divergence(divergence)
     if divergence is not None:
         raise ParameterError(f"give divergence or divergence_factor (deprecated), not both: got "
@@ -184,7 +191,7 @@ def check_train_divergence(divergence, divergence_factor):
     return factor, False, "threshold"
 
 
-def cf_attrs():
+def cf_attrs() -> dict[str, object]:
     """The CF attributes of an ``outcome`` variable (``flag_values`` and ``flag_meanings``)."""
     return {"long_name": "outcome of the run", "flag_values": np.arange(len(OUTCOMES), dtype=np.int8),
             "flag_meanings": " ".join(name.replace(" ", "_") for name in OUTCOMES),
@@ -192,7 +199,7 @@ def cf_attrs():
                            "(gdsim.outcomes)"}
 
 
-def classify(epoch_loss):
+def classify(epoch_loss: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     """The outcome and growth rate of runs from their full-data losses at every epoch.
 
     Parameters

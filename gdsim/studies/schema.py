@@ -5,6 +5,8 @@ sweep settings of ``[train]`` are checked by :func:`gdsim.sweeps.check_sweep`, w
 :class:`~gdsim._validate.ParameterError` says which argument (so which key) it refuses.
 """
 
+from __future__ import annotations
+
 import hashlib
 import inspect
 import json
@@ -277,7 +279,7 @@ def _check_storable(fail, runner, spec):
              "(use runner = 'sweep' for float32)")
 
 
-def load_study(path):
+def load_study(path: str | os.PathLike) -> Study:
     """Read and check a study file completely, and build its model and data.
 
     Parameters
@@ -401,7 +403,7 @@ def load_study(path):
     return study
 
 
-def find_studies(folder):
+def find_studies(folder: str | os.PathLike) -> list[Path]:
     """The ``*.toml`` files of ``folder``, sorted by name (ValueError if there are none)."""
     folder = Path(folder)
     if folder.is_file():

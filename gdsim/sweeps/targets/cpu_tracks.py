@@ -50,7 +50,7 @@ def track_runs(runs, plan, out):
 
 
 def stop_tracks(block, names, steps, diverged_step):
-    """Blank the tracks of the runs a divergence stopped (``divergence`` not None) where the
+    """Blank the tracks of the runs a divergence stopped (a ``divergence`` that stops) where the
     sweep did not compute them, as their ``loss`` is: a run stopped at step ``d`` keeps its
     full-data observables up to ``d`` (its final parameters), its batch observables before
     ``d`` (step ``d``'s batch marked it, or was never reached: no update made)."""

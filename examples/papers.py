@@ -56,7 +56,7 @@ def catapult():
     out = {}
     for factor in (0.75, 1.5, 2.5):  # lr x lambda0 / 2: below 1, between 1 and 2, above 2
         lr = factor * 2 / lam0
-        run = gdsim.train(model, X, Y, gdsim.SGD(lr=lr), epochs=60, params0=params0, divergence_factor=None,
+        run = gdsim.train(model, X, Y, gdsim.SGD(lr=lr), epochs=60, params0=params0, divergence="nonfinite",
                           track={"loss": 1, "sharpness": 1})
         loss, sharp = run.tracks.loss.values, run.tracks.sharpness.values
         out[factor] = (float(np.nanmax(loss) / loss[0]), float(loss[-1]), float(sharp[-1] * lr))
@@ -81,7 +81,7 @@ def linear_stability():
         for seed in range(30):
             start = minimum + 1e-4 * rng.standard_normal(minimum.size)
             run = gdsim.train(model, X, Y, gdsim.SGD(lr=lr), epochs=200, batch_size=1, shuffle="replacement",
-                              seed=seed, params0=start, divergence_factor=None)
+                              seed=seed, params0=start, divergence="nonfinite")
             left += not (run.epoch_loss[-1] < 100 * floor)
         out[lr] = (report.sharpness * lr, report.mean_square_radius, left)
         print(f"stability: lr {lr}: lr x sharpness {out[lr][0]:.3f} (< 2: stable for full-batch GD), mean-square "

@@ -1,8 +1,14 @@
 """Files: output locations checked up front, atomic writes, reading result stores."""
 
+from __future__ import annotations
+
 import os
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # for the annotations only: importing xarray costs time
+    import xarray
 
 from ._validate import ParameterError
 
@@ -96,7 +102,7 @@ def atomic_write(path, write):
         raise
 
 
-def load_dataset(path):
+def load_dataset(path: str | os.PathLike) -> xarray.Dataset:
     """A result store (``NAME.zarr``, see :mod:`gdsim.sweeps.store`) read wholly into memory.
 
     Raises
@@ -107,7 +113,7 @@ def load_dataset(path):
     return _open(path, lambda ds: ds.load())
 
 
-def read_attrs(path):
+def read_attrs(path: str | os.PathLike) -> dict:
     """The attributes of a result store, without reading its arrays
     (:class:`~gdsim._validate.ParameterError` naming the store if it cannot be read)."""
     return _open(path, lambda ds: dict(ds.attrs))

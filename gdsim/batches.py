@@ -10,7 +10,10 @@ SGD walk an epoch the same way::
         ... the batch order[start:stop] ...
 """
 
+from __future__ import annotations
+
 import numpy as np
+from numpy.typing import ArrayLike
 
 from . import scalar
 from ._jit import jit_inline
@@ -38,7 +41,7 @@ def _accepted(shape):
     return f"{plain}, {drawn} or an integer array of shape (epochs, n) = {shape}"
 
 
-def check_shuffle(shuffle, shape=None):
+def check_shuffle(shuffle: bool | str | ArrayLike, shape: tuple[int, int] | None = None) -> bool | str | np.ndarray:
     """The sampling scheme ``shuffle`` names (a key of :data:`SHUFFLES`), else ParameterError
     listing the accepted values.
 
@@ -65,7 +68,7 @@ def check_shuffle(shuffle, shape=None):
     return np.ascontiguousarray(order, dtype=np.int64)
 
 
-def batch_orders(n, epochs, shuffle=False, seed=0):
+def batch_orders(n: int, epochs: int, shuffle: bool | str | ArrayLike = False, seed: int = 0) -> np.ndarray:
     """Sample order of every epoch, int64 ``[epochs, n]``.
 
     Parameters
@@ -97,7 +100,7 @@ def batch_orders(n, epochs, shuffle=False, seed=0):
     return np.stack([rng.permutation(n) for _ in range(epochs)]).astype(np.int64)
 
 
-def batch_bounds(n, batch_size, drop_last):
+def batch_bounds(n: int, batch_size: int, drop_last: bool) -> list[tuple[int, int]]:
     """``(start, stop)`` of every batch of an epoch of ``n`` samples (:func:`batch_stop`)."""
     bounds = []
     for start in range(0, n, batch_size):
@@ -108,6 +111,6 @@ def batch_bounds(n, batch_size, drop_last):
     return bounds
 
 
-def steps_per_epoch(n, batch_size, drop_last):
+def steps_per_epoch(n: int, batch_size: int, drop_last: bool) -> int:
     """Number of updates per epoch: ``ceil(n / batch_size)``, or ``floor`` with ``drop_last``."""
     return n // batch_size if drop_last else -(-n // batch_size)

@@ -29,14 +29,28 @@ when it is above ``RATE_TOLERANCE`` and significant at ``P_VALUE`` (a t test):
 
 The outcome is that of the simulated horizon, and of the loss alone: gradient descent at
 exactly ``lr = 2 / L`` flips its parameters at a constant loss, which reads as converged.
+
+Divergence
+----------
+The ``divergence`` argument of :func:`gdsim.train` and :func:`gdsim.sweep` (and a study's
+``[train] divergence``) says when a run is marked ``diverged`` and whether it stops there,
+each value with one meaning everywhere (:data:`DIVERGENCE_DOC`, checked by
+:func:`check_divergence`): ``"growth"`` (this module's outcome), a number (a threshold,
+the run stops), None (a threshold at 1e6, the run goes on) or ``"nonfinite"``.
 """
 
+from __future__ import annotations
+
 import math
+import warnings
+from collections.abc import Callable
+from typing import TypeVar
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ._jit import jit
-from ._validate import ParameterError
+from ._validate import ParameterError, closest, is_real_scalar, short_repr
 
 #: The outcomes, by code (the ``outcome`` variable of a sweep holds the code).
 OUTCOMES = ("converged", "converging", "oscillating", "bounded orbit", "diverged")
@@ -51,8 +65,133 @@ RATE_TOLERANCE = 1e-3
 #: most (two-sided Student t test on the fit's residuals).
 P_VALUE = 1e-3
 
+F = TypeVar("F", bound=Callable)
+#: ``divergence="growth"``: ``diverged`` is the outcome "diverged"; a run stops only at a non-finite loss.
+GROWTH = "growth"
+#: ``divergence="nonfinite"``: only a non-finite loss marks a run; it goes on to the end.
+NONFINITE = "nonfinite"
+#: The threshold factor of ``divergence=None``.
+DEFAULT_FACTOR = 1e6
+#: The meaning of each ``divergence`` value, the one definition that the docstrings of
+#: :func:`gdsim.train` and :func:`gdsim.sweep` show (:func:`document_divergence`).
+DIVERGENCE_DOC = """\
+        When a run is marked ``diverged`` and whether it stops there; each value means the
+        same in :func:`gdsim.train`, :func:`gdsim.sweep` and a study file's ``[train]
+        divergence`` (where None is spelt ``"none"``), so a sweep's grid point is the run
+        ``train`` makes with the same ``divergence``:
 
-def cf_attrs():
+        * ``"growth"``: ``diverged`` when the run's outcome is (:mod:`gdsim.outcomes`: a
+          non-finite loss, or a loss that grows over the second half of the epochs); the
+          run stops only at a non-finite loss. A run that settles on a far but bounded
+          orbit is neither stopped nor diverged.
+        * a number ``x > 1``: marked ``diverged`` at the first loss that is non-finite or
+          above ``x`` times the run's initial full-data loss, and stopped there (in a
+          sweep this saves the work of runs known to be lost).
+        * None: marked at the first loss that is non-finite or above ``1e6`` times the
+          initial loss; the run goes on to the end.
+        * ``"nonfinite"``: marked at the first non-finite loss; the run goes on to the end.
+
+        The losses checked are each batch's loss before its update and the full-data loss
+        before each epoch and after the last; ``diverged_step`` is the step of the first
+        one that marks the run (-1 if none). A stopped run keeps its parameters from
+        before that step (no update is made there) and its later losses are NaN.
+"""
+#: The line of a docstring that :func:`document_divergence` replaces with :data:`DIVERGENCE_DOC`.
+DIVERGENCE_MARK = "        See :data:`gdsim.outcomes.DIVERGENCE_DOC`.\n"
+
+
+def document_divergence(func: F) -> F:
+    """``func`` with the line :data:`DIVERGENCE_MARK` of its docstring replaced by
+    :data:`DIVERGENCE_DOC` (the one definition of ``divergence``, shown in each docstring)."""
+    if func.__doc__ is not None:  # None under python -OO
+        if DIVERGENCE_MARK not in func.__doc__:
+            raise AssertionError(f"{func.__name__}'s docstring has no divergence mark")
+        func.__doc__ = func.__doc__.replace(DIVERGENCE_MARK, DIVERGENCE_DOC)
+    return func
+
+
+def check_divergence(divergence: str | float | None) -> tuple[float, bool, str]:
+    """The rule of a ``divergence`` argument (see :data:`DIVERGENCE_DOC`).
+
+    Parameters
+    ----------
+    divergence : "growth", "nonfinite", float > 1 or None
+
+    Returns
+    -------
+    factor : float
+        A loss above ``factor`` times the run's initial full-data loss marks the run
+        (``inf``: only a non-finite loss does).
+    stop : bool
+        Whether a marked run stops.
+    rule : str
+        What ``diverged`` says: ``"growth"``, the run's outcome is "diverged"
+        (:func:`classify`); ``"threshold"``, the run was marked.
+
+    Raises
+    ------
+    gdsim.ParameterError
+        Naming ``divergence`` and the values it accepts.
+
+    Examples
+    --------
+    >>> check_divergence(None), check_divergence(10), check_divergence("nonfinite")
+    ((1000000.0, False, 'threshold'), (10.0, True, 'threshold'), (inf, False, 'threshold'))
+    """
+    if isinstance(divergence, str) and divergence == GROWTH:
+        return math.inf, True, "growth"
+    if isinstance(divergence, str) and divergence == NONFINITE:
+        return math.inf, False, "threshold"
+    if divergence is None:
+        return DEFAULT_FACTOR, False, "threshold"
+    if isinstance(divergence, str) or not is_real_scalar(divergence) or not divergence > 1:
+        hint = ""
+        if isinstance(divergence, str):
+            hint = " (did you mean None?)" if divergence.lower() == "none" else closest(divergence, [GROWTH, NONFINITE])
+        raise ParameterError(f"divergence must be 'growth', a number > 1 (a factor of the initial loss), 'nonfinite' "
+                             f"or None, got {short_repr(divergence)}{hint}", "divergence")
+    return float(divergence), True, "threshold"
+
+
+class NotGiven:
+    """The type of :data:`NOT_GIVEN`, the default of a deprecated argument."""
+
+    def __repr__(self):
+        return "<not given>"
+
+
+#: The default of a deprecated argument: not given.
+NOT_GIVEN = NotGiven()
+
+
+def check_train_divergence(divergence: str | float | None,
+                           divergence_factor: float | None | NotGiven) -> tuple[float, bool, str]:
+    """``(factor, stop, rule)`` of :func:`gdsim.train`'s ``divergence``
+    (:func:`check_divergence`), or of its deprecated ``divergence_factor`` (checked and run
+    as before: to the end; with a DeprecationWarning saying what replaces it)."""
+    if isinstance(divergence_factor, NotGiven):
+        return check_divergence(divergence)
+    if divergence is not None:
+        raise ParameterError(f"give divergence or divergence_factor (deprecated), not both: got "
+                             f"divergence={short_repr(divergence)} and divergence_factor={short_repr(divergence_factor)}",
+                             "divergence_factor")
+    if divergence_factor is None:
+        factor, instead = math.inf, "divergence='nonfinite' (the same run)"
+    elif not is_real_scalar(divergence_factor) or not divergence_factor > 0:
+        raise ParameterError(f"divergence_factor must be a number > 0 (or None), got {divergence_factor!r}",
+                             "divergence_factor")
+    elif divergence_factor == DEFAULT_FACTOR:
+        factor, instead = float(divergence_factor), "divergence=None (the same run)"
+    else:
+        factor = float(divergence_factor)
+        instead = (f"divergence={divergence_factor!r}, which marks the same step and also stops the run there (the "
+                   "outputs after it are NaN); to run on to the end, divergence=None (marks at 1e6 x) or 'nonfinite'")
+    warnings.warn(f"train(divergence_factor=...) is deprecated and will be removed in the next release: "
+                  f"divergence_factor={divergence_factor!r} is {instead}", DeprecationWarning, stacklevel=3)
+    return factor, False, "threshold"
+
+
+def cf_attrs() -> dict[str, object]:
     """The CF attributes of an ``outcome`` variable (``flag_values`` and ``flag_meanings``)."""
     return {"long_name": "outcome of the run", "flag_values": np.arange(len(OUTCOMES), dtype=np.int8),
             "flag_meanings": " ".join(name.replace(" ", "_") for name in OUTCOMES),
@@ -60,7 +199,7 @@ def cf_attrs():
                            "(gdsim.outcomes)"}
 
 
-def classify(epoch_loss):
+def classify(epoch_loss: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     """The outcome and growth rate of runs from their full-data losses at every epoch.
 
     Parameters

@@ -21,7 +21,14 @@ update (``s < n_steps``). The loop stores the measurement of step ``s`` in row `
   products over the whole data (``n^2`` sample products): track it every many steps.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:  # for the annotations only: importing xarray costs time
+    import xarray
 
 from . import hvp
 from ._jit import jit
@@ -59,7 +66,7 @@ BATCH_TRACKS = ("batch_loss", "batch_grad_norm", "batch_sharpness")
 LANCZOS = (20, 1e-6, 500)
 
 
-def check_track(track):
+def check_track(track: dict[str, int] | None) -> np.ndarray:
     """``track`` checked: the loop's ``every`` array, int64 ``[len(TRACKS)]`` (0: not tracked).
 
     Raises
@@ -105,7 +112,7 @@ def new_tracks(every, n_steps, model, n):
     return every, (scalars, np.full((rows[PARAMS], n_params), np.nan)), scratch
 
 
-def tracks_bytes(every, n_steps, n_params, n):
+def tracks_bytes(every: np.ndarray, n_steps: int, n_params: int, n: int) -> int:
     """The memory of :func:`new_tracks`, in bytes (for the memory check)."""
     rows = _rows(every, n_steps)
     return 8 * (len(SCALARS) * max(rows) + rows[PARAMS] * n_params + (LANCZOS[0] + 3) * n_params
@@ -186,7 +193,7 @@ def track_batch(theta, model, X, Y, rows, step, tracks, value, grad):
                                                                                   scratch[1], scratch)
 
 
-def measured_steps(every, n_steps):
+def measured_steps(every: np.ndarray, n_steps: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """``{name: the steps where it is measured}`` for the tracked observables of a run of
     ``n_steps``, and the sorted union of those steps (``result.tracks``' ``step``)."""
     measured = {name: np.arange(0, n_steps + (name not in BATCH_TRACKS), every[i])
@@ -194,7 +201,7 @@ def measured_steps(every, n_steps):
     return measured, np.unique(np.concatenate(list(measured.values()) + [np.zeros(0, dtype=np.int64)]))
 
 
-def tracks_dataset(tracks, n_steps):
+def tracks_dataset(tracks: tuple, n_steps: int) -> xarray.Dataset:
     """``result.tracks``: an ``xarray.Dataset`` over ``step`` (the steps where anything was
     measured) with one variable per tracked result (NaN at steps where it was not)."""
     import xarray as xr
@@ -202,7 +209,7 @@ def tracks_dataset(tracks, n_steps):
     every, (scalars, params), _ = tracks
     names = list(TRACKS)
     measured, steps = measured_steps(every, n_steps)
-    data = {}
+    data: dict[str, tuple] = {}
     for name, at in measured.items():
         i = names.index(name)
         where = np.searchsorted(steps, at)

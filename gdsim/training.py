@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -20,7 +19,7 @@ if TYPE_CHECKING:  # for the annotations only
 
 from ._jit import jit
 from ._resources import check_memory
-from ._validate import ParameterError, check_bool, check_int, check_seed, is_real_scalar
+from ._validate import ParameterError, check_bool, check_int, check_seed
 from .batches import batch_orders, batch_stop, steps_per_epoch
 from .kernels import divergence_threshold, is_diverged, model_loss_grad, new_workspace
 from .models import check_model
@@ -33,7 +32,7 @@ from .optim import (
     epoch_lrs,
     sgd_update,
 )
-from .outcomes import OUTCOMES, classify
+from .outcomes import NOT_GIVEN, OUTCOMES, NotGiven, check_train_divergence, classify, document_divergence
 from .tracks import (
     check_track,
     new_tracks,
@@ -55,7 +54,7 @@ def use_dense_kernels(model, batch_size):
 
 
 @jit
-def train_loop(state, model, X, Y, batches, lr, hyper, maximize, divergence_factor, out, dense, tracks):
+def train_loop(state, model, X, Y, batches, lr, hyper, maximize, divergence, out, dense, tracks):
     """Train one model with SGD over ``order.shape[0]`` epochs, in place.
 
     Parameters
@@ -79,9 +78,12 @@ def train_loop(state, model, X, Y, batches, lr, hyper, maximize, divergence_fact
     hyper : float64[N_HYPER]
         The other hyper-parameters, rows :data:`gdsim.optim.HYPER_ROWS`.
     maximize : bool
-    divergence_factor : float
-        A loss above ``divergence_factor`` times the initial full-data loss counts as
-        divergence (``inf``: only NaN/inf do).
+    divergence : (float, bool)
+        ``(factor, stop)``: a loss above ``factor`` times the initial full-data loss marks
+        divergence (``inf``: only NaN/inf do); with ``stop`` the run stops at the step
+        marked: no update there, and the outputs after it are NaN (the epoch losses after
+        it, the step losses after the batch loss that marked it, the parameters after it,
+        and the tracks that were not measured).
     out : (float64[epochs + 1], float64[n_steps], float64[n_steps + 1, n_params])
         Outputs ``(epoch_loss, step_loss, params_history)``: the full-data loss before each
         epoch and after the last; each batch's loss before its update; when it has rows,
@@ -99,10 +101,11 @@ def train_loop(state, model, X, Y, batches, lr, hyper, maximize, divergence_fact
         The first step whose loss, evaluated before its update (the batch loss, or the
         full-data loss at the start of an epoch), is non-finite or above the threshold,
         and that loss; ``n_steps`` if only the final loss is; ``(-1, nan)`` if none.
-        Then the initial loss of the run. The run always goes on to the end.
+        Then the initial loss of the run. The run goes on to the end unless ``stop``.
     """
     theta, buf, continued, buffer_ready, initial_loss = state
     order, batch_size, drop_last = batches
+    divergence_factor, stop_diverged = divergence
     epoch_loss, step_loss, params_history = out
     momentum, dampening = hyper[MOMENTUM], hyper[DAMPENING]
     weight_decay, nesterov = hyper[WEIGHT_DECAY], hyper[NESTEROV] != 0.0
@@ -119,6 +122,8 @@ def train_loop(state, model, X, Y, batches, lr, hyper, maximize, divergence_fact
     threshold = np.inf
     diverged_step = -1
     diverged_loss = np.nan
+    stopped = False  # marked with stop_diverged: at the start of an epoch, or by a batch's loss
+    by_batch = False
     step = 0
     for epoch in range(epochs + 1):
         # Full-batch GD in data order: the first step's batch is the full data, so its loss
@@ -136,7 +141,8 @@ def train_loop(state, model, X, Y, batches, lr, hyper, maximize, divergence_fact
         if diverged_step < 0 and is_diverged(full, threshold):
             diverged_step = step
             diverged_loss = full
-        if epoch == epochs:
+            stopped = stop_diverged
+        if epoch == epochs or stopped:
             if tracking:
                 track_full(theta, model, X, Y, step, tracks, work, scratch, dense)
             break
@@ -151,16 +157,26 @@ def train_loop(state, model, X, Y, batches, lr, hyper, maximize, divergence_fact
             else:
                 value = model_loss_grad(theta, model, X, Y, order[epoch, start:stop], True, grad, work, dense)
             step_loss[step] = value
-            if tracking:
-                track_batch(theta, model, X, Y, order[epoch, start:stop], step, tracks, value, grad)
             if diverged_step < 0 and is_diverged(value, threshold):
                 diverged_step = step
                 diverged_loss = value
+                if stop_diverged:
+                    stopped = by_batch = True
+                    break
+            if tracking:
+                track_batch(theta, model, X, Y, order[epoch, start:stop], step, tracks, value, grad)
             sgd_update(theta, grad, buf, lr[step], momentum, dampening, weight_decay, nesterov, maximize,
                        step == 0 and not buffer_ready)
             step += 1
             if record:
                 params_history[step, :] = theta
+        if stopped:
+            break
+    if stopped:  # at step diverged_step, before its update: nothing after it was computed
+        epoch_loss[epoch + 1:] = np.nan
+        step_loss[step + 1 if by_batch else step:] = np.nan
+        if record:
+            params_history[step + 1:, :] = np.nan
     return diverged_step, diverged_loss, initial_loss
 
 
@@ -214,16 +230,20 @@ class TrainResult:
     params_history : numpy.ndarray (n_steps + 1, n_params) or None
         Parameters before the first step and after each step (``record_params=True``).
     diverged_step : int
-        First step whose loss (before its update) was non-finite or above
-        ``divergence_factor`` times the initial loss; ``n_steps`` if only the final loss
-        was; -1 if never.
+        First step whose loss (before its update) marked the run under ``divergence``
+        (non-finite, or above the threshold); ``n_steps`` if only the final loss did; -1
+        if none. A run that ``divergence`` stops stops there.
     diverged_loss : float
         The loss that marked the divergence (NaN if none).
     steps_per_epoch : int
-    state : TrainState
-        The final state, to continue the run (``train(..., state0=result.state)``).
+    state : TrainState or None
+        The final state, to continue the run (``train(..., state0=result.state)``); None
+        for a run that ``divergence`` stopped.
     tracks : xarray.Dataset or None
         The observables of ``track=``, over the dimension ``step`` (None without ``track``).
+    divergence_rule : str
+        How :attr:`diverged` reads: ``"growth"`` (``divergence="growth"``), the outcome;
+        ``"threshold"``, whether the run was marked.
 
     Notes
     -----
@@ -237,12 +257,16 @@ class TrainResult:
     diverged_step: int
     diverged_loss: float
     steps_per_epoch: int
-    state: TrainState
+    state: TrainState | None
     tracks: object = None
+    divergence_rule: str = "threshold"
 
     @property
     def diverged(self):
-        """True if the run diverged (see :attr:`diverged_step`)."""
+        """True if the run diverged, by the rule of ``divergence``: its :attr:`outcome` is
+        "diverged" under ``divergence="growth"``, else it was marked (:attr:`diverged_step`)."""
+        if self.divergence_rule == "growth":
+            return self.outcome == "diverged"
         return self.diverged_step >= 0
 
     @property
@@ -282,15 +306,17 @@ class TrainResult:
 
     def __repr__(self):
         status = (f"diverged at step {self.diverged_step} (loss {self.diverged_loss:.4g})"
-                  if self.diverged else "did not diverge")
+                  if self.diverged_step >= 0 else "its loss grows" if self.diverged else "did not diverge")
         return (f"TrainResult({self.n_steps} steps, loss {self.epoch_loss[0]:.6g} -> {self.epoch_loss[-1]:.6g}, "
                 f"{self.outcome}, {status})")
 
 
+@document_divergence
 def train(model: MLP, X: ArrayLike, Y: ArrayLike, optimizer: SGD, *, epochs: int, batch_size: int | None = None,
           shuffle: bool | str = False, seed: int | None = None, drop_last: bool = False, params0: ArrayLike | None = None,
-          lr_schedule: object = None, record_params: bool = False, divergence_factor: float | None = 1e6,
-          state0: TrainState | None = None, track: dict[str, int] | None = None) -> TrainResult:
+          lr_schedule: object = None, record_params: bool = False, divergence: str | float | None = None,
+          state0: TrainState | None = None, track: dict[str, int] | None = None,
+          divergence_factor: float | None | NotGiven = NOT_GIVEN) -> TrainResult:
     """Train ``model`` on ``(X, Y)`` with ``optimizer``, like a PyTorch training loop.
 
     Equivalent to (in float64)::
@@ -332,10 +358,8 @@ def train(model: MLP, X: ArrayLike, Y: ArrayLike, optimizer: SGD, *, epochs: int
         eta_min)`` or an array of ``epochs`` factors (see :func:`gdsim.epoch_lrs`).
     record_params : bool, default False
         Keep the parameters after every step in ``params_history``.
-    divergence_factor : float or None, default 1e6
-        A loss above this factor times the initial full-data loss marks divergence
-        (non-finite losses always do); None: only non-finite losses. Divergence is
-        recorded, the run goes on to the end.
+    divergence : "growth", float, "nonfinite" or None, default None
+        See :data:`gdsim.outcomes.DIVERGENCE_DOC`.
     state0 : TrainState, optional
         Continue a run from its state (``result.state``): its parameters, momentum buffer,
         step and epoch counts (the lr schedule and the shuffles go on from there) and its
@@ -344,6 +368,12 @@ def train(model: MLP, X: ArrayLike, Y: ArrayLike, optimizer: SGD, *, epochs: int
         Observables measured inside the loop, ``{name: every k steps}``, e.g.
         ``{"loss": 1, "grad_norm": 1, "params": 100}``; names and what they measure in
         :mod:`gdsim.tracks`. They come back in ``result.tracks``.
+    divergence_factor : float or None, optional
+        Deprecated, use ``divergence``: a loss above this factor (> 0) times the initial
+        loss marks the run, None: only a non-finite loss does; the run goes on to the end.
+        ``divergence_factor=1e6`` (its old default) is ``divergence=None`` and
+        ``divergence_factor=None`` is ``divergence="nonfinite"``; ``divergence=x`` marks
+        where ``divergence_factor=x`` did, and stops the run there.
 
     Returns
     -------
@@ -353,6 +383,11 @@ def train(model: MLP, X: ArrayLike, Y: ArrayLike, optimizer: SGD, *, epochs: int
     ------
     ValueError
         For any invalid argument, before any work is done.
+
+    Warns
+    -----
+    DeprecationWarning
+        For ``divergence_factor``, naming the ``divergence`` that replaces it.
     """
     model = check_model(model)
     optimizer = check_optimizer(optimizer)
@@ -366,11 +401,7 @@ def train(model: MLP, X: ArrayLike, Y: ArrayLike, optimizer: SGD, *, epochs: int
     epoch0 = 0 if state0 is None else state0.epoch
     record_params = check_bool("record_params", record_params)
     every = check_track(track)
-    if divergence_factor is None:
-        divergence_factor = math.inf
-    elif not is_real_scalar(divergence_factor) or not divergence_factor > 0:
-        raise ParameterError(f"divergence_factor must be a number > 0 (or None), got {divergence_factor!r}",
-                             "divergence_factor")
+    factor, stop_diverged, divergence_rule = check_train_divergence(divergence, divergence_factor)
     per_epoch = steps_per_epoch(n, batch_size, drop_last)
     n_steps = epochs * per_epoch
     history_rows = n_steps + 1 if record_params else 0
@@ -398,17 +429,20 @@ def train(model: MLP, X: ArrayLike, Y: ArrayLike, optimizer: SGD, *, epochs: int
     tracks = new_tracks(every, n_steps, model, n)
     diverged_step, diverged_loss, initial_loss = train_loop(
         (theta, buf, state0 is not None, ready, initial), model.spec, X, Y, (order, batch_size, drop_last), lr,
-        optimizer.hyper_table(), optimizer.maximize, float(divergence_factor), (epoch_loss, step_loss, params_history),
+        optimizer.hyper_table(), optimizer.maximize, (factor, stop_diverged), (epoch_loss, step_loss, params_history),
         use_dense_kernels(model, batch_size), tracks)
     buffer_ready = ready or (n_steps > 0 and optimizer.momentum != 0.0)
-    state = TrainState(params=theta.copy(), momentum_buffer=buf if buffer_ready else None,
-                       step=(0 if state0 is None else state0.step) + n_steps, epoch=epoch0 + epochs, seed=seed,
-                       initial_loss=float(initial_loss))
+    state = None if stop_diverged and diverged_step >= 0 else TrainState(
+        params=theta.copy(), momentum_buffer=buf if buffer_ready else None,
+        step=(0 if state0 is None else state0.step) + n_steps, epoch=epoch0 + epochs, seed=seed,
+        initial_loss=float(initial_loss))
     return TrainResult(params=theta, epoch_loss=epoch_loss, step_loss=step_loss,
                        params_history=params_history if record_params else None,
                        diverged_step=int(diverged_step), diverged_loss=float(diverged_loss),
                        steps_per_epoch=per_epoch, state=state,
-                       tracks=tracks_dataset(tracks, n_steps) if every.any() else None)
+                       tracks=tracks_dataset(tracks, n_steps) if every.any() else None,
+                       divergence_rule=divergence_rule)
+
 
 
 def _drawn_orders(shuffle):

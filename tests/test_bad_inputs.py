@@ -164,6 +164,7 @@ API = {
     "train schedule overflow": (train(epochs=400, lr_schedule=("exponential", 10.0)), ["lr_schedule", "overflow"]),
     "train schedule unknown": (train(lr_schedule=("Cosine", 3, 0.0)), ["lr_schedule", "did you mean 'cosine'"]),
     "train divergence_factor -1": (train(divergence_factor=-1), ["divergence_factor"]),
+    "train divergence 1": (train(divergence=1), ["divergence", "> 1", "nonfinite"]),
     "train params0 inf": (train(params0=[np.inf, 0.0]), ["params0"]),
     "train shuffle not a permutation": (train(shuffle=np.zeros((2, 100), dtype=int)), ["shuffle", "permutation"]),
     "train record_params 1": (train(record_params=1), ["record_params"]),

@@ -343,7 +343,7 @@ def uv_run(lr_times_lam0, epochs=300):
     lam0 = uv_ntk(model, theta0)
     lr = lr_times_lam0 / lam0
     result = gdsim.train(model, [[1.0]], [[0.0]], gdsim.SGD(lr=lr), epochs=epochs, params0=theta0,
-                         divergence_factor=1e12)
+                         divergence="nonfinite")
     return model, theta0, lam0, lr, result
 
 
@@ -416,7 +416,7 @@ def test_tracked_sharpness_of_the_uv_model_is_its_hessian_top_eigenvalue():
     lam0 = uv_ntk(model, theta0)
     lr = 3.0 / lam0
     X, Y = np.array([[1.0]]), np.array([[0.0]])
-    result = gdsim.train(model, X, Y, gdsim.SGD(lr=lr), epochs=300, params0=theta0, divergence_factor=1e12,
+    result = gdsim.train(model, X, Y, gdsim.SGD(lr=lr), epochs=300, params0=theta0, divergence=1e12,
                          track={"sharpness": 1, "params": 1})
     assert not result.diverged
     sharp, params = result.tracks.sharpness.values, result.tracks.params.values

@@ -313,7 +313,8 @@ BAD = [
     ('title = "t"\nfigure = "lr_batch"\n[model]\ntype = "linear"\nn_in = 1\nn_out = 1\n[data]\nname = "blobs"\n'
      'sed = 1\n[train]\nlr = 0.1\nepochs = 1\n', "[data]: unknown key 'sed' (did you mean 'seed'?)"),
     ('title = "t"\nfigure = "lr_batch"\n' + LINE + '[train]\nlr = 0.1\nepochs = 1\ndivergence = 0.5\n',
-     "[train] divergence: divergence must be 'growth', a number > 1 (a factor of the initial loss) or None, got 0.5"),
+     "[train] divergence: divergence must be 'growth', a number > 1 (a factor of the initial loss), 'nonfinite' or None, "
+     "got 0.5"),
     ('title = "t"\nfigure = "lr_batch"\n' + LINE + '[train]\nlr = 0.1\nepochs = 1\nnesterov = true\n',
      "Nesterov momentum requires a momentum and zero dampening"),
     ('title = "t"\nfigure = "lr_batch"\n' + LINE + '[train]\nlr = 0.1\nepochs = 1\nlr_schedule = ["stp", 1, 0.5]\n',

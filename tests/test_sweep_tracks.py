@@ -38,6 +38,16 @@ def expected_tracks(result, steps, names, stopped_at=None, shift=0):
     return out
 
 
+def divergence_of(ds):
+    """The ``divergence`` argument a sweep result was made with, from its attributes."""
+    if ds.attrs["divergence_rule"] == "growth":
+        return "growth"
+    factor = ds.attrs["divergence_factor"]
+    if ds.attrs["stop_diverged"]:
+        return factor
+    return None if factor == 1e6 else "nonfinite"
+
+
 def check_tracks_against_train(model, X, Y, ds, track, *, epochs, rtol, shuffle=False, params0=None,
                                drop_last=False, lr_schedule=None, shift=0):
     """Every point of ``ds`` holds train's tracks (within ``rtol``; 0: the same bits)."""
@@ -52,8 +62,7 @@ def check_tracks_against_train(model, X, Y, ds, track, *, epochs, rtol, shuffle=
                         weight_decay=s["weight_decay"], nesterov=bool(s["nesterov"]))
         result = gdsim.train(model, X, Y, opt, epochs=epochs, batch_size=int(s["batch_size"]), shuffle=shuffle,
                              seed=int(s["seed"]), params0=params0, drop_last=drop_last, lr_schedule=lr_schedule,
-                             track=track,
-                             divergence_factor=ds.attrs["divergence_factor"])
+                             track=track, divergence=divergence_of(ds))
         step = int(point.diverged_step)
         assert step == result.diverged_step, s
         stopped = step if ds.attrs["stop_diverged"] and step >= 0 else None

@@ -85,8 +85,8 @@ def test_divergence_marked_at_the_closed_form_step():
     assert result.diverged and result.diverged_step == 7
     assert result.diverged_loss == pytest.approx(9.0**7, rel=1e-12)
     assert result.step_loss[19] == pytest.approx(9.0**19, rel=1e-12)  # the run went on to the end
-    # divergence_factor sets the threshold: 9^t > 100 first at t = 3.
-    assert gdsim.train(model, X, Y, opt, epochs=20, params0=[0.5, 0.5], divergence_factor=100).diverged_step == 3
+    # divergence sets the threshold: 9^t > 100 first at t = 3.
+    assert gdsim.train(model, X, Y, opt, epochs=20, params0=[0.5, 0.5], divergence=100).diverged_step == 3
 
 
 def test_overflow_is_recorded_not_raised():
@@ -96,7 +96,7 @@ def test_overflow_is_recorded_not_raised():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         result = gdsim.train(model, X, Y, gdsim.SGD(lr=1.0), epochs=400, params0=[0.5, 0.5],
-                             divergence_factor=None)
+                             divergence="nonfinite")
     assert result.diverged_step == 324 and result.diverged_loss == np.inf
     assert np.isfinite(result.step_loss[323]) and not np.isfinite(result.step_loss[-1])
     assert "diverged at step 324" in repr(result)

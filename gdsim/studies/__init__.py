@@ -37,7 +37,9 @@ stop, num]}`` or ``{arange = [start, stop, step]}``; ``batch_size = "full"`` is 
 data set. The other ``[train]`` keys: ``epochs``, ``shuffle`` (``false``, ``true`` or
 ``"replacement"``), ``drop_last``, ``params0`` (a list, or absent for ``model.init(seed)``), ``lr_schedule`` (``["step", step_size, gamma]``,
 ``["exponential", gamma]``, ``["cosine", T_max, eta_min]`` or ``{factors = [...]}``),
-``divergence`` (``"growth"``, the default, a factor of the initial loss, or ``"none"``),
+``divergence`` (``"growth"``, a factor of the initial loss, ``"nonfinite"`` or ``"none"``: the
+``divergence`` of :func:`gdsim.train` and :func:`gdsim.sweep`, with None spelt ``"none"``;
+default ``"growth"``, or ``"none"`` for the train runner, as each function's default),
 ``dtype`` and, with ``runner = "train"``, ``track`` (``{sharpness = 10, loss = 10}``: what
 :func:`gdsim.train`'s ``track=`` measures, every how many steps).
 
@@ -59,7 +61,7 @@ drawing it from a small result of the same layout) before anything runs.
 Runners: ``"sweep"`` runs the whole grid with :func:`gdsim.sweep`. ``"train"`` calls
 :func:`gdsim.train` once per grid point and also records the parameters at every epoch
 (``epoch_params``) and, for classifiers, the accuracy: for small grids whose figure
-needs trajectories. Its runs always go to the end (``divergence = "none"``, the default); it keeps the
+needs trajectories. Its runs go to the end with ``divergence = "none"`` (its default); it keeps the
 parameters of every epoch only when the figure draws them.
 
 Data flow, one room each: :mod:`~gdsim.studies.schema` (:func:`load_study` reads and checks

@@ -1,18 +1,25 @@
 """Many studies at once: check them all (and what ``results/`` holds for them) before the
 first runs, run or reuse each, and draw its figure (``gdsim run``, ``gdsim figures``)."""
 
+from __future__ import annotations
+
 import os
 import shutil
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .._io import check_file_target, check_folder, load_dataset, read_attrs
 from .._resources import free_disk, size_message
 from .._validate import ParameterError, check_int
 from ..sweeps.executors import dask_client
 from ..sweeps.targets import check_target, get_target
-from .schema import StudyError, load_study
+from .schema import Study, StudyError, load_study
+
+if TYPE_CHECKING:  # for the annotations only: importing xarray costs time
+    import xarray
 from .store import check_chunk_runs, regions_saved, run_study, store_state, study_spec
 
 
@@ -104,8 +111,10 @@ def _read_result(zarr, read):
         raise StudyError(f"cannot read this result: {error}; rerun with --restart to replace it") from None
 
 
-def run_studies(paths, *, results, figures, target=None, redraw=False, restart=False, chunk_runs=None,
-                progress=None, scheduler=None, workers=None, quiet=False):
+def run_studies(paths: Sequence[str | os.PathLike], *, results: str | os.PathLike, figures: str | os.PathLike,
+                target: str | None = None, redraw: bool = False, restart: bool = False, chunk_runs: int | None = None,
+                progress: Callable[[str], Callable[[int, int], object] | None] | None = None, scheduler: object = None,
+                workers: int | None = None, quiet: bool = False) -> list[tuple[Study, xarray.Dataset]]:
     """Check every study file, run each one into its store (resuming from the regions
     saved) or check its complete result, and draw its figure.
 

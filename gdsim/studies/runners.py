@@ -24,8 +24,8 @@ def _train_points(study, spec, runs, progress=None):
     the raw arrays of :func:`gdsim.sweeps.run_points`, plus ``epoch_params`` and, for
     a classifier, ``accuracy`` when the figure draws them."""
     model, X, Y = study.model, study.X, study.Y
-    fixed = {k: study.settings[k] for k in ("epochs", "shuffle", "drop_last", "params0", "lr_schedule", "track")
-             if k in study.settings}
+    fixed = {k: study.settings[k] for k in ("epochs", "shuffle", "drop_last", "params0", "lr_schedule", "track",
+                                             "divergence") if k in study.settings}
     keep_params = study.keeps_params  # per-epoch parameters only where the figure draws them
     keys = ["epoch_loss", "diverged_step", "diverged_loss", "params"]
     keys += ["epoch_params"] + (["accuracy"] if model.loss_name == "cross_entropy" else []) if keep_params else []
@@ -114,7 +114,7 @@ def study_dataset(study, spec, raw):
     if "step" in ds.dims:
         ds = ds.assign_coords(step=track_steps(study, spec))
     if study.runner == "train":
-        ds.attrs.update(target="cpu (gdsim.train, one run at a time)", stop_diverged=False)
+        ds.attrs.update(target="cpu (gdsim.train, one run at a time)")
     if "file" in study.data:
         source = f"data: the file {study.data['file']} (no random draw)"
     else:

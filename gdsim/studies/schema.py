@@ -5,6 +5,8 @@ sweep settings of ``[train]`` are checked by :func:`gdsim.sweeps.check_sweep`, w
 :class:`~gdsim._validate.ParameterError` says which argument (so which key) it refuses.
 """
 
+from __future__ import annotations
+
 import hashlib
 import inspect
 import json
@@ -277,7 +279,7 @@ def _check_storable(fail, runner, spec):
              "(use runner = 'sweep' for float32)")
 
 
-def load_study(path):
+def load_study(path: str | os.PathLike) -> Study:
     """Read and check a study file completely, and build its model and data.
 
     Parameters
@@ -357,16 +359,10 @@ def load_study(path):
                 fail("[train] track", str(error))
             settings[key] = dict(value)
         elif key == "divergence":
-            if isinstance(value, str) and value not in ("none", "growth"):
-                fail("[train] divergence", f'must be "growth", a number > 1 (a factor of the initial loss) or '
-                     f'"none", got {value!r}{closest(value, ["growth", "none"])}')
-            if value == "none":
-                settings[key] = None
-            elif runner == "train":
-                fail("[train] divergence", "the train runner runs every epoch; divergence must be 'none' (runs "
-                     f"are still marked at 1e6 x their initial loss), got {value!r}")
-            else:
-                settings[key] = value
+            if isinstance(value, str) and value not in ("none", "growth", "nonfinite"):
+                fail("[train] divergence", f'must be "growth", a number > 1 (a factor of the initial loss), '
+                     f'"nonfinite" or "none", got {value!r}{closest(value, ["growth", "nonfinite", "none"])}')
+            settings[key] = None if value == "none" else value
         else:
             settings[key] = value
     if runner == "train":
@@ -407,7 +403,7 @@ def load_study(path):
     return study
 
 
-def find_studies(folder):
+def find_studies(folder: str | os.PathLike) -> list[Path]:
     """The ``*.toml`` files of ``folder``, sorted by name (ValueError if there are none)."""
     folder = Path(folder)
     if folder.is_file():

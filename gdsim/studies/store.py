@@ -7,7 +7,12 @@ A store is keyed on the study's content (:attr:`Study.content_sha256`), gdsim's 
 the target family: a store made otherwise is refused, with ``--restart`` as the way out.
 """
 
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -20,12 +25,17 @@ from ..sweeps.targets import TARGETS, get_target
 from .runners import run_study_points, study_dataset, study_variables, track_steps, tracked_results
 from .schema import Study, StudyError
 
+if TYPE_CHECKING:  # for the annotations only: importing xarray costs time
+    import xarray
+
 #: Default runs per region of a study's store: sweeps run blocks of 128 runs on every
 #: thread; the train runner's runs can each take seconds.
 CHUNK_RUNS = {"sweep": 2048, "train": 1}
 
 
-def run_study(study, *, target=None, progress=None, store=None, chunk_runs=None, scheduler=None):
+def run_study(study: Study, *, target: str | None = None, progress: Callable[[int, int], object] | None = None,
+              store: str | os.PathLike | None = None, chunk_runs: int | None = None,
+              scheduler: object = None) -> xarray.Dataset:
     """Run a study's grid, streamed region by region to ``store`` if one is given.
 
     Parameters
@@ -140,7 +150,7 @@ def _lazy_raw(study, spec):
     return raw
 
 
-def regions_saved(path):
+def regions_saved(path: str | os.PathLike) -> int:
     """How many region records a store holds (0 if there is none)."""
     records = Path(path) / RECORDS
     return len(list(records.glob(RECORD_NAMES))) if records.is_dir() else 0

@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # for the annotations only: importing them costs time
 from .._io import check_folder
 from .._progress import progress_bar
 from .._validate import ParameterError, as_array, check_int, short_repr
+from ..outcomes import document_divergence
 from .dataset import (
     LAYOUT,
     add_outcomes,
@@ -38,6 +39,7 @@ from .store import ResultStore, fill, plan_regions
 from .targets import get_target
 
 
+@document_divergence
 def sweep(model: MLP, X: ArrayLike, Y: ArrayLike, *, lr: ArrayLike, momentum: ArrayLike = 0.0,
           dampening: ArrayLike = 0.0, weight_decay: ArrayLike = 0.0, nesterov: bool | Sequence[bool] = False,
           batch_size: int | str | Sequence[int | str] | None = None, epochs: int, shuffle: bool | str = False,
@@ -94,22 +96,8 @@ def sweep(model: MLP, X: ArrayLike, Y: ArrayLike, *, lr: ArrayLike, momentum: Ar
         or ``NUMBA_ENABLE_CUDASIM=1`` for the simulator).
     dtype : {"float64", "float32"}, default "float64"
         Precision of the data, parameters and losses.
-    divergence : "growth", float or None, default "growth"
-        When a run stops and what ``diverged`` says.
-
-        * ``"growth"``: a run stops only when a loss (each batch's loss before its update,
-          and the full-data loss before each epoch and after the last) is non-finite; it is
-          ``diverged`` when its outcome is (:mod:`gdsim.outcomes`: a non-finite loss, or a
-          loss that grows over the second half of the epochs). A run that settles on a far
-          but bounded orbit is not stopped and not diverged.
-        * a number: a run whose loss is non-finite or above ``divergence`` times its
-          initial full-data loss is marked ``diverged`` at that step and stops updating
-          (this saves the work of runs known to be lost).
-        * None: runs are marked ``diverged`` at 1e6 times their initial loss but all go on
-          to the end, as ``train`` does.
-
-        A stopped run's parameters stay as they were before the step that stopped it and
-        its later ``loss`` entries are NaN.
+    divergence : "growth", float, "nonfinite" or None, default "growth"
+        See :data:`gdsim.outcomes.DIVERGENCE_DOC`.
     progress : bool or callable, default False
         True: a status line on stderr (runs done, time elapsed and left) as blocks of
         runs finish; a callable: called as ``progress(runs_done, n_runs)`` instead.
@@ -159,7 +147,8 @@ def sweep(model: MLP, X: ArrayLike, Y: ArrayLike, *, lr: ArrayLike, momentum: Ar
           ``growth_rate`` (...): the factor the loss grows by per epoch over the last half
           of the epochs (:func:`gdsim.outcomes.classify`);
         * ``diverged`` (...): bool, by the rule of ``divergence``; ``diverged_step`` (...):
-          the step the run was marked (stopped, unless ``divergence=None``), -1 if none
+          the step the run was marked (stopped, unless ``divergence`` is None or
+          ``"nonfinite"``), -1 if none
           (``steps_per_epoch * epochs`` when only the final loss was);
           ``diverged_loss`` (...): the loss that marked it;
         * ``params`` (..., param): final parameters, flat in torch's order;

@@ -12,9 +12,10 @@ import math
 import numpy as np
 
 from .._resources import check_memory
-from .._validate import SEED_MAX, ParameterError, as_array, short_repr, check_bool, check_int, closest, is_real_scalar
+from .._validate import SEED_MAX, ParameterError, as_array, short_repr, check_bool, check_int, closest
 from ..batches import SHUFFLES, check_shuffle, steps_per_epoch
 from ..models import MLP, check_model
+from ..outcomes import GROWTH, check_divergence
 from ..optim import HYPER_PARAMETERS, check_lr_schedule, check_nesterov, epoch_lrs
 from ..tracks import TRACKS, check_track, measured_steps
 from .targets import TARGETS, check_target
@@ -241,23 +242,6 @@ def check_track_target(track, target):
                                  "track")
 
 
-#: ``divergence="growth"``: the kernels stop a run only at a non-finite loss.
-GROWTH = "growth"
-
-
-def _check_divergence(divergence):
-    """(divergence_factor, stop_diverged, divergence_rule) of a ``divergence`` argument."""
-    if isinstance(divergence, str) and divergence == GROWTH:
-        return math.inf, True, "growth"
-    if divergence is None:
-        return 1e6, False, "threshold"
-    if isinstance(divergence, str) or not is_real_scalar(divergence) or not divergence > 1:
-        hint = closest(divergence, [GROWTH]) if isinstance(divergence, str) else ""
-        raise ParameterError(f"divergence must be 'growth', a number > 1 (a factor of the initial loss) or None, "
-                             f"got {divergence!r}{hint}", "divergence")
-    return float(divergence), True, "threshold"
-
-
 def check_sweep(model, X, Y, *, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False,
                 batch_size=None, epochs, shuffle=False, seed=0, params0=None, lr_schedule=None, drop_last=False,
                 target="parallel", dtype="float64", divergence=GROWTH, at_once=None, track=None):
@@ -292,7 +276,7 @@ def check_sweep(model, X, Y, *, lr, momentum=0.0, dampening=0.0, weight_decay=0.
     schedule = check_lr_schedule(lr_schedule, epochs)
     target = check_target(target)
     dtype_name = check_dtype(dtype)
-    divergence_factor, stop_diverged, divergence_rule = _check_divergence(divergence)
+    divergence_factor, stop_diverged, divergence_rule = check_divergence(divergence)
     if params0 is not None:
         params0 = model.check_params(params0, "params0")
     check_float32_range(dtype_name, X=X, Y=Y, params0=params0)

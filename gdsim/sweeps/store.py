@@ -20,6 +20,8 @@ and the data read back from the store hashes to the record's SHA-256; any other 
 (missing, unreadable, truncated, garbled, from another chunk size) is computed again.
 """
 
+from __future__ import annotations
+
 import contextlib
 import hashlib
 import json
@@ -29,9 +31,15 @@ import shutil
 import tempfile
 import warnings
 from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import ArrayLike
+
+if TYPE_CHECKING:  # for the annotations only: importing them costs time
+    import xarray
 
 from .._io import atomic_write
 from .._validate import ParameterError
@@ -64,16 +72,16 @@ class Region:
     stop: int
     slices: tuple
 
-    def selection(self, dims):
+    def selection(self, dims: Sequence[str]) -> dict[str, slice]:
         """``{dim: slice}`` over the grid's ``dims`` (for ``isel`` and ``to_zarr(region=)``)."""
         return {dim: slice(a, b) for dim, (a, b) in zip(dims, self.slices)}
 
     @property
-    def shape(self):
+    def shape(self) -> tuple[int, ...]:
         return tuple(b - a for a, b in self.slices)
 
 
-def chunk_shape(shape, chunk_runs):
+def chunk_shape(shape: Sequence[int], chunk_runs: int) -> tuple[int, ...]:
     """The block of at most ``chunk_runs`` runs (at least one) that tiles a grid of
     ``shape`` in C order: whole trailing axes, a part of one axis, single leading indices."""
     chunk, inner = [1] * len(shape), 1
@@ -86,7 +94,7 @@ def chunk_shape(shape, chunk_runs):
     return tuple(chunk)
 
 
-def plan_regions(shape, chunk_runs):
+def plan_regions(shape: Sequence[int], chunk_runs: int) -> list[Region]:
     """The regions of :func:`chunk_shape` that cover a grid of ``shape``, in run order."""
     chunk = chunk_shape(shape, chunk_runs)
     counts = [math.ceil(n / c) for n, c in zip(shape, chunk)]
@@ -100,7 +108,7 @@ def plan_regions(shape, chunk_runs):
     return regions
 
 
-def data_digest(arrays):
+def data_digest(arrays: Mapping[Any, ArrayLike]) -> str:
     """SHA-256 of named arrays (name, dtype, shape and bytes, by name): what a record keeps."""
     digest = hashlib.sha256()
     for name in sorted(arrays):
@@ -123,17 +131,17 @@ class ResultStore:
         What the store holds (JSON-able): a store whose identity differs is refused.
     """
 
-    def __init__(self, path, dims, identity):
+    def __init__(self, path: str | os.PathLike, dims: Sequence[str], identity: Mapping[str, object]) -> None:
         self.path = Path(path)
         self.dims = list(dims)
         self.identity = dict(identity)
-        self._opened = {}  # name -> zarr AsyncArray, opened by the first write in this process
+        self._opened: dict[str, object] = {}  # name -> zarr AsyncArray, opened by the first write in this process
 
     def __getstate__(self):  # sent to a worker: the opened arrays stay here
         return {**self.__dict__, "_opened": {}}
 
     # -- creation and identity ---------------------------------------------------------
-    def stored_identity(self):
+    def stored_identity(self) -> dict | None:
         """The identity the store records, or None if there is no store; ParameterError
         naming the store if it cannot be read."""
         import xarray as xr
@@ -147,7 +155,7 @@ class ResultStore:
             raise ParameterError(f"{self.path}: not a result store gdsim can read ({type(error).__name__}: "
                                  f"{' '.join(str(error).split())[:80]})", "store") from None
 
-    def create(self, template, chunk_runs):
+    def create(self, template: xarray.Dataset, chunk_runs: int) -> None:
         """Write the layout of ``template`` (a Dask-backed dataset of the whole result)
         with Zarr chunks of :func:`chunk_shape`; atomically: a temporary folder renamed
         into place."""
@@ -170,7 +178,7 @@ class ResultStore:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
 
-    def clean_temporary(self):
+    def clean_temporary(self) -> None:
         """Remove what an interrupted write left: temporary stores and records."""
         for tmp in self.path.parent.glob(f".{self.path.name}.*.tmp"):
             shutil.rmtree(tmp, ignore_errors=True)
@@ -194,11 +202,11 @@ class ResultStore:
             return None
         return digest if record == self._expected_record(region) else None
 
-    def has_record(self, region):
+    def has_record(self, region: Region) -> bool:
         """Whether ``region`` has a matching record (its data not read)."""
         return self._digest(region) is not None
 
-    def is_done(self, region, ds):
+    def is_done(self, region: Region, ds: xarray.Dataset) -> bool:
         """Whether ``region`` holds what its record says (``ds``: the store, opened lazily)."""
         digest = self._digest(region)
         if digest is None:
@@ -210,7 +218,7 @@ class ResultStore:
             return False
         return data_digest(arrays) == digest
 
-    def write(self, region, variables):
+    def write(self, region: Region, variables: Mapping[str, tuple]) -> str:
         """Write one region's variables (name -> (dims, array, attrs), the region's shape)
         into the store, then its record; return the SHA-256 the record gives."""
         arrays = {name: np.asarray(array) for name, (_, array, _) in variables.items()}
@@ -245,12 +253,12 @@ class ResultStore:
 
         sync(write_all())
 
-    def is_recorded(self, region, digest):
+    def is_recorded(self, region: Region, digest: str) -> bool:
         """Whether ``region``'s record is here and gives ``digest`` (a region written elsewhere)."""
         return self._digest(region) == digest
 
     @contextlib.contextmanager
-    def probe(self):
+    def probe(self) -> Iterator[Path]:
         """A new file in the store, removed on exit (or by :meth:`clean_temporary`): its
         path, to ask whether other processes see this store."""
         path = self.path / RECORDS / f".probe-{os.urandom(8).hex()}.tmp"
@@ -260,14 +268,16 @@ class ResultStore:
         finally:
             path.unlink(missing_ok=True)
 
-    def open(self):
+    def open(self) -> xarray.Dataset:
         """The result, opened lazily (Dask arrays)."""
         import xarray as xr
 
         return xr.open_zarr(self.path, consolidated=False)
 
 
-def fill(store, shape, chunk_runs, task, variables, template, progress=None, client=None):
+def fill(store: ResultStore, shape: tuple[int, ...], chunk_runs: int, task: tuple[Callable, tuple],
+         variables: Callable, template: Callable[[], xarray.Dataset],
+         progress: Callable[[int, int], object] | None = None, client: object = None) -> xarray.Dataset:
     """Create or resume ``store`` and compute every region that is not done.
 
     Parameters

@@ -6,6 +6,8 @@ accepted and what was given. Built on :mod:`gdsim._validate` and SGD's rule tabl
 (:data:`gdsim.optim.HYPER_PARAMETERS`).
 """
 
+from __future__ import annotations
+
 import math
 
 import numpy as np
@@ -27,7 +29,7 @@ from ..optim import HYPER_PARAMETERS, check_nesterov
 # ---------------------------------------------------------------------------------------
 # Numbers and arrays
 # ---------------------------------------------------------------------------------------
-def check_reals(name, value, *, minimum=None, strict=False):
+def check_reals(name, value, *, minimum=None, strict=False) -> np.ndarray:
     """A non-empty float64 array of finite reals (a scalar gives a 0-d array), else
     ParameterError naming ``name`` and the first bad entry."""
     try:
@@ -42,7 +44,7 @@ def check_reals(name, value, *, minimum=None, strict=False):
     return arr
 
 
-def check_hyper(name, value, *, scalar=False):
+def check_hyper(name, value, *, scalar=False) -> np.ndarray:
     """``lr``, ``momentum``, ``dampening`` or ``weight_decay`` by SGD's rules, as a float64
     array (non-empty); ``scalar``: one number only (a single run)."""
     rule = HYPER_PARAMETERS[name]

@@ -13,10 +13,13 @@ References
 .. [3] G. Goh, "Why momentum really works", Distill, 2017 (the 2 x 2 companion matrices).
 """
 
+from __future__ import annotations
+
 import math
 from typing import NamedTuple
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .._validate import ParameterError, check_real
 from .checks import check_broadcast, check_hyper, check_reals, safe_product
@@ -43,7 +46,7 @@ class Tuning(NamedTuple):
     rate: float
 
 
-def nesterov_optimal(L, mu):
+def nesterov_optimal(L: float, mu: float) -> Tuning:
     """Lessard, Recht and Packard's tuning of Nesterov's method for quadratics [1]_.
 
     torch's Nesterov (``buf <- beta buf + g``, ``p <- p - lr (g + beta buf)``) is the
@@ -88,7 +91,7 @@ def nesterov_optimal(L, mu):
     return Tuning(lr=lr, momentum=(1.0 - r) / (1.0 + r), rate=1.0 - r)
 
 
-def momentum_region(lr, momentum, L, mu):
+def momentum_region(lr: ArrayLike, momentum: ArrayLike, L: ArrayLike, mu: ArrayLike) -> str | np.ndarray:
     """Where heavy ball's ``(lr, momentum)`` lies in its phase diagram on curvatures ``[mu, L]`` [2]_.
 
     Heavy ball in torch's form without dampening (Polyak's ``p' = p - lr g + beta (p -

@@ -18,10 +18,16 @@ References
    non-uniformity and the mean-square linear stability of SGD at a minimum).
 """
 
+from __future__ import annotations
+
 import math
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
+from numpy.typing import ArrayLike
+
+if TYPE_CHECKING:  # for the annotations only
+    from ..models import MLP
 
 from .. import hvp
 from .._validate import ParameterError, check_choice, check_int
@@ -67,7 +73,7 @@ class NoiseScales(NamedTuple):
     b_simple: float
     b_noise: float
     lr_max: float
-    lr_opt: float
+    lr_opt: float | None
 
 
 class LinearStability(NamedTuple):
@@ -108,7 +114,7 @@ class LinearStability(NamedTuple):
     non_uniformity: float
     sharpness_limit: float
     non_uniformity_limit: float
-    criterion: bool
+    criterion: bool | None
     mean_square_radius: float
     curved_dim: int
 
@@ -121,7 +127,7 @@ def _check_mean(model, what):
                              "'mean' one with lr times B", "model")
 
 
-def noise_scales(model, params, X, Y, batch_size=None):
+def noise_scales(model: MLP, params: ArrayLike, X: ArrayLike, Y: ArrayLike, batch_size: int | None = None) -> NoiseScales:
     """McCandlish et al.'s gradient noise scales and optimal learning rate at ``params`` [1]_.
 
     ``G`` is the full-batch gradient, ``Sigma = (1/n) sum_i (g_i - G)(g_i - G)^T`` the
@@ -205,7 +211,8 @@ def per_sample_hessians(model, params, X, Y):
     return 0.5 * out + 0.5 * np.swapaxes(out, 1, 2)
 
 
-def linear_stability(model, params, X, Y, lr, batch_size, *, momentum=0.0, sampling="replacement"):
+def linear_stability(model: MLP, params: ArrayLike, X: ArrayLike, Y: ArrayLike, lr: float, batch_size: int, *, momentum: float = 0.0,
+                     sampling: str = "replacement") -> LinearStability:
     """Linear stability of SGD at a minimum ``params``: Wu, Ma & E's sharpness,
     non-uniformity and criterion, and the mean-square radius of the linearised SGD [2]_.
 

@@ -1,10 +1,17 @@
 """Least squares and full-batch gradient descent with momentum: the Hessian, closed-form
 thresholds, companion matrices and Polyak's optimum (see :mod:`gdsim.theory`)."""
 
+from __future__ import annotations
+
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+from numpy.typing import ArrayLike
+
+if TYPE_CHECKING:  # for the annotations only
+    from ..models import Linear
 
 from .._validate import ParameterError, check_real, short_repr
 from ..scalar import averages, loss_factor, weight_scale
@@ -56,7 +63,7 @@ def batch_hessian(model, rows, weight):
     return scale * (np.swapaxes(rows, -1, -2) @ rows)
 
 
-def hessian(model, X):
+def hessian(model: Linear, X: ArrayLike) -> np.ndarray:
     """The Hessian block of each output's ``(w, b)`` for a :class:`gdsim.Linear` model with MSE.
 
     Parameters
@@ -113,7 +120,7 @@ class GradientDescent:
     optimal_rate: float
 
 
-def gradient_descent(H):
+def gradient_descent(H: ArrayLike) -> GradientDescent:
     """Thresholds of full-batch GD for a Hessian ``H`` (:func:`hessian`) or its eigenvalues.
 
     Parameters
@@ -159,7 +166,8 @@ def gradient_descent(H):
 # ---------------------------------------------------------------------------------------
 # Momentum on a quadratic: closed forms and companion matrices
 # ---------------------------------------------------------------------------------------
-def critical_lr(L, momentum=0.0, *, dampening=0.0, weight_decay=0.0, nesterov=False):
+def critical_lr(L: ArrayLike, momentum: ArrayLike = 0.0, *, dampening: ArrayLike = 0.0, weight_decay: ArrayLike = 0.0,
+                nesterov: bool = False) -> float | np.ndarray:
     """The largest stable learning rate of full-batch GD with momentum, torch's form.
 
     Parameters
@@ -211,7 +219,8 @@ def critical_lr(L, momentum=0.0, *, dampening=0.0, weight_decay=0.0, nesterov=Fa
     return float(out) if np.ndim(out) == 0 else out
 
 
-def companion(lr, lam, momentum=0.0, *, dampening=0.0, nesterov=False):
+def companion(lr: ArrayLike, lam: ArrayLike, momentum: ArrayLike = 0.0, *, dampening: ArrayLike = 0.0,
+              nesterov: bool = False) -> np.ndarray:
     """The 2 x 2 matrix mapping ``(p, buf)`` to the next step's, for curvature ``lam``.
 
     Heavy ball (torch): ``buf' = beta buf + (1 - tau) lam p``, ``p' = p - lr buf'``;
@@ -246,7 +255,8 @@ def companion(lr, lam, momentum=0.0, *, dampening=0.0, nesterov=False):
     return M
 
 
-def spectral_radius(lr, eigenvalues, momentum=0.0, *, dampening=0.0, weight_decay=0.0, nesterov=False):
+def spectral_radius(lr: ArrayLike, eigenvalues: ArrayLike, momentum: ArrayLike = 0.0, *, dampening: ArrayLike = 0.0,
+                    weight_decay: ArrayLike = 0.0, nesterov: bool = False) -> float | np.ndarray:
     """Contraction factor per step of full-batch GD with momentum on a quadratic.
 
     Parameters
@@ -315,7 +325,7 @@ def companion_radius(k, beta, nesterov):
     return np.where(np.isfinite(s), np.where(s > 0, rho, 0.0), np.inf)
 
 
-def polyak(L, mu):
+def polyak(L: float, mu: float) -> tuple[float, float, float]:
     """Polyak's optimal heavy ball for curvatures in ``[mu, L]``, ``mu > 0`` [1]_.
 
     In torch's form (``buf <- beta buf + g``, ``p <- p - lr buf``), which is Polyak's

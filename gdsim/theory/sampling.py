@@ -30,10 +30,16 @@ References
    Markov chain Monte Carlo", J. Amer. Statist. Assoc. 101, 2006 (batch means).
 """
 
+from __future__ import annotations
+
 import math
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
+from numpy.typing import ArrayLike
+
+if TYPE_CHECKING:  # for the annotations only
+    from ..models import Linear
 
 from .._validate import check_bool, check_choice, check_int, check_seed
 from ..batches import batch_bounds
@@ -165,8 +171,9 @@ def _batch_means_interval(values, blocks):
     return half
 
 
-def lyapunov_exponent(model, X, lr, *, batch_size=1, sampling="reshuffle", epochs=1000, burn_in=100, blocks=10,
-                      seed=0, drop_last=False, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False):
+def lyapunov_exponent(model: Linear, X: ArrayLike, lr: float, *, batch_size: int = 1, sampling: str = "reshuffle",
+                      epochs: int = 1000, burn_in: int = 100, blocks: int = 10, seed: int = 0, drop_last: bool = False,
+                      momentum: float = 0.0, dampening: float = 0.0, weight_decay: float = 0.0, nesterov: bool = False) -> Lyapunov:
     """Top Lyapunov exponent per epoch of SGD on least squares under ``sampling`` [1]_.
 
     A random unit error is carried through ``burn_in + epochs`` epoch maps and
@@ -245,8 +252,9 @@ def lyapunov_exponent(model, X, lr, *, batch_size=1, sampling="reshuffle", epoch
     return Lyapunov(exponent, exponent - half, exponent + half)
 
 
-def almost_sure_critical_lr(model, X, *, batch_size=1, sampling="reshuffle", lr_max=None, epochs=ALMOST_SURE_EPOCHS,
-                           seed=ALMOST_SURE_SEED, rtol=2e-3, drop_last=False, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False):
+def almost_sure_critical_lr(model: Linear, X: ArrayLike, *, batch_size: int = 1, sampling: str = "reshuffle",
+                            lr_max: float | None = None, epochs: int = ALMOST_SURE_EPOCHS, seed: int = ALMOST_SURE_SEED,
+                            rtol: float = 2e-3, drop_last: bool = False, momentum: float = 0.0, dampening: float = 0.0, weight_decay: float = 0.0, nesterov: bool = False) -> AlmostSure:
     """The lr where the top Lyapunov exponent of ``sampling`` passes 0 (a typical run
     grows above it), with the band of its 95% interval.
 
@@ -281,7 +289,7 @@ def almost_sure_critical_lr(model, X, *, batch_size=1, sampling="reshuffle", lr_
                     nesterov=nesterov)
     if lr_max is None:
         L = float(np.linalg.eigvalsh(hessian(model, X)).max())
-        lr_max = 10 * critical_lr(L, momentum, dampening=dampening, weight_decay=weight_decay, nesterov=nesterov)
+        lr_max = 10 * float(critical_lr(L, momentum, dampening=dampening, weight_decay=weight_decay, nesterov=nesterov))
     cache = {}
 
     def estimate(lr):
@@ -317,8 +325,9 @@ def almost_sure_critical_lr(model, X, *, batch_size=1, sampling="reshuffle", lr_
     return AlmostSure(critical, first, last)
 
 
-def mean_square_radius(model, X, lr, *, batch_size=1, sampling="reshuffle", samples=1000, blocks=10, seed=0,
-                       drop_last=False, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False):
+def mean_square_radius(model: Linear, X: ArrayLike, lr: float, *, batch_size: int = 1, sampling: str = "reshuffle",
+                       samples: int = 1000, blocks: int = 10, seed: int = 0, drop_last: bool = False,
+                       momentum: float = 0.0, dampening: float = 0.0, weight_decay: float = 0.0, nesterov: bool = False) -> MeanSquare:
     """Monte Carlo spectral radius of the second-moment epoch map ``E[M (x) M]`` [2]_.
 
     ``samples`` epoch maps ``M`` are drawn under ``sampling``; the radius of their mean

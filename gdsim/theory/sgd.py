@@ -8,9 +8,16 @@ for heavy ball with momentum, else 1): the same spectra as in ``(p, buf)``, and 
 ``lr`` with a huge curvature gives moderate numbers instead of an overflow.
 """
 
+from __future__ import annotations
+
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
+from numpy.typing import ArrayLike
+
+if TYPE_CHECKING:  # for the annotations only
+    from ..models import Linear
 
 from .._validate import ParameterError, check_int
 from ..batches import batch_bounds
@@ -105,8 +112,8 @@ def _product_radius(steps):
     return times_power_of_two(radius_of(M), exponent)
 
 
-def epoch_spectral_radius(model, X, lr, *, batch_size=1, order=None, drop_last=False, momentum=0.0,
-                          dampening=0.0, weight_decay=0.0, nesterov=False):
+def epoch_spectral_radius(model: Linear, X: ArrayLike, lr: float, *, batch_size: int = 1, order: ArrayLike | None = None,
+                          drop_last: bool = False, momentum: float = 0.0, dampening: float = 0.0, weight_decay: float = 0.0, nesterov: bool = False) -> float:
     """Spectral radius of one epoch of (mini-batch) SGD in a fixed sample order.
 
     Each step is an affine map of the state ``(p, buf)``; an epoch is their product
@@ -161,8 +168,8 @@ def _epoch_radius(hessians, c, wd, beta, nesterov):
     return _product_radius(step_matrices(effective_curvatures(c, hessians, wd), beta, nesterov))
 
 
-def mean_square_spectral_radius(model, X, lr, *, batch_size=1, momentum=0.0, dampening=0.0,
-                                weight_decay=0.0, nesterov=False):
+def mean_square_spectral_radius(model: Linear, X: ArrayLike, lr: float, *, batch_size: int = 1,
+                                momentum: float = 0.0, dampening: float = 0.0, weight_decay: float = 0.0, nesterov: bool = False) -> float:
     """Spectral radius of the second-moment recursion of SGD with batches drawn with
     replacement (each step ``batch_size`` independent uniform samples) [4]_.
 
@@ -276,8 +283,8 @@ def _search_range(model, A, weight, beta, tau, wd, nesterov):
     return 10.0 * critical_lr(L, beta, dampening=tau, weight_decay=wd, nesterov=nesterov)
 
 
-def epoch_critical_lr(model, X, *, batch_size=1, order=None, drop_last=False, momentum=0.0, dampening=0.0,
-                      weight_decay=0.0, nesterov=False, rtol=1e-10):
+def epoch_critical_lr(model: Linear, X: ArrayLike, *, batch_size: int = 1, order: ArrayLike | None = None,
+                      drop_last: bool = False, momentum: float = 0.0, dampening: float = 0.0, weight_decay: float = 0.0, nesterov: bool = False, rtol: float = 1e-10) -> float:
     """The smallest ``lr`` at which :func:`epoch_spectral_radius` exceeds 1 (bisection).
 
     Searched in ``(0, 10 x`` the full-batch heavy-ball threshold ``]``; ``rtol`` in
@@ -300,7 +307,8 @@ def epoch_critical_lr(model, X, *, batch_size=1, order=None, drop_last=False, mo
                                                      nesterov), lr_hi, rtol)
 
 
-def step_critical_lr(model, X, *, batch_size=1, order=None, drop_last=False):
+def step_critical_lr(model: Linear, X: ArrayLike, *, batch_size: int = 1, order: ArrayLike | None = None,
+                     drop_last: bool = False) -> float:
     """The largest ``lr`` at which every single step of an epoch is stable on its own:
     ``2 / max_batch lambda_max(H_batch)`` (plain SGD, no momentum).
 
@@ -336,8 +344,8 @@ def step_critical_lr(model, X, *, batch_size=1, order=None, drop_last=False):
     return 2.0 / top if top > 0 else math.inf
 
 
-def mean_square_critical_lr(model, X, *, batch_size=1, momentum=0.0, dampening=0.0, weight_decay=0.0,
-                            nesterov=False, rtol=1e-10):
+def mean_square_critical_lr(model: Linear, X: ArrayLike, *, batch_size: int = 1, momentum: float = 0.0, dampening: float = 0.0, weight_decay: float = 0.0, nesterov: bool = False,
+                            rtol: float = 1e-10) -> float:
     """The smallest ``lr`` at which :func:`mean_square_spectral_radius` exceeds 1 (bisection).
 
     Searched in ``(0, 10 x`` the full-batch threshold ``]``; returns ``inf`` if every

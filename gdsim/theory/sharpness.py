@@ -2,8 +2,15 @@
 of :mod:`gdsim.hvp`; finite differences of the gradient kernel on request), and the top
 Hessian eigenvalues by Lanczos (see :mod:`gdsim.theory`)."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import numpy as np
+from numpy.typing import ArrayLike
+
+if TYPE_CHECKING:  # for the annotations only
+    from ..models import MLP
 
 from .. import hvp
 from .._validate import ParameterError, check_int, check_real
@@ -14,7 +21,8 @@ from .checks import check_reals
 # ---------------------------------------------------------------------------------------
 # MLPs: sharpness
 # ---------------------------------------------------------------------------------------
-def hessian_vector_product(model, params, X, Y, v, *, eps=None):
+def hessian_vector_product(model: MLP, params: ArrayLike, X: ArrayLike, Y: ArrayLike, v: ArrayLike, *,
+                           eps: float | None = None) -> np.ndarray:
     """``H v`` for the full-batch loss at ``params``.
 
     By default exact up to rounding: forward-over-reverse differentiation
@@ -91,7 +99,7 @@ class ExactProduct:
             return out * top
 
 
-def check_point(model, params, X, Y):
+def check_point(model, params, X, Y) -> tuple[MLP, np.ndarray, np.ndarray, np.ndarray]:
     """The checked arguments; ``Y`` as given for a classifier (the model's methods, which
     the products call, take integer labels, not the kernels' float layout)."""
     model = check_model(model)
@@ -136,7 +144,7 @@ def gradient_overflow(params, X, Y, what="the gradient"):
     raise ParameterError(f"{name} is too large: {what} near params is not finite in float64 ({text})", name)
 
 
-def sharpness(model, params, X, Y, *, k=1, tol=1e-8):
+def sharpness(model: MLP, params: ArrayLike, X: ArrayLike, Y: ArrayLike, *, k: int = 1, tol: float = 1e-8) -> float | np.ndarray:
     """The top Hessian eigenvalue(s) of the full-batch loss at ``params`` [5]_.
 
     Lanczos (:func:`scipy.sparse.linalg.eigsh`, largest algebraic) on the exact

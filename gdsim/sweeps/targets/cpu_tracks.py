@@ -39,7 +39,7 @@ def track_runs(runs, plan, out):
         # train's arguments, types included (Python bools and floats, contiguous arrays).
         train_loop((plan.theta0[r].copy(), np.zeros(n_params), False, False, np.nan), plan.model, plan.X, plan.Y,
                    (plan.orders[g], batch_size, bool(plan.drop_last)), np.repeat(plan.lr[r], per_epoch),
-                   np.ascontiguousarray(plan.hyper[:, r]), False, float(plan.divergence_factor),
+                   np.ascontiguousarray(plan.hyper[:, r]), False, (float(plan.divergence_factor), False),
                    (np.empty(plan.epochs + 1), np.empty(n_steps), np.empty((0, n_params))),
                    bool(use_dense_kernels(plan.model, batch_size)), tracks)
         scalars = tracks[1][0]
@@ -50,7 +50,7 @@ def track_runs(runs, plan, out):
 
 
 def stop_tracks(block, names, steps, diverged_step):
-    """Blank the tracks of the runs a divergence stopped (``divergence`` not None) where the
+    """Blank the tracks of the runs a divergence stopped (a ``divergence`` that stops) where the
     sweep did not compute them, as their ``loss`` is: a run stopped at step ``d`` keeps its
     full-data observables up to ``d`` (its final parameters), its batch observables before
     ``d`` (step ``d``'s batch marked it, or was never reached: no update made)."""

@@ -36,12 +36,15 @@ except Exception as error:
     print(json.dumps({"skip": f"{type(error).__name__}: {error}".splitlines()[0]}))
     sys.exit(0)
 from gdsim.sweeps.targets.cuda_variants import COMPUTE_CAPABILITIES, kernel_variants, variant_ptx
+sys.path.insert(0, "benchmarks")
+from ptx_report import ptx_counts
 found = []
 cc = tuple(json.loads(sys.argv[1]))
 for variant in kernel_variants():
     if cc in COMPUTE_CAPABILITIES:
-        lines = variant_ptx(variant, cc).splitlines()
-        found.append({"variant": variant.name, "cc": list(cc),
+        ptx = variant_ptx(variant, cc)
+        lines = ptx.splitlines()
+        found.append({"variant": variant.name, "cc": list(cc), "counts": ptx_counts(ptx),
                       "targets": [line.split()[1] for line in lines if line.startswith(".target")],
                       "entries": [line for line in lines if ".entry" in line]})
 print(json.dumps({"ptx": found}))
@@ -97,3 +100,12 @@ def test_every_variant_compiles_to_ptx_for_sm80_and_sm90(variants):
     for (name, (major, minor)), result in compiled.items():
         assert result["targets"] == [f"sm_{major}{minor}"], name
         assert len(result["entries"]) == 1 and "sweep_kernel" in result["entries"][0], (name, result["entries"])
+        counts = result["counts"]
+        if name.startswith("float32"):
+            # float32 computes in float32: float64 only for the divergence threshold (a
+            # float64 factor) and the NTK scale's square root, not the sums and updates
+            # (634 float64 instructions and 127 widenings before the literals were typed).
+            assert counts["f64_instructions"] <= 32 and counts["f32_to_f64"] <= 4, (name, counts)
+            assert counts["f32_instructions"] > 20 * counts["f64_instructions"], (name, counts)
+        else:
+            assert counts["f64_instructions"] > 20 * counts["f32_instructions"], (name, counts)

@@ -22,7 +22,7 @@ def run_plan(plan, progress=None):
     """
     names = plan.track[0]
     numba_cuda = cuda()
-    kernel = compiled(bool(names))
+    kernel = compiled(bool(names), plan.theta0.dtype.name)
     args = kernel_args(plan, lambda a: numba_cuda.to_device(np.ascontiguousarray(a)), numba_cuda.device_array)
     kernel[-(-plan.n_runs // THREADS), THREADS](*args)
     (theta, *_), _, _, _, _, (epoch_loss, diverged_step, diverged_loss), (*_, values) = args
@@ -80,13 +80,15 @@ def kernel_args(plan, put=lambda a: np.array(a, order="C"), empty=np.empty):
     else:  # never read by the untracked kernel
         none = put(np.zeros(len(KERNEL_TRACKS), dtype=np.int64))
         tracks = (none, none, none, put(np.zeros((0, 0, 1))))
-    return (state, model, data, (put(plan.lr.T), put(plan.hyper)), (plan.divergence_factor, plan.stop_diverged),
+    runs = (put(plan.lr.T.astype(dtype)), put(plan.hyper.astype(dtype)))  # the kernel computes in dtype
+    return (state, model, data, runs, (plan.divergence_factor, plan.stop_diverged),
             out, tracks)
 
 
 def kernel_signature(plan):
     """The Numba types of the kernel's arguments for ``plan``: the signature its launch
-    compiles (with :func:`gdsim.sweeps.targets.cuda_kernels.compiled` ``(bool(plan.track[0]))``).
+    compiles (with :func:`gdsim.sweeps.targets.cuda_kernels.compiled` ``(bool(plan.track[0]),
+    plan.theta0.dtype.name)``).
 
     Returns
     -------

@@ -13,8 +13,11 @@ Everything here is compiled on first use, so that importing gdsim never needs nu
 import functools
 import math
 
+import numpy as np
+
 from ... import scalar
-from ..._jit import cuda_device, cuda_kernel, cuda_module
+from ..._jit import cuda_device as compile_device
+from ..._jit import cuda_kernel, cuda_module
 from ...optim import DAMPENING, MOMENTUM, NESTEROV, WEIGHT_DECAY
 from ...scalar import CROSS_ENTROPY
 
@@ -27,9 +30,12 @@ numba_cuda = None
 
 
 @functools.cache
-def compiled(tracked=False):
-    """The sweep kernel, compiled with its device functions once per process (and once
-    more with ``tracked``: the kernel that measures tracks; without, it has no code for them).
+def compiled(tracked=False, dtype="float64"):
+    """The sweep kernel, compiled with its device functions once per process and dtype
+    (and once more with ``tracked``: the kernel that measures tracks; without, it has no
+    code for them). The arithmetic is in ``dtype`` (the sweep's): the float literals of the
+    kernel and of :mod:`gdsim.scalar` are typed ``dtype`` (:func:`gdsim._jit.in_dtype`) and
+    every float array holds ``dtype`` values; only the divergence threshold stays float64.
     Building it needs numba-cuda, not a GPU (:mod:`gdsim.sweeps.targets.cuda_variants`
     compiles it to PTX); launching it needs a GPU or the simulator.
 
@@ -41,7 +47,7 @@ def compiled(tracked=False):
     * ``model``: a :class:`gdsim.models.ModelSpec` (``sizes`` on the device);
     * ``data = (X, Y, orders, batch_sizes, group, drop_last)``: ``group[run]`` selects the
       run's ``orders [n_groups, epochs, n]`` and ``batch_sizes [n_groups]``;
-    * ``runs = (lr [epochs, runs], hyper [N_HYPER, runs])``;
+    * ``runs = (lr [epochs, runs], hyper [N_HYPER, runs])`` in ``dtype``;
     * ``divergence = (divergence_factor, stop_diverged)``;
     * ``out = (epoch_loss [epochs + 1, runs], diverged_step [runs], diverged_loss [runs])``;
     * ``tracks = (every [4], rows [4], where [max_steps + 1], values [m, steps, runs])``:
@@ -54,6 +60,10 @@ def compiled(tracked=False):
     """
     global numba_cuda
     numba_cuda = cuda_module()
+    F = np.dtype(dtype).type  # converts the integers that meet floats (F(n): no float64 on the way)
+
+    def cuda_device(function):
+        return compile_device(function, dtype)
     activate = cuda_device(scalar.activate)
     activation_slope = cuda_device(scalar.activation_slope)
     is_diverged = cuda_device(scalar.is_diverged)
@@ -78,7 +88,7 @@ def compiled(tracked=False):
             fan_in = sizes[layer]
             fan_out = sizes[layer + 1]
             b = w + fan_in * fan_out
-            scale = weight_scale(layer_code, fan_in)
+            scale = F(weight_scale(layer_code, fan_in))
             for o in range(fan_out):
                 row = w + o * fan_in
                 s = 0.0
@@ -112,7 +122,7 @@ def compiled(tracked=False):
                 deltas[a_out + label, c] -= scale
             return log_norm - acts[a_out + label, c]
         factor = loss_factor(reduction)
-        mean_outputs = factor / n_out if averages(reduction) else factor
+        mean_outputs = factor / F(n_out) if averages(reduction) else factor
         total = 0.0
         for k in range(n_out):
             residual = acts[a_out + k, c] - Y[r, k]
@@ -136,7 +146,7 @@ def compiled(tracked=False):
             b = p - fan_out if bias else p
             w = b - fan_in * fan_out
             a_in = a_out - fan_in
-            scale = weight_scale(layer_code, fan_in)
+            scale = F(weight_scale(layer_code, fan_in))
             if layer > 0:
                 for i in range(fan_in):
                     deltas[a_in + i, c] = 0.0
@@ -167,7 +177,7 @@ def compiled(tracked=False):
         a_out = 0
         for layer in range(1, n_layers):
             a_out += sizes[layer]
-        scale = 1.0 / (stop - start) if mean else 1.0
+        scale = 1.0 / F(stop - start) if mean else 1.0
         if want_grad:
             for k in range(grad.shape[0]):
                 grad[k, c] = 0.0
@@ -179,7 +189,7 @@ def compiled(tracked=False):
             if want_grad:
                 backward(theta, c, model, X, r, acts, deltas, grad)
         if mean:
-            return total / (stop - start)
+            return total / F(stop - start)
         return total
 
     forward = cuda_device(forward)
@@ -274,4 +284,4 @@ def compiled(tracked=False):
                 step += 1
         diverged_step[c] = marked
 
-    return cuda_kernel(sweep_kernel)
+    return cuda_kernel(sweep_kernel, dtype)

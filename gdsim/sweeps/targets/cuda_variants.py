@@ -47,12 +47,15 @@ class Variant:
         The option settings (``"model=MLP loss=mse ..."``) found to launch it.
     threads : int
         Threads per block of its launches.
+    dtype : str
+        The dtype it computes in.
     """
 
     name: str
     tracked: bool
     signature: tuple
     options: tuple
+    dtype: str = "float64"
     threads: int = THREADS
 
 
@@ -129,7 +132,8 @@ def kernel_variants():
     for (tracked, signature, dtype), labels in found.items():
         name = dtype + ("-tracked" if tracked else "")
         same = [v for v in variants if v.name.split("#")[0] == name]
-        variants.append(Variant(name + (f"#{len(same)}" if same else ""), tracked, signature, tuple(labels)))
+        variants.append(Variant(name + (f"#{len(same)}" if same else ""), tracked, signature, tuple(labels),
+                                dtype=dtype))
     return sorted(variants, key=lambda v: v.name)
 
 
@@ -142,4 +146,4 @@ def variant_ptx(variant, cc):
     str
     """
     # compiled() is cached per process; a fresh build compiles its device functions for cc.
-    return cuda_ptx(compiled.__wrapped__(variant.tracked), variant.signature, cc)
+    return cuda_ptx(compiled.__wrapped__(variant.tracked, variant.dtype), variant.signature, cc)

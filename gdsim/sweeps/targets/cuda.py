@@ -7,7 +7,7 @@ from ..._jit import cuda, numba_types
 from ...models import ModelSpec
 from ...tracks import TRACKS
 from ..dataset import split_tracks
-from .cuda_kernels import THREADS, compiled
+from .cuda_kernels import THREADS, compiled, size_class
 
 #: The observables the kernel measures (``every`` rows it reads): the first four of
 #: :data:`gdsim.tracks.TRACKS`, ``loss, grad_norm, batch_loss, batch_grad_norm``.
@@ -22,7 +22,7 @@ def run_plan(plan, progress=None):
     """
     names = plan.track[0]
     numba_cuda = cuda()
-    kernel = compiled(bool(names), plan.theta0.dtype.name)
+    kernel = compiled(*kernel_build(plan))
     args = kernel_args(plan, lambda a: numba_cuda.to_device(np.ascontiguousarray(a)), numba_cuda.device_array)
     kernel[-(-plan.n_runs // THREADS), THREADS](*args)
     (theta, *_), _, _, _, _, (epoch_loss, diverged_step, diverged_loss), (*_, values) = args
@@ -34,6 +34,20 @@ def run_plan(plan, progress=None):
     if progress is not None:
         progress(plan.n_runs, plan.n_runs)
     return out
+
+
+def kernel_build(plan):
+    """The build of the sweep kernel that runs ``plan``: the arguments of
+    :func:`gdsim.sweeps.targets.cuda_kernels.compiled`.
+
+    Returns
+    -------
+    (bool, str, int)
+        ``(tracked, dtype, size)``: whether the plan tracks observables, its dtype's name,
+        and its size class (:func:`gdsim.sweeps.targets.cuda_kernels.size_class`).
+    """
+    width = int(plan.model.sizes[1:].sum())
+    return bool(plan.track[0]), plan.theta0.dtype.name, size_class(plan.theta0.shape[1], width)
 
 
 def kernel_args(plan, put=lambda a: np.array(a, order="C"), empty=np.empty):
@@ -66,8 +80,9 @@ def kernel_args(plan, put=lambda a: np.array(a, order="C"), empty=np.empty):
     n_runs, n_params = plan.theta0.shape
     dtype = plan.theta0.dtype
     width = int(plan.model.sizes[1:].sum())
-    state = (put(plan.theta0.T), put(np.zeros((n_params, n_runs), dtype)), empty((n_params, n_runs), dtype),
-             empty((width, n_runs), dtype), empty((width, n_runs), dtype))
+    scratch = 1 if kernel_build(plan)[2] else n_runs  # the local-array builds keep theirs per thread
+    state = (put(plan.theta0.T), put(np.zeros((n_params, scratch), dtype)), empty((n_params, scratch), dtype),
+             empty((width, scratch), dtype), empty((width, scratch), dtype))
     model = ModelSpec(put(plan.model.sizes), *plan.model[1:])
     data = (put(plan.X), put(plan.Y), put(plan.orders), put(plan.batch_sizes), put(plan.group), plan.drop_last)
     out = (empty((plan.epochs + 1, n_runs), dtype), empty(n_runs, np.int64), put(np.full(n_runs, np.nan)))
@@ -87,8 +102,7 @@ def kernel_args(plan, put=lambda a: np.array(a, order="C"), empty=np.empty):
 
 def kernel_signature(plan):
     """The Numba types of the kernel's arguments for ``plan``: the signature its launch
-    compiles (with :func:`gdsim.sweeps.targets.cuda_kernels.compiled` ``(bool(plan.track[0]),
-    plan.theta0.dtype.name)``).
+    compiles (with :func:`gdsim.sweeps.targets.cuda_kernels.compiled` ``(*kernel_build(plan))``).
 
     Returns
     -------

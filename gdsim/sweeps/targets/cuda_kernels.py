@@ -1,11 +1,15 @@
 """CUDA sweep kernel (numba-cuda): one GPU thread per run.
 
-Per-run arrays are laid out ``[k, run]`` (run innermost), so that the threads of a warp,
-which run neighbouring runs, read neighbouring addresses. The scalar math (activations,
-their slopes, the divergence test and threshold, the SGD update, the batch slicing) is
-:mod:`gdsim.scalar`, the very functions the CPU kernels compile; the loops follow
-:mod:`gdsim.sweeps.targets.cpu_lanes` with the run index ``c`` taken from the thread
-instead of an inner loop. :mod:`gdsim.sweeps.targets.cuda` launches it.
+Each thread trains one run. For small models (:func:`size_class`) the run's parameters,
+momentum buffer, gradient, activations and deltas live in ``cuda.local.array`` s of a
+compile-time size (one build per size class of :data:`LOCAL_SIZES`), read from and written
+back to global memory once; larger models keep them in global memory laid out ``[k, run]``
+(run innermost, so that the threads of a warp, which run neighbouring runs, read
+neighbouring addresses). Both builds run the same device functions, over one run's 1-D
+arrays. The scalar math (activations, their slopes, the divergence test and threshold, the
+SGD update, the batch slicing) is :mod:`gdsim.scalar`, the very functions the CPU kernels
+compile; the loops follow :mod:`gdsim.sweeps.targets.cpu_lanes` with the run index ``c``
+taken from the thread instead of an inner loop. :mod:`gdsim.sweeps.targets.cuda` launches it.
 
 Everything here is compiled on first use, so that importing gdsim never needs numba-cuda.
 """
@@ -24,26 +28,45 @@ from ...scalar import CROSS_ENTROPY
 #: Threads per block.
 THREADS = 64
 
+#: Size classes of the local-array builds: a model whose parameter count (and so its
+#: width, never larger) is at most ``size`` runs in the build of the smallest such
+#: ``size``, with five local arrays of ``size`` elements per thread (5 x 256 x 8 B = 10 KiB
+#: in float64 at most: local memory is reserved for every thread the GPU can hold, 2048
+#: per SM, and cached in L1 only while it is small; benchmarks/results/ptx.md). Larger
+#: models run in the global-memory build (size 0).
+LOCAL_SIZES = (16, 64, 256)
+
 #: ``numba.cuda``, set on first use. The kernel reads it as a module global, which is
 #: what the CUDA simulator looks for to substitute its own ``grid``.
 numba_cuda = None
 
 
+def size_class(n_params, width):
+    """The build for a model of ``n_params`` parameters and ``width`` units after its
+    input: the smallest of :data:`LOCAL_SIZES` that holds both, or 0 (global memory)."""
+    need = max(int(n_params), int(width))
+    return next((size for size in LOCAL_SIZES if need <= size), 0)
+
+
 @functools.cache
-def compiled(tracked=False, dtype="float64"):
-    """The sweep kernel, compiled with its device functions once per process and dtype
-    (and once more with ``tracked``: the kernel that measures tracks; without, it has no
-    code for them). The arithmetic is in ``dtype`` (the sweep's): the float literals of the
-    kernel and of :mod:`gdsim.scalar` are typed ``dtype`` (:func:`gdsim._jit.in_dtype`) and
-    every float array holds ``dtype`` values; only the divergence threshold stays float64.
-    Building it needs numba-cuda, not a GPU (:mod:`gdsim.sweeps.targets.cuda_variants`
-    compiles it to PTX); launching it needs a GPU or the simulator.
+def compiled(tracked=False, dtype="float64", size=0):
+    """The sweep kernel, compiled with its device functions once per process, dtype and
+    size class (and once more with ``tracked``: the kernel that measures tracks; without,
+    it has no code for them). The arithmetic is in ``dtype`` (the sweep's): the float
+    literals of the kernel and of :mod:`gdsim.scalar` are typed ``dtype``
+    (:func:`gdsim._jit.in_dtype`) and every float array holds ``dtype`` values; only the
+    divergence threshold stays float64. ``size`` (one of :data:`LOCAL_SIZES`, or 0: see
+    :func:`size_class`) is the length of each thread's local arrays, 0 for the build that
+    keeps them in global memory. Building it needs numba-cuda, not a GPU
+    (:mod:`gdsim.sweeps.targets.cuda_variants` compiles it to PTX); launching it needs a
+    GPU or the simulator.
 
     ``kernel[blocks, THREADS](state, model, data, runs, divergence, out, tracks)``, one thread per run:
 
     * ``state = (theta, buf, grad, acts, deltas)``: ``[n_params, runs]`` three times (initial
-      then final parameters, momentum buffers, gradients) and ``[width, runs]`` twice
-      (scratch; ``width`` = the sum of the layer widths after the input);
+      then final parameters, momentum buffers (zeros), gradients) and ``[width, runs]``
+      twice (scratch; ``width`` = the sum of the layer widths after the input); with
+      ``size``, only ``theta`` is read and written, the others may have one column;
     * ``model``: a :class:`gdsim.models.ModelSpec` (``sizes`` on the device);
     * ``data = (X, Y, orders, batch_sizes, group, drop_last)``: ``group[run]`` selects the
       run's ``orders [n_groups, epochs, n]`` and ``batch_sizes [n_groups]``;
@@ -64,6 +87,7 @@ def compiled(tracked=False, dtype="float64"):
 
     def cuda_device(function):
         return compile_device(function, dtype)
+
     activate = cuda_device(scalar.activate)
     activation_slope = cuda_device(scalar.activation_slope)
     is_diverged = cuda_device(scalar.is_diverged)
@@ -76,7 +100,8 @@ def compiled(tracked=False, dtype="float64"):
     has_bias = cuda_device(scalar.has_bias)
     is_ntk = cuda_device(scalar.is_ntk)
 
-    def forward(theta, c, model, X, r, acts):
+    # One run's arrays from here on: theta, grad [n_params], acts, deltas [width], x, y: a sample.
+    def forward(theta, model, x, acts):
         sizes, activation, _, _, layer_code = model
         bias = has_bias(layer_code)
         ntk = is_ntk(layer_code)
@@ -93,50 +118,50 @@ def compiled(tracked=False, dtype="float64"):
                 row = w + o * fan_in
                 s = 0.0
                 for i in range(fan_in):
-                    s += theta[row + i, c] * (X[r, i] if layer == 0 else acts[a_in + i, c])
+                    s += theta[row + i] * (x[i] if layer == 0 else acts[a_in + i])
                 if ntk:
                     s = s * scale
                 if bias:
-                    s += theta[b + o, c]
-                acts[a_out + o, c] = activate(activation, s) if layer < n_layers - 1 else s
+                    s += theta[b + o]
+                acts[a_out + o] = activate(activation, s) if layer < n_layers - 1 else s
             w = b + fan_out if bias else b
             a_in = a_out
             a_out += fan_out
 
-    def output_loss(model, acts, a_out, c, Y, r, want_grad, deltas, scale):
+    def output_loss(model, acts, a_out, y, want_grad, deltas, scale):
         sizes, _, loss, reduction, _ = model
         n_out = sizes[sizes.shape[0] - 1]
         if loss == CROSS_ENTROPY:
-            label = int(Y[r, 0])
-            top = acts[a_out, c]
+            label = int(y[0])
+            top = acts[a_out]
             for k in range(1, n_out):
-                if acts[a_out + k, c] > top:
-                    top = acts[a_out + k, c]
+                if acts[a_out + k] > top:
+                    top = acts[a_out + k]
             total = 0.0
             for k in range(n_out):
-                total += math.exp(acts[a_out + k, c] - top)
+                total += math.exp(acts[a_out + k] - top)
             log_norm = top + math.log(total)
             if want_grad:
                 for k in range(n_out):
-                    deltas[a_out + k, c] = scale * math.exp(acts[a_out + k, c] - log_norm)
-                deltas[a_out + label, c] -= scale
-            return log_norm - acts[a_out + label, c]
+                    deltas[a_out + k] = scale * math.exp(acts[a_out + k] - log_norm)
+                deltas[a_out + label] -= scale
+            return log_norm - acts[a_out + label]
         factor = loss_factor(reduction)
         mean_outputs = factor / F(n_out) if averages(reduction) else factor
         total = 0.0
         for k in range(n_out):
-            residual = acts[a_out + k, c] - Y[r, k]
+            residual = acts[a_out + k] - y[k]
             total += residual * residual
             if want_grad:
-                deltas[a_out + k, c] = scale * 2.0 * mean_outputs * residual
+                deltas[a_out + k] = scale * 2.0 * mean_outputs * residual
         return mean_outputs * total
 
-    def backward(theta, c, model, X, r, acts, deltas, grad):
+    def backward(theta, model, x, acts, deltas, grad):
         sizes, activation, _, _, layer_code = model
         bias = has_bias(layer_code)
         ntk = is_ntk(layer_code)
         n_layers = sizes.shape[0] - 1
-        p = theta.shape[0]
+        p = grad.shape[0]
         a_out = 0
         for layer in range(1, n_layers):
             a_out += sizes[layer]
@@ -149,27 +174,27 @@ def compiled(tracked=False, dtype="float64"):
             scale = F(weight_scale(layer_code, fan_in))
             if layer > 0:
                 for i in range(fan_in):
-                    deltas[a_in + i, c] = 0.0
+                    deltas[a_in + i] = 0.0
             for o in range(fan_out):
-                d = deltas[a_out + o, c]
+                d = deltas[a_out + o]
                 if bias:
-                    grad[b + o, c] += d
+                    grad[b + o] += d
                 if ntk:
                     d = d * scale
                 row = w + o * fan_in
                 for i in range(fan_in):
                     if layer > 0:
-                        grad[row + i, c] += d * acts[a_in + i, c]
-                        deltas[a_in + i, c] += theta[row + i, c] * d
+                        grad[row + i] += d * acts[a_in + i]
+                        deltas[a_in + i] += theta[row + i] * d
                     else:
-                        grad[row + i, c] += d * X[r, i]
+                        grad[row + i] += d * x[i]
             if layer > 0:
                 for i in range(fan_in):
-                    deltas[a_in + i, c] *= activation_slope(activation, acts[a_in + i, c])
+                    deltas[a_in + i] *= activation_slope(activation, acts[a_in + i])
             p = w
             a_out = a_in
 
-    def batch_loss(theta, c, model, X, Y, order, epoch, start, stop, want_grad, grad, work):
+    def batch_loss(theta, model, X, Y, order, epoch, start, stop, want_grad, grad, work):
         sizes, _, _, reduction, _ = model
         mean = averages(reduction)
         acts, deltas = work
@@ -180,14 +205,14 @@ def compiled(tracked=False, dtype="float64"):
         scale = 1.0 / F(stop - start) if mean else 1.0
         if want_grad:
             for k in range(grad.shape[0]):
-                grad[k, c] = 0.0
+                grad[k] = 0.0
         total = 0.0
         for j in range(start, stop):
             r = order[epoch, j] if epoch >= 0 else j
-            forward(theta, c, model, X, r, acts)
-            total += output_loss(model, acts, a_out, c, Y, r, want_grad, deltas, scale)
+            forward(theta, model, X[r], acts)
+            total += output_loss(model, acts, a_out, Y[r], want_grad, deltas, scale)
             if want_grad:
-                backward(theta, c, model, X, r, acts, deltas, grad)
+                backward(theta, model, X[r], acts, deltas, grad)
         if mean:
             return total / F(stop - start)
         return total
@@ -197,10 +222,10 @@ def compiled(tracked=False, dtype="float64"):
     backward = cuda_device(backward)
     batch_loss = cuda_device(batch_loss)
 
-    def norm(grad, c):
+    def norm(grad):
         total = 0.0
         for k in range(grad.shape[0]):
-            total += grad[k, c] * grad[k, c]
+            total += grad[k] * grad[k]
         return math.sqrt(total)
 
     def track_full(theta, c, model, X, Y, order, step, grad, work, tracks):
@@ -209,11 +234,11 @@ def compiled(tracked=False, dtype="float64"):
         want_loss = every[0] > 0 and step % every[0] == 0
         want_norm = every[1] > 0 and step % every[1] == 0
         if want_loss or want_norm:
-            value = batch_loss(theta, c, model, X, Y, order, -1, 0, X.shape[0], want_norm, grad, work)
+            value = batch_loss(theta, model, X, Y, order, -1, 0, X.shape[0], want_norm, grad, work)
             if want_loss:
                 values[rows[0], where[step], c] = value
             if want_norm:
-                values[rows[1], where[step], c] = norm(grad, c)
+                values[rows[1], where[step], c] = norm(grad)
 
     def track_batch(c, step, value, grad, tracks):
         # gdsim.tracks.track_batch: the step's batch loss and the norm of its gradient.
@@ -221,22 +246,18 @@ def compiled(tracked=False, dtype="float64"):
         if every[2] > 0 and step % every[2] == 0:
             values[rows[2], where[step], c] = value
         if every[3] > 0 and step % every[3] == 0:
-            values[rows[3], where[step], c] = norm(grad, c)
+            values[rows[3], where[step], c] = norm(grad)
 
     norm = cuda_device(norm)
     track_full = cuda_device(track_full)
     track_batch = cuda_device(track_batch)
 
-    def sweep_kernel(state, model, data, runs, divergence, out, tracks):
-        theta, buf, grad, acts, deltas = state
+    def train_run(c, theta, buf, grad, work, model, data, runs, divergence, out, tracks):
+        # Run c, its parameters theta (trained in place), buf, grad and work = (acts, deltas).
         X, Y, orders, batch_sizes, group, drop_last = data
         lr, hyper = runs
         divergence_factor, stop_diverged = divergence
         epoch_loss, diverged_step, diverged_loss = out
-        work = (acts, deltas)
-        c = numba_cuda.grid(1)
-        if c >= theta.shape[1]:
-            return
         n = X.shape[0]
         order = orders[group[c]]
         batch_size = batch_sizes[group[c]]
@@ -249,7 +270,7 @@ def compiled(tracked=False, dtype="float64"):
             if not active:
                 epoch_loss[epoch, c] = math.nan
                 continue
-            value = batch_loss(theta, c, model, X, Y, order, -1, 0, n, False, grad, work)
+            value = batch_loss(theta, model, X, Y, order, -1, 0, n, False, grad, work)
             epoch_loss[epoch, c] = value
             if tracked:  # a constant of the build: the untracked kernel has no such code
                 track_full(theta, c, model, X, Y, order, step, grad, work, tracks)
@@ -267,7 +288,7 @@ def compiled(tracked=False, dtype="float64"):
                     break
                 if tracked and start > 0:  # the epoch's first step was measured with its loss
                     track_full(theta, c, model, X, Y, order, step, grad, work, tracks)
-                value = batch_loss(theta, c, model, X, Y, order, epoch, start, stop, True, grad, work)
+                value = batch_loss(theta, model, X, Y, order, epoch, start, stop, True, grad, work)
                 if marked < 0 and is_diverged(value, threshold):
                     marked = step
                     diverged_loss[c] = value
@@ -277,11 +298,43 @@ def compiled(tracked=False, dtype="float64"):
                 if tracked:
                     track_batch(c, step, value, grad, tracks)
                 for k in range(theta.shape[0]):
-                    theta[k, c], buf[k, c] = sgd_element(theta[k, c], grad[k, c], buf[k, c], lr[epoch, c],
-                                                         hyper[MOMENTUM, c], hyper[DAMPENING, c],
-                                                         hyper[WEIGHT_DECAY, c], hyper[NESTEROV, c] != 0.0,
-                                                         False, step == 0)
+                    theta[k], buf[k] = sgd_element(theta[k], grad[k], buf[k], lr[epoch, c], hyper[MOMENTUM, c],
+                                                   hyper[DAMPENING, c], hyper[WEIGHT_DECAY, c],
+                                                   hyper[NESTEROV, c] != 0.0, False, step == 0)
                 step += 1
         diverged_step[c] = marked
+
+    train_run = cuda_device(train_run)
+
+    if size:
+        def sweep_kernel(state, model, data, runs, divergence, out, tracks):
+            all_theta = state[0]
+            c = numba_cuda.grid(1)
+            if c >= all_theta.shape[1]:
+                return
+            n_params = all_theta.shape[0]
+            width = 0
+            for layer in range(1, model[0].shape[0]):
+                width += model[0][layer]
+            theta = numba_cuda.local.array(size, F)
+            buf = numba_cuda.local.array(size, F)
+            grad = numba_cuda.local.array(size, F)
+            acts = numba_cuda.local.array(size, F)
+            deltas = numba_cuda.local.array(size, F)
+            for k in range(n_params):
+                theta[k] = all_theta[k, c]
+                buf[k] = 0.0
+            train_run(c, theta[:n_params], buf[:n_params], grad[:n_params], (acts[:width], deltas[:width]), model,
+                      data, runs, divergence, out, tracks)
+            for k in range(n_params):
+                all_theta[k, c] = theta[k]
+    else:
+        def sweep_kernel(state, model, data, runs, divergence, out, tracks):
+            theta, buf, grad, acts, deltas = state
+            c = numba_cuda.grid(1)
+            if c >= theta.shape[1]:
+                return
+            train_run(c, theta[:, c], buf[:, c], grad[:, c], (acts[:, c], deltas[:, c]), model, data, runs,
+                      divergence, out, tracks)
 
     return cuda_kernel(sweep_kernel, dtype)

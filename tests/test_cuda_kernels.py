@@ -1,0 +1,59 @@
+"""The CUDA target's builds and launches in Numba's simulator: the local-array and the
+global-memory builds give the same numbers, and so do the CPU (tests/test_sweep.py checks
+the CPU against the local-array build on more options)."""
+
+import os
+
+import numpy as np
+import pytest
+
+import gdsim
+from conftest import make_data
+from gdsim.sweeps.targets import cuda_kernels
+
+pytestmark = pytest.mark.skipif(os.environ.get("NUMBA_ENABLE_CUDASIM", "0") in ("", "0")
+                                and "CUDA_VISIBLE_DEVICES" not in os.environ,
+                                reason="needs NUMBA_ENABLE_CUDASIM=1 (README's test command sets it) or a GPU")
+
+MODEL = gdsim.MLP((2, 3, 2), activation="tanh")  # 17 parameters: size class 64
+# Small on purpose: the simulator runs ~0.1 ms per thread and step. Some runs diverge.
+SWEEP = dict(lr=[0.1, 40.0], momentum=[0.0, 0.9], weight_decay=[0.0, 0.01], batch_size=[2, 5], epochs=2, seed=[0, 1],
+             shuffle=True, divergence=10.0)
+VARIABLES = ("loss", "params", "diverged_step", "diverged_loss")
+
+
+def launched_sizes(monkeypatch):
+    """Record the size class of every kernel build the sweeps compile from now on."""
+    sizes = []
+    build = cuda_kernels.compiled
+
+    def spy(tracked=False, dtype="float64", size=0):
+        sizes.append(size)
+        return build(tracked, dtype, size)
+
+    monkeypatch.setattr("gdsim.sweeps.targets.cuda.compiled", spy)
+    return sizes
+
+
+@pytest.mark.parametrize("track", [None, {"loss": 1, "batch_grad_norm": 1}])
+def test_local_and_global_builds_agree_bitwise_and_with_the_cpu(monkeypatch, track):
+    X, Y = make_data(MODEL, 5, seed=2)
+    kw = SWEEP | {"track": track}
+    sizes = launched_sizes(monkeypatch)
+    local = gdsim.sweep(MODEL, X, Y, target="cuda", **kw)
+    monkeypatch.setattr(cuda_kernels, "LOCAL_SIZES", ())  # every model in global memory
+    in_global = gdsim.sweep(MODEL, X, Y, target="cuda", **kw)
+    assert sizes == [64, 0]
+    cpu = gdsim.sweep(MODEL, X, Y, target="cpu", **kw)
+    assert cpu.diverged.values.any() and not cpu.diverged.values.all()
+    names = VARIABLES + (("track_loss", "track_batch_grad_norm") if track else ())
+    for name in names:
+        np.testing.assert_array_equal(local[name].values, in_global[name].values, err_msg=name)
+        finite = np.isfinite(cpu[name].values)
+        np.testing.assert_array_equal(np.isfinite(local[name].values), finite, err_msg=name)
+        np.testing.assert_allclose(local[name].values[finite], cpu[name].values[finite], rtol=1e-12, err_msg=name)
+
+
+def test_each_model_size_takes_the_smallest_class_that_holds_it():
+    assert [cuda_kernels.size_class(n, 1) for n in (1, 16, 17, 64, 65, 256, 257)] == [16, 16, 64, 64, 256, 256, 0]
+    assert cuda_kernels.size_class(3, 20) == 64  # the width counts too

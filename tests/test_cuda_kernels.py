@@ -57,3 +57,26 @@ def test_local_and_global_builds_agree_bitwise_and_with_the_cpu(monkeypatch, tra
 def test_each_model_size_takes_the_smallest_class_that_holds_it():
     assert [cuda_kernels.size_class(n, 1) for n in (1, 16, 17, 64, 65, 256, 257)] == [16, 16, 64, 64, 256, 256, 0]
     assert cuda_kernels.size_class(3, 20) == 64  # the width counts too
+
+
+@pytest.mark.parametrize("threads, stage", [
+    (8, None),  # a block per group (8 runs each): every block stages its batches whole
+    (8, 7),  # room for one sample (2 inputs + 2 targets) at a time
+    (6, None),  # blocks across two groups read the samples from global memory, the others stage them
+    (8, 3),  # no room for a sample (4 numbers): nothing staged
+])
+def test_staging_the_samples_in_shared_memory_changes_no_bit(monkeypatch, threads, stage):
+    X, Y = make_data(MODEL, 5, seed=2)
+    kw = SWEEP | {"track": {"loss": 1, "grad_norm": 2, "batch_loss": 1}}
+    reference = gdsim.sweep(MODEL, X, Y, target="cuda", **kw)  # 64 threads: one block of 4 groups, not staged
+    monkeypatch.setattr("gdsim.sweeps.targets.cuda.THREADS", threads)
+    if stage is not None:
+        monkeypatch.setattr(cuda_kernels, "STAGE", stage)
+    cuda_kernels.compiled.cache_clear()  # STAGE is a constant of the build
+    try:
+        staged = gdsim.sweep(MODEL, X, Y, target="cuda", **kw)
+    finally:
+        cuda_kernels.compiled.cache_clear()
+    assert reference.diverged.values.any() and not reference.diverged.values.all()
+    for name in VARIABLES + ("track_loss", "track_grad_norm", "track_batch_loss"):
+        np.testing.assert_array_equal(staged[name].values, reference[name].values, err_msg=name)

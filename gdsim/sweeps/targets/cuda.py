@@ -84,7 +84,11 @@ def kernel_args(plan, put=lambda a: np.array(a, order="C"), empty=np.empty):
     state = (put(plan.theta0.T), put(np.zeros((n_params, scratch), dtype)), empty((n_params, scratch), dtype),
              empty((width, scratch), dtype), empty((width, scratch), dtype))
     model = ModelSpec(put(plan.model.sizes), *plan.model[1:])
-    data = (put(plan.X), put(plan.Y), put(plan.orders), put(plan.batch_sizes), put(plan.group), plan.drop_last)
+    # The runs in thread order: by group (a stable sort), so that the threads of a block share
+    # their sample order and stage their samples in shared memory.
+    slots = np.argsort(plan.group, kind="stable")
+    data = (put(plan.X.ravel()), put(plan.Y.ravel()), put(plan.orders), put(plan.batch_sizes), put(plan.group),
+            plan.drop_last, put(slots))
     out = (empty((plan.epochs + 1, n_runs), dtype), empty(n_runs, np.int64), put(np.full(n_runs, np.nan)))
     if names:
         where = np.full(steps[-1] + 1, -1, dtype=np.int64)  # step -> its position in ``steps``

@@ -36,6 +36,10 @@ THREADS = 64
 #: models run in the global-memory build (size 0).
 LOCAL_SIZES = (16, 64, 256)
 
+#: Elements of the shared-memory array in which a block stages its samples (8 KiB in
+#: float64: it leaves registers, not shared memory, the limit of blocks per SM).
+STAGE = 1024
+
 #: ``numba.cuda``, set on first use. The kernel reads it as a module global, which is
 #: what the CUDA simulator looks for to substitute its own ``grid``.
 numba_cuda = None
@@ -100,8 +104,9 @@ def compiled(tracked=False, dtype="float64", size=0):
     has_bias = cuda_device(scalar.has_bias)
     is_ntk = cuda_device(scalar.is_ntk)
 
-    # One run's arrays from here on: theta, grad [n_params], acts, deltas [width], x, y: a sample.
-    def forward(theta, model, x, acts):
+    # One run's arrays from here on: theta, grad [n_params], acts, deltas [width]; a sample's
+    # inputs are xs[x0:x0 + n_in] and targets ys[y0:y0 + n_y] (in X and Y or in shared memory).
+    def forward(theta, model, xs, x0, acts):
         sizes, activation, _, _, layer_code = model
         bias = has_bias(layer_code)
         ntk = is_ntk(layer_code)
@@ -118,7 +123,7 @@ def compiled(tracked=False, dtype="float64", size=0):
                 row = w + o * fan_in
                 s = 0.0
                 for i in range(fan_in):
-                    s += theta[row + i] * (x[i] if layer == 0 else acts[a_in + i])
+                    s += theta[row + i] * (xs[x0 + i] if layer == 0 else acts[a_in + i])
                 if ntk:
                     s = s * scale
                 if bias:
@@ -128,11 +133,11 @@ def compiled(tracked=False, dtype="float64", size=0):
             a_in = a_out
             a_out += fan_out
 
-    def output_loss(model, acts, a_out, y, want_grad, deltas, scale):
+    def output_loss(model, acts, a_out, ys, y0, want_grad, deltas, scale):
         sizes, _, loss, reduction, _ = model
         n_out = sizes[sizes.shape[0] - 1]
         if loss == CROSS_ENTROPY:
-            label = int(y[0])
+            label = int(ys[y0])
             top = acts[a_out]
             for k in range(1, n_out):
                 if acts[a_out + k] > top:
@@ -150,13 +155,13 @@ def compiled(tracked=False, dtype="float64", size=0):
         mean_outputs = factor / F(n_out) if averages(reduction) else factor
         total = 0.0
         for k in range(n_out):
-            residual = acts[a_out + k] - y[k]
+            residual = acts[a_out + k] - ys[y0 + k]
             total += residual * residual
             if want_grad:
                 deltas[a_out + k] = scale * 2.0 * mean_outputs * residual
         return mean_outputs * total
 
-    def backward(theta, model, x, acts, deltas, grad):
+    def backward(theta, model, xs, x0, acts, deltas, grad):
         sizes, activation, _, _, layer_code = model
         bias = has_bias(layer_code)
         ntk = is_ntk(layer_code)
@@ -187,15 +192,36 @@ def compiled(tracked=False, dtype="float64", size=0):
                         grad[row + i] += d * acts[a_in + i]
                         deltas[a_in + i] += theta[row + i] * d
                     else:
-                        grad[row + i] += d * x[i]
+                        grad[row + i] += d * xs[x0 + i]
             if layer > 0:
                 for i in range(fan_in):
                     deltas[a_in + i] *= activation_slope(activation, acts[a_in + i])
             p = w
             a_out = a_in
 
-    def batch_loss(theta, model, X, Y, order, epoch, start, stop, want_grad, grad, work):
+    def stage_samples(samples, order, epoch, j, m):
+        # The block copies samples j..j+m of the epoch's order to shared memory, inputs then targets.
+        X, Y, n_in, n_y, shared, _ = samples
+        numba_cuda.syncthreads()  # every thread is done with the previous samples
+        first = numba_cuda.threadIdx.x
+        stride = numba_cuda.blockDim.x
+        for e in range(first, m * n_in, stride):
+            k = e // n_in
+            r = order[epoch, j + k] if epoch >= 0 else j + k
+            shared[e] = X[r * n_in + e - k * n_in]
+        for e in range(first, m * n_y, stride):
+            k = e // n_y
+            r = order[epoch, j + k] if epoch >= 0 else j + k
+            shared[m * n_in + e] = Y[r * n_y + e - k * n_y]
+        numba_cuda.syncthreads()
+
+    def batch_loss(theta, model, samples, order, epoch, start, stop, want_grad, grad, work, on, staged):
+        # The loss of samples start..stop of the epoch's order (epoch -1: of the data in order)
+        # and, with want_grad, its gradient in grad; computed only when ``on`` (else 0.0).
+        # ``staged`` (the same for every thread of the block): the block stages the samples in
+        # shared memory, as many at a time as fit, every thread taking part.
         sizes, _, _, reduction, _ = model
+        X, Y, n_in, n_y, shared, fit = samples
         mean = averages(reduction)
         acts, deltas = work
         n_layers = sizes.shape[0] - 1
@@ -203,16 +229,27 @@ def compiled(tracked=False, dtype="float64", size=0):
         for layer in range(1, n_layers):
             a_out += sizes[layer]
         scale = 1.0 / F(stop - start) if mean else 1.0
-        if want_grad:
+        if want_grad and on:
             for k in range(grad.shape[0]):
                 grad[k] = 0.0
         total = 0.0
-        for j in range(start, stop):
-            r = order[epoch, j] if epoch >= 0 else j
-            forward(theta, model, X[r], acts)
-            total += output_loss(model, acts, a_out, Y[r], want_grad, deltas, scale)
-            if want_grad:
-                backward(theta, model, X[r], acts, deltas, grad)
+        j = start
+        while j < stop:
+            m = min(stop - j, fit) if staged else stop - j
+            if staged:
+                stage_samples(samples, order, epoch, j, m)
+            if on:
+                for k in range(m):
+                    if staged:
+                        xs, x0, ys, y0 = shared, k * n_in, shared, m * n_in + k * n_y
+                    else:
+                        r = order[epoch, j + k] if epoch >= 0 else j + k
+                        xs, x0, ys, y0 = X, r * n_in, Y, r * n_y
+                    forward(theta, model, xs, x0, acts)
+                    total += output_loss(model, acts, a_out, ys, y0, want_grad, deltas, scale)
+                    if want_grad:
+                        backward(theta, model, xs, x0, acts, deltas, grad)
+            j += m
         if mean:
             return total / F(stop - start)
         return total
@@ -220,6 +257,7 @@ def compiled(tracked=False, dtype="float64", size=0):
     forward = cuda_device(forward)
     output_loss = cuda_device(output_loss)
     backward = cuda_device(backward)
+    stage_samples = cuda_device(stage_samples)
     batch_loss = cuda_device(batch_loss)
 
     def norm(grad):
@@ -228,16 +266,16 @@ def compiled(tracked=False, dtype="float64", size=0):
             total += grad[k] * grad[k]
         return math.sqrt(total)
 
-    def track_full(theta, c, model, X, Y, order, step, grad, work, tracks):
+    def track_full(theta, c, model, samples, order, step, grad, work, tracks, on, staged):
         # gdsim.tracks.track_full: the full-data loss and gradient norm due at ``step`` (grad: scratch).
         every, rows, where, values = tracks
         want_loss = every[0] > 0 and step % every[0] == 0
         want_norm = every[1] > 0 and step % every[1] == 0
-        if want_loss or want_norm:
-            value = batch_loss(theta, model, X, Y, order, -1, 0, X.shape[0], want_norm, grad, work)
-            if want_loss:
+        if want_loss or want_norm:  # the same for every thread of a block: step is
+            value = batch_loss(theta, model, samples, order, -1, 0, order.shape[1], want_norm, grad, work, on, staged)
+            if want_loss and on:
                 values[rows[0], where[step], c] = value
-            if want_norm:
+            if want_norm and on:
                 values[rows[1], where[step], c] = norm(grad)
 
     def track_batch(c, step, value, grad, tracks):
@@ -252,66 +290,88 @@ def compiled(tracked=False, dtype="float64", size=0):
     track_full = cuda_device(track_full)
     track_batch = cuda_device(track_batch)
 
-    def train_run(c, theta, buf, grad, work, model, data, runs, divergence, out, tracks):
-        # Run c, its parameters theta (trained in place), buf, grad and work = (acts, deltas).
-        X, Y, orders, batch_sizes, group, drop_last = data
+    def train_run(c, live, staged, state, model, samples, data, runs, divergence, out, tracks):
+        # Run c, state = (theta (trained in place), buf, grad, work = (acts, deltas)).
+        # Every thread of a staged block takes the same steps (a run that stopped, or none:
+        # not live, computes nothing) so that all reach each stage_samples together.
+        theta, buf, grad, work = state
+        orders, batch_sizes, group, drop_last = data
         lr, hyper = runs
         divergence_factor, stop_diverged = divergence
         epoch_loss, diverged_step, diverged_loss = out
-        n = X.shape[0]
         order = orders[group[c]]
         batch_size = batch_sizes[group[c]]
         epochs = order.shape[0]
+        n = order.shape[1]
         threshold = math.inf
         active = True
         marked = -1
-        step = 0
+        step = 0  # counts every batch: a run that stopped reads it no more
         for epoch in range(epochs + 1):
-            if not active:
-                epoch_loss[epoch, c] = math.nan
-                continue
-            value = batch_loss(theta, model, X, Y, order, -1, 0, n, False, grad, work)
-            epoch_loss[epoch, c] = value
+            on = live and active
+            value = batch_loss(theta, model, samples, order, -1, 0, n, False, grad, work, on, staged)
+            if live:
+                epoch_loss[epoch, c] = value if on else F(math.nan)
             if tracked:  # a constant of the build: the untracked kernel has no such code
-                track_full(theta, c, model, X, Y, order, step, grad, work, tracks)
-            if epoch == 0:
-                threshold = divergence_threshold(value, divergence_factor)
-            if marked < 0 and is_diverged(value, threshold):
-                marked = step
-                diverged_loss[c] = value
-                active = not stop_diverged
-            if epoch == epochs or not active:
+                track_full(theta, c, model, samples, order, step, grad, work, tracks, on, staged)
+            if on:
+                if epoch == 0:
+                    threshold = divergence_threshold(value, divergence_factor)
+                if marked < 0 and is_diverged(value, threshold):
+                    marked = step
+                    diverged_loss[c] = value
+                    active = not stop_diverged
+            if epoch == epochs:
                 continue
             for start in range(0, n, batch_size):
                 stop = batch_stop(start, n, batch_size, drop_last)
                 if stop == start:
                     break
+                on = live and active
                 if tracked and start > 0:  # the epoch's first step was measured with its loss
-                    track_full(theta, c, model, X, Y, order, step, grad, work, tracks)
-                value = batch_loss(theta, model, X, Y, order, epoch, start, stop, True, grad, work)
-                if marked < 0 and is_diverged(value, threshold):
+                    track_full(theta, c, model, samples, order, step, grad, work, tracks, on, staged)
+                value = batch_loss(theta, model, samples, order, epoch, start, stop, True, grad, work, on, staged)
+                if on and marked < 0 and is_diverged(value, threshold):
                     marked = step
                     diverged_loss[c] = value
                     active = not stop_diverged
-                    if not active:
-                        break
-                if tracked:
-                    track_batch(c, step, value, grad, tracks)
-                for k in range(theta.shape[0]):
-                    theta[k], buf[k] = sgd_element(theta[k], grad[k], buf[k], lr[epoch, c], hyper[MOMENTUM, c],
-                                                   hyper[DAMPENING, c], hyper[WEIGHT_DECAY, c],
-                                                   hyper[NESTEROV, c] != 0.0, False, step == 0)
+                if on and active:
+                    if tracked:
+                        track_batch(c, step, value, grad, tracks)
+                    for k in range(theta.shape[0]):
+                        theta[k], buf[k] = sgd_element(theta[k], grad[k], buf[k], lr[epoch, c], hyper[MOMENTUM, c],
+                                                       hyper[DAMPENING, c], hyper[WEIGHT_DECAY, c],
+                                                       hyper[NESTEROV, c] != 0.0, False, step == 0)
                 step += 1
-        diverged_step[c] = marked
+        if live:
+            diverged_step[c] = marked
 
     train_run = cuda_device(train_run)
 
+    def start_run(model, data):
+        # This thread's run c (the block's first run for a thread past the last run: not
+        # live), whether it is live, and whether the block stages its samples: all its
+        # runs share their sample order and a sample fits in STAGE.
+        X, Y, orders, _, group, _, slots = data
+        t = numba_cuda.grid(1)
+        first = numba_cuda.blockIdx.x * numba_cuda.blockDim.x
+        live = t < slots.shape[0]
+        c = slots[t] if live else slots[first]
+        n_in = model[0][0]
+        n_y = Y.shape[0] // orders.shape[2]
+        fit = STAGE // (n_in + n_y)
+        shared_order = numba_cuda.syncthreads_and(1 if group[c] == group[slots[first]] else 0) != 0
+        return c, live, shared_order and fit > 0, (X, Y, n_in, n_y, fit)
+
+    start_run = cuda_device(start_run)
+
     if size:
         def sweep_kernel(state, model, data, runs, divergence, out, tracks):
-            all_theta = state[0]
-            c = numba_cuda.grid(1)
-            if c >= all_theta.shape[1]:
+            c, live, staged, (X, Y, n_in, n_y, fit) = start_run(model, data)
+            if not (live or staged):
                 return
+            samples = (X, Y, n_in, n_y, numba_cuda.shared.array(STAGE, F), fit)
+            all_theta = state[0]
             n_params = all_theta.shape[0]
             width = 0
             for layer in range(1, model[0].shape[0]):
@@ -324,17 +384,19 @@ def compiled(tracked=False, dtype="float64", size=0):
             for k in range(n_params):
                 theta[k] = all_theta[k, c]
                 buf[k] = 0.0
-            train_run(c, theta[:n_params], buf[:n_params], grad[:n_params], (acts[:width], deltas[:width]), model,
-                      data, runs, divergence, out, tracks)
-            for k in range(n_params):
-                all_theta[k, c] = theta[k]
+            state = (theta[:n_params], buf[:n_params], grad[:n_params], (acts[:width], deltas[:width]))
+            train_run(c, live, staged, state, model, samples, data[2:6], runs, divergence, out, tracks)
+            if live:
+                for k in range(n_params):
+                    all_theta[k, c] = theta[k]
     else:
         def sweep_kernel(state, model, data, runs, divergence, out, tracks):
-            theta, buf, grad, acts, deltas = state
-            c = numba_cuda.grid(1)
-            if c >= theta.shape[1]:
+            c, live, staged, (X, Y, n_in, n_y, fit) = start_run(model, data)
+            if not (live or staged):
                 return
-            train_run(c, theta[:, c], buf[:, c], grad[:, c], (acts[:, c], deltas[:, c]), model, data, runs,
-                      divergence, out, tracks)
+            samples = (X, Y, n_in, n_y, numba_cuda.shared.array(STAGE, F), fit)
+            theta, buf, grad, acts, deltas = state
+            train_run(c, live, staged, (theta[:, c], buf[:, c], grad[:, c], (acts[:, c], deltas[:, c])), model,
+                      samples, data[2:6], runs, divergence, out, tracks)
 
     return cuda_kernel(sweep_kernel, dtype)

@@ -6,10 +6,11 @@ A variant is one compiled kernel: a build of
 :func:`gdsim.sweeps.targets.cuda.kernel_args`. The model family, loss, reduction,
 activation, layers and optimizer options reach the kernel as values (the codes of
 :class:`gdsim.models.ModelSpec`, the rows of ``hyper``), so they share variants; the
-dtype, the build and the size class (the model's parameter count) do not. :func:`kernel_variants` finds the variants the way a sweep
-does (:func:`gdsim.sweeps.check_sweep`, :func:`gdsim.sweeps.plan.make_plan`) for every
-option of gdsim's own tables, so that an option whose types differ shows up as a new
-variant without a list here to edit.
+dtype, the build and the size class (the model's parameter count) do not.
+:func:`kernel_variants` finds the variants the way a sweep does
+(:func:`gdsim.sweeps.check_sweep`, :func:`gdsim.sweeps.plan.make_plan`) for every option
+of gdsim's own tables, so that an option whose types differ shows up as a new variant
+without a list here to edit.
 
 :func:`variant_ptx` compiles a variant to PTX with NVVM, on a machine without a GPU
 (numba-cuda and the ``nvidia-nvvm`` wheel; the simulator must be off).
@@ -90,7 +91,8 @@ def option_settings():
                 {"batch_size": 5, "drop_last": True}, {"divergence": None}, {"divergence": 10.0}]
     changes += [{"track": {name: 1}} for name in CUDA_TRACKS]
     changes += [{"track": dict.fromkeys(CUDA_TRACKS, 2), "batch_size": 5}]
-    changes += [{"model": {"sizes": sizes}} | track for sizes in CLASS_MODELS.values() for track in ({}, {"track": {"loss": 1}})]
+    changes += [{"model": {"sizes": sizes}} | track for sizes in CLASS_MODELS.values()
+                for track in ({}, {"track": {"loss": 1}})]
     settings = []
     for dtype in DTYPES:
         for family in ("Linear", "MLP"):

@@ -80,3 +80,41 @@ def test_staging_the_samples_in_shared_memory_changes_no_bit(monkeypatch, thread
     assert reference.diverged.values.any() and not reference.diverged.values.all()
     for name in VARIABLES + ("track_loss", "track_grad_norm", "track_batch_loss"):
         np.testing.assert_array_equal(staged[name].values, reference[name].values, err_msg=name)
+
+
+def test_chunked_launches_report_progress_and_change_no_bit(monkeypatch):
+    X, Y = make_data(MODEL, 5, seed=2)
+    whole = gdsim.sweep(MODEL, X, Y, target="cuda", **SWEEP)  # the simulator's "SM": 2048 runs, one launch
+    monkeypatch.setattr("gdsim.sweeps.targets.cuda.THREADS", 4)
+    monkeypatch.setattr("gdsim.sweeps.targets.cuda.THREADS_PER_SM", 12)  # 3 blocks of 4 runs per launch
+    calls = []
+    chunked = gdsim.sweep(MODEL, X, Y, target="cuda", progress=lambda done, total: calls.append((done, total)),
+                          **SWEEP)
+    assert calls == [(12, 32), (24, 32), (32, 32)]
+    for name in VARIABLES:
+        np.testing.assert_array_equal(chunked[name].values, whole[name].values, err_msg=name)
+
+
+def test_an_interrupt_stops_the_sweep_between_launches(monkeypatch):
+    X, Y = make_data(MODEL, 5, seed=2)
+    monkeypatch.setattr("gdsim.sweeps.targets.cuda.THREADS", 4)
+    monkeypatch.setattr("gdsim.sweeps.targets.cuda.THREADS_PER_SM", 8)  # 2 blocks of 4 runs per launch
+    launches = []
+    build = cuda_kernels.compiled
+
+    class Counted:  # the kernel, its launches counted
+        def __init__(self, kernel):
+            self.kernel = kernel
+
+        def __getitem__(self, config):
+            launches.append(config)
+            return self.kernel[config]
+
+    monkeypatch.setattr("gdsim.sweeps.targets.cuda.compiled", lambda *build_args: Counted(build(*build_args)))
+
+    def interrupt(done, total):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        gdsim.sweep(MODEL, X, Y, target="cuda", progress=interrupt, **SWEEP)
+    assert len(launches) == 1  # of 4

@@ -65,15 +65,19 @@ def compiled(tracked=False, dtype="float64", size=0):
     (:mod:`gdsim.sweeps.targets.cuda_variants` compiles it to PTX); launching it needs a
     GPU or the simulator.
 
-    ``kernel[blocks, THREADS](state, model, data, runs, divergence, out, tracks)``, one thread per run:
+    ``kernel[blocks, THREADS](state, model, data, runs, divergence, out, tracks)``, thread
+    ``t`` running run ``slots[t]``:
 
     * ``state = (theta, buf, grad, acts, deltas)``: ``[n_params, runs]`` three times (initial
       then final parameters, momentum buffers (zeros), gradients) and ``[width, runs]``
       twice (scratch; ``width`` = the sum of the layer widths after the input); with
       ``size``, only ``theta`` is read and written, the others may have one column;
     * ``model``: a :class:`gdsim.models.ModelSpec` (``sizes`` on the device);
-    * ``data = (X, Y, orders, batch_sizes, group, drop_last)``: ``group[run]`` selects the
-      run's ``orders [n_groups, epochs, n]`` and ``batch_sizes [n_groups]``;
+    * ``data = (X, Y, orders, batch_sizes, group, drop_last, slots)``: ``X [n * n_in]`` and
+      ``Y [n * n_y]`` flattened (C order), ``group[run]`` selects the run's
+      ``orders [n_groups, epochs, n]`` and ``batch_sizes [n_groups]``; ``slots``: the runs
+      of the launch in thread order, those of a group together (a block whose runs share
+      their group stages the samples of each batch in shared memory);
     * ``runs = (lr [epochs, runs], hyper [N_HYPER, runs])`` in ``dtype``;
     * ``divergence = (divergence_factor, stop_diverged)``;
     * ``out = (epoch_loss [epochs + 1, runs], diverged_step [runs], diverged_loss [runs])``;

@@ -174,11 +174,15 @@ def cuda_ptx(kernel, signature, cc):
 
     device = types.SimpleNamespace(compute_capability=tuple(cc))
     with mock.patch.object(dispatcher, "get_current_device", lambda: device):
-        ptx, _ = numba_cuda.compile_ptx(kernel.py_func, signature, cc=tuple(cc))
+        ptx, _ = numba_cuda.compile_ptx(kernel.py_func, signature, cc=tuple(cc),
+                                        launch_bounds=kernel.targetoptions.get("launch_bounds"))
     return ptx
 
 
-def cuda_kernel(function, dtype=None):
+def cuda_kernel(function, dtype=None, launch_bounds=None):
     """Compile ``function`` as a CUDA kernel, its float literals in ``dtype``
-    (:func:`in_dtype`). ``fastmath`` stays off, as on the CPU."""
-    return cuda_module().jit(in_dtype(function, dtype))
+    (:func:`in_dtype`). ``fastmath`` stays off, as on the CPU. ``launch_bounds``
+    (``(max threads per block, min blocks per SM)``, numba-cuda's option; the simulator
+    takes none) lets ptxas cap the registers so that that many blocks fit on an SM."""
+    options = {} if launch_bounds is None or cuda_simulator() else {"launch_bounds": launch_bounds}
+    return cuda_module().jit(**options)(in_dtype(function, dtype))

@@ -27,7 +27,7 @@ def launched_sizes(monkeypatch):
     sizes = []
     build = cuda_kernels.compiled
 
-    def spy(tracked=False, dtype="float64", size=0):
+    def spy(tracked, dtype, size):
         sizes.append(size)
         return build(tracked, dtype, size)
 

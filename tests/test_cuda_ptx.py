@@ -23,7 +23,7 @@ import gdsim
 from gdsim import sweeps
 from gdsim.sweeps.plan import make_plan
 from gdsim.sweeps.targets.cuda import kernel_build, kernel_signature
-from gdsim.sweeps.targets.cuda_kernels import LOCAL_SIZES
+from gdsim.sweeps.targets.cuda_kernels import LOCAL_SIZES, MIN_BLOCKS, THREADS
 from gdsim.sweeps.targets.cuda_variants import COMPUTE_CAPABILITIES, covering, kernel_variants
 
 # The child: the libraries numba-cuda compiles with (skip if absent), then the covering
@@ -49,7 +49,8 @@ for variant in covering(kernel_variants()):
         lines = ptx.splitlines()
         found.append({"variant": variant.name, "cc": list(cc), "counts": ptx_counts(ptx),
                       "targets": [line.split()[1] for line in lines if line.startswith(".target")],
-                      "entries": [line for line in lines if ".entry" in line]})
+                      "entries": [line for line in lines if ".entry" in line],
+                      "bounds": [line.split()[:2] for line in lines if line.startswith((".maxntid", ".minnctapersm"))]})
 print(json.dumps({"ptx": found}))
 """
 
@@ -111,6 +112,8 @@ def test_every_variant_compiles_to_ptx_for_sm80_and_sm90(variants):
     for (name, (major, minor)), result in compiled.items():
         assert result["targets"] == [f"sm_{major}{minor}"], name
         assert len(result["entries"]) == 1 and "sweep_kernel" in result["entries"][0], (name, result["entries"])
+        # the launch bounds that cap the registers (cuda_kernels.MIN_BLOCKS blocks of THREADS)
+        assert result["bounds"] == [[".maxntid", f"{THREADS},"], [".minnctapersm", str(MIN_BLOCKS)]], result["bounds"]
         counts = result["counts"]
         if name.startswith("float32"):
             # float32 computes in float32: float64 only for the divergence threshold (a

@@ -28,6 +28,12 @@ from ...scalar import CROSS_ENTROPY
 #: Threads per block.
 THREADS = 64
 
+#: Blocks of :data:`THREADS` threads that must fit on an SM at once (the kernel's launch
+#: bounds): ptxas then keeps the kernel within 65536 / (8 x 64) = 128 registers per thread,
+#: spilling the rest to local memory (benchmarks/results/ptx.md: without the bound ptxas
+#: takes 165-206 registers, 6 blocks or fewer). None: no bound.
+MIN_BLOCKS = 8
+
 #: Size classes of the local-array builds: a model whose parameter count (and so its
 #: width, never larger) is at most ``size`` runs in the build of the smallest such
 #: ``size``, with five local arrays of ``size`` elements per thread (5 x 256 x 8 B = 10 KiB
@@ -53,7 +59,7 @@ def size_class(n_params, width):
 
 
 @functools.cache
-def compiled(tracked=False, dtype="float64", size=0):
+def compiled(tracked=False, dtype="float64", size=0, min_blocks=MIN_BLOCKS):
     """The sweep kernel, compiled with its device functions once per process, dtype and
     size class (and once more with ``tracked``: the kernel that measures tracks; without,
     it has no code for them). The arithmetic is in ``dtype`` (the sweep's): the float
@@ -61,7 +67,8 @@ def compiled(tracked=False, dtype="float64", size=0):
     (:func:`gdsim._jit.in_dtype`) and every float array holds ``dtype`` values; only the
     divergence threshold stays float64. ``size`` (one of :data:`LOCAL_SIZES`, or 0: see
     :func:`size_class`) is the length of each thread's local arrays, 0 for the build that
-    keeps them in global memory. Building it needs numba-cuda, not a GPU
+    keeps them in global memory. ``min_blocks``: the launch bound (:data:`MIN_BLOCKS`).
+    Building it needs numba-cuda, not a GPU
     (:mod:`gdsim.sweeps.targets.cuda_variants` compiles it to PTX); launching it needs a
     GPU or the simulator.
 
@@ -403,4 +410,4 @@ def compiled(tracked=False, dtype="float64", size=0):
             train_run(c, live, staged, (theta[:, c], buf[:, c], grad[:, c], (acts[:, c], deltas[:, c])), model,
                       samples, data[2:6], runs, divergence, out, tracks)
 
-    return cuda_kernel(sweep_kernel, dtype)
+    return cuda_kernel(sweep_kernel, dtype, None if min_blocks is None else (THREADS, min_blocks))

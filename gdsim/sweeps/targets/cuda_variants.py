@@ -26,7 +26,7 @@ from ..._validate import ParameterError
 from ..plan import make_plan
 from ..spec import CUDA_TRACKS, DTYPES, check_sweep
 from .cuda import kernel_build, kernel_signature
-from .cuda_kernels import LOCAL_SIZES, THREADS, compiled
+from .cuda_kernels import LOCAL_SIZES, MIN_BLOCKS, THREADS, compiled
 
 #: Compute capabilities the kernels are compiled for in CI (A100, H100).
 COMPUTE_CAPABILITIES = ((8, 0), (9, 0))
@@ -152,16 +152,19 @@ def kernel_variants():
     return sorted(variants, key=lambda v: v.name)
 
 
-def variant_ptx(variant, cc):
+def variant_ptx(variant, cc, min_blocks=MIN_BLOCKS):
     """The PTX of ``variant`` (a :class:`Variant`) for compute capability ``cc``
-    (``(major, minor)``), compiled by NVVM without a GPU (:func:`gdsim._jit.cuda_ptx`).
+    (``(major, minor)``), compiled by NVVM without a GPU (:func:`gdsim._jit.cuda_ptx`), with
+    the launch bound ``min_blocks`` (gdsim's, :data:`~gdsim.sweeps.targets.cuda_kernels.MIN_BLOCKS`;
+    None: none, to see what ptxas takes unbounded).
 
     Returns
     -------
     str
     """
     # compiled() is cached per process; a fresh build compiles its device functions for cc.
-    return cuda_ptx(compiled.__wrapped__(variant.tracked, variant.dtype, variant.size), variant.signature, cc)
+    build = compiled.__wrapped__(variant.tracked, variant.dtype, variant.size, min_blocks)
+    return cuda_ptx(build, variant.signature, cc)
 
 
 def covering(variants):

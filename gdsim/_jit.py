@@ -8,8 +8,10 @@ the floating-point error model are decided here and nowhere else
 
 import functools
 import os
+import types
 
 import numba
+import numpy as np
 
 #: LLVM fast-math flags allowed in gdsim kernels. Only ``contract`` (fused multiply-add):
 #: it is what torch's CPU kernels do for ``add(x, alpha=...)``. The other flags are left
@@ -124,9 +126,30 @@ def cuda():
     return numba_cuda
 
 
-def cuda_device(function):
-    """Compile the plain scalar ``function`` as a CUDA device function (same source as the CPU build)."""
-    return cuda_module().jit(device=True)(function)
+def in_dtype(function, dtype):
+    """``function`` with its float literals (``0.0``, ``1.0``, ...) of type ``dtype``
+    (a NumPy float type) instead of Python floats.
+
+    Numba types a Python float literal as float64, and float32 combined with float64 gives
+    float64: ``s = 0.0; s += x * y`` would sum float32 values in float64 and round on each
+    store. With the literals in ``dtype``, the same source computes in ``dtype``. For
+    float64 (or None) the function itself is returned: nothing changes.
+    """
+    if dtype is None or np.dtype(dtype) == np.float64:
+        return function
+    kind = np.dtype(dtype).type
+    code = function.__code__
+    consts = tuple(kind(c) if type(c) is float else c for c in code.co_consts)
+    typed = types.FunctionType(code.replace(co_consts=consts), function.__globals__, function.__name__,
+                               function.__defaults__, function.__closure__)
+    typed.__doc__ = function.__doc__
+    return typed
+
+
+def cuda_device(function, dtype=None):
+    """Compile the plain scalar ``function`` as a CUDA device function (same source as the
+    CPU build), its float literals in ``dtype`` (:func:`in_dtype`)."""
+    return cuda_module().jit(device=True)(in_dtype(function, dtype))
 
 
 def cuda_ptx(kernel, signature, cc):
@@ -144,7 +167,6 @@ def cuda_ptx(kernel, signature, cc):
     """
     if cuda_simulator():
         raise RuntimeError("PTX needs the real compiler: unset NUMBA_ENABLE_CUDASIM before numba is imported")
-    import types
     from unittest import mock  # imported here: only the PTX report and its test compile without a GPU
 
     numba_cuda = cuda_module()
@@ -152,10 +174,15 @@ def cuda_ptx(kernel, signature, cc):
 
     device = types.SimpleNamespace(compute_capability=tuple(cc))
     with mock.patch.object(dispatcher, "get_current_device", lambda: device):
-        ptx, _ = numba_cuda.compile_ptx(kernel.py_func, signature, cc=tuple(cc))
+        ptx, _ = numba_cuda.compile_ptx(kernel.py_func, signature, cc=tuple(cc),
+                                        launch_bounds=kernel.targetoptions.get("launch_bounds"))
     return ptx
 
 
-def cuda_kernel(function):
-    """Compile ``function`` as a CUDA kernel. ``fastmath`` stays off, as on the CPU."""
-    return cuda_module().jit(function)
+def cuda_kernel(function, dtype=None, launch_bounds=None):
+    """Compile ``function`` as a CUDA kernel, its float literals in ``dtype``
+    (:func:`in_dtype`). ``fastmath`` stays off, as on the CPU. ``launch_bounds``
+    (``(max threads per block, min blocks per SM)``, numba-cuda's option; the simulator
+    takes none) lets ptxas cap the registers so that that many blocks fit on an SM."""
+    options = {} if launch_bounds is None or cuda_simulator() else {"launch_bounds": launch_bounds}
+    return cuda_module().jit(**options)(in_dtype(function, dtype))

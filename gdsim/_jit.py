@@ -80,8 +80,11 @@ def runtime_info():
 # ---------------------------------------------------------------------------------------
 # CUDA (numba-cuda), imported only when a CUDA target is asked for.
 # ---------------------------------------------------------------------------------------
-CUDA_FIX = ('install numba-cuda (pip install "gdsim[cuda]") and run on a machine with an NVIDIA GPU '
-            'and driver, or set NUMBA_ENABLE_CUDASIM=1 before numba is imported to use the simulator')
+#: How to get numba-cuda: the cuda extra (from PyPI, or from a checkout of gdsim) or the package itself.
+CUDA_INSTALL = 'pip install "gdsim[cuda]", or pip install ".[cuda]" in a checkout of gdsim, or pip install numba-cuda'
+#: What a machine needs to launch kernels, or the simulator instead.
+CUDA_FIX = ('run on a machine with an NVIDIA GPU and driver, or set NUMBA_ENABLE_CUDASIM=1 before numba is imported '
+            'to use the simulator')
 
 
 def cuda_simulator():
@@ -103,7 +106,7 @@ def cuda_module():
     try:
         from numba import cuda as numba_cuda
     except ImportError as error:  # pragma: no cover - depends on the installation
-        raise RuntimeError(f"target='cuda' needs numba-cuda ({error}); {CUDA_FIX}") from None
+        raise RuntimeError(f"target='cuda' needs numba-cuda ({error}): {CUDA_INSTALL}; then {CUDA_FIX}") from None
     return numba_cuda
 
 

@@ -28,14 +28,15 @@ def print_info():
 
     print(f"gdsim {__version__}")
     print(f"python {platform.python_version()} ({platform.system()} {platform.machine()})")
-    for package in ("numpy", "scipy", "xarray", "matplotlib", "numba-cuda"):
-        try:
-            print(f"{package} {version(package)}")
-        except PackageNotFoundError:
-            print(f"{package} not installed")
     info = runtime_info()
+    for package in ("numpy", "scipy", "xarray", "matplotlib", "numba", "numba-cuda"):
+        try:
+            print(f"{package} {info['numba'] if package == 'numba' else version(package)}")
+        except PackageNotFoundError:
+            print(f"{package} not installed (needed by target='cuda' only)")
     for key, value in info.items():
-        print(f"{key}: {value}" if key != "numba" else f"numba {value}")
+        if key != "numba":
+            print(f"{key}: {value}")
     cuda = info["cuda"].startswith(("available", "simulator"))
     usable = [name for name, target in TARGETS.items() if cuda or not target.needs_cuda]
     print("targets: " + ", ".join(usable) + ("" if cuda else " (cuda: see above)"))

@@ -66,6 +66,9 @@ def test_info_reports_versions_threads_and_cuda(capsys):
     out = capsys.readouterr().out.splitlines()
     assert out[0] == f"gdsim {gdsim.__version__}"
     assert f"numpy {numpy.__version__}" in out and f"numba {numba.__version__}" in out
+    # numba before numba-cuda, which only the CUDA target needs
+    cuda_line = next(i for i, line in enumerate(out) if line.startswith("numba-cuda "))
+    assert out.index(f"numba {numba.__version__}") < cuda_line
     assert f"threads: {numba.get_num_threads()} (NUMBA_NUM_THREADS; used by target='parallel')" in out
     cuda = next(line for line in out if line.startswith("cuda: "))
     # the test command runs with the simulator; elsewhere the line must say what is missing

@@ -173,10 +173,11 @@ def _pass(src, dst, settings, first, second, general, first_step, two):
 @jit
 def _record(src, dst, settings, pair, step, general, stop_diverged, theta_buf, active, marks):
     """After a :func:`_pass` from ``src`` to ``dst`` over ``pair = (first, second, two)``
-    (its first step ``step``) that found diverged runs (rare): replay the pass run by run
-    for the watched runs, record the step and loss that marked each, and (with
-    ``stop_diverged``) stop it, keeping its state from before that step in ``theta_buf =
-    (theta, buf)``. Returns how many runs stopped at the first and at the second sample."""
+    (``two`` a bool here; its first step ``step``) that found diverged runs (rare): replay
+    the pass run by run for the watched runs, record the step and loss that marked each,
+    and (with ``stop_diverged``) stop it, keeping its state from before that step in
+    ``theta_buf = (theta, buf)``. Returns how many runs stopped at the first and at the
+    second sample."""
     first, second, two = pair
     theta, buf = theta_buf
     _, diverged_step, diverged_loss = marks
@@ -191,7 +192,7 @@ def _record(src, dst, settings, pair, step, general, stop_diverged, theta_buf, a
         value = src.dtype.type(value)
         w1, b1, w_buf1, b_buf1 = _stored(src, w1, b1, w_buf1, b_buf1)
         at = 0 if not value <= limit else -1
-        if at < 0 and two is not None:
+        if at < 0 and two:
             value = src.dtype.type(_sample_step(w1, b1, w_buf1, b_buf1, second, settings, c, general, False)[0])
             if not value <= limit:
                 at = 1
@@ -222,8 +223,9 @@ def _steps(state, k, settings, pair, general, first_step, step, theta_buf, activ
     dst = state[1 - k]
     if not _pass(src, dst, settings, first, second, general, first_step, two):
         return (1 if two is None else 2), n_active
-    stopped_first, stopped_second = _record(src, dst, settings, pair, step, general, stop_diverged, theta_buf,
-                                            active, marks)
+    # ``two`` passed on as a run-time flag: one build of the rare path for both kinds of pass.
+    stopped_first, stopped_second = _record(src, dst, settings, (first, second, two is not None), step, general,
+                                            stop_diverged, theta_buf, active, marks)
     n_active -= stopped_first
     if n_active == 0 or two is None:
         return 1, n_active
@@ -259,22 +261,15 @@ def line_sgd_epoch(theta, buf, samples, lr, hyper, general, step, n_active, acti
     n = epoch_order.shape[0]
     k = 0  # the buffer that holds the state
     j = 0
-    if step == 0 and n > 0:  # torch's first step (the buffer is the gradient): on its own
-        sample = (X[epoch_order[0], 0], Y[epoch_order[0], 0])
-        taken, n_active = _steps(state, k, settings, (sample, sample, None), general, True, step, (theta, buf),
-                                 active, marks, stop_diverged, n_active)
-        step += taken
-        k = 1 - k
-        j = 1
     while j < n and n_active > 0:
         first = (X[epoch_order[j], 0], Y[epoch_order[j], 0])
-        if j + 1 < n:
+        if j + 1 < n and step > 0:
             second = (X[epoch_order[j + 1], 0], Y[epoch_order[j + 1], 0])
             taken, n_active = _steps(state, k, settings, (first, second, True), general, False, step, (theta, buf),
                                      active, marks, stop_diverged, n_active)
-        else:
-            taken, n_active = _steps(state, k, settings, (first, first, None), general, False, step, (theta, buf),
-                                     active, marks, stop_diverged, n_active)
+        else:  # torch's first step (the buffer a copy of the gradient), or an odd last sample: on its own
+            taken, n_active = _steps(state, k, settings, (first, first, None), general, step == 0, step,
+                                     (theta, buf), active, marks, stop_diverged, n_active)
         step += taken
         k = 1 - k
         j += taken

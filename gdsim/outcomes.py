@@ -281,14 +281,16 @@ def _classify_runs(loss, critical, outcome, rate):
             high = max(high, loss[r, start + i])
         first = loss[r, 0]
         above = low > first
-        for i in range(size - 1):
-            change = abs(loss[r, start + i + 1] - loss[r, start + i])
-            logs[i] = math.log(change) if change > 0.0 else math.nan
-        d_sign = _trend(logs, size - 1, critical)[1]
         # A growing loss ends its tail at its largest value, above where it started; a rise
         # short of that can be part of an oscillation slower than the tail (heavy ball or
         # Nesterov at small lr and high momentum), or noise.
         peak = last == high and last > first
+        d_sign = 0  # the changes' trend, fitted only where the rules below read it (~1/3 of the time)
+        if last != 0.0 and high > low * (1.0 + SETTLED) and (peak or (not above and g_sign >= 0)):
+            for i in range(size - 1):
+                change = abs(loss[r, start + i + 1] - loss[r, start + i])
+                logs[i] = math.log(change) if change > 0.0 else math.nan
+            d_sign = _trend(logs, size - 1, critical)[1]
         if last == 0.0:  # an exact minimum (the log fit is not defined there)
             outcome[r] = CONVERGED
         elif high <= low * (1.0 + SETTLED):  # settled (rounding may still make it creep)

@@ -94,7 +94,7 @@ def sweep_block(theta, scratch, model, X, Y, batches, lr, hyper, divergence, blo
         if line_model is not None:
             if batch_size == 1:
                 step, n_active = line_sgd_epoch(theta, buf, (X, Y, epoch_order), lr_epoch, hyper, general, step,
-                                                n_active, active, marks, stop_diverged, total)
+                                                n_active, active, marks, stop_diverged)
                 continue
         for start in range(0, n, batch_size):
             stop = batch_stop(start, n, batch_size, drop_last)

@@ -2,14 +2,35 @@
 
 The same operations in the same order as the layer kernels of
 :mod:`~gdsim.sweeps.targets.cpu_lanes` (so a line sweep equals ``train`` bit for bit),
-without their layer loops and scratch arrays; per-sample SGD makes one pass over the runs
-per step (:func:`line_sgd_epoch`).
+without their layer loops and scratch arrays.
+
+Per-sample SGD (:func:`line_sgd_epoch`) keeps a block's state in struct-of-arrays tables,
+one row per quantity and one column per run: the parameters and momentum buffers in two
+buffers of the sweep's dtype (a pass reads one and writes the other, so the state before
+the pass is still there if a run turns out to have diverged in it), the learning rate, the
+other hyper-parameters, the divergence limit and whether the run is watched in
+``settings`` (float64, read-only in a pass). LLVM's vectorised loop then needs a few
+run-time overlap checks per pass (rather than one for every pair of the ten arrays it would
+otherwise touch), one pass over the runs applies two samples (each parameter and buffer is
+loaded and stored once per two steps), and the divergence checks only count: the rare pass
+in which a run diverges is replayed run by run (:func:`_record`). The full-data loss
+(:func:`line_batch_loss`) adds four samples per pass. Every sum keeps the samples' order,
+so the numbers are those of the general kernels.
 """
 
+import numpy as np
+
 from ..._jit import jit, jit_inline
-from ...kernels import is_diverged
 from ...optim import DAMPENING, MOMENTUM, NESTEROV, WEIGHT_DECAY, sgd_element
-from .cpu_lanes import BLOCK, mark_diverged
+from .cpu_lanes import BLOCK
+
+#: Rows of a state buffer (the sweep's dtype): parameters and momentum buffers.
+S_W, S_B, S_BW, S_BB = range(4)
+#: Rows of ``settings`` (float64): learning rate, :data:`gdsim.optim.HYPER_ROWS`, the
+#: divergence limit (:func:`_limit`) and 1.0 for a run not yet marked as diverged (watched).
+H_LR, H_MOMENTUM, H_DAMPENING, H_WEIGHT_DECAY, H_NESTEROV, H_LIMIT, H_WATCHED = range(7)
+#: The largest float64: the limit of a run whose threshold is infinite.
+BIG = np.finfo(np.float64).max
 
 
 @jit
@@ -17,7 +38,8 @@ def line_batch_loss(theta, X, Y, order, start, stop, mean, want_grad, grad, tota
     """:func:`gdsim.sweeps.targets.cpu_lanes.batch_loss` fused into one loop per sample for the model ``y = w x + b``
     (``sizes == [1, 1]``, MSE), the tutorials' model: the same operations in the same
     order, without the layer loops and scratch arrays (``start`` and ``want_grad`` passed
-    as run-time values, as there)."""
+    as run-time values, as there). Without the gradient, one pass over the runs adds four
+    samples' losses (in order)."""
     scale = 1.0 / (stop - start) if mean else 1.0
     # A sample's own loss is own_scale * r^2 with own_scale = 1 / n_out = 1, a run-time
     # value as in gdsim.kernels.output_loss: LLVM cannot drop it, so the square is rounded
@@ -30,11 +52,10 @@ def line_batch_loss(theta, X, Y, order, start, stop, mean, want_grad, grad, tota
         for c in range(BLOCK):
             grad[0, c] = 0.0
             grad[1, c] = 0.0
-    for j in range(start, stop):
-        r = order[j]
-        x = X[r, 0]
-        y = Y[r, 0]
-        if want_grad:
+        for j in range(start, stop):
+            r = order[j]
+            x = X[r, 0]
+            y = Y[r, 0]
             for c in range(BLOCK):
                 # "0.0 + w x" rounds the product on its own (no fused multiply-add), as the
                 # general path and gdsim.kernels do, and so does the square times own_scale
@@ -45,10 +66,31 @@ def line_batch_loss(theta, X, Y, order, start, stop, mean, want_grad, grad, tota
                 d = scale * 2.0 * residual
                 grad[1, c] += d
                 grad[0, c] += d * x
-        else:
+    else:
+        to_dtype = total.dtype.type
+        j = start
+        while j + 4 <= stop:
+            x0, y0 = X[order[j], 0], Y[order[j], 0]
+            x1, y1 = X[order[j + 1], 0], Y[order[j + 1], 0]
+            x2, y2 = X[order[j + 2], 0], Y[order[j + 2], 0]
+            x3, y3 = X[order[j + 3], 0], Y[order[j + 3], 0]
             for c in range(BLOCK):
-                z = 0.0 + theta[0, c] * x
-                residual = (z + theta[1, c]) - y
+                w = theta[0, c]
+                b = theta[1, c]
+                r0 = ((0.0 + w * x0) + b) - y0
+                r1 = ((0.0 + w * x1) + b) - y1
+                r2 = ((0.0 + w * x2) + b) - y2
+                r3 = ((0.0 + w * x3) + b) - y3
+                t = total[c]  # rounded to total's dtype after each sample, as stored
+                t = to_dtype(t + own_scale * (r0 * r0))
+                t = to_dtype(t + own_scale * (r1 * r1))
+                t = to_dtype(t + own_scale * (r2 * r2))
+                total[c] = t + own_scale * (r3 * r3)
+            j += 4
+        for i in range(j, stop):
+            x, y = X[order[i], 0], Y[order[i], 0]
+            for c in range(BLOCK):
+                residual = ((0.0 + theta[0, c] * x) + theta[1, c]) - y
                 total[c] += own_scale * (residual * residual)
     if mean:
         for c in range(BLOCK):
@@ -56,90 +98,185 @@ def line_batch_loss(theta, X, Y, order, start, stop, mean, want_grad, grad, tota
 
 
 @jit_inline
-def _sample_step(theta, buf, sample, lr, hyper, general, first_step, active, threshold, diverged_step,
-                 stop_diverged, own):
-    """One per-sample SGD step of the model ``y = w x + b`` (MSE) for every run, fused into
-    a single pass over the runs: loss, gradient, divergence check and update.
-
-    The same operations as :func:`line_batch_loss` on the batch of the one ``sample = (x,
-    y)`` followed by :func:`gdsim.sweeps.targets.cpu_lanes.update`, so the results are
-    bitwise the same. ``general`` as in :func:`gdsim.sweeps.targets.cpu_blocks.sweep_block`;
-    ``threshold`` and ``diverged_step`` as in :func:`gdsim.sweeps.targets.cpu_lanes.mark_diverged`
-    (passed as arrays, not as the ``marks`` tuple: unpacking a tuple of arrays at every
-    step costs reference-count updates, measured ~10% of W2). ``own[c]``
-    receives each run's loss. Returns how many runs this step marks as diverged; the caller
-    records them (from ``own``). With ``stop_diverged`` they are not updated.
-    """
+def _sample_step(w, b, w_buf, b_buf, sample, settings, c, general, first_step):
+    """One SGD step of run ``c`` on one ``sample = (x, y)``: the loss before the update and
+    the updated ``(w, b, w_buf, b_buf)``. The operations of :func:`line_batch_loss` on a
+    batch of one sample followed by :func:`gdsim.sweeps.targets.cpu_lanes.update`.
+    ``general`` as in :func:`gdsim.sweeps.targets.cpu_blocks.sweep_block`."""
     x, y = sample
-    n_new = 0
+    z = 0.0 + w * x
+    residual = (z + b) - y
+    value = 0.0 + residual * residual
+    d = 2.0 * residual
+    lr = settings[H_LR, c]
+    momentum = settings[H_MOMENTUM, c]
+    if general is not None:
+        dampening = settings[H_DAMPENING, c]
+        weight_decay = settings[H_WEIGHT_DECAY, c]
+        nesterov = settings[H_NESTEROV, c] != 0.0
+        w_new, w_buf_new = sgd_element(w, 0.0 + d * x, w_buf, lr, momentum, dampening, weight_decay, nesterov, False,
+                                       first_step)
+        b_new, b_buf_new = sgd_element(b, 0.0 + d, b_buf, lr, momentum, dampening, weight_decay, nesterov, False,
+                                       first_step)
+    else:
+        w_new, w_buf_new = sgd_element(w, 0.0 + d * x, w_buf, lr, momentum, 0.0, 0.0, False, False, first_step)
+        b_new, b_buf_new = sgd_element(b, 0.0 + d, b_buf, lr, momentum, 0.0, 0.0, False, False, first_step)
+    return value, w_new, b_new, w_buf_new, b_buf_new
+
+
+@jit_inline
+def _stored(state, w, b, w_buf, b_buf):
+    """``(w, b, w_buf, b_buf)`` rounded to ``state``'s dtype, as storing them rounds them
+    (float32 sweeps compute in float64 and keep the state in float32)."""
+    to_dtype = state.dtype.type
+    return to_dtype(w), to_dtype(b), to_dtype(w_buf), to_dtype(b_buf)
+
+
+@jit_inline
+def _limit(threshold):
+    """The divergence limit of a run's ``threshold``: a loss ``value`` (``>= 0`` or NaN, as
+    every loss here: a square plus 0.0) marks divergence exactly when ``not value <=
+    limit``, one comparison for :func:`gdsim.kernels.is_diverged` (non-finite or above
+    ``threshold``)."""
+    return threshold if threshold < BIG else BIG
+
+
+@jit_inline
+def _pass(src, dst, settings, first, second, general, first_step, two):
+    """One pass over the runs: the step on sample ``first`` and (``two`` True rather than
+    None, a constant) on ``second``, from buffer ``src`` into buffer ``dst``, for every run.
+
+    Returns whether some watched run's loss before one of the steps (rounded to the
+    sweep's dtype, as recorded) marks divergence (an "or", cheaper in the loop than a
+    count: W2 5% faster); the caller then finds and records those runs
+    (:func:`_record`). Runs that no longer train (stopped) are computed too, and dropped
+    (:func:`line_sgd_epoch` keeps their state): the loop has no branches and vectorises.
+    """
+    found = False
     for c in range(BLOCK):
-        # Every operand is loaded before the selects below, so that they need no branches
-        # and the loop stays vectorised.
-        w = theta[0, c]
-        b = theta[1, c]
-        w_buf = buf[0, c]
-        b_buf = buf[1, c]
-        z = 0.0 + w * x
-        residual = (z + b) - y
-        value = 0.0 + residual * residual
-        own[c] = value
-        d = 2.0 * residual
-        new = (active[c] != 0) & (diverged_step[c] < 0) & is_diverged(value, threshold[c])
-        n_new += new
-        run = (active[c] != 0) & (not (new & stop_diverged))
-        momentum = hyper[MOMENTUM, c]
-        if general is not None:
-            dampening = hyper[DAMPENING, c]
-            weight_decay = hyper[WEIGHT_DECAY, c]
-            nesterov = hyper[NESTEROV, c] != 0.0
-            w_new, w_buf_new = sgd_element(w, 0.0 + d * x, w_buf, lr[c], momentum, dampening, weight_decay,
-                                           nesterov, False, first_step)
-            b_new, b_buf_new = sgd_element(b, 0.0 + d, b_buf, lr[c], momentum, dampening, weight_decay,
-                                           nesterov, False, first_step)
-        else:
-            w_new, w_buf_new = sgd_element(w, 0.0 + d * x, w_buf, lr[c], momentum, 0.0, 0.0, False, False,
-                                           first_step)
-            b_new, b_buf_new = sgd_element(b, 0.0 + d, b_buf, lr[c], momentum, 0.0, 0.0, False, False,
-                                           first_step)
-        theta[0, c] = w_new if run else w
-        theta[1, c] = b_new if run else b
-        buf[0, c] = w_buf_new if run else w_buf
-        buf[1, c] = b_buf_new if run else b_buf
-    return n_new
+        limit = settings[H_LIMIT, c]
+        value, w, b, w_buf, b_buf = _sample_step(src[S_W, c], src[S_B, c], src[S_BW, c], src[S_BB, c], first,
+                                                 settings, c, general, first_step)
+        new = not (src.dtype.type(value) <= limit)
+        if two is not None:
+            w, b, w_buf, b_buf = _stored(src, w, b, w_buf, b_buf)
+            value, w, b, w_buf, b_buf = _sample_step(w, b, w_buf, b_buf, second, settings, c, general, False)
+            new = new | (not (src.dtype.type(value) <= limit))
+        dst[S_W, c] = w
+        dst[S_B, c] = b
+        dst[S_BW, c] = w_buf
+        dst[S_BB, c] = b_buf
+        found |= new & (settings[H_WATCHED, c] != 0.0)
+    return found
 
 
 @jit
-def line_sgd_epoch(theta, buf, samples, lr, hyper, general, step, n_active, active, marks, stop_diverged, own):
+def _record(src, dst, settings, pair, step, general, stop_diverged, theta_buf, active, marks):
+    """After a :func:`_pass` from ``src`` to ``dst`` over ``pair = (first, second, two)``
+    (``two`` a bool here; its first step ``step``) that found diverged runs (rare): replay
+    the pass run by run for the watched runs, record the step and loss that marked each,
+    and (with ``stop_diverged``) stop it, keeping its state from before that step in
+    ``theta_buf = (theta, buf)``. Returns how many runs stopped at the first and at the
+    second sample."""
+    first, second, two = pair
+    theta, buf = theta_buf
+    _, diverged_step, diverged_loss = marks
+    stopped_first = 0
+    stopped_second = 0
+    for c in range(BLOCK):
+        if settings[H_WATCHED, c] == 0.0:
+            continue
+        limit = settings[H_LIMIT, c]
+        w, b, w_buf, b_buf = src[S_W, c], src[S_B, c], src[S_BW, c], src[S_BB, c]
+        value, w1, b1, w_buf1, b_buf1 = _sample_step(w, b, w_buf, b_buf, first, settings, c, general, step == 0)
+        value = src.dtype.type(value)
+        w1, b1, w_buf1, b_buf1 = _stored(src, w1, b1, w_buf1, b_buf1)
+        at = 0 if not value <= limit else -1
+        if at < 0 and two:
+            value = src.dtype.type(_sample_step(w1, b1, w_buf1, b_buf1, second, settings, c, general, False)[0])
+            if not value <= limit:
+                at = 1
+                w, b, w_buf, b_buf = w1, b1, w_buf1, b_buf1
+        if at < 0:
+            continue
+        diverged_step[c] = step + at
+        diverged_loss[c] = value
+        settings[H_WATCHED, c] = 0.0
+        if stop_diverged:
+            active[c] = 0
+            theta[0, c], theta[1, c], buf[0, c], buf[1, c] = w, b, w_buf, b_buf
+            if at == 0:
+                stopped_first += 1
+            else:
+                stopped_second += 1
+    return stopped_first, stopped_second
+
+
+@jit_inline
+def _steps(state, k, settings, pair, general, first_step, step, theta_buf, active, marks, stop_diverged, n_active):
+    """:func:`_pass` over ``pair = (first, second, two)`` from ``state[k]`` into
+    ``state[1 - k]`` from step ``step`` and, if it found diverged runs, :func:`_record`.
+    Returns the number of steps taken (one, or two; one if every run stopped at the first)
+    and the runs still active."""
+    first, second, two = pair
+    src = state[k]
+    dst = state[1 - k]
+    if not _pass(src, dst, settings, first, second, general, first_step, two):
+        return (1 if two is None else 2), n_active
+    # ``two`` passed on as a run-time flag: one build of the rare path for both kinds of pass.
+    stopped_first, stopped_second = _record(src, dst, settings, (first, second, two is not None), step, general,
+                                            stop_diverged, theta_buf, active, marks)
+    n_active -= stopped_first
+    if n_active == 0 or two is None:
+        return 1, n_active
+    return 2, n_active - stopped_second
+
+
+@jit
+def line_sgd_epoch(theta, buf, samples, lr, hyper, general, step, n_active, active, marks, stop_diverged):
     """One epoch of per-sample SGD (batch size 1) of the model ``y = w x + b`` (MSE) for
-    every run, one fused pass (:func:`_sample_step`) per step.
+    every run, two samples per pass over the runs (:func:`_pass`).
 
     ``samples`` is ``(X, Y, epoch_order)``; the other arguments as in
     :func:`gdsim.sweeps.targets.cpu_blocks.sweep_block`'s loop. The steps are numbered from
-    ``step``; returns the next step number and the number of runs still active. Its own
-    function (rather than a branch of ``sweep_block``), so that its loop compiles to
-    straight vector code.
+    ``step``; returns the next step number and the number of runs still active (the
+    epoch ends early when none is).
     """
     X, Y, epoch_order = samples
     threshold, diverged_step, _ = marks
-    for j in range(epoch_order.shape[0]):
-        r = epoch_order[j]
-        # Constant flags for the common case, so that LLVM drops the unused work: a
-        # divergence check that only counts (rather than also gating the update) keeps the
-        # pass's dependency chains short, which makes it about 1.5x faster.
-        sample = (X[r, 0], Y[r, 0])
-        if step == 0:
-            n_new = _sample_step(theta, buf, sample, lr, hyper, general, True, active, threshold, diverged_step,
-                                 stop_diverged, own)
-        elif stop_diverged:
-            n_new = _sample_step(theta, buf, sample, lr, hyper, general, False, active, threshold, diverged_step,
-                                 True, own)
-        else:
-            n_new = _sample_step(theta, buf, sample, lr, hyper, general, False, active, threshold, diverged_step,
-                                 False, own)
-        if n_new > 0:  # rare: record the runs this step marked
-            n_active -= mark_diverged(own, step, stop_diverged, active, marks)
-        step += 1
-        if n_active == 0:
-            break
+    state = np.empty((2, 4, BLOCK), dtype=theta.dtype)
+    settings = np.empty((7, BLOCK))
+    for c in range(BLOCK):
+        state[0, S_W, c] = theta[0, c]
+        state[0, S_B, c] = theta[1, c]
+        state[0, S_BW, c] = buf[0, c]
+        state[0, S_BB, c] = buf[1, c]
+        settings[H_LR, c] = lr[c]
+        settings[H_MOMENTUM, c] = hyper[MOMENTUM, c]
+        settings[H_DAMPENING, c] = hyper[DAMPENING, c]
+        settings[H_WEIGHT_DECAY, c] = hyper[WEIGHT_DECAY, c]
+        settings[H_NESTEROV, c] = hyper[NESTEROV, c]
+        settings[H_LIMIT, c] = _limit(threshold[c])
+        settings[H_WATCHED, c] = 1.0 if active[c] != 0 and diverged_step[c] < 0 else 0.0
+    n = epoch_order.shape[0]
+    k = 0  # the buffer that holds the state
+    j = 0
+    while j < n and n_active > 0:
+        first = (X[epoch_order[j], 0], Y[epoch_order[j], 0])
+        if j + 1 < n and step > 0:
+            second = (X[epoch_order[j + 1], 0], Y[epoch_order[j + 1], 0])
+            taken, n_active = _steps(state, k, settings, (first, second, True), general, False, step, (theta, buf),
+                                     active, marks, stop_diverged, n_active)
+        else:  # torch's first step (the buffer a copy of the gradient), or an odd last sample: on its own
+            taken, n_active = _steps(state, k, settings, (first, first, None), general, step == 0, step,
+                                     (theta, buf), active, marks, stop_diverged, n_active)
+        step += taken
+        k = 1 - k
+        j += taken
+    for c in range(BLOCK):
+        if active[c] != 0:  # a stopped run's state is in theta and buf already
+            theta[0, c] = state[k, S_W, c]
+            theta[1, c] = state[k, S_B, c]
+            buf[0, c] = state[k, S_BW, c]
+            buf[1, c] = state[k, S_BB, c]
     return step, n_active
-

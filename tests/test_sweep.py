@@ -175,8 +175,12 @@ def test_cuda_matches_cpu(dtype):
     np.testing.assert_array_equal(gpu.diverged_step.values, cpu.diverged_step.values)
 
 
-def test_cuda_without_gpu_names_the_fix():
-    code = ("import gdsim, numpy as np\n"
+@pytest.mark.parametrize("numba_cuda", ["installed", "missing"])
+def test_cuda_without_gpu_names_the_fix(numba_cuda):
+    code = ("import sys\n"
+            + ("sys.modules['numba.cuda'] = None  # numba-cuda not installed: its import fails\n"
+               if numba_cuda == "missing" else "") +
+            "import gdsim, numpy as np\n"
             "try:\n"
             "    gdsim.sweep(gdsim.Linear(1, 1), np.ones((2, 1)), np.ones((2, 1)), lr=0.1, epochs=1, target='cuda')\n"
             "except RuntimeError as e:\n"
@@ -184,7 +188,9 @@ def test_cuda_without_gpu_names_the_fix():
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
     env["CUDA_VISIBLE_DEVICES"] = ""  # hide any real GPU too
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
-    assert "NUMBA_ENABLE_CUDASIM=1" in out.stdout and "numba-cuda" in out.stdout, out.stdout + out.stderr
+    assert "NUMBA_ENABLE_CUDASIM=1" in out.stdout and "NVIDIA GPU" in out.stdout, out.stdout + out.stderr
+    # the install hint only where numba-cuda is missing, with the spelling for a checkout too
+    assert ('pip install ".[cuda]"' in out.stdout) == (numba_cuda == "missing"), out.stdout
 
 
 # ---------------------------------------------------------------------------------------

@@ -475,8 +475,16 @@ def row_lookup(rows, workload, runs, config):
     return next((r for r in rows if (r["workload"], r["runs"], r["config"]) == (workload, runs, config)), None)
 
 
+#: Below this much work (the local-1t wall, seconds) the time ratios are shown but are not
+#: targets: a cluster's fixed costs per sweep (creating the store, the warm-up and probe
+#: round trips, the last region's wait: about 0.1 s here) are then a sizeable part of it.
+#: The issue's workloads (10^7 linear runs, 10^5 MLP runs) are 33 s and 2.9 s here.
+TARGET_MIN_WORK_S = 1.0
+
+
 def targets(rows, sizes):
-    """PASS/FAIL of the issue's targets, per workload size."""
+    """PASS/FAIL of the issue's targets, per workload size (``pass`` None: shown, not a
+    target, for sweeps of less than :data:`TARGET_MIN_WORK_S` of work)."""
     out = []
     med = lambda r: r["wall_s"]["median"] if r and r["wall_s"]["median"] else None
     big = max((n for w, n in sizes if w == "linear"), default=None)
@@ -489,15 +497,16 @@ def targets(rows, sizes):
         d1, d2 = (med(row_lookup(rows, workload, runs, c)) for c in ("dask-1w", "dask-2w"))
         loc, loc1 = (med(row_lookup(rows, workload, runs, c)) for c in ("local", "local-1t"))
         name = f"{workload} {runs:.0e}"
-        if d1 and d2:
-            out.append({"target": f"{name}: dask-2w / dask-1w wall", "value": d2 / d1,
-                        "limit": f"<= {SCALING_LIMIT}", "pass": d2 / d1 <= SCALING_LIMIT})
-        if d2 and loc:
-            out.append({"target": f"{name}: dask-2w / local (2 threads) wall", "value": d2 / loc,
-                        "limit": f"<= {DASK_COST_LIMIT}", "pass": d2 / loc <= DASK_COST_LIMIT})
-        if d1 and loc1:
-            out.append({"target": f"{name}: dask-1w / local-1t wall", "value": d1 / loc1,
-                        "limit": f"<= {DASK_COST_LIMIT}", "pass": d1 / loc1 <= DASK_COST_LIMIT})
+        work = loc1 or d1
+        targeted = work is not None and work >= TARGET_MIN_WORK_S
+        for label, value, limit in ((f"{name}: dask-2w / dask-1w wall", d2 / d1 if d1 and d2 else None, SCALING_LIMIT),
+                                    (f"{name}: dask-2w / local (2 threads) wall", d2 / loc if d2 and loc else None,
+                                     DASK_COST_LIMIT),
+                                    (f"{name}: dask-1w / local-1t wall", d1 / loc1 if d1 and loc1 else None,
+                                     DASK_COST_LIMIT)):
+            if value is not None:
+                out.append({"target": label, "value": value, "limit": f"<= {limit}",
+                            "pass": value <= limit if targeted else None})
     return out
 
 
@@ -635,10 +644,13 @@ def render(report):
             "decoded regions, against the `ref` row of that size (the ref row: its own repeats); "
             "\"decoded\": the store has other regions (gdsim chose smaller ones for the cluster), so "
             "only the decoded data are compared."), ""]
-    out += ["## Targets", "", "| target | measured | limit | result |", "|---|---:|---|---|"]
+    out += ["## Targets", "", f"The time ratios are targets for sweeps of at least {TARGET_MIN_WORK_S:g} s of work "
+            "(local-1t); for smaller ones a cluster's fixed costs per sweep (about 0.1 s here) show, and the "
+            "ratios are given for information.", "",
+            "| target | measured | limit | result |", "|---|---:|---|---|"]
     for t in report["targets"]:
         out.append(f"| {t['target']} | {t['value']:.3g}{' MB' if t.get('unit') == 'MB' else ''} | {t['limit']} | "
-                   f"{'PASS' if t['pass'] else 'FAIL'} |")
+                   f"{'PASS' if t['pass'] else 'FAIL' if t['pass'] is not None else 'not a target'} |")
     ov = report.get("overhead")
     if ov:
         out += ["", f"## Per-task overhead (1-worker LocalCluster, linear sweep of {ov['runs']} runs, 20 epochs)",

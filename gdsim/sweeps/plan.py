@@ -106,7 +106,8 @@ def make_plan(spec, runs):
         else:
             np.take(values[name].astype(np.float64), index[name], out=row)
     return Plan(model=model.spec, X=spec.X.astype(spec.dtype), Y=spec.Y.astype(spec.dtype),
-                theta0=np.take(inits, _at(index["seed"], runs.size), axis=0).astype(spec.dtype), lr=lrs, hyper=hyper,
+                theta0=np.take(inits, _at(index["seed"], runs.size), axis=0).astype(spec.dtype, copy=False),
+                lr=lrs, hyper=hyper,
                 group=group, orders=orders, batch_sizes=np.repeat(values["batch_size"], n_seeds),
                 drop_last=spec.drop_last, divergence_factor=spec.divergence_factor,
                 stop_diverged=spec.stop_diverged,

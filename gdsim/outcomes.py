@@ -255,7 +255,9 @@ def classify(epoch_loss: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     if n_parts > 1:
         bounds = np.linspace(0, flat.shape[0], n_parts + 1).round().astype(np.int64)
         parts = [(flat[a:b], critical, outcome[a:b], rate[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
-        for done in [thread_pool(n_parts, "gdsim-classify").submit(_classify_runs, *part) for part in parts]:
+        others = [thread_pool(n_parts - 1, "gdsim-classify").submit(_classify_runs, *part) for part in parts[1:]]
+        _classify_runs(*parts[0])  # the first part here, the others on the pool
+        for done in others:
             done.result()
     else:
         _classify_runs(flat, critical, outcome, rate)

@@ -138,8 +138,9 @@ def grid_dataset(spec, raw, variables=grid_variables):
                        {"description": "loss[epoch] is measured before that epoch; loss[epochs] after the last"})
     coords["param"] = np.arange(model.n_params)
     if spec.track:
-        coords["step"] = ("step", spec.track_steps, {"description": "track_* measured before this step's update (a "
-                                                     "run's n_steps: after its last); NaN where a run measured nothing"})
+        coords["step"] = ("step", spec.track_steps, {
+            "description": "track_* measured before this step's update (a run's n_steps: after its last); NaN where "
+                           "a run measured nothing"})
     ds = xr.Dataset(variables(raw, dims, grid_shape(spec)), coords=coords)
     for name, every in spec.track:
         ds[TRACK_PREFIX + name].attrs["every"] = every

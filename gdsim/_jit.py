@@ -9,6 +9,7 @@ the floating-point error model are decided here and nowhere else
 import functools
 import os
 import types
+from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
@@ -51,6 +52,19 @@ def num_threads():
     """The number of threads CPU kernels may use: Numba's setting (``NUMBA_NUM_THREADS``,
     :func:`numba.set_num_threads`)."""
     return numba.get_num_threads()
+
+
+_THREAD_POOLS: dict = {}
+
+
+def thread_pool(n_threads, name):
+    """A pool of ``n_threads`` threads named ``name``, kept for the process (starting
+    threads for every call costs about 1 ms), for compiled kernels that release the GIL
+    (``nogil``). One pool per use: a task of one pool may wait on another pool's tasks."""
+    key = (n_threads, name)
+    if key not in _THREAD_POOLS:
+        _THREAD_POOLS[key] = ThreadPoolExecutor(n_threads, thread_name_prefix=name)
+    return _THREAD_POOLS[key]
 
 
 def numba_types(values):

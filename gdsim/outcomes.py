@@ -49,12 +49,14 @@ from typing import TypeVar
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ._jit import jit
+from ._jit import jit, num_threads, thread_pool
 from ._validate import ParameterError, closest, is_real_scalar, short_repr
 
 #: The outcomes, by code (the ``outcome`` variable of a sweep holds the code).
 OUTCOMES = ("converged", "converging", "oscillating", "bounded orbit", "diverged")
 CONVERGED, CONVERGING, OSCILLATING, BOUNDED_ORBIT, DIVERGED = range(len(OUTCOMES))
+#: :func:`classify` splits its runs over threads in parts of at least this many.
+SPLIT_ROWS = 1024
 #: The share of the epoch losses (the last ones) the growth rate is fitted on.
 TAIL = 0.5
 #: A tail whose largest loss is within this, relative, of its smallest has settled.
@@ -247,7 +249,18 @@ def classify(epoch_loss: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     critical = stdtrit(np.maximum(np.arange(flat.shape[1] + 1) - 2, 1), 1 - P_VALUE / 2)
     outcome = np.empty(flat.shape[0], dtype=np.int8)
     rate = np.empty(flat.shape[0])
-    _classify_runs(flat, critical, outcome, rate)
+    # Many runs (a sweep's): parts of the rows on threads (the kernel releases the GIL;
+    # each run is classified on its own, so the same bits).
+    n_parts = min(num_threads(), flat.shape[0] // SPLIT_ROWS)
+    if n_parts > 1:
+        bounds = np.linspace(0, flat.shape[0], n_parts + 1).round().astype(np.int64)
+        parts = [(flat[a:b], critical, outcome[a:b], rate[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+        others = [thread_pool(n_parts - 1, "gdsim-classify").submit(_classify_runs, *part) for part in parts[1:]]
+        _classify_runs(*parts[0])  # the first part here, the others on the pool
+        for done in others:
+            done.result()
+    else:
+        _classify_runs(flat, critical, outcome, rate)
     return outcome.reshape(loss.shape[:-1]), rate.reshape(loss.shape[:-1])
 
 

@@ -68,3 +68,29 @@ def test_a_sweep_bigger_than_the_cgroup_room_is_refused_naming_what_is_available
     with pytest.raises(gdsim.ParameterError, match=r"needs about .* of memory but only 1.0 MiB is available"):
         gdsim.sweep(gdsim.Linear(1, 1), X, Y, lr=np.geomspace(1e-3, 0.1, 100), momentum=np.linspace(0, 0.9, 100),
                     epochs=20)  # 10^4 runs: their losses alone are 1.6 MiB
+
+
+def test_a_sweep_reads_the_free_memory_once_and_still_refuses_what_does_not_fit(monkeypatch):
+    readings = []
+
+    def reading(room):
+        def available():
+            readings.append(room)
+            return room
+        return available
+
+    X, Y = gdsim.datasets.tutorial_line()
+    grid = {"lr": np.geomspace(1e-3, 0.1, 4), "momentum": [0.0, 0.5], "epochs": 3, "seed": [0, 1]}
+    monkeypatch.setattr(_resources, "available_memory", reading(2**40))
+    gdsim.sweep(gdsim.Linear(1, 1), X, Y, **grid)  # three checks: the spec's, the schedule's, the plan's
+    assert len(readings) == 1
+    assert _resources.check_memory(1, "x", "y") is None and len(readings) == 2  # outside a sweep: read at each check
+    monkeypatch.setattr(_resources, "available_memory", reading(100))
+    with pytest.raises(gdsim.ParameterError, match=r"a sweep of 16 runs of 3 epochs needs about .* but only 100 B"):
+        gdsim.sweep(gdsim.Linear(1, 1), X, Y, **grid)
+    with _resources.one_memory_reading():  # nested blocks share the outer reading
+        with _resources.one_memory_reading():
+            _resources.check_memory(50, "x", "y")
+        with pytest.raises(gdsim.ParameterError, match="needs about 200 B"):
+            _resources.check_memory(200, "x", "y")
+    assert readings.count(100) == 2

@@ -54,6 +54,18 @@ def test_runs_are_classified_independently_along_the_last_axis():
     assert error.value.param == "epoch_loss"
 
 
+@pytest.mark.parametrize("threads", [1, 3])
+def test_many_runs_split_over_threads_give_each_run_its_own_outcome(monkeypatch, threads):
+    # Closed-form losses: the k-th run decays (k even) or grows (k odd) by its own factor.
+    monkeypatch.setattr(gdsim.outcomes, "num_threads", lambda: threads)
+    k = np.arange(3001)
+    factor = np.where(k % 2, 1.5 + k / 3001, 0.5 - k / 12004)
+    losses = factor[:, None] ** np.arange(21)
+    codes, rates = classify(losses)
+    np.testing.assert_array_equal(codes, np.where(k % 2, DIVERGED, CONVERGING))
+    np.testing.assert_allclose(rates, factor, rtol=1e-12)
+
+
 def test_per_sample_sgd_diverges_exactly_where_its_epoch_map_does(line):
     """Per-sample SGD in data order: from lr 0.062 the 1e6 x rule called its runs diverged,
     but the epoch map contracts up to lr 0.1265; past it the loss grows by the map's

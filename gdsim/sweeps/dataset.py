@@ -132,17 +132,18 @@ def grid_dataset(spec, raw, variables=grid_variables):
     model, values, swept = spec.model, spec.values, spec.swept
     dims = list(spec.dims)
     coords = {name: values[name] for name in dims}
-    coords["epoch"] = np.arange(spec.epochs + 1)
+    # The coordinates' attributes given with them (setting them on the Dataset after costs
+    # a DataArray each).
+    coords["epoch"] = ("epoch", np.arange(spec.epochs + 1),
+                       {"description": "loss[epoch] is measured before that epoch; loss[epochs] after the last"})
     coords["param"] = np.arange(model.n_params)
     if spec.track:
-        coords["step"] = spec.track_steps
+        coords["step"] = ("step", spec.track_steps, {
+            "description": "track_* measured before this step's update (a run's n_steps: after its last); NaN where "
+                           "a run measured nothing"})
     ds = xr.Dataset(variables(raw, dims, grid_shape(spec)), coords=coords)
-    ds.epoch.attrs["description"] = "loss[epoch] is measured before that epoch; loss[epochs] after the last"
     for name, every in spec.track:
         ds[TRACK_PREFIX + name].attrs["every"] = every
-    if spec.track:
-        ds.step.attrs["description"] = ("track_* measured before this step's update (a run's n_steps: after its "
-                                        "last); NaN where a run measured nothing")
     fixed = {name: (values[name][0].item()) for name in AXES if not swept[name]}
     schedule = spec.schedule
     ds.attrs.update(

@@ -8,6 +8,7 @@ so every target, worker and chunking of a grid sees the same numbers.
 """
 
 import dataclasses
+import math
 
 import numpy as np
 
@@ -91,17 +92,38 @@ def make_plan(spec, runs):
     Plan
     """
     model, n, epochs, values = spec.model, spec.n, spec.epochs, spec.values
-    index = dict(zip(AXES, np.unravel_index(runs, spec.shape)))
+    index = _grid_index(runs, spec.shape)  # None: an axis of one value (index 0 for every run)
     n_seeds = len(values["seed"])
-    group = index["batch_size"] * n_seeds + index["seed"]  # runs sharing batch size and order
+    group = _at(index["batch_size"], runs.size) * n_seeds + _at(index["seed"], runs.size)  # share batch size, order
     orders = np.stack([batch_orders(n, epochs, spec.shuffle, int(s)) for s in values["seed"]])
     orders = np.concatenate([orders] * len(values["batch_size"]))  # [n_groups, epochs, n]
     inits = np.stack([model.init(int(s)) if spec.params0 is None else spec.params0 for s in values["seed"]])
-    lrs = np.take(epoch_lrs(values["lr"], spec.schedule, epochs), index["lr"], axis=0)  # [k, epochs]
-    hyper = np.stack([np.take(values[name].astype(np.float64), index[name]) for name in HYPER_ROWS])
+    lrs = np.take(epoch_lrs(values["lr"], spec.schedule, epochs), _at(index["lr"], runs.size), axis=0)  # [k, epochs]
+    hyper = np.empty((len(HYPER_ROWS), runs.size))
+    for row, name in zip(hyper, HYPER_ROWS):
+        if index[name] is None:
+            row.fill(values[name][0])
+        else:
+            np.take(values[name].astype(np.float64), index[name], out=row)
     return Plan(model=model.spec, X=spec.X.astype(spec.dtype), Y=spec.Y.astype(spec.dtype),
-                theta0=np.take(inits, index["seed"], axis=0).astype(spec.dtype), lr=lrs, hyper=hyper,
+                theta0=np.take(inits, _at(index["seed"], runs.size), axis=0).astype(spec.dtype, copy=False),
+                lr=lrs, hyper=hyper,
                 group=group, orders=orders, batch_sizes=np.repeat(values["batch_size"], n_seeds),
                 drop_last=spec.drop_last, divergence_factor=spec.divergence_factor,
                 stop_diverged=spec.stop_diverged,
                 track=(tuple(name for name, _ in spec.track), spec.every, spec.track_steps))
+
+
+def _grid_index(runs, shape):
+    """``numpy.unravel_index(runs, shape)`` as a dict over :data:`gdsim.sweeps.spec.AXES`,
+    with None for an axis of one value (its index is 0): the divisions only where needed."""
+    index, stride = {}, math.prod(shape)
+    for name, size in zip(AXES, shape):
+        stride //= size
+        index[name] = None if size == 1 else (runs // stride) % size
+    return index
+
+
+def _at(index, k):
+    """An axis's index of ``k`` runs (:func:`_grid_index`; None: zeros)."""
+    return np.zeros(k, dtype=np.int64) if index is None else index

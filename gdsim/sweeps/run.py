@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # for the annotations only: importing them costs time
 
 from .._io import check_folder
 from .._progress import progress_bar
+from .._resources import one_memory_reading
 from .._validate import ParameterError, as_array, check_int, short_repr
 from ..outcomes import document_divergence
 from .dataset import (
@@ -186,23 +187,26 @@ def sweep(model: MLP, X: ArrayLike, Y: ArrayLike, *, lr: ArrayLike, momentum: Ar
     """
     if chunk_runs is not None:
         chunk_runs = check_int("chunk_runs", chunk_runs, minimum=1)
-    spec = check_sweep(model, X, Y, lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
-                       nesterov=nesterov, batch_size=batch_size, epochs=epochs, shuffle=shuffle, seed=seed,
-                       params0=params0, lr_schedule=lr_schedule, drop_last=drop_last, target=target, dtype=dtype,
-                       divergence=divergence, at_once=None if store is None else chunk_runs or _region_runs,
-                       track=track)
-    if not (isinstance(progress, (bool, np.bool_)) or callable(progress)):
-        raise ParameterError(f"progress must be True, False or a callable progress(runs_done, n_runs), "
-                             f"got {progress!r}", "progress")
-    if scheduler is None:  # a cluster's workers have their own GPUs (or not)
-        get_target(spec.target).check_available()  # raises the clear error if there is no GPU / numba-cuda
-    report = (progress_bar(f"sweep of {spec.n_configs} runs", always=True) if progress is True or progress is np.True_
-              else progress if callable(progress) else None)
-    if store is None and scheduler is None:
-        if chunk_runs is not None:
-            raise ParameterError("chunk_runs is for a store (store='x.zarr') or a cluster (scheduler=...); without "
-                                 "them the sweep runs at once", "chunk_runs")
-        return grid_dataset(spec, run_points(spec, np.arange(spec.n_configs), report))
+    # One reading of the free memory for the checks of this call (the spec's, the plan's)
+    # in memory; a store or a cluster plans its regions later, each with its own reading.
+    with one_memory_reading():
+        spec = check_sweep(model, X, Y, lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
+                           nesterov=nesterov, batch_size=batch_size, epochs=epochs, shuffle=shuffle, seed=seed,
+                           params0=params0, lr_schedule=lr_schedule, drop_last=drop_last, target=target, dtype=dtype,
+                           divergence=divergence, at_once=None if store is None else chunk_runs or _region_runs,
+                           track=track)
+        if not (isinstance(progress, (bool, np.bool_)) or callable(progress)):
+            raise ParameterError(f"progress must be True, False or a callable progress(runs_done, n_runs), "
+                                 f"got {progress!r}", "progress")
+        if scheduler is None:  # a cluster's workers have their own GPUs (or not)
+            get_target(spec.target).check_available()  # raises the clear error if there is no GPU / numba-cuda
+        report = (progress_bar(f"sweep of {spec.n_configs} runs", always=True)
+                  if progress is True or progress is np.True_ else progress if callable(progress) else None)
+        if store is None and scheduler is None:
+            if chunk_runs is not None:
+                raise ParameterError("chunk_runs is for a store (store='x.zarr') or a cluster (scheduler=...); without "
+                                     "them the sweep runs at once", "chunk_runs")
+            return grid_dataset(spec, run_points(spec, np.arange(spec.n_configs), report))
     if store is not None:
         _check_store(store)
     with dask_client(scheduler) as client:

@@ -7,26 +7,15 @@ whatever the thread count. The kernels are :mod:`~gdsim.sweeps.targets.cpu_block
 :mod:`~gdsim.sweeps.targets.cpu_line` (the fused ``y = w x + b``).
 """
 
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import as_completed
 
 import numpy as np
 
-from ..._jit import num_threads
+from ..._jit import num_threads, thread_pool
 from ..dataset import empty_raw, split_tracks
 from .cpu_blocks import BLOCK_LOOPS
 from .cpu_lanes import BLOCK
 from .cpu_tracks import stop_tracks, track_runs
-
-_THREAD_POOLS: dict = {}
-
-
-def _thread_pool(n_threads):
-    """A pool of ``n_threads`` threads kept for the process (starting threads for every
-    sweep cost about 1 ms)."""
-    if n_threads not in _THREAD_POOLS:
-        _THREAD_POOLS[n_threads] = ThreadPoolExecutor(n_threads, thread_name_prefix="gdsim-sweep")
-    return _THREAD_POOLS[n_threads]
-
 
 def run_plan(plan, progress=None, *, parallel):
     """Run a sweep plan (:class:`gdsim.sweeps.plan.Plan`) on the CPU, serially or
@@ -85,7 +74,7 @@ def run_plan(plan, progress=None, *, parallel):
         # Threads running the serial loop on ranges of blocks (the kernels release the
         # GIL): the same compiled code as target="cpu", so the results are bitwise the
         # same, and no second, parallel build to compile.
-        futures = [_thread_pool(n_threads).submit(run_range, i) for i in range(bounds.size - 1)]
+        futures = [thread_pool(n_threads, "gdsim-sweep").submit(run_range, i) for i in range(bounds.size - 1)]
         finished = (future.result() for future in as_completed(futures))
     try:
         for n_done in finished:

@@ -91,9 +91,11 @@ def train_loop(state, model, X, Y, batches, lr, hyper, maximize, divergence, out
     dense : bool
         Compute each batch with matrix products (:func:`gdsim.kernels.dense_batch_loss_grad`)
         instead of sample by sample.
-    tracks : tuple
+    tracks : tuple or None
         :func:`gdsim.tracks.new_tracks`: the observables to measure every ``every[i]``
-        steps (0: never), where they go and their scratch.
+        steps (0: never), where they go and their scratch; None: none. Numba prunes the
+        ``tracks is None`` branches of a None argument before compiling, so the build
+        without tracks contains none of their code (Lanczos, noise scales, ...).
 
     Returns
     -------
@@ -118,7 +120,6 @@ def train_loop(state, model, X, Y, batches, lr, hyper, maximize, divergence, out
     if record:
         params_history[0, :] = theta
     scratch = np.empty(theta.shape[0])
-    tracking = np.any(tracks[0] > 0)  # without it, a step pays nothing for the tracks
     threshold = np.inf
     diverged_step = -1
     diverged_loss = np.nan
@@ -143,14 +144,14 @@ def train_loop(state, model, X, Y, batches, lr, hyper, maximize, divergence, out
             diverged_loss = full
             stopped = stop_diverged
         if epoch == epochs or stopped:
-            if tracking:
+            if tracks is not None:
                 track_full(theta, model, X, Y, step, tracks, work, scratch, dense)
             break
         for start in range(0, n, batch_size):
             stop = batch_stop(start, n, batch_size, drop_last)
             if stop == start:
                 break
-            if tracking:
+            if tracks is not None:
                 track_full(theta, model, X, Y, step, tracks, work, scratch, dense)
             if reuse:
                 value = full
@@ -163,7 +164,7 @@ def train_loop(state, model, X, Y, batches, lr, hyper, maximize, divergence, out
                 if stop_diverged:
                     stopped = by_batch = True
                     break
-            if tracking:
+            if tracks is not None:
                 track_batch(theta, model, X, Y, order[epoch, start:stop], step, tracks, value, grad)
             sgd_update(theta, grad, buf, lr[step], momentum, dampening, weight_decay, nesterov, maximize,
                        step == 0 and not buffer_ready)
@@ -426,7 +427,7 @@ def train(model: MLP, X: ArrayLike, Y: ArrayLike, optimizer: SGD, *, epochs: int
     epoch_loss = np.empty(epochs + 1)
     step_loss = np.empty(n_steps)
     lr = np.repeat(lrs, per_epoch)
-    tracks = new_tracks(every, n_steps, model, n)
+    tracks = new_tracks(every, n_steps, model, n) if every.any() else None
     diverged_step, diverged_loss, initial_loss = train_loop(
         (theta, buf, state0 is not None, ready, initial), model.spec, X, Y, (order, batch_size, drop_last), lr,
         optimizer.hyper_table(), optimizer.maximize, (factor, stop_diverged), (epoch_loss, step_loss, params_history),
@@ -440,7 +441,7 @@ def train(model: MLP, X: ArrayLike, Y: ArrayLike, optimizer: SGD, *, epochs: int
                        params_history=params_history if record_params else None,
                        diverged_step=int(diverged_step), diverged_loss=float(diverged_loss),
                        steps_per_epoch=per_epoch, state=state,
-                       tracks=tracks_dataset(tracks, n_steps) if every.any() else None,
+                       tracks=None if tracks is None else tracks_dataset(tracks, n_steps),
                        divergence_rule=divergence_rule)
 
 

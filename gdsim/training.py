@@ -48,9 +48,13 @@ from .tracks import (
 # ---------------------------------------------------------------------------------------
 def use_dense_kernels(model, batch_size):
     """Whether :func:`train` computes batches with matrix products (BLAS) rather than
-    sample by sample: worth it for wide layers and batches of more than a few samples."""
+    sample by sample: worth it for wide layers and batches of more than a few samples.
+
+    Returns True or None (not False): :func:`train_loop`'s ``dense`` argument, a
+    compile-time constant, so that each build contains only the kernels it uses.
+    """
     widest = max(a * b for a, b in zip(model.sizes[:-1], model.sizes[1:]))
-    return widest >= 1024 and batch_size >= 8
+    return True if widest >= 1024 and batch_size >= 8 else None
 
 
 @jit
@@ -88,9 +92,12 @@ def train_loop(state, model, X, Y, batches, lr, hyper, maximize, divergence, out
         Outputs ``(epoch_loss, step_loss, params_history)``: the full-data loss before each
         epoch and after the last; each batch's loss before its update; when it has rows,
         the parameters before the first step and after every step.
-    dense : bool
-        Compute each batch with matrix products (:func:`gdsim.kernels.dense_batch_loss_grad`)
-        instead of sample by sample.
+    dense : True or None
+        True: compute each batch with matrix products
+        (:func:`gdsim.kernels.dense_batch_loss_grad`); None: sample by sample. A None
+        argument is a compile-time constant (Numba prunes its ``is None`` branches), so
+        the build of each choice compiles only its own kernels
+        (:func:`use_dense_kernels` gives it).
     tracks : tuple or None
         :func:`gdsim.tracks.new_tracks`: the observables to measure every ``every[i]``
         steps (0: never), where they go and their scratch; None: none. Numba prunes the

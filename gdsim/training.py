@@ -17,7 +17,7 @@ if TYPE_CHECKING:  # for the annotations only
     from .models import MLP
     from .optim import SGD
 
-from ._jit import jit
+from ._jit import jit, jit_inline
 from ._resources import check_memory
 from ._validate import ParameterError, check_bool, check_int, check_seed
 from .batches import batch_orders, batch_stop, steps_per_epoch
@@ -55,6 +55,14 @@ def use_dense_kernels(model, batch_size):
     """
     widest = max(a * b for a, b in zip(model.sizes[:-1], model.sizes[1:]))
     return True if widest >= 1024 and batch_size >= 8 else None
+
+
+@jit_inline
+def _store_row(history, row, theta):
+    """``history[row, :] = theta``, element by element: the array assignment would compile
+    its shape check's error message (number formatting, about 1.5 s of the first call)."""
+    for j in range(theta.shape[0]):
+        history[row, j] = theta[j]
 
 
 @jit
@@ -125,7 +133,7 @@ def train_loop(state, model, X, Y, batches, lr, hyper, maximize, divergence, out
     all_rows = np.arange(n)
     record = params_history.shape[0] > 0
     if record:
-        params_history[0, :] = theta
+        _store_row(params_history, 0, theta)
     scratch = np.empty(theta.shape[0])
     threshold = np.inf
     diverged_step = -1
@@ -177,7 +185,7 @@ def train_loop(state, model, X, Y, batches, lr, hyper, maximize, divergence, out
                        step == 0 and not buffer_ready)
             step += 1
             if record:
-                params_history[step, :] = theta
+                _store_row(params_history, step, theta)
         if stopped:
             break
     if stopped:  # at step diverged_step, before its update: nothing after it was computed

@@ -145,10 +145,9 @@ def train_loop(state, model, X, Y, batches, lr, hyper, maximize, divergence, out
         # Full-batch GD in data order: the first step's batch is the full data, so its loss
         # is the epoch's full-data loss, computed once (with its gradient).
         reuse = epoch < epochs and batch_size >= n and np.all(order[epoch] == all_rows)
-        if reuse:
-            full = model_loss_grad(theta, model, X, Y, all_rows, True, grad, work, dense)
-        else:
-            full = model_loss_grad(theta, model, X, Y, all_rows, False, grad, work, dense)
+        # ``reuse`` and np.bool_(True) below: want_grad a run-time bool, one build of the
+        # kernel for both (a literal True or False would compile one each).
+        full = model_loss_grad(theta, model, X, Y, all_rows, reuse, grad, work, dense)
         epoch_loss[epoch] = full
         if epoch == 0:
             if not continued:
@@ -171,7 +170,8 @@ def train_loop(state, model, X, Y, batches, lr, hyper, maximize, divergence, out
             if reuse:
                 value = full
             else:
-                value = model_loss_grad(theta, model, X, Y, order[epoch, start:stop], True, grad, work, dense)
+                value = model_loss_grad(theta, model, X, Y, order[epoch, start:stop], np.bool_(True), grad, work,
+                                        dense)
             step_loss[step] = value
             if diverged_step < 0 and is_diverged(value, threshold):
                 diverged_step = step

@@ -470,12 +470,13 @@ def model_loss_grad(theta, model, X, Y, rows, want_grad, grad, work, dense):
     ``grad``: the kernel gdsim's training loops call for a whole model.
 
     ``model`` is a :class:`gdsim.models.ModelSpec`, ``work`` the scratch ``(acts, deltas)``
-    (:func:`new_workspace`), ``dense`` chooses :func:`dense_batch_loss_grad` (matrix
-    products) over the sample-by-sample kernels.
+    (:func:`new_workspace`), ``dense`` True chooses :func:`dense_batch_loss_grad` (matrix
+    products), None the sample-by-sample kernels: a None argument is a compile-time
+    constant (Numba prunes its ``is None`` branches), so each build compiles one of them.
     """
     sizes, activation, loss, reduction, layer_code = model
     acts, deltas = work
-    if dense:
+    if dense is not None:
         return dense_batch_loss_grad(theta, sizes, activation, loss, reduction, X, Y, rows, want_grad, grad,
                                      layer_code)
     if want_grad:

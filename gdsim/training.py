@@ -17,7 +17,7 @@ if TYPE_CHECKING:  # for the annotations only
     from .models import MLP
     from .optim import SGD
 
-from ._jit import jit
+from ._jit import jit, jit_inline
 from ._resources import check_memory
 from ._validate import ParameterError, check_bool, check_int, check_seed
 from .batches import batch_orders, batch_stop, steps_per_epoch
@@ -48,9 +48,21 @@ from .tracks import (
 # ---------------------------------------------------------------------------------------
 def use_dense_kernels(model, batch_size):
     """Whether :func:`train` computes batches with matrix products (BLAS) rather than
-    sample by sample: worth it for wide layers and batches of more than a few samples."""
+    sample by sample: worth it for wide layers and batches of more than a few samples.
+
+    Returns True or None (not False): :func:`train_loop`'s ``dense`` argument, a
+    compile-time constant, so that each build contains only the kernels it uses.
+    """
     widest = max(a * b for a, b in zip(model.sizes[:-1], model.sizes[1:]))
-    return widest >= 1024 and batch_size >= 8
+    return True if widest >= 1024 and batch_size >= 8 else None
+
+
+@jit_inline
+def _store_row(history, row, theta):
+    """``history[row, :] = theta``, element by element: the array assignment would compile
+    its shape check's error message (number formatting, about 1.5 s of the first call)."""
+    for j in range(theta.shape[0]):
+        history[row, j] = theta[j]
 
 
 @jit
@@ -88,12 +100,17 @@ def train_loop(state, model, X, Y, batches, lr, hyper, maximize, divergence, out
         Outputs ``(epoch_loss, step_loss, params_history)``: the full-data loss before each
         epoch and after the last; each batch's loss before its update; when it has rows,
         the parameters before the first step and after every step.
-    dense : bool
-        Compute each batch with matrix products (:func:`gdsim.kernels.dense_batch_loss_grad`)
-        instead of sample by sample.
-    tracks : tuple
+    dense : True or None
+        True: compute each batch with matrix products
+        (:func:`gdsim.kernels.dense_batch_loss_grad`); None: sample by sample. A None
+        argument is a compile-time constant (Numba prunes its ``is None`` branches), so
+        the build of each choice compiles only its own kernels
+        (:func:`use_dense_kernels` gives it).
+    tracks : tuple or None
         :func:`gdsim.tracks.new_tracks`: the observables to measure every ``every[i]``
-        steps (0: never), where they go and their scratch.
+        steps (0: never), where they go and their scratch; None: none. Numba prunes the
+        ``tracks is None`` branches of a None argument before compiling, so the build
+        without tracks contains none of their code (Lanczos, noise scales, ...).
 
     Returns
     -------
@@ -116,9 +133,8 @@ def train_loop(state, model, X, Y, batches, lr, hyper, maximize, divergence, out
     all_rows = np.arange(n)
     record = params_history.shape[0] > 0
     if record:
-        params_history[0, :] = theta
+        _store_row(params_history, 0, theta)
     scratch = np.empty(theta.shape[0])
-    tracking = np.any(tracks[0] > 0)  # without it, a step pays nothing for the tracks
     threshold = np.inf
     diverged_step = -1
     diverged_loss = np.nan
@@ -129,10 +145,9 @@ def train_loop(state, model, X, Y, batches, lr, hyper, maximize, divergence, out
         # Full-batch GD in data order: the first step's batch is the full data, so its loss
         # is the epoch's full-data loss, computed once (with its gradient).
         reuse = epoch < epochs and batch_size >= n and np.all(order[epoch] == all_rows)
-        if reuse:
-            full = model_loss_grad(theta, model, X, Y, all_rows, True, grad, work, dense)
-        else:
-            full = model_loss_grad(theta, model, X, Y, all_rows, False, grad, work, dense)
+        # ``reuse`` and np.bool_(True) below: want_grad a run-time bool, one build of the
+        # kernel for both (a literal True or False would compile one each).
+        full = model_loss_grad(theta, model, X, Y, all_rows, reuse, grad, work, dense)
         epoch_loss[epoch] = full
         if epoch == 0:
             if not continued:
@@ -143,19 +158,20 @@ def train_loop(state, model, X, Y, batches, lr, hyper, maximize, divergence, out
             diverged_loss = full
             stopped = stop_diverged
         if epoch == epochs or stopped:
-            if tracking:
+            if tracks is not None:
                 track_full(theta, model, X, Y, step, tracks, work, scratch, dense)
             break
         for start in range(0, n, batch_size):
             stop = batch_stop(start, n, batch_size, drop_last)
             if stop == start:
                 break
-            if tracking:
+            if tracks is not None:
                 track_full(theta, model, X, Y, step, tracks, work, scratch, dense)
             if reuse:
                 value = full
             else:
-                value = model_loss_grad(theta, model, X, Y, order[epoch, start:stop], True, grad, work, dense)
+                value = model_loss_grad(theta, model, X, Y, order[epoch, start:stop], np.bool_(True), grad, work,
+                                        dense)
             step_loss[step] = value
             if diverged_step < 0 and is_diverged(value, threshold):
                 diverged_step = step
@@ -163,13 +179,13 @@ def train_loop(state, model, X, Y, batches, lr, hyper, maximize, divergence, out
                 if stop_diverged:
                     stopped = by_batch = True
                     break
-            if tracking:
+            if tracks is not None:
                 track_batch(theta, model, X, Y, order[epoch, start:stop], step, tracks, value, grad)
             sgd_update(theta, grad, buf, lr[step], momentum, dampening, weight_decay, nesterov, maximize,
                        step == 0 and not buffer_ready)
             step += 1
             if record:
-                params_history[step, :] = theta
+                _store_row(params_history, step, theta)
         if stopped:
             break
     if stopped:  # at step diverged_step, before its update: nothing after it was computed
@@ -426,7 +442,7 @@ def train(model: MLP, X: ArrayLike, Y: ArrayLike, optimizer: SGD, *, epochs: int
     epoch_loss = np.empty(epochs + 1)
     step_loss = np.empty(n_steps)
     lr = np.repeat(lrs, per_epoch)
-    tracks = new_tracks(every, n_steps, model, n)
+    tracks = new_tracks(every, n_steps, model, n) if every.any() else None
     diverged_step, diverged_loss, initial_loss = train_loop(
         (theta, buf, state0 is not None, ready, initial), model.spec, X, Y, (order, batch_size, drop_last), lr,
         optimizer.hyper_table(), optimizer.maximize, (factor, stop_diverged), (epoch_loss, step_loss, params_history),
@@ -440,7 +456,7 @@ def train(model: MLP, X: ArrayLike, Y: ArrayLike, optimizer: SGD, *, epochs: int
                        params_history=params_history if record_params else None,
                        diverged_step=int(diverged_step), diverged_loss=float(diverged_loss),
                        steps_per_epoch=per_epoch, state=state,
-                       tracks=tracks_dataset(tracks, n_steps) if every.any() else None,
+                       tracks=None if tracks is None else tracks_dataset(tracks, n_steps),
                        divergence_rule=divergence_rule)
 
 

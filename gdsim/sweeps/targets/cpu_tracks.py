@@ -41,7 +41,7 @@ def track_runs(runs, plan, out):
                    (plan.orders[g], batch_size, bool(plan.drop_last)), np.repeat(plan.lr[r], per_epoch),
                    np.ascontiguousarray(plan.hyper[:, r]), False, (float(plan.divergence_factor), False),
                    (np.empty(plan.epochs + 1), np.empty(n_steps), np.empty((0, n_params))),
-                   bool(use_dense_kernels(plan.model, batch_size)), tracks)
+                   use_dense_kernels(plan.model, batch_size), tracks)
         scalars = tracks[1][0]
         measured = measured_steps(every, n_steps)[0]
         for j, name in enumerate(names):

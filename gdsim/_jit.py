@@ -55,6 +55,9 @@ def num_threads():
 
 
 _THREAD_POOLS: dict = {}
+# A forked child has none of its parent's threads: it starts pools of its own (a parent's
+# pool would take its tasks and never run them).
+os.register_at_fork(after_in_child=_THREAD_POOLS.clear)
 
 
 def thread_pool(n_threads, name):

@@ -367,3 +367,20 @@ def test_epoch_lrs_closed_forms():
     np.testing.assert_allclose(cosine[[0, 2, 4, 6]], [1.0, 0.55, 0.1, 0.55], rtol=1e-15)
     np.testing.assert_array_equal(gdsim.epoch_lrs(lr, None, 3), [[0.1] * 3, [1.0] * 3])
     np.testing.assert_allclose(gdsim.epoch_lrs(2.0, [1.0, 0.5, 0.0], 3), [2.0, 1.0, 0.0])
+
+
+def _parallel_sweep_losses():
+    X, Y = gdsim.datasets.tutorial_line()
+    ds = gdsim.sweep(gdsim.Linear(1, 1), X, Y, lr=np.geomspace(1e-3, 0.1, 40), momentum=np.linspace(0, 0.9, 64),
+                     epochs=3, batch_size=1, params0=[-10.0, -20.0], target="parallel")
+    return ds.loss.values
+
+
+@pytest.mark.skipif(not hasattr(os, "register_at_fork"), reason="no fork on this platform")
+def test_a_forked_child_runs_parallel_sweeps_on_thread_pools_of_its_own():
+    import multiprocessing
+
+    here = _parallel_sweep_losses()  # the pools of this process exist now (sweep and classify)
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        child = pool.apply_async(_parallel_sweep_losses).get(timeout=120)  # hung with the parent's pools
+    np.testing.assert_array_equal(child, here)

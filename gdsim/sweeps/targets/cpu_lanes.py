@@ -224,10 +224,14 @@ def backward(theta, model, X, order, first, group, acts, deltas, grad):
     ``acts[s]`` and ``deltas[s]`` belong to sample ``s``. Every gradient element receives
     the samples' terms in sample order, and every delta its terms in the order of
     :func:`gdsim.kernels.backward_sample`, so the numbers are those of one sample after
-    the other; a full group adds its four terms in one pass over the runs, keeping the
-    partial sum in a register (one store per four terms instead of one per term). Under
-    the NTK parameterization an output's deltas are scaled by ``1/sqrt(fan_in)`` after its
-    bias gradient, as in :func:`gdsim.kernels.backward_sample`.
+    the other; the group's four terms are added in one pass over the runs, keeping the
+    partial sum in a register (one store per four terms instead of one per term). A group
+    of fewer than :data:`GROUP` samples needs ``acts[group:]`` and ``deltas[group:]`` zero
+    (see :func:`batch_loss`): a missing sample's terms are then zeros times finite numbers
+    (its input row repeats the last sample's; the inputs are finite), and adding a zero
+    leaves a sum bit for bit as it is (a sum that starts at +0 is never -0). Under the NTK
+    parameterization an output's deltas are scaled by ``1/sqrt(fan_in)`` after its bias
+    gradient, as in :func:`gdsim.kernels.backward_sample`.
     """
     sizes, activation, _, _, layer_code = model
     bias = has_bias(layer_code)
@@ -237,7 +241,11 @@ def backward(theta, model, X, order, first, group, acts, deltas, grad):
     a_out = 0
     for layer in range(1, n_layers):
         a_out += sizes[layer]
-    full = group == GROUP
+    last = group - 1
+    r0 = order[first]
+    r1 = order[first + min(1, last)]
+    r2 = order[first + min(2, last)]
+    r3 = order[first + min(3, last)]
     for layer in range(n_layers - 1, -1, -1):
         fan_in = sizes[layer]
         fan_out = sizes[layer + 1]
@@ -248,7 +256,7 @@ def backward(theta, model, X, order, first, group, acts, deltas, grad):
         for o in range(fan_out):
             d_out = a_out + o
             row = w + o * fan_in
-            if bias and full:
+            if bias:
                 for c in range(BLOCK):
                     g = grad[b + o, c]
                     g += deltas[0, d_out, c]
@@ -256,20 +264,16 @@ def backward(theta, model, X, order, first, group, acts, deltas, grad):
                     g += deltas[2, d_out, c]
                     g += deltas[3, d_out, c]
                     grad[b + o, c] = g
-            elif bias:
-                for s in range(group):
-                    for c in range(BLOCK):
-                        grad[b + o, c] += deltas[s, d_out, c]
             if ntk:
                 for s in range(group):
                     for c in range(BLOCK):
                         deltas[s, d_out, c] = deltas[s, d_out, c] * scale
             for i in range(fan_in):
-                if layer == 0 and full:
-                    x0 = X[order[first + 0], i]
-                    x1 = X[order[first + 1], i]
-                    x2 = X[order[first + 2], i]
-                    x3 = X[order[first + 3], i]
+                if layer == 0:
+                    x0 = X[r0, i]
+                    x1 = X[r1, i]
+                    x2 = X[r2, i]
+                    x3 = X[r3, i]
                     for c in range(BLOCK):
                         g = grad[row + i, c]
                         g += deltas[0, d_out, c] * x0
@@ -277,12 +281,7 @@ def backward(theta, model, X, order, first, group, acts, deltas, grad):
                         g += deltas[2, d_out, c] * x2
                         g += deltas[3, d_out, c] * x3
                         grad[row + i, c] = g
-                elif layer == 0:
-                    for s in range(group):
-                        x = X[order[first + s], i]
-                        for c in range(BLOCK):
-                            grad[row + i, c] += deltas[s, d_out, c] * x
-                elif full:
+                else:
                     a = a_in + i
                     for c in range(BLOCK):
                         g = grad[row + i, c]
@@ -291,10 +290,6 @@ def backward(theta, model, X, order, first, group, acts, deltas, grad):
                         g += deltas[2, d_out, c] * acts[2, a, c]
                         g += deltas[3, d_out, c] * acts[3, a, c]
                         grad[row + i, c] = g
-                else:
-                    for s in range(group):
-                        for c in range(BLOCK):
-                            grad[row + i, c] += deltas[s, d_out, c] * acts[s, a_in + i, c]
         if layer > 0:  # deltas of the layer below, sample by sample
             for s in range(group):
                 for i in range(fan_in):
@@ -349,6 +344,9 @@ def batch_loss(theta, model, X, Y, order, start, stop, want_grad, grad, work, to
             for c in range(BLOCK):
                 total[c] += own[c]
         if want_grad:
+            if group < GROUP:  # the missing samples' terms: zeros (see backward)
+                acts[group:] = 0.0
+                deltas[group:] = 0.0
             backward(theta, model, X, order, first, group, acts, deltas, grad)
     if mean:
         for c in range(BLOCK):

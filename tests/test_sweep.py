@@ -122,6 +122,22 @@ def test_a_group_spanning_blocks_equals_train():
             assert_same(ds.params.values[i], result.params, 1e-13)
 
 
+def test_a_batch_tail_with_overflowing_activations_equals_train_bit_for_bit():
+    # A batch of 3 samples: a group of GROUP = 4 lanes' samples padded with repeats of the
+    # last one, whose hidden activation overflows to inf. The padded samples must add
+    # nothing: train's per-sample kernels give -inf for every parameter (a NaN would show a
+    # padded sample's 0 * inf term).
+    model = gdsim.MLP((1, 1, 1), activation="relu")
+    X = np.array([[1.0], [2.0], [1e200]])
+    Y = np.zeros((3, 1))
+    params0 = [1e200, 0.0, 1.0, 0.0]
+    ds = gdsim.sweep(model, X, Y, lr=0.1, epochs=1, batch_size=3, divergence=None, params0=params0)
+    result = gdsim.train(model, X, Y, gdsim.SGD(lr=0.1), epochs=1, batch_size=3, divergence=None, params0=params0)
+    np.testing.assert_array_equal(result.params, [-np.inf] * 4)
+    np.testing.assert_array_equal(ds.params.values, result.params)
+    np.testing.assert_array_equal(ds.loss.values, result.epoch_loss)
+
+
 def test_cpu_and_parallel_are_bitwise_equal_for_any_thread_count():
     model, X, Y, kw = grid_for_targets()
     serial = gdsim.sweep(model, X, Y, target="cpu", **kw)

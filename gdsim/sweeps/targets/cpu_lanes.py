@@ -43,64 +43,19 @@ GROUP = 4
 
 
 @jit_inline
-def forward(theta, model, X, r, acts, s):
-    """Forward pass of sample ``X[r]`` for every run of a block (the samples of a batch
-    that do not fill a group of :data:`GROUP`; see :func:`forward_group`).
+def forward_group(theta, model, X, order, first, group, acts):
+    """Forward pass of the ``group`` (1 to :data:`GROUP`) samples ``X[order[first + s]]``
+    for every run of a block, all in each pass over the runs.
 
-    ``acts[s, a, c]`` receives every layer's outputs for run ``c`` (not the input, which is
-    the same for all runs and read from ``X`` directly), the last layer's raw outputs last.
-    Each output's sum runs over the inputs in order, as in
-    :func:`gdsim.kernels.forward_sample`.
-    """
-    sizes, activation, _, _, layer_code = model
-    bias = has_bias(layer_code)
-    ntk = is_ntk(layer_code)
-    n_layers = sizes.shape[0] - 1
-    w = 0  # row of the layer's weight in theta
-    a_in = 0  # row of the layer's input in acts (layers > 0)
-    a_out = 0
-    for layer in range(n_layers):
-        fan_in = sizes[layer]
-        fan_out = sizes[layer + 1]
-        b = w + fan_in * fan_out
-        hidden = layer < n_layers - 1
-        scale = weight_scale(layer_code, fan_in)
-        for o in range(fan_out):
-            out = a_out + o
-            row = w + o * fan_in
-            for c in range(BLOCK):
-                acts[s, out, c] = 0.0
-            for i in range(fan_in):
-                if layer == 0:
-                    x = X[r, i]
-                    for c in range(BLOCK):
-                        acts[s, out, c] += theta[row + i, c] * x
-                else:
-                    for c in range(BLOCK):
-                        acts[s, out, c] += theta[row + i, c] * acts[s, a_in + i, c]
-            if ntk:
-                for c in range(BLOCK):
-                    acts[s, out, c] = acts[s, out, c] * scale
-            if bias:
-                for c in range(BLOCK):
-                    z = acts[s, out, c] + theta[b + o, c]
-                    acts[s, out, c] = activate(activation, z) if hidden else z
-            elif hidden:
-                for c in range(BLOCK):
-                    acts[s, out, c] = activate(activation, acts[s, out, c])
-        w = b + fan_out if bias else b
-        a_in = a_out
-        a_out += fan_out
-
-
-@jit_inline
-def forward_group(theta, model, X, order, first, acts):
-    """:func:`forward` of the :data:`GROUP` samples ``X[order[first + s]]`` into
-    ``acts[s]``, all four in each pass over the runs.
-
-    Each sample's sums run over the inputs in order, as in :func:`forward`, so the numbers
-    are the same; the passes, and the loads of the weights, are shared by the four samples
-    (two inputs per pass).
+    ``acts[s, a, c]`` receives every layer's outputs of sample ``s`` for run ``c`` (not the
+    input, which is the same for all runs and read from ``X`` directly), the last layer's
+    raw outputs last. Each output's sum runs over the inputs in order, as in
+    :func:`gdsim.kernels.forward_sample`; the passes, and the loads of the weights, are
+    shared by the four samples (two inputs per pass). A group of fewer than :data:`GROUP`
+    samples is padded with repeats of its last sample, into ``acts[group:]``, which the
+    caller ignores: each sample's numbers are computed on their own, so the real samples'
+    are the same, and one loop nest serves every group (compiling a second, one-sample
+    forward pass for the tail of a batch cost 0.5-0.9 s of a cold MLP sweep's compile).
     """
     sizes, activation, _, _, layer_code = model
     bias = has_bias(layer_code)
@@ -109,10 +64,11 @@ def forward_group(theta, model, X, order, first, acts):
     w = 0
     a_in = 0
     a_out = 0
+    last = group - 1
     r0 = order[first]
-    r1 = order[first + 1]
-    r2 = order[first + 2]
-    r3 = order[first + 3]
+    r1 = order[first + min(1, last)]
+    r2 = order[first + min(2, last)]
+    r3 = order[first + min(3, last)]
     for layer in range(n_layers):
         fan_in = sizes[layer]
         fan_out = sizes[layer + 1]
@@ -268,10 +224,14 @@ def backward(theta, model, X, order, first, group, acts, deltas, grad):
     ``acts[s]`` and ``deltas[s]`` belong to sample ``s``. Every gradient element receives
     the samples' terms in sample order, and every delta its terms in the order of
     :func:`gdsim.kernels.backward_sample`, so the numbers are those of one sample after
-    the other; a full group adds its four terms in one pass over the runs, keeping the
-    partial sum in a register (one store per four terms instead of one per term). Under
-    the NTK parameterization an output's deltas are scaled by ``1/sqrt(fan_in)`` after its
-    bias gradient, as in :func:`gdsim.kernels.backward_sample`.
+    the other; the group's four terms are added in one pass over the runs, keeping the
+    partial sum in a register (one store per four terms instead of one per term). A group
+    of fewer than :data:`GROUP` samples needs ``acts[group:]`` and ``deltas[group:]`` zero
+    (see :func:`batch_loss`): a missing sample's terms are then zeros times finite numbers
+    (its input row repeats the last sample's; the inputs are finite), and adding a zero
+    leaves a sum bit for bit as it is (a sum that starts at +0 is never -0). Under the NTK
+    parameterization an output's deltas are scaled by ``1/sqrt(fan_in)`` after its bias
+    gradient, as in :func:`gdsim.kernels.backward_sample`.
     """
     sizes, activation, _, _, layer_code = model
     bias = has_bias(layer_code)
@@ -281,7 +241,11 @@ def backward(theta, model, X, order, first, group, acts, deltas, grad):
     a_out = 0
     for layer in range(1, n_layers):
         a_out += sizes[layer]
-    full = group == GROUP
+    last = group - 1
+    r0 = order[first]
+    r1 = order[first + min(1, last)]
+    r2 = order[first + min(2, last)]
+    r3 = order[first + min(3, last)]
     for layer in range(n_layers - 1, -1, -1):
         fan_in = sizes[layer]
         fan_out = sizes[layer + 1]
@@ -292,7 +256,7 @@ def backward(theta, model, X, order, first, group, acts, deltas, grad):
         for o in range(fan_out):
             d_out = a_out + o
             row = w + o * fan_in
-            if bias and full:
+            if bias:
                 for c in range(BLOCK):
                     g = grad[b + o, c]
                     g += deltas[0, d_out, c]
@@ -300,20 +264,16 @@ def backward(theta, model, X, order, first, group, acts, deltas, grad):
                     g += deltas[2, d_out, c]
                     g += deltas[3, d_out, c]
                     grad[b + o, c] = g
-            elif bias:
-                for s in range(group):
-                    for c in range(BLOCK):
-                        grad[b + o, c] += deltas[s, d_out, c]
             if ntk:
                 for s in range(group):
                     for c in range(BLOCK):
                         deltas[s, d_out, c] = deltas[s, d_out, c] * scale
             for i in range(fan_in):
-                if layer == 0 and full:
-                    x0 = X[order[first + 0], i]
-                    x1 = X[order[first + 1], i]
-                    x2 = X[order[first + 2], i]
-                    x3 = X[order[first + 3], i]
+                if layer == 0:
+                    x0 = X[r0, i]
+                    x1 = X[r1, i]
+                    x2 = X[r2, i]
+                    x3 = X[r3, i]
                     for c in range(BLOCK):
                         g = grad[row + i, c]
                         g += deltas[0, d_out, c] * x0
@@ -321,12 +281,7 @@ def backward(theta, model, X, order, first, group, acts, deltas, grad):
                         g += deltas[2, d_out, c] * x2
                         g += deltas[3, d_out, c] * x3
                         grad[row + i, c] = g
-                elif layer == 0:
-                    for s in range(group):
-                        x = X[order[first + s], i]
-                        for c in range(BLOCK):
-                            grad[row + i, c] += deltas[s, d_out, c] * x
-                elif full:
+                else:
                     a = a_in + i
                     for c in range(BLOCK):
                         g = grad[row + i, c]
@@ -335,10 +290,6 @@ def backward(theta, model, X, order, first, group, acts, deltas, grad):
                         g += deltas[2, d_out, c] * acts[2, a, c]
                         g += deltas[3, d_out, c] * acts[3, a, c]
                         grad[row + i, c] = g
-                else:
-                    for s in range(group):
-                        for c in range(BLOCK):
-                            grad[row + i, c] += deltas[s, d_out, c] * acts[s, a_in + i, c]
         if layer > 0:  # deltas of the layer below, sample by sample
             for s in range(group):
                 for i in range(fan_in):
@@ -386,16 +337,16 @@ def batch_loss(theta, model, X, Y, order, start, stop, want_grad, grad, work, to
         total[c] = 0.0
     for first in range(start, stop, GROUP):
         group = min(GROUP, stop - first)
-        if group == GROUP:
-            forward_group(theta, model, X, order, first, acts)
+        forward_group(theta, model, X, order, first, group, acts)
         for s in range(group):
             r = order[first + s]
-            if group < GROUP:
-                forward(theta, model, X, r, acts, s)
             output_loss(model, acts, s, a_out, Y, r, want_grad, deltas, scale, own)
             for c in range(BLOCK):
                 total[c] += own[c]
         if want_grad:
+            if group < GROUP:  # the missing samples' terms: zeros (see backward)
+                acts[group:] = 0.0
+                deltas[group:] = 0.0
             backward(theta, model, X, order, first, group, acts, deltas, grad)
     if mean:
         for c in range(BLOCK):

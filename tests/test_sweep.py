@@ -434,12 +434,16 @@ def test_the_result_is_the_dataset_xarray_makes_of_the_plain_arrays(monkeypatch,
         assert ours.indexes[name].dtype == plain.indexes[name].dtype, name
 
 
-@pytest.mark.parametrize("gc_off", [False, True])
-def test_a_first_sweep_imports_no_dask_and_leaves_the_gc_as_it_was(gc_off):
+@pytest.mark.parametrize("gc_state", ["on", "off", "frozen"])
+def test_a_first_sweep_imports_no_dask_and_leaves_the_gc_as_it_was(gc_state):
     code = ("import gc, sys\n"
-            + ("gc.disable()\n" if gc_off else "") +
+            "marker = [[]]  # tracked by the GC\n"
+            + {"on": "", "off": "gc.disable()\n", "frozen": "gc.freeze()\n"}[gc_state] +
             "import gdsim\n"
             "ds = gdsim.sweep(gdsim.Linear(1, 1), [[1.0], [2.0]], [[0.0], [1.0]], lr=[0.1, 0.2], epochs=2)\n"
-            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'dask'), gc.isenabled())\n")
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'dask'), gc.isenabled(),\n"
+            "      gc.get_freeze_count() > 0, any(o is marker for o in gc.get_objects()))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert out.stdout.split("\n")[0] == f"[] {not gc_off}", out.stdout + out.stderr
+    # the GC as it was: on or off, and what was frozen still so (no other object frozen)
+    frozen = gc_state == "frozen"
+    assert out.stdout.split("\n")[0] == f"[] {gc_state != 'off'} {frozen} {not frozen}", out.stdout + out.stderr

@@ -435,11 +435,12 @@ def test_the_result_is_the_dataset_xarray_makes_of_the_plain_arrays(monkeypatch,
 
 
 @pytest.mark.parametrize("gc_state", ["on", "off", "frozen"])
-def test_a_first_sweep_imports_no_dask_and_leaves_the_gc_as_it_was(gc_state):
+def test_a_first_train_and_sweep_import_no_dask_and_leave_the_gc_as_it_was(gc_state):
     code = ("import gc, sys\n"
             "marker = [[]]  # tracked by the GC\n"
             + {"on": "", "off": "gc.disable()\n", "frozen": "gc.freeze()\n"}[gc_state] +
             "import gdsim\n"
+            "gdsim.train(gdsim.Linear(1, 1), [[1.0], [2.0]], [[0.0], [1.0]], gdsim.SGD(lr=0.1), epochs=2)\n"
             "ds = gdsim.sweep(gdsim.Linear(1, 1), [[1.0], [2.0]], [[0.0], [1.0]], lr=[0.1, 0.2], epochs=2)\n"
             "print(sorted(m for m in sys.modules if m.split('.')[0] == 'dask'), gc.isenabled(),\n"
             "      gc.get_freeze_count() > 0, any(o is marker for o in gc.get_objects()))\n")

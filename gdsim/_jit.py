@@ -54,10 +54,12 @@ def jit_inline(function):
 def load_compiler():
     """Load Numba's compiler registries (its typing and lowering of Python and NumPy) once,
     with the garbage collector paused (:mod:`gdsim._gc`): the first call of any kernel in a
-    process loads them (compiled or from the cache), paying the collector's passes."""
+    process loads them (compiled or from the cache), paying the collector's passes. Under
+    Numba's compiler lock, as there (threads may call this at once)."""
+    from numba.core.compiler_lock import global_compiler_lock
     from numba.core.registry import cpu_target
 
-    with gc_paused():
+    with global_compiler_lock, gc_paused():  # the lock first: another thread may compile for long
         cpu_target.target_context.refresh()
 
 

@@ -163,7 +163,7 @@ def grid_dataset(spec, raw, variables=grid_variables):
 
 
 # xarray checks whether each NumPy array it is given is a Dask array, which imports Dask
-# (0.1-0.2 s, a third of a new process's first sweep); arrays it is given as a Variable
+# (0.15-0.2 s, a fifth of a new process's first sweep); arrays it is given as a Variable
 # made with ``fastpath`` (data: taken as it is) and an index given as a ``pandas.Index``
 # skip those checks. The result is the same Dataset: xarray converts other arrays to these.
 def _variable(dims, data, attrs=None):

@@ -49,12 +49,15 @@ __all__ = ["Linear", "MLP", "SGD", "train", "TrainResult", "TrainState", "sweep"
 
 
 def __getattr__(name):
-    if name in _PUBLIC:
-        value = getattr(importlib.import_module(f".{_PUBLIC[name]}", __name__), name)
-    elif name in _SUBMODULES:
-        value = importlib.import_module(f".{name}", __name__)
-    else:
+    if name not in _PUBLIC and name not in _SUBMODULES:
         raise AttributeError(f"module 'gdsim' has no attribute {name!r}")
+    from ._gc import gc_paused
+
+    with gc_paused():  # the first use imports numpy, numba, ...
+        if name in _PUBLIC:
+            value = getattr(importlib.import_module(f".{_PUBLIC[name]}", __name__), name)
+        else:
+            value = importlib.import_module(f".{name}", __name__)
     globals()[name] = value  # once: later lookups are plain attributes
     return value
 

@@ -14,6 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numba
 import numpy as np
 
+from ._gc import gc_paused
+
 #: LLVM fast-math flags allowed in gdsim kernels. Only ``contract`` (fused multiply-add):
 #: it is what torch's CPU kernels do for ``add(x, alpha=...)``. The other flags are left
 #: out on purpose: ``nnan``/``ninf`` (and so ``fastmath=True``) delete the NaN/inf checks
@@ -46,6 +48,19 @@ def jit_inline(function):
     inlining lets a constant flag argument fold away a branch of the helper.
     """
     return numba.njit(inline="always", **JIT_OPTIONS)(function)
+
+
+@functools.cache
+def load_compiler():
+    """Load Numba's compiler registries (its typing and lowering of Python and NumPy) once,
+    with the garbage collector paused (:mod:`gdsim._gc`): the first call of any kernel in a
+    process loads them (compiled or from the cache), paying the collector's passes. Under
+    Numba's compiler lock, as there (threads may call this at once)."""
+    from numba.core.compiler_lock import global_compiler_lock
+    from numba.core.registry import cpu_target
+
+    with global_compiler_lock, gc_paused():  # the lock first: another thread may compile for long
+        cpu_target.target_context.refresh()
 
 
 def num_threads():

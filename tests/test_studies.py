@@ -3,6 +3,7 @@
 import hashlib
 import pathlib
 import textwrap
+import threading
 
 import numpy as np
 import pytest
@@ -399,3 +400,57 @@ def test_a_seed_of_2_to_the_40_saves_with_its_type(tmp_path):
     assert back.attrs["seed"] == 2**40 and isinstance(back.attrs["seed"], int)
     assert back.attrs["shuffle"] is False and back.attrs["stop_diverged"] is True
     assert np.array_equal(back.final_loss.values, ds.final_loss.values)
+
+
+def test_the_train_runner_gives_the_same_bits_on_threads_as_one_run_after_another(tmp_path, monkeypatch):
+    from gdsim.studies import runners
+
+    study = load_study(write(tmp_path, "c", """
+        title = "t"
+        figure = "classifier"
+        runner = "train"
+        [model]
+        type = "mlp"
+        sizes = [2, 4, 3]
+        loss = "cross_entropy"
+        [data]
+        name = "blobs"
+        n = 40
+        n_classes = 3
+        [train]
+        lr = [0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 100.0]
+        momentum = 0.9
+        batch_size = 8
+        shuffle = true
+        epochs = 5
+        track = {loss = 3}
+        """))
+    assert study.keeps_params  # the classifier figure draws the accuracy at each epoch
+    spec = study.spec
+    names = []
+    train = runners.train
+
+    def recording_train(*args, **kwargs):  # which thread ran each run
+        names.append(threading.current_thread().name)
+        return train(*args, **kwargs)
+
+    monkeypatch.setattr(runners, "train", recording_train)
+    results, progress = {}, {}
+    for n_threads in (1, 3):
+        monkeypatch.setattr(runners, "num_threads", lambda: n_threads)
+        progress[n_threads] = []
+        results[n_threads] = runners.run_study_points(study, spec, np.arange(spec.n_configs),
+                                                      lambda done, n: progress[n_threads].append((done, n)))
+    assert names[:8] == ["MainThread"] * 8 and all(name.startswith("gdsim-train") for name in names[8:])
+    assert progress[1] == progress[3] == [(i, 8) for i in range(1, 9)]
+    serial, threaded = results[1], results[3]
+    assert list(serial) == list(threaded) and {"accuracy", "epoch_params", "track_loss"} <= set(serial)
+    assert serial["diverged"].any() and not serial["diverged"].all()
+    for key in serial:
+        assert serial[key].dtype == threaded[key].dtype, key
+        np.testing.assert_array_equal(serial[key], threaded[key], err_msg=key)
+    # run by run, what gdsim.train gives (the last run: lr 100)
+    alone = gdsim.train(study.model, study.X, study.Y, gdsim.SGD(lr=100.0, momentum=0.9), epochs=5, batch_size=8,
+                        shuffle=True, record_params=True)
+    np.testing.assert_array_equal(threaded["epoch_loss"][-1], alone.epoch_loss)
+    np.testing.assert_array_equal(threaded["epoch_params"][-1], alone.epoch_params)

@@ -400,3 +400,51 @@ def test_a_forked_child_runs_parallel_sweeps_on_thread_pools_of_its_own():
     with multiprocessing.get_context("fork").Pool(1) as pool:
         child = pool.apply_async(_parallel_sweep_losses).get(timeout=120)  # hung with the parent's pools
     np.testing.assert_array_equal(child, here)
+
+
+# ---------------------------------------------------------------------------------------
+# The Dataset: built without xarray's checks for Dask arrays (their import is a fifth of a
+# new process's first sweep), the same as xarray's own conversion of the plain arrays.
+# ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_the_result_is_the_dataset_xarray_makes_of_the_plain_arrays(monkeypatch, dtype):
+    import xarray as xr
+
+    from gdsim.sweeps import dataset
+
+    model = gdsim.MLP((2, 3, 1))
+    X, Y = make_data(model, 6, seed=1)
+    kw = dict(lr=[0.1, 0.05], momentum=[0.5, 0.9], nesterov=[False, True], weight_decay=[0.0, 1e-3],
+              batch_size=[2, 3], seed=[0, 4], epochs=3, shuffle=True, dtype=dtype, target="cpu",
+              track={"loss": 2} if dtype == "float64" else None)  # tracks: float64 only
+    ours = gdsim.sweep(model, X, Y, **kw)
+    # xarray's conversion: every variable and coordinate handed over as the arrays themselves
+    monkeypatch.setattr(dataset, "_variable", lambda dims, data, attrs=None: (dims, data, attrs))
+    monkeypatch.setattr(dataset, "_coordinate", lambda name, coordinate: coordinate)
+    plain = gdsim.sweep(model, X, Y, **kw)
+    xr.testing.assert_identical(ours, plain)
+    assert list(ours.variables) == list(plain.variables) and list(ours.dims) == list(plain.dims)
+    for name, variable in plain.variables.items():
+        assert ours[name].dtype == variable.dtype, name
+        assert type(ours[name].variable) is type(variable), name
+    assert set(ours.xindexes) == set(plain.xindexes) == set(ours.dims)
+    for name, index in plain.xindexes.items():
+        assert type(ours.xindexes[name]) is type(index), name
+        assert ours.xindexes[name].equals(index) and ours.xindexes[name].coord_dtype == index.coord_dtype, name
+        assert ours.indexes[name].dtype == plain.indexes[name].dtype, name
+
+
+@pytest.mark.parametrize("gc_state", ["on", "off", "frozen"])
+def test_a_first_train_and_sweep_import_no_dask_and_leave_the_gc_as_it_was(gc_state):
+    code = ("import gc, sys\n"
+            "marker = [[]]  # tracked by the GC\n"
+            + {"on": "", "off": "gc.disable()\n", "frozen": "gc.freeze()\n"}[gc_state] +
+            "import gdsim\n"
+            "gdsim.train(gdsim.Linear(1, 1), [[1.0], [2.0]], [[0.0], [1.0]], gdsim.SGD(lr=0.1), epochs=2)\n"
+            "ds = gdsim.sweep(gdsim.Linear(1, 1), [[1.0], [2.0]], [[0.0], [1.0]], lr=[0.1, 0.2], epochs=2)\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'dask'), gc.isenabled(),\n"
+            "      gc.get_freeze_count() > 0, any(o is marker for o in gc.get_objects()))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    # the GC as it was: on or off, and what was frozen still so (no other object frozen)
+    frozen = gc_state == "frozen"
+    assert out.stdout.split("\n")[0] == f"[] {gc_state != 'off'} {frozen} {not frozen}", out.stdout + out.stderr

@@ -1,7 +1,7 @@
 """Study runners: compute grid points of a study, and label the result.
 
 ``runner = "sweep"`` computes them with :func:`gdsim.sweeps.run_points` (the sweep kernels
-on the study's target); ``runner = "train"`` with :func:`gdsim.train`, one run at a time,
+on the study's target); ``runner = "train"`` with :func:`gdsim.train`, one call per run (on threads),
 keeping the parameters at every epoch (and, for a classifier, the accuracy) when the
 study's figure draws them.
 """
@@ -10,6 +10,7 @@ import inspect
 
 import numpy as np
 
+from .._jit import num_threads, thread_pool
 from ..batches import steps_per_epoch
 from ..optim import SGD
 from ..sweeps import AXES, grid_dataset, run_points
@@ -20,9 +21,11 @@ from .schema import DATASETS
 
 
 def _train_points(study, spec, runs, progress=None):
-    """Run grid points ``runs`` (flat indices) with :func:`gdsim.train`, one at a time:
-    the raw arrays of :func:`gdsim.sweeps.run_points`, plus ``epoch_params`` and, for
-    a classifier, ``accuracy`` when the figure draws them."""
+    """Run grid points ``runs`` (flat indices) with :func:`gdsim.train`, one call per run,
+    the runs on :func:`gdsim._jit.num_threads` threads (train's loop releases the GIL; each
+    run is computed on its own, so the same bits): the raw arrays of
+    :func:`gdsim.sweeps.run_points`, plus ``epoch_params`` and, for a classifier,
+    ``accuracy`` when the figure draws them."""
     model, X, Y = study.model, study.X, study.Y
     fixed = {k: study.settings[k] for k in ("epochs", "shuffle", "drop_last", "params0", "lr_schedule", "track",
                                              "divergence") if k in study.settings}
@@ -32,29 +35,40 @@ def _train_points(study, spec, runs, progress=None):
     steps = track_steps(study, spec)
     tracked = tracked_results(study)
     keys += [f"track_{name}" for name in tracked]
-    out = {key: [] for key in keys}
     index = np.unravel_index(runs, spec.shape)
-    for i in range(len(runs)):
+
+    def run(i):
+        """The raw values of run ``i``, by key."""
         p = {name: spec.values[name][index[a][i]] for a, name in enumerate(AXES)}
         optimizer = SGD(lr=float(p["lr"]), momentum=float(p["momentum"]), dampening=float(p["dampening"]),
                         weight_decay=float(p["weight_decay"]), nesterov=bool(p["nesterov"]))
         result = train(model, X, Y, optimizer, batch_size=int(p["batch_size"]), seed=int(p["seed"]),
                        record_params=keep_params, **fixed)
-        out["epoch_loss"].append(result.epoch_loss)
-        out["diverged_step"].append(result.diverged_step)
-        out["diverged_loss"].append(result.diverged_loss)
-        out["params"].append(result.params)
+        values = {"epoch_loss": result.epoch_loss, "diverged_step": result.diverged_step,
+                  "diverged_loss": result.diverged_loss, "params": result.params}
         if keep_params:
-            out["epoch_params"].append(result.epoch_params)
+            values["epoch_params"] = result.epoch_params
         for name in tracked:  # on the grid's steps: NaN beyond a shorter run's
-            out[f"track_{name}"].append(result.tracks[name].reindex(step=steps).values)
-        if "accuracy" in out:
+            values[f"track_{name}"] = result.tracks[name].reindex(step=steps).values
+        if "accuracy" in keys:
             with np.errstate(all="ignore"):  # a blown-up run predicts from NaN logits: 0 accuracy, no warning
                 predicted = np.stack([model.predict(t, X).argmax(axis=1) for t in result.epoch_params])
-            out["accuracy"].append((predicted == Y[None, :]).mean(axis=1))
-        if progress is not None:
-            progress(i + 1, len(runs))
-    return add_outcomes({key: np.asarray(value) for key, value in out.items()}, spec.divergence_rule)
+            values["accuracy"] = (predicted == Y[None, :]).mean(axis=1)
+        return values
+
+    n_threads = min(num_threads(), len(runs))
+    pool = thread_pool(n_threads, "gdsim-train") if n_threads > 1 else None
+    futures = [pool.submit(run, i) for i in range(len(runs))] if pool else []
+    out = []
+    try:
+        for i in range(len(runs)):  # in order: the progress counts the runs done before the first still running
+            out.append(futures[i].result() if futures else run(i))
+            if progress is not None:
+                progress(i + 1, len(runs))
+    finally:
+        for future in futures:  # on an error or an interrupt, drop the runs not started
+            future.cancel()
+    return add_outcomes({key: np.asarray([values[key] for values in out]) for key in keys}, spec.divergence_rule)
 
 
 def run_study_points(study, spec, runs, progress=None):

@@ -125,9 +125,11 @@ def grid_dataset(spec, raw, variables=grid_variables):
     -------
     xarray.Dataset
     """
-    import xarray as xr  # imported here: only sweeps need it
-
     from .. import __version__
+    from .._gc import gc_paused
+
+    with gc_paused():  # the first import of xarray (and pandas)
+        import xarray as xr  # imported here: only sweeps need it
 
     model, values, swept = spec.model, spec.values, spec.swept
     dims = list(spec.dims)
@@ -141,7 +143,8 @@ def grid_dataset(spec, raw, variables=grid_variables):
         coords["step"] = ("step", spec.track_steps, {
             "description": "track_* measured before this step's update (a run's n_steps: after its last); NaN where "
                            "a run measured nothing"})
-    ds = xr.Dataset(variables(raw, dims, grid_shape(spec)), coords=coords)
+    ds = xr.Dataset({name: _variable(*v) for name, v in variables(raw, dims, grid_shape(spec)).items()},
+                    coords={name: _coordinate(name, c) for name, c in coords.items()})
     for name, every in spec.track:
         ds[TRACK_PREFIX + name].attrs["every"] = every
     fixed = {name: (values[name][0].item()) for name in AXES if not swept[name]}
@@ -157,3 +160,31 @@ def grid_dataset(spec, raw, variables=grid_variables):
     if not swept["batch_size"]:
         ds.attrs["steps_per_epoch"] = steps_per_epoch(spec.n, int(values["batch_size"][0]), spec.drop_last)
     return ds
+
+
+# xarray checks whether each NumPy array it is given is a Dask array, which imports Dask
+# (0.15-0.2 s, a fifth of a new process's first sweep); arrays it is given as a Variable
+# made with ``fastpath`` (data: taken as it is) and an index given as a ``pandas.Index``
+# skip those checks. The result is the same Dataset: xarray converts other arrays to these.
+def _variable(dims, data, attrs=None):
+    """A result variable from ``(dims, data, attrs)``: NumPy data (not of object, datetime
+    or timedelta dtype, which xarray converts) in an ``xarray.Variable`` as it is; the tuple
+    for xarray to convert otherwise (Dask arrays)."""
+    import xarray as xr
+
+    if type(data) is np.ndarray and data.dtype.kind not in "OMm":
+        return xr.Variable(dims, data, attrs, fastpath=True)
+    return (dims, data, attrs)
+
+
+def _coordinate(name, coordinate):
+    """The coordinate ``name`` of a result from its values, or ``(dim, values, attrs)``: its
+    values as a ``pandas.Index`` of the same dtype where pandas keeps it (numbers, bools)."""
+    import pandas as pd
+
+    dim, values, attrs = coordinate if isinstance(coordinate, tuple) else (name, coordinate, None)
+    if type(values) is np.ndarray and values.ndim == 1 and dim == name:
+        index = pd.Index(values)
+        if index.dtype == values.dtype:
+            return (dim, index, attrs)
+    return (dim, values, attrs)

@@ -21,6 +21,7 @@ if TYPE_CHECKING:  # for the annotations only: importing them costs time
     from ..models import MLP
 
 from .._io import check_folder
+from .._jit import load_compiler
 from .._progress import progress_bar
 from .._resources import one_memory_reading
 from .._validate import ParameterError, as_array, check_int, short_repr
@@ -307,5 +308,6 @@ def run_points(spec, runs, progress=None):
     if progress is not None and not callable(progress):
         raise ParameterError(f"progress must be None or a callable progress(runs_done, n_runs), got {progress!r}",
                              "progress")
+    load_compiler()  # Numba's registries, once: as the first kernel call would, with the GC paused
     return add_outcomes(get_target(spec.target).run(make_plan(spec, runs.astype(np.int64)), progress),
                         spec.divergence_rule)

@@ -36,10 +36,14 @@ def add_outcomes(raw, divergence_rule):
     ``growth_rate`` (:func:`gdsim.outcomes.classify`; kept if ``raw`` has them: the CPU
     targets classify each range of runs as it finishes, :func:`classify_runs`) and its
     ``diverged`` flag: the outcome "diverged" under ``divergence_rule`` "growth", marked by
-    the threshold under "threshold". Returns ``raw``."""
+    the threshold under "threshold", written into ``raw["diverged"]`` if it is there. Returns ``raw``."""
     if "outcome" not in raw or "growth_rate" not in raw:
         raw["outcome"], raw["growth_rate"] = classify(raw["epoch_loss"])
-    raw["diverged"] = (raw["outcome"] == DIVERGED) if divergence_rule == "growth" else raw["diverged_step"] >= 0
+    diverged = (raw["outcome"] == DIVERGED) if divergence_rule == "growth" else raw["diverged_step"] >= 0
+    if "diverged" in raw:  # in place: a Dataset built on raw's arrays as they were computed holds it too
+        raw["diverged"][...] = diverged
+    else:
+        raw["diverged"] = diverged
     return raw
 
 

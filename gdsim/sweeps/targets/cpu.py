@@ -7,7 +7,6 @@ whatever the thread count. The kernels are :mod:`~gdsim.sweeps.targets.cpu_block
 :mod:`~gdsim.sweeps.targets.cpu_line` (the fused ``y = w x + b``).
 """
 
-import itertools
 from concurrent.futures import as_completed
 
 import numpy as np
@@ -18,10 +17,13 @@ from .cpu_blocks import BLOCK_LOOPS
 from .cpu_lanes import BLOCK
 from .cpu_tracks import stop_tracks, track_runs
 
-def run_plan(plan, progress=None, *, parallel):
+def run_plan(plan, progress=None, *, parallel, meanwhile=None):
     """Run a sweep plan (:class:`gdsim.sweeps.plan.Plan`) on the CPU, serially or
     (``parallel``) on :func:`gdsim._jit.num_threads` threads; ``progress(runs_done,
-    n_runs)``, if given, is called as blocks of runs finish.
+    n_runs)``, if given, is called as blocks of runs finish; ``meanwhile(raw)``, if given
+    and without tracks, is called here while the pool's threads compute the runs (before
+    them on one thread; :meth:`gdsim.sweeps.targets.Target.run`). Each range of blocks
+    classifies its runs as it finishes (:func:`gdsim.sweeps.dataset.classify_runs`).
 
     Runs are packed into blocks of ``BLOCK`` runs of the same group (same batch size and
     sample order); a group's last block is padded with copies of its last run, whose
@@ -52,10 +54,9 @@ def run_plan(plan, progress=None, *, parallel):
             (out["epoch_loss"], out["params"], out["diverged_step"], out["diverged_loss"]))
     n_blocks = slots.shape[0]
     n_threads = min(num_threads(), n_blocks) if parallel else 1
-    # Ranges of blocks: without progress, eight per thread, taken by the threads in turn as
-    # they finish one (a thread slowed by another process takes fewer); with progress, 100
-    # (at most one per block), reported as they finish, so that it moves.
-    n_ranges = 8 * n_threads if progress is None else max(4 * n_threads, 100)
+    # Ranges of blocks: four per thread balance the load; 100 (at most one per block) when progress
+    # is reported, so that it moves.
+    n_ranges = 4 * n_threads if progress is None else max(4 * n_threads, 100)
     bounds = np.unique(np.linspace(0, n_blocks, n_ranges + 1).round().astype(np.int64))
 
     names = plan.track[0]
@@ -70,58 +71,31 @@ def run_plan(plan, progress=None, *, parallel):
         classify_runs(out, runs)
         return bounds[i + 1] - bounds[i]
 
-    # Threads run the serial loop on ranges of blocks (the kernels release the GIL): the same
-    # compiled code as target="cpu", so the results are bitwise the same, and no second,
-    # parallel build to compile. Each range's runs are classified where they were computed.
-    if progress is None:
-        _share(run_range, bounds.size - 1, n_threads)
+    done = 0
+    futures = []
+    if n_threads == 1:
+        finished = map(run_range, range(bounds.size - 1))
     else:
-        _report(run_range, bounds.size - 1, n_threads, lambda done: progress(int(n_runs * done // n_blocks), n_runs))
+        # Threads running the serial loop on ranges of blocks (the kernels release the
+        # GIL): the same compiled code as target="cpu", so the results are bitwise the
+        # same, and no second, parallel build to compile. This thread only waits (and does
+        # meanwhile's work): with it taking ranges too, W2 on the 2-core machine shared
+        # with other processes took 23-31 ms against 15-16 ms, for the same CPU time.
+        futures = [thread_pool(n_threads, "gdsim-sweep").submit(run_range, i) for i in range(bounds.size - 1)]
+        finished = (future.result() for future in as_completed(futures))
+    try:
+        if meanwhile is not None and not names:
+            meanwhile(out)
+        for n_done in finished:
+            done += n_done
+            if progress is not None:
+                progress(int(n_runs * done // n_blocks), n_runs)
+    finally:
+        for future in futures:  # on an error or an interrupt, drop the ranges not started
+            future.cancel()
     if names:
         if plan.stop_diverged:
             stop_tracks(block, names, plan.track[2], out["diverged_step"])
         out |= split_tracks(block, names)
     return out
 
-
-def _share(task, n_tasks, n_threads):
-    """Run ``task(i)`` for ``i < n_tasks`` on this thread and ``n_threads - 1`` threads of
-    a pool, each taking the next task as it finishes one (the kernels release the GIL);
-    on an error or an interrupt here, the tasks not yet taken are dropped."""
-    taken = itertools.count()
-    stop = []
-
-    def take():
-        while not stop:
-            i = next(taken)  # atomic under the GIL
-            if i >= n_tasks:
-                return
-            task(i)
-
-    others = [thread_pool(n_threads - 1, "gdsim-sweep").submit(take) for _ in range(n_threads - 1)]
-    try:
-        take()
-        for other in others:
-            other.result()
-    finally:
-        stop.append(True)
-
-
-def _report(task, n_tasks, n_threads, progress):
-    """Run ``task(i)`` for ``i < n_tasks`` on ``n_threads`` threads (this one only
-    waits) and call ``progress(done)`` here with the sum of the finished tasks' results
-    as each finishes; on an error or an interrupt, the tasks not started are dropped."""
-    if n_threads == 1:
-        finished = map(task, range(n_tasks))
-        futures = []
-    else:
-        futures = [thread_pool(n_threads, "gdsim-sweep").submit(task, i) for i in range(n_tasks)]
-        finished = (future.result() for future in as_completed(futures))
-    done = 0
-    try:
-        for n_done in finished:
-            done += n_done
-            progress(done)
-    finally:
-        for future in futures:
-            future.cancel()

@@ -38,7 +38,7 @@ def run_plan(plan, progress=None, *, parallel, meanwhile=None):
     group = plan.group
     slots = []  # run index of every lane, block after block
     block_group = []
-    for g in np.unique(group):
+    for g in np.flatnonzero(np.bincount(group)):  # the groups present (np.unique: 10x the time)
         runs = np.flatnonzero(group == g)
         n_blocks = -(-runs.size // BLOCK)
         padded = np.concatenate([runs, np.full(n_blocks * BLOCK - runs.size, runs[-1])])
@@ -65,7 +65,10 @@ def run_plan(plan, progress=None, *, parallel, meanwhile=None):
 
     def run_range(i):
         loop(bounds[i], bounds[i + 1], *args)
-        runs = np.unique(slots[bounds[i]:bounds[i + 1]])  # each run once: padding repeats a run of its own block
+        # Each run once (padding repeats a run of its own block); sorted, as np.unique would
+        # give them, which took 60 us a range of 1024 lanes (NumPy 2.4), this 6 us.
+        lanes = np.sort(slots[bounds[i]:bounds[i + 1]], axis=None)
+        runs = lanes[np.concatenate(([True], lanes[1:] != lanes[:-1]))]
         if names:
             track_runs(runs, plan, block)
         classify_runs(out, runs)

@@ -158,7 +158,7 @@ def test_a_cpu_sweep_classifies_its_runs_as_classify_does(target, line):
     # interleaved groups (two batch sizes and two seeds: each group's runs every fourth
     # row), or consecutive rows (one group); the codes and rates are classify's of the losses.
     model, X, Y, _ = line
-    for groups in (dict(batch_size=[1, 7], seed=[0, 1], shuffle=True), dict(batch_size=1)):
+    for groups in ({"batch_size": [1, 7], "seed": [0, 1], "shuffle": True}, {"batch_size": 1}):
         ds = gdsim.sweep(model, X, Y, lr=np.geomspace(1e-3, 0.2, 70), momentum=[0.0, 0.9], epochs=9, params0=P0,
                          divergence=None, target=target, **groups)
         code, rate = classify(ds.loss.values)

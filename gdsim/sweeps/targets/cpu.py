@@ -101,4 +101,3 @@ def run_plan(plan, progress=None, *, parallel, meanwhile=None):
             stop_tracks(block, names, plan.track[2], out["diverged_step"])
         out |= split_tracks(block, names)
     return out
-

@@ -41,6 +41,7 @@ the run stops), None (a threshold at 1e6, the run goes on) or ``"nonfinite"``.
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from collections.abc import Callable
@@ -241,12 +242,6 @@ def classify(epoch_loss: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
         raise ParameterError(f"epoch_loss must have at least two epochs (the initial and a final loss) on its last "
                              f"axis, got shape {loss.shape}", "epoch_loss")
     flat = np.ascontiguousarray(loss.reshape(-1, loss.shape[-1]))
-    # scipy.special, not scipy.stats: the same inverse (t.ppf calls stdtrit) without the
-    # ~0.7 s import of scipy.stats in a new process's first sweep.
-    from scipy.special import stdtrit
-
-    # Student t's two-sided critical value for each number of fitted points m (m - 2 degrees of freedom).
-    critical = stdtrit(np.maximum(np.arange(flat.shape[1] + 1) - 2, 1), 1 - P_VALUE / 2)
     outcome = np.empty(flat.shape[0], dtype=np.int8)
     rate = np.empty(flat.shape[0])
     # Many runs (a sweep's): parts of the rows on threads (the kernel releases the GIL;
@@ -254,14 +249,43 @@ def classify(epoch_loss: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     n_parts = min(num_threads(), flat.shape[0] // SPLIT_ROWS)
     if n_parts > 1:
         bounds = np.linspace(0, flat.shape[0], n_parts + 1).round().astype(np.int64)
-        parts = [(flat[a:b], critical, outcome[a:b], rate[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
-        others = [thread_pool(n_parts - 1, "gdsim-classify").submit(_classify_runs, *part) for part in parts[1:]]
-        _classify_runs(*parts[0])  # the first part here, the others on the pool
+        parts = [(flat[a:b], outcome[a:b], rate[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+        others = [thread_pool(n_parts - 1, "gdsim-classify").submit(classify_into, *part) for part in parts[1:]]
+        classify_into(*parts[0])  # the first part here, the others on the pool
         for done in others:
             done.result()
     else:
-        _classify_runs(flat, critical, outcome, rate)
+        classify_into(flat, outcome, rate)
     return outcome.reshape(loss.shape[:-1]), rate.reshape(loss.shape[:-1])
+
+
+def classify_into(loss: np.ndarray, outcome: np.ndarray, rate: np.ndarray) -> None:
+    """:func:`classify` of the rows of ``loss`` on this thread, into given arrays: for
+    callers that classify parts of a result where they compute them (the CPU sweep
+    targets, each range of runs as it finishes).
+
+    Parameters
+    ----------
+    loss : numpy.ndarray (runs, epochs + 1)
+        At least two epochs (not checked here); converted to C-contiguous float64 if it is not.
+    outcome : numpy.ndarray of int8 (runs,)
+    rate : numpy.ndarray of float64 (runs,)
+        Filled with :func:`classify`'s results, bit for bit; contiguous (slices of
+        bigger arrays are fine).
+    """
+    loss = np.ascontiguousarray(loss, dtype=np.float64)
+    _classify_runs(loss, _critical_values(loss.shape[1]), outcome, rate)
+
+
+@functools.cache
+def _critical_values(n_columns):
+    """Student t's two-sided critical value at :data:`P_VALUE` for each number of fitted
+    points ``m < n_columns + 1`` (``m - 2`` degrees of freedom), computed once per length."""
+    # scipy.special, not scipy.stats: the same inverse (t.ppf calls stdtrit) without the
+    # ~0.7 s import of scipy.stats in a new process's first sweep.
+    from scipy.special import stdtrit
+
+    return stdtrit(np.maximum(np.arange(n_columns + 1) - 2, 1), 1 - P_VALUE / 2)
 
 
 # Loops over scalars only (no array methods such as .mean(), .min() or np.isnan(...).any()):

@@ -150,3 +150,18 @@ def test_bad_divergence_is_refused(line, bad, message):
     with pytest.raises(ValueError, match=message) as error:
         gdsim.sweep(model, X, Y, lr=[0.03], epochs=2, divergence=bad)
     assert error.value.param == "divergence"
+
+
+@pytest.mark.parametrize("target", ["cpu", "parallel"])
+def test_a_cpu_sweep_classifies_its_runs_as_classify_does(target, line):
+    # The CPU targets classify each range of runs where they compute it: rows gathered from
+    # interleaved groups (two batch sizes and two seeds: each group's runs every fourth
+    # row), or consecutive rows (one group); the codes and rates are classify's of the losses.
+    model, X, Y, _ = line
+    for groups in ({"batch_size": [1, 7], "seed": [0, 1], "shuffle": True}, {"batch_size": 1}):
+        ds = gdsim.sweep(model, X, Y, lr=np.geomspace(1e-3, 0.2, 70), momentum=[0.0, 0.9], epochs=9, params0=P0,
+                         divergence=None, target=target, **groups)
+        code, rate = classify(ds.loss.values)
+        assert len(set(code.ravel())) >= 3
+        np.testing.assert_array_equal(ds.outcome.values, code)
+        np.testing.assert_array_equal(ds.growth_rate.values, rate)

@@ -9,13 +9,14 @@ array per tracked observable, named :data:`TRACK_PREFIX` + its name, over the ``
 import numpy as np
 
 from ..batches import steps_per_epoch
-from ..outcomes import DIVERGED, cf_attrs, classify
+from ..outcomes import DIVERGED, cf_attrs, classify, classify_into
 from ..tracks import SCALARS, TRACKS
 from .spec import AXES
 
 #: The raw arrays of a range of runs: name -> (the axes after the run axis, dtype), where
 #: "float" is the sweep's dtype, "epoch" has ``epochs + 1`` entries and "param" ``n_params``.
-#: The targets fill the first four; :func:`add_outcomes` the others, from them.
+#: The targets fill the first four (the CPU targets also ``outcome`` and ``growth_rate``,
+#: :func:`classify_runs`); :func:`add_outcomes` the others, from them.
 RAW_ARRAYS = {
     "epoch_loss": (("epoch",), "float"),
     "params": (("param",), "float"),
@@ -32,12 +33,33 @@ LAYOUT = " ".join(RAW_ARRAYS)
 
 def add_outcomes(raw, divergence_rule):
     """Add to ``raw`` (the targets' arrays of some runs) each run's ``outcome`` and
-    ``growth_rate`` (:func:`gdsim.outcomes.classify`) and its ``diverged`` flag: the outcome
-    "diverged" under ``divergence_rule`` "growth", marked by the threshold under "threshold".
-    Returns ``raw``."""
-    raw["outcome"], raw["growth_rate"] = classify(raw["epoch_loss"])
-    raw["diverged"] = (raw["outcome"] == DIVERGED) if divergence_rule == "growth" else raw["diverged_step"] >= 0
+    ``growth_rate`` (:func:`gdsim.outcomes.classify`; kept if ``raw`` has them: the CPU
+    targets classify each range of runs as it finishes, :func:`classify_runs`) and its
+    ``diverged`` flag: the outcome "diverged" under ``divergence_rule`` "growth", marked by
+    the threshold under "threshold", written into ``raw["diverged"]`` if it is there. Returns ``raw``."""
+    if "outcome" not in raw or "growth_rate" not in raw:
+        raw["outcome"], raw["growth_rate"] = classify(raw["epoch_loss"])
+    diverged = (raw["outcome"] == DIVERGED) if divergence_rule == "growth" else raw["diverged_step"] >= 0
+    if "diverged" in raw:  # in place: a Dataset built on raw's arrays as they were computed holds it too
+        raw["diverged"][...] = diverged
+    else:
+        raw["diverged"] = diverged
     return raw
+
+
+def classify_runs(raw, runs):
+    """Fill ``raw["outcome"]`` and ``raw["growth_rate"]`` of the rows ``runs`` (increasing,
+    distinct) from ``raw["epoch_loss"]`` (:func:`gdsim.outcomes.classify_into`, on this
+    thread): for a target that classifies its runs as it computes them."""
+    if runs.size == 0:
+        return
+    first, stop = runs[0], runs[-1] + 1
+    if stop - first == runs.size:  # consecutive rows (a sweep's usual range): views, no copies
+        classify_into(raw["epoch_loss"][first:stop], raw["outcome"][first:stop], raw["growth_rate"][first:stop])
+        return
+    outcome, rate = np.empty(runs.size, dtype=np.int8), np.empty(runs.size)
+    classify_into(raw["epoch_loss"][runs], outcome, rate)
+    raw["outcome"][runs], raw["growth_rate"][runs] = outcome, rate
 
 
 #: The raw array of each tracked observable (``track=``): ``TRACK_PREFIX + name``, float64

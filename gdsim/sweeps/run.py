@@ -207,7 +207,7 @@ def sweep(model: MLP, X: ArrayLike, Y: ArrayLike, *, lr: ArrayLike, momentum: Ar
             if chunk_runs is not None:
                 raise ParameterError("chunk_runs is for a store (store='x.zarr') or a cluster (scheduler=...); without "
                                      "them the sweep runs at once", "chunk_runs")
-            return grid_dataset(spec, run_points(spec, np.arange(spec.n_configs), report))
+            return _sweep_here(spec, report)
     if store is not None:
         _check_store(store)
     with dask_client(scheduler) as client:
@@ -216,6 +216,16 @@ def sweep(model: MLP, X: ArrayLike, Y: ArrayLike, *, lr: ArrayLike, momentum: Ar
         if store is None:
             return _sweep_on_cluster(spec, client, chunk_runs, report)
         return _sweep_to_store(spec, store, chunk_runs, report, client)
+
+
+def _sweep_here(spec, report):
+    """:func:`sweep` in memory, here: the Dataset is built on the raw arrays while the
+    target computes them (where it can: :meth:`gdsim.sweeps.targets.Target.run`), which
+    hides its cost behind the runs on a machine with a free core."""
+    built = []
+    raw = run_points(spec, np.arange(spec.n_configs), report,
+                     meanwhile=lambda raw: built.append(grid_dataset(spec, raw)))
+    return built[0] if built else grid_dataset(spec, raw)
 
 
 def _check_store(store):
@@ -279,7 +289,7 @@ def _track_layout(spec):
     return tuple(name for name, _ in spec.track), spec.track_steps.size
 
 
-def run_points(spec, runs, progress=None):
+def run_points(spec, runs, progress=None, meanwhile=None):
     """Run some points of a sweep on its target.
 
     Parameters
@@ -289,6 +299,10 @@ def run_points(spec, runs, progress=None):
         Flat indices of grid points (C order over :data:`gdsim.sweeps.spec.AXES`), increasing.
     progress : callable, optional
         ``progress(runs_done, len(runs))``.
+    meanwhile : callable, optional
+        ``meanwhile(raw)``, called on this thread while the runs compute by the targets
+        that can (:meth:`gdsim.sweeps.targets.Target.run`): ``raw`` is the dict returned,
+        its arrays complete only then.
 
     Returns
     -------
@@ -309,5 +323,5 @@ def run_points(spec, runs, progress=None):
         raise ParameterError(f"progress must be None or a callable progress(runs_done, n_runs), got {progress!r}",
                              "progress")
     load_compiler()  # Numba's registries, once: as the first kernel call would, with the GC paused
-    return add_outcomes(get_target(spec.target).run(make_plan(spec, runs.astype(np.int64)), progress),
+    return add_outcomes(get_target(spec.target).run(make_plan(spec, runs.astype(np.int64)), progress, meanwhile),
                         spec.divergence_rule)

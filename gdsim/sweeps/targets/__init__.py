@@ -12,7 +12,8 @@ Targets:
   GPU, or Numba's simulator).
 
 A target module provides ``run_plan(plan, progress=None, **options)`` returning the raw
-arrays of :func:`gdsim.sweeps.dataset.empty_raw` for the plan's runs.
+arrays of :func:`gdsim.sweeps.dataset.empty_raw` for the plan's runs (and, if it can,
+takes ``meanwhile``: :meth:`Target.run`).
 """
 
 import dataclasses
@@ -39,6 +40,8 @@ class Target:
     needs_cuda : bool
         Whether the target needs numba-cuda and a GPU (or the simulator).
     description : str
+    meanwhile : bool
+        Whether the module's ``run_plan`` takes ``meanwhile`` (see :meth:`run`).
     """
 
     name: str
@@ -47,6 +50,7 @@ class Target:
     options: tuple = ()
     needs_cuda: bool = False
     description: str = ""
+    meanwhile: bool = False
 
     def check_available(self):
         """Raise RuntimeError (naming the fix) if this target cannot run on this machine."""
@@ -54,8 +58,14 @@ class Target:
         if problem:
             raise RuntimeError(problem)
 
-    def run(self, plan, progress=None):
+    def run(self, plan, progress=None, meanwhile=None):
         """Compute the runs of ``plan`` (a :class:`gdsim.sweeps.plan.Plan`) here.
+
+        ``meanwhile``, if given, is called once on this thread as ``meanwhile(raw)``
+        while the runs are computed, by the targets that can (:attr:`meanwhile`: their
+        raw arrays are allocated first and filled in place; not with tracks): for work
+        that only keeps references to ``raw``'s arrays (``raw`` is complete when this
+        returns, and is the dict returned).
 
         Returns
         -------
@@ -63,15 +73,18 @@ class Target:
             The raw arrays of :func:`gdsim.sweeps.dataset.empty_raw`, one row per run.
         """
         module = importlib.import_module(self.module)
-        return module.run_plan(plan, progress=progress, **dict(self.options))
+        options = dict(self.options)
+        if self.meanwhile and meanwhile is not None:
+            options["meanwhile"] = meanwhile
+        return module.run_plan(plan, progress=progress, **options)
 
 
 #: The targets, by name.
 TARGETS = {t.name: t for t in (
     Target("cpu", "gdsim.sweeps.targets.cpu", "cpu", (("parallel", False),),
-           description="CPU, one thread (bitwise the same as parallel)"),
+           description="CPU, one thread (bitwise the same as parallel)", meanwhile=True),
     Target("parallel", "gdsim.sweeps.targets.cpu", "cpu", (("parallel", True),),
-           description="CPU, blocks of runs on all of Numba's threads (NUMBA_NUM_THREADS)"),
+           description="CPU, blocks of runs on all of Numba's threads (NUMBA_NUM_THREADS)", meanwhile=True),
     Target("cuda", "gdsim.sweeps.targets.cuda", "cuda", needs_cuda=True,
            description="NVIDIA GPU through numba-cuda, one thread per run"),
 )}

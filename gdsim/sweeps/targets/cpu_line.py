@@ -119,9 +119,38 @@ def _sample_step(w, b, w_buf, b_buf, sample, settings, c, general, first_step):
         b_new, b_buf_new = sgd_element(b, 0.0 + d, b_buf, lr, momentum, dampening, weight_decay, nesterov, False,
                                        first_step)
     else:
-        w_new, w_buf_new = sgd_element(w, 0.0 + d * x, w_buf, lr, momentum, 0.0, 0.0, False, False, first_step)
-        b_new, b_buf_new = sgd_element(b, 0.0 + d, b_buf, lr, momentum, 0.0, 0.0, False, False, first_step)
+        w_new, w_buf_new = _plain_sgd(w, 0.0 + d * x, w_buf, lr, momentum, first_step)
+        b_new, b_buf_new = _plain_sgd(b, d, b_buf, lr, momentum, first_step)
     return value, w_new, b_new, w_buf_new, b_buf_new
+
+
+@jit_inline
+def _plain_sgd(p, g, buf, lr, momentum, first_step):
+    """:func:`gdsim.scalar.sgd_element` without weight decay, dampening and Nesterov, in
+    fewer operations with the same result, for a gradient ``g`` that is never -0: here
+    ``0.0 + d x`` or ``d = 2 r`` (a residual ``r = (z + b) - y`` with ``z = 0.0 + w x`` is
+    never -0, so ``d`` is ``0.0 + d``, the general kernels' sum of one term).
+
+    sgd_element steps by ``g`` rather than the new buffer when ``momentum == 0``, and keeps
+    the buffer. Here the caller keeps the buffer of such a run too (:func:`_kept`, or a
+    store only where ``momentum != 0``), so it stays +0 (the sweep starts every buffer at
+    0.0), and the new buffer ``momentum * buf + g = +0 + g`` is ``g`` exactly (rounded
+    once, also as a fused multiply-add): the step needs no select. Returns the new
+    parameter and the new buffer (to keep only where ``momentum != 0``).
+    """
+    new_buf = g if first_step else momentum * buf + g
+    return p - lr * new_buf, new_buf
+
+
+@jit_inline
+def _kept(new_buf, buf, momentum, general):
+    """The buffer after a step of :func:`_sample_step` that returned ``new_buf`` from
+    ``buf``: with the plain update (``general`` None), ``buf`` itself for a run without
+    momentum, as :func:`gdsim.scalar.sgd_element` keeps it (the full update keeps it
+    itself)."""
+    if general is not None:
+        return new_buf
+    return new_buf if momentum != 0.0 else buf
 
 
 @jit_inline
@@ -155,17 +184,23 @@ def _pass(src, dst, settings, first, second, general, first_step, two):
     found = False
     for c in range(BLOCK):
         limit = settings[H_LIMIT, c]
-        value, w, b, w_buf, b_buf = _sample_step(src[S_W, c], src[S_B, c], src[S_BW, c], src[S_BB, c], first,
-                                                 settings, c, general, first_step)
+        momentum = settings[H_MOMENTUM, c]
+        w_buf0, b_buf0 = src[S_BW, c], src[S_BB, c]
+        value, w, b, w_buf, b_buf = _sample_step(src[S_W, c], src[S_B, c], w_buf0, b_buf0, first, settings, c,
+                                                 general, first_step)
         new = not (src.dtype.type(value) <= limit)
         if two is not None:
-            w, b, w_buf, b_buf = _stored(src, w, b, w_buf, b_buf)
+            w, b, w_buf, b_buf = _stored(src, w, b, _kept(w_buf, w_buf0, momentum, general),
+                                         _kept(b_buf, b_buf0, momentum, general))
             value, w, b, w_buf, b_buf = _sample_step(w, b, w_buf, b_buf, second, settings, c, general, False)
             new = new | (not (src.dtype.type(value) <= limit))
         dst[S_W, c] = w
         dst[S_B, c] = b
-        dst[S_BW, c] = w_buf
-        dst[S_BB, c] = b_buf
+        if general is not None or momentum != 0.0:
+            # The plain update keeps a momentum-0 run's buffer, +0 in both state buffers
+            # (line_sgd_epoch): a masked store rather than a select.
+            dst[S_BW, c] = w_buf
+            dst[S_BB, c] = b_buf
         found |= new & (settings[H_WATCHED, c] != 0.0)
     return found
 
@@ -190,7 +225,9 @@ def _record(src, dst, settings, pair, step, general, stop_diverged, theta_buf, a
         w, b, w_buf, b_buf = src[S_W, c], src[S_B, c], src[S_BW, c], src[S_BB, c]
         value, w1, b1, w_buf1, b_buf1 = _sample_step(w, b, w_buf, b_buf, first, settings, c, general, step == 0)
         value = src.dtype.type(value)
-        w1, b1, w_buf1, b_buf1 = _stored(src, w1, b1, w_buf1, b_buf1)
+        momentum = settings[H_MOMENTUM, c]
+        w1, b1, w_buf1, b_buf1 = _stored(src, w1, b1, _kept(w_buf1, w_buf, momentum, general),
+                                         _kept(b_buf1, b_buf, momentum, general))
         at = 0 if not value <= limit else -1
         if at < 0 and two:
             value = src.dtype.type(_sample_step(w1, b1, w_buf1, b_buf1, second, settings, c, general, False)[0])
@@ -249,8 +286,9 @@ def line_sgd_epoch(theta, buf, samples, lr, hyper, general, step, n_active, acti
     for c in range(BLOCK):
         state[0, S_W, c] = theta[0, c]
         state[0, S_B, c] = theta[1, c]
-        state[0, S_BW, c] = buf[0, c]
-        state[0, S_BB, c] = buf[1, c]
+        for half in range(2):  # both: a pass does not store a momentum-0 run's buffer (_pass)
+            state[half, S_BW, c] = buf[0, c]
+            state[half, S_BB, c] = buf[1, c]
         settings[H_LR, c] = lr[c]
         settings[H_MOMENTUM, c] = hyper[MOMENTUM, c]
         settings[H_DAMPENING, c] = hyper[DAMPENING, c]

@@ -24,6 +24,9 @@ What is measured, each in fresh subprocesses (``--repeats`` times):
 - **cached**: a new process on the cache the sequence filled: the import, then the first
   call of each case (loading its kernels from the cache).
 
+Every process may write and read Python's bytecode cache (``__pycache__``), as an
+installed package's modules have it (pip compiles them when it installs).
+
 ``import gdsim`` itself is quick (its modules load numba, xarray and scipy when first
 used): the first case of a process includes loading them.
 
@@ -91,7 +94,11 @@ def child(cases, out):
 def spawn(cases, cache, tmp, python=sys.executable):
     """``child(cases)`` in a fresh process whose Numba cache is ``cache``; its timings."""
     out = Path(tmp) / f"times-{os.urandom(4).hex()}.json"
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(cache))
+    # Python's bytecode cache as an installed package has it (pip compiles it when it
+    # installs; this machine sets PYTHONDONTWRITEBYTECODE, which recompiled gdsim's modules
+    # from source in every process, ~40 ms): the first run writes gdsim's.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["NUMBA_CACHE_DIR"] = str(cache)
     subprocess.run([python, str(Path(__file__).resolve()), "--child", *cases, "--out", str(out)], env=env,
                    check=True, cwd=tmp)
     return json.loads(out.read_text())

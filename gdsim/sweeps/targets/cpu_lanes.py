@@ -30,7 +30,7 @@ Performance notes (measured on W2 and W3 of ``benchmarks/bench.py``):
 
 import math
 
-from ..._jit import jit, jit_inline
+from ..._jit import jit_inline, jit_noalias
 from ...kernels import activate, activation_slope, averages, has_bias, is_diverged, is_ntk, loss_factor, weight_scale
 from ...optim import DAMPENING, MOMENTUM, NESTEROV, WEIGHT_DECAY, sgd_element
 from ...scalar import CROSS_ENTROPY, RELU
@@ -51,7 +51,9 @@ def forward_group(theta, model, X, order, first, group, acts):
     input, which is the same for all runs and read from ``X`` directly), the last layer's
     raw outputs last. Each output's sum runs over the inputs in order, as in
     :func:`gdsim.kernels.forward_sample`; the passes, and the loads of the weights, are
-    shared by the four samples (two inputs per pass). A group of fewer than :data:`GROUP`
+    shared by the four samples, four inputs per pass (then two, then one: each output
+    is stored once per pass, and the stores, not the multiply-adds, bounded two inputs
+    per pass). A group of fewer than :data:`GROUP`
     samples is padded with repeats of its last sample, into ``acts[group:]``, which the
     caller ignores: each sample's numbers are computed on their own, so the real samples'
     are the same, and one loop nest serves every group (compiling a second, one-sample
@@ -83,7 +85,40 @@ def forward_group(theta, model, X, order, first, group, acts):
                 acts[1, out, c] = 0.0
                 acts[2, out, c] = 0.0
                 acts[3, out, c] = 0.0
-            for i in range(0, fan_in - 1, 2):
+            n4 = fan_in - fan_in % 4
+            for i in range(0, n4, 4):  # four inputs per pass: one store per four terms
+                t = row + i
+                if layer == 0:
+                    x00, x01, x02, x03 = X[r0, i], X[r0, i + 1], X[r0, i + 2], X[r0, i + 3]
+                    x10, x11, x12, x13 = X[r1, i], X[r1, i + 1], X[r1, i + 2], X[r1, i + 3]
+                    x20, x21, x22, x23 = X[r2, i], X[r2, i + 1], X[r2, i + 2], X[r2, i + 3]
+                    x30, x31, x32, x33 = X[r3, i], X[r3, i + 1], X[r3, i + 2], X[r3, i + 3]
+                    for c in range(BLOCK):
+                        t0 = theta[t, c]
+                        t1 = theta[t + 1, c]
+                        t2 = theta[t + 2, c]
+                        t3 = theta[t + 3, c]
+                        acts[0, out, c] = (((acts[0, out, c] + t0 * x00) + t1 * x01) + t2 * x02) + t3 * x03
+                        acts[1, out, c] = (((acts[1, out, c] + t0 * x10) + t1 * x11) + t2 * x12) + t3 * x13
+                        acts[2, out, c] = (((acts[2, out, c] + t0 * x20) + t1 * x21) + t2 * x22) + t3 * x23
+                        acts[3, out, c] = (((acts[3, out, c] + t0 * x30) + t1 * x31) + t2 * x32) + t3 * x33
+                else:
+                    a = a_in + i
+                    for c in range(BLOCK):
+                        t0 = theta[t, c]
+                        t1 = theta[t + 1, c]
+                        t2 = theta[t + 2, c]
+                        t3 = theta[t + 3, c]
+                        acts[0, out, c] = ((((acts[0, out, c] + t0 * acts[0, a, c]) + t1 * acts[0, a + 1, c])
+                                             + t2 * acts[0, a + 2, c]) + t3 * acts[0, a + 3, c])
+                        acts[1, out, c] = ((((acts[1, out, c] + t0 * acts[1, a, c]) + t1 * acts[1, a + 1, c])
+                                             + t2 * acts[1, a + 2, c]) + t3 * acts[1, a + 3, c])
+                        acts[2, out, c] = ((((acts[2, out, c] + t0 * acts[2, a, c]) + t1 * acts[2, a + 1, c])
+                                             + t2 * acts[2, a + 2, c]) + t3 * acts[2, a + 3, c])
+                        acts[3, out, c] = ((((acts[3, out, c] + t0 * acts[3, a, c]) + t1 * acts[3, a + 1, c])
+                                             + t2 * acts[3, a + 2, c]) + t3 * acts[3, a + 3, c])
+            if fan_in % 4 >= 2:  # two more inputs
+                i = n4
                 t = row + i
                 if layer == 0:
                     x00 = X[r0, i]
@@ -225,11 +260,15 @@ def backward(theta, model, X, order, first, group, acts, deltas, grad):
     the samples' terms in sample order, and every delta its terms in the order of
     :func:`gdsim.kernels.backward_sample`, so the numbers are those of one sample after
     the other; the group's four terms are added in one pass over the runs, keeping the
-    partial sum in a register (one store per four terms instead of one per term). A group
+    partial sum in a register (one store per four terms instead of one per term), and
+    four inputs share a pass (each delta loaded once for four gradients). The deltas of
+    the layer below also take the four samples in each pass. A group
     of fewer than :data:`GROUP` samples needs ``acts[group:]`` and ``deltas[group:]`` zero
     (see :func:`batch_loss`): a missing sample's terms are then zeros times finite numbers
     (its input row repeats the last sample's; the inputs are finite), and adding a zero
-    leaves a sum bit for bit as it is (a sum that starts at +0 is never -0). Under the NTK
+    leaves a sum bit for bit as it is (a sum that starts at +0 is never -0); its deltas
+    below, computed too, are zeroed again (an infinite weight times its zero delta is
+    NaN). Under the NTK
     parameterization an output's deltas are scaled by ``1/sqrt(fan_in)`` after its bias
     gradient, as in :func:`gdsim.kernels.backward_sample`.
     """
@@ -268,51 +307,92 @@ def backward(theta, model, X, order, first, group, acts, deltas, grad):
                 for s in range(group):
                     for c in range(BLOCK):
                         deltas[s, d_out, c] = deltas[s, d_out, c] * scale
-            for i in range(fan_in):
+            n4 = fan_in - fan_in % 4
+            for i in range(0, n4, 4):  # four inputs per pass: each delta loaded once for four gradients
                 if layer == 0:
-                    x0 = X[r0, i]
-                    x1 = X[r1, i]
-                    x2 = X[r2, i]
-                    x3 = X[r3, i]
                     for c in range(BLOCK):
-                        g = grad[row + i, c]
-                        g += deltas[0, d_out, c] * x0
-                        g += deltas[1, d_out, c] * x1
-                        g += deltas[2, d_out, c] * x2
-                        g += deltas[3, d_out, c] * x3
-                        grad[row + i, c] = g
+                        d0, d1, d2, d3 = deltas[0, d_out, c], deltas[1, d_out, c], deltas[2, d_out, c], deltas[3, d_out, c]
+                        for j in range(4):  # the inputs' loads leave the loop (X is not written)
+                            grad[row + i + j, c] = ((((grad[row + i + j, c] + d0 * X[r0, i + j]) + d1 * X[r1, i + j])
+                                                     + d2 * X[r2, i + j]) + d3 * X[r3, i + j])
                 else:
                     a = a_in + i
                     for c in range(BLOCK):
-                        g = grad[row + i, c]
-                        g += deltas[0, d_out, c] * acts[0, a, c]
-                        g += deltas[1, d_out, c] * acts[1, a, c]
-                        g += deltas[2, d_out, c] * acts[2, a, c]
-                        g += deltas[3, d_out, c] * acts[3, a, c]
-                        grad[row + i, c] = g
-        if layer > 0:  # deltas of the layer below, sample by sample
-            for s in range(group):
-                for i in range(fan_in):
+                        d0, d1, d2, d3 = deltas[0, d_out, c], deltas[1, d_out, c], deltas[2, d_out, c], deltas[3, d_out, c]
+                        for j in range(4):
+                            grad[row + i + j, c] = ((((grad[row + i + j, c] + d0 * acts[0, a + j, c])
+                                                      + d1 * acts[1, a + j, c]) + d2 * acts[2, a + j, c])
+                                                    + d3 * acts[3, a + j, c])
+            for i in range(n4, fan_in - 1, 2):  # two more inputs (at most one pass)
+                if layer == 0:
                     for c in range(BLOCK):
-                        deltas[s, a_in + i, c] = 0.0
-                for o in range(fan_out):
-                    d_out = a_out + o
-                    row = w + o * fan_in
-                    for i in range(fan_in):
-                        for c in range(BLOCK):
-                            deltas[s, a_in + i, c] += theta[row + i, c] * deltas[s, d_out, c]
+                        d0, d1, d2, d3 = deltas[0, d_out, c], deltas[1, d_out, c], deltas[2, d_out, c], deltas[3, d_out, c]
+                        for j in range(2):  # the inputs' loads leave the loop (X is not written)
+                            grad[row + i + j, c] = ((((grad[row + i + j, c] + d0 * X[r0, i + j]) + d1 * X[r1, i + j])
+                                                     + d2 * X[r2, i + j]) + d3 * X[r3, i + j])
+                else:
+                    a = a_in + i
+                    for c in range(BLOCK):
+                        d0, d1, d2, d3 = deltas[0, d_out, c], deltas[1, d_out, c], deltas[2, d_out, c], deltas[3, d_out, c]
+                        for j in range(2):
+                            grad[row + i + j, c] = ((((grad[row + i + j, c] + d0 * acts[0, a + j, c])
+                                                      + d1 * acts[1, a + j, c]) + d2 * acts[2, a + j, c])
+                                                    + d3 * acts[3, a + j, c])
+            if fan_in % 2 == 1:  # the last input
+                i = fan_in - 1
+                if layer == 0:
+                    for c in range(BLOCK):
+                        d0, d1, d2, d3 = deltas[0, d_out, c], deltas[1, d_out, c], deltas[2, d_out, c], deltas[3, d_out, c]
+                        for j in range(1):  # the inputs' loads leave the loop (X is not written)
+                            grad[row + i + j, c] = ((((grad[row + i + j, c] + d0 * X[r0, i + j]) + d1 * X[r1, i + j])
+                                                     + d2 * X[r2, i + j]) + d3 * X[r3, i + j])
+                else:
+                    a = a_in + i
+                    for c in range(BLOCK):
+                        d0, d1, d2, d3 = deltas[0, d_out, c], deltas[1, d_out, c], deltas[2, d_out, c], deltas[3, d_out, c]
+                        for j in range(1):
+                            grad[row + i + j, c] = ((((grad[row + i + j, c] + d0 * acts[0, a + j, c])
+                                                      + d1 * acts[1, a + j, c]) + d2 * acts[2, a + j, c])
+                                                    + d3 * acts[3, a + j, c])
+        if layer > 0:  # deltas of the layer below, the four samples in each pass
+            for o in range(fan_out):
+                d_out = a_out + o
+                row = w + o * fan_in
                 for i in range(fan_in):
-                    if activation == RELU:  # the constant code lets this loop vectorise
+                    a = a_in + i
+                    if o == 0:  # each sum starts at 0.0, as in train
                         for c in range(BLOCK):
-                            deltas[s, a_in + i, c] *= activation_slope(RELU, acts[s, a_in + i, c])
+                            t = theta[row + i, c]
+                            deltas[0, a, c] = 0.0 + t * deltas[0, d_out, c]
+                            deltas[1, a, c] = 0.0 + t * deltas[1, d_out, c]
+                            deltas[2, a, c] = 0.0 + t * deltas[2, d_out, c]
+                            deltas[3, a, c] = 0.0 + t * deltas[3, d_out, c]
                     else:
                         for c in range(BLOCK):
-                            deltas[s, a_in + i, c] *= activation_slope(activation, acts[s, a_in + i, c])
+                            t = theta[row + i, c]
+                            deltas[0, a, c] += t * deltas[0, d_out, c]
+                            deltas[1, a, c] += t * deltas[1, d_out, c]
+                            deltas[2, a, c] += t * deltas[2, d_out, c]
+                            deltas[3, a, c] += t * deltas[3, d_out, c]
+            for i in range(fan_in):
+                a = a_in + i
+                if activation == RELU:  # the constant code lets this loop vectorise
+                    for c in range(BLOCK):
+                        deltas[0, a, c] *= activation_slope(RELU, acts[0, a, c])
+                        deltas[1, a, c] *= activation_slope(RELU, acts[1, a, c])
+                        deltas[2, a, c] *= activation_slope(RELU, acts[2, a, c])
+                        deltas[3, a, c] *= activation_slope(RELU, acts[3, a, c])
+                else:
+                    for s in range(GROUP):
+                        for c in range(BLOCK):
+                            deltas[s, a, c] *= activation_slope(activation, acts[s, a, c])
+            if group < GROUP:  # a missing sample's deltas stay zero (theta * 0 is NaN for an infinite theta)
+                deltas[group:, a_in:a_in + fan_in] = 0.0
         p = w
         a_out = a_in
 
 
-@jit
+@jit_noalias
 def batch_loss(theta, model, X, Y, order, start, stop, want_grad, grad, work, total):
     """Reduced loss of the batch ``X[order[start:stop]]`` for every run into ``total`` and,
     if ``want_grad``, its gradient into ``grad`` (overwritten).
@@ -320,7 +400,8 @@ def batch_loss(theta, model, X, Y, order, start, stop, want_grad, grad, work, to
     ``model`` is a :class:`gdsim.models.ModelSpec`; ``work`` the scratch ``(acts, deltas,
     own)``: ``[GROUP, width, BLOCK]`` twice and ``[BLOCK]``. Callers pass ``start`` and
     ``want_grad`` as run-time values (not constants), so that the loss-only and the
-    training calls share one compiled function."""
+    training calls share one compiled function. Compiled with :func:`gdsim._jit.jit_noalias`:
+    no two of its arrays may overlap (each is a separate allocation)."""
     sizes = model.sizes
     mean = averages(model.reduction)
     acts, deltas, own = work

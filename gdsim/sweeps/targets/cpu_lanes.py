@@ -47,7 +47,7 @@ def forward_group(theta, model, X, order, first, group, acts):
     """Forward pass of the ``group`` (1 to :data:`GROUP`) samples ``X[order[first + s]]``
     for every run of a block, all in each pass over the runs.
 
-    ``acts[s, a, c]`` receives every layer's outputs of sample ``s`` for run ``c`` (not the
+    ``acts[s][a, c]`` receives every layer's outputs of sample ``s`` for run ``c`` (not the
     input, which is the same for all runs and read from ``X`` directly), the last layer's
     raw outputs last. Each output's sum runs over the inputs in order, as in
     :func:`gdsim.kernels.forward_sample`; the passes, and the loads of the weights, are
@@ -60,6 +60,7 @@ def forward_group(theta, model, X, order, first, group, acts):
     forward pass for the tail of a batch cost 0.5-0.9 s of a cold MLP sweep's compile).
     """
     sizes, activation, _, _, layer_code = model
+    acts0, acts1, acts2, acts3 = acts  # one array per sample
     bias = has_bias(layer_code)
     ntk = is_ntk(layer_code)
     n_layers = sizes.shape[0] - 1
@@ -80,128 +81,113 @@ def forward_group(theta, model, X, order, first, group, acts):
         for o in range(fan_out):
             out = a_out + o
             row = w + o * fan_in
-            for c in range(BLOCK):
-                acts[0, out, c] = 0.0
-                acts[1, out, c] = 0.0
-                acts[2, out, c] = 0.0
-                acts[3, out, c] = 0.0
+            # The inputs in order, four per pass (then two, then one): each output stored once a pass;
+            # the first pass starts the sums (no pass of zeros)
             n4 = fan_in - fan_in % 4
-            for i in range(0, n4, 4):  # four inputs per pass: one store per four terms
-                t = row + i
+            for i in range(0, n4, 4):
                 if layer == 0:
-                    x00, x01, x02, x03 = X[r0, i], X[r0, i + 1], X[r0, i + 2], X[r0, i + 3]
-                    x10, x11, x12, x13 = X[r1, i], X[r1, i + 1], X[r1, i + 2], X[r1, i + 3]
-                    x20, x21, x22, x23 = X[r2, i], X[r2, i + 1], X[r2, i + 2], X[r2, i + 3]
-                    x30, x31, x32, x33 = X[r3, i], X[r3, i + 1], X[r3, i + 2], X[r3, i + 3]
                     for c in range(BLOCK):
-                        t0 = theta[t, c]
-                        t1 = theta[t + 1, c]
-                        t2 = theta[t + 2, c]
-                        t3 = theta[t + 3, c]
-                        acts[0, out, c] = (((acts[0, out, c] + t0 * x00) + t1 * x01) + t2 * x02) + t3 * x03
-                        acts[1, out, c] = (((acts[1, out, c] + t0 * x10) + t1 * x11) + t2 * x12) + t3 * x13
-                        acts[2, out, c] = (((acts[2, out, c] + t0 * x20) + t1 * x21) + t2 * x22) + t3 * x23
-                        acts[3, out, c] = (((acts[3, out, c] + t0 * x30) + t1 * x31) + t2 * x32) + t3 * x33
+                        z0, z1, z2, z3 = acts0[out, c], acts1[out, c], acts2[out, c], acts3[out, c]
+                        if i == 0:  # each sum starts at 0.0 (a select: the loop stays one loop)
+                            z0, z1, z2, z3 = 0.0, 0.0, 0.0, 0.0
+                        for j in range(4):  # unrolled by LLVM; the inputs' loads leave the loop over c
+                            t = theta[row + i + j, c]
+                            z0, z1 = z0 + t * X[r0, i + j], z1 + t * X[r1, i + j]
+                            z2, z3 = z2 + t * X[r2, i + j], z3 + t * X[r3, i + j]
+                        acts0[out, c], acts1[out, c], acts2[out, c], acts3[out, c] = z0, z1, z2, z3
                 else:
                     a = a_in + i
                     for c in range(BLOCK):
-                        t0 = theta[t, c]
-                        t1 = theta[t + 1, c]
-                        t2 = theta[t + 2, c]
-                        t3 = theta[t + 3, c]
-                        acts[0, out, c] = ((((acts[0, out, c] + t0 * acts[0, a, c]) + t1 * acts[0, a + 1, c])
-                                             + t2 * acts[0, a + 2, c]) + t3 * acts[0, a + 3, c])
-                        acts[1, out, c] = ((((acts[1, out, c] + t0 * acts[1, a, c]) + t1 * acts[1, a + 1, c])
-                                             + t2 * acts[1, a + 2, c]) + t3 * acts[1, a + 3, c])
-                        acts[2, out, c] = ((((acts[2, out, c] + t0 * acts[2, a, c]) + t1 * acts[2, a + 1, c])
-                                             + t2 * acts[2, a + 2, c]) + t3 * acts[2, a + 3, c])
-                        acts[3, out, c] = ((((acts[3, out, c] + t0 * acts[3, a, c]) + t1 * acts[3, a + 1, c])
-                                             + t2 * acts[3, a + 2, c]) + t3 * acts[3, a + 3, c])
-            if fan_in % 4 >= 2:  # two more inputs
-                i = n4
-                t = row + i
+                        z0, z1, z2, z3 = acts0[out, c], acts1[out, c], acts2[out, c], acts3[out, c]
+                        if i == 0:  # each sum starts at 0.0 (a select: the loop stays one loop)
+                            z0, z1, z2, z3 = 0.0, 0.0, 0.0, 0.0
+                        for j in range(4):
+                            t = theta[row + i + j, c]
+                            z0, z1 = z0 + t * acts0[a + j, c], z1 + t * acts1[a + j, c]
+                            z2, z3 = z2 + t * acts2[a + j, c], z3 + t * acts3[a + j, c]
+                        acts0[out, c], acts1[out, c], acts2[out, c], acts3[out, c] = z0, z1, z2, z3
+            for i in range(n4, fan_in - 1, 2):  # at most one pass
                 if layer == 0:
-                    x00 = X[r0, i]
-                    x01 = X[r0, i + 1]
-                    x10 = X[r1, i]
-                    x11 = X[r1, i + 1]
-                    x20 = X[r2, i]
-                    x21 = X[r2, i + 1]
-                    x30 = X[r3, i]
-                    x31 = X[r3, i + 1]
                     for c in range(BLOCK):
-                        t0 = theta[t, c]
-                        t1 = theta[t + 1, c]
-                        acts[0, out, c] = (acts[0, out, c] + t0 * x00) + t1 * x01
-                        acts[1, out, c] = (acts[1, out, c] + t0 * x10) + t1 * x11
-                        acts[2, out, c] = (acts[2, out, c] + t0 * x20) + t1 * x21
-                        acts[3, out, c] = (acts[3, out, c] + t0 * x30) + t1 * x31
+                        z0, z1, z2, z3 = acts0[out, c], acts1[out, c], acts2[out, c], acts3[out, c]
+                        if i == 0:  # each sum starts at 0.0 (a select: the loop stays one loop)
+                            z0, z1, z2, z3 = 0.0, 0.0, 0.0, 0.0
+                        for j in range(2):  # unrolled by LLVM; the inputs' loads leave the loop over c
+                            t = theta[row + i + j, c]
+                            z0, z1 = z0 + t * X[r0, i + j], z1 + t * X[r1, i + j]
+                            z2, z3 = z2 + t * X[r2, i + j], z3 + t * X[r3, i + j]
+                        acts0[out, c], acts1[out, c], acts2[out, c], acts3[out, c] = z0, z1, z2, z3
                 else:
                     a = a_in + i
                     for c in range(BLOCK):
-                        t0 = theta[t, c]
-                        t1 = theta[t + 1, c]
-                        acts[0, out, c] = (acts[0, out, c] + t0 * acts[0, a, c]) + t1 * acts[0, a + 1, c]
-                        acts[1, out, c] = (acts[1, out, c] + t0 * acts[1, a, c]) + t1 * acts[1, a + 1, c]
-                        acts[2, out, c] = (acts[2, out, c] + t0 * acts[2, a, c]) + t1 * acts[2, a + 1, c]
-                        acts[3, out, c] = (acts[3, out, c] + t0 * acts[3, a, c]) + t1 * acts[3, a + 1, c]
-            if fan_in % 2 == 1:  # the last input
-                t = row + fan_in - 1
+                        z0, z1, z2, z3 = acts0[out, c], acts1[out, c], acts2[out, c], acts3[out, c]
+                        if i == 0:  # each sum starts at 0.0 (a select: the loop stays one loop)
+                            z0, z1, z2, z3 = 0.0, 0.0, 0.0, 0.0
+                        for j in range(2):
+                            t = theta[row + i + j, c]
+                            z0, z1 = z0 + t * acts0[a + j, c], z1 + t * acts1[a + j, c]
+                            z2, z3 = z2 + t * acts2[a + j, c], z3 + t * acts3[a + j, c]
+                        acts0[out, c], acts1[out, c], acts2[out, c], acts3[out, c] = z0, z1, z2, z3
+            if fan_in % 2 == 1:
+                i = fan_in - 1
                 if layer == 0:
-                    x0 = X[r0, fan_in - 1]
-                    x1 = X[r1, fan_in - 1]
-                    x2 = X[r2, fan_in - 1]
-                    x3 = X[r3, fan_in - 1]
                     for c in range(BLOCK):
-                        t0 = theta[t, c]
-                        acts[0, out, c] += t0 * x0
-                        acts[1, out, c] += t0 * x1
-                        acts[2, out, c] += t0 * x2
-                        acts[3, out, c] += t0 * x3
+                        z0, z1, z2, z3 = acts0[out, c], acts1[out, c], acts2[out, c], acts3[out, c]
+                        if i == 0:  # each sum starts at 0.0 (a select: the loop stays one loop)
+                            z0, z1, z2, z3 = 0.0, 0.0, 0.0, 0.0
+                        for j in range(1):  # unrolled by LLVM; the inputs' loads leave the loop over c
+                            t = theta[row + i + j, c]
+                            z0, z1 = z0 + t * X[r0, i + j], z1 + t * X[r1, i + j]
+                            z2, z3 = z2 + t * X[r2, i + j], z3 + t * X[r3, i + j]
+                        acts0[out, c], acts1[out, c], acts2[out, c], acts3[out, c] = z0, z1, z2, z3
                 else:
-                    a = a_in + fan_in - 1
+                    a = a_in + i
                     for c in range(BLOCK):
-                        t0 = theta[t, c]
-                        acts[0, out, c] += t0 * acts[0, a, c]
-                        acts[1, out, c] += t0 * acts[1, a, c]
-                        acts[2, out, c] += t0 * acts[2, a, c]
-                        acts[3, out, c] += t0 * acts[3, a, c]
+                        z0, z1, z2, z3 = acts0[out, c], acts1[out, c], acts2[out, c], acts3[out, c]
+                        if i == 0:  # each sum starts at 0.0 (a select: the loop stays one loop)
+                            z0, z1, z2, z3 = 0.0, 0.0, 0.0, 0.0
+                        for j in range(1):
+                            t = theta[row + i + j, c]
+                            z0, z1 = z0 + t * acts0[a + j, c], z1 + t * acts1[a + j, c]
+                            z2, z3 = z2 + t * acts2[a + j, c], z3 + t * acts3[a + j, c]
+                        acts0[out, c], acts1[out, c], acts2[out, c], acts3[out, c] = z0, z1, z2, z3
             if ntk:
                 for s in range(GROUP):
                     for c in range(BLOCK):
-                        acts[s, out, c] = acts[s, out, c] * scale
+                        acts[s][out, c] = acts[s][out, c] * scale
             if not bias:
                 if hidden:
                     for s in range(GROUP):
                         for c in range(BLOCK):
-                            acts[s, out, c] = activate(activation, acts[s, out, c])
+                            acts[s][out, c] = activate(activation, acts[s][out, c])
             elif not hidden:
                 for c in range(BLOCK):
                     b_o = theta[b + o, c]
-                    acts[0, out, c] += b_o
-                    acts[1, out, c] += b_o
-                    acts[2, out, c] += b_o
-                    acts[3, out, c] += b_o
+                    acts0[out, c] += b_o
+                    acts1[out, c] += b_o
+                    acts2[out, c] += b_o
+                    acts3[out, c] += b_o
             elif activation == RELU:  # the constant code lets this loop vectorise
                 for c in range(BLOCK):
                     b_o = theta[b + o, c]
-                    acts[0, out, c] = activate(RELU, acts[0, out, c] + b_o)
-                    acts[1, out, c] = activate(RELU, acts[1, out, c] + b_o)
-                    acts[2, out, c] = activate(RELU, acts[2, out, c] + b_o)
-                    acts[3, out, c] = activate(RELU, acts[3, out, c] + b_o)
+                    acts0[out, c] = activate(RELU, acts0[out, c] + b_o)
+                    acts1[out, c] = activate(RELU, acts1[out, c] + b_o)
+                    acts2[out, c] = activate(RELU, acts2[out, c] + b_o)
+                    acts3[out, c] = activate(RELU, acts3[out, c] + b_o)
             else:
                 for s in range(GROUP):
                     for c in range(BLOCK):
-                        acts[s, out, c] = activate(activation, acts[s, out, c] + theta[b + o, c])
+                        acts[s][out, c] = activate(activation, acts[s][out, c] + theta[b + o, c])
         w = b + fan_out if bias else b
         a_in = a_out
         a_out += fan_out
 
 
 @jit_inline
-def output_loss(model, acts, s, a_out, Y, r, want_grad, deltas, scale, own):
+def output_loss(model, acts, a_out, Y, r, want_grad, deltas, scale, own):
     """Each run's own loss of sample ``r`` into ``own[c]`` and, if ``want_grad``,
-    ``scale`` times its gradient with respect to the outputs into ``deltas[s, a_out:]``.
+    ``scale`` times its gradient with respect to the outputs into ``deltas[a_out:]``
+    (``acts`` and ``deltas``: the sample's ``[width, BLOCK]`` arrays).
 
     Same operations as :func:`gdsim.kernels.output_loss`, one run per lane.
     """
@@ -209,28 +195,28 @@ def output_loss(model, acts, s, a_out, Y, r, want_grad, deltas, scale, own):
     n_out = sizes[sizes.shape[0] - 1]
     if loss == CROSS_ENTROPY:
         label = int(Y[r, 0])
-        top = a_out  # deltas[s, a_out] is scratch for the running maximum until the gradient is written
+        top = a_out  # deltas[a_out] is scratch for the running maximum until the gradient is written
         for c in range(BLOCK):
-            deltas[s, top, c] = acts[s, a_out, c]
+            deltas[top, c] = acts[a_out, c]
         for k in range(1, n_out):
             for c in range(BLOCK):
-                if acts[s, a_out + k, c] > deltas[s, top, c]:
-                    deltas[s, top, c] = acts[s, a_out + k, c]
+                if acts[a_out + k, c] > deltas[top, c]:
+                    deltas[top, c] = acts[a_out + k, c]
         for c in range(BLOCK):
             own[c] = 0.0
         for k in range(n_out):
             for c in range(BLOCK):
-                own[c] += math.exp(acts[s, a_out + k, c] - deltas[s, top, c])
+                own[c] += math.exp(acts[a_out + k, c] - deltas[top, c])
         for c in range(BLOCK):
-            own[c] = deltas[s, top, c] + math.log(own[c])  # log of the softmax's normaliser
+            own[c] = deltas[top, c] + math.log(own[c])  # log of the softmax's normaliser
         if want_grad:
             for k in range(n_out):
                 for c in range(BLOCK):
-                    deltas[s, a_out + k, c] = scale * math.exp(acts[s, a_out + k, c] - own[c])
+                    deltas[a_out + k, c] = scale * math.exp(acts[a_out + k, c] - own[c])
             for c in range(BLOCK):
-                deltas[s, a_out + label, c] -= scale
+                deltas[a_out + label, c] -= scale
         for c in range(BLOCK):
-            own[c] = own[c] - acts[s, a_out + label, c]
+            own[c] = own[c] - acts[a_out + label, c]
         return
     factor = loss_factor(reduction)  # 0.5 for the half reductions (1.0 changes no bit)
     mean_outputs = factor / n_out if averages(reduction) else factor
@@ -240,12 +226,12 @@ def output_loss(model, acts, s, a_out, Y, r, want_grad, deltas, scale, own):
         y = Y[r, k]
         if want_grad:
             for c in range(BLOCK):
-                residual = acts[s, a_out + k, c] - y
+                residual = acts[a_out + k, c] - y
                 own[c] += residual * residual
-                deltas[s, a_out + k, c] = scale * 2.0 * mean_outputs * residual
+                deltas[a_out + k, c] = scale * 2.0 * mean_outputs * residual
         else:
             for c in range(BLOCK):
-                residual = acts[s, a_out + k, c] - y
+                residual = acts[a_out + k, c] - y
                 own[c] += residual * residual
     for c in range(BLOCK):
         own[c] = mean_outputs * own[c]
@@ -273,6 +259,8 @@ def backward(theta, model, X, order, first, group, acts, deltas, grad):
     gradient, as in :func:`gdsim.kernels.backward_sample`.
     """
     sizes, activation, _, _, layer_code = model
+    acts0, acts1, acts2, acts3 = acts  # one array per sample
+    deltas0, deltas1, deltas2, deltas3 = deltas
     bias = has_bias(layer_code)
     ntk = is_ntk(layer_code)
     n_layers = sizes.shape[0] - 1
@@ -298,96 +286,92 @@ def backward(theta, model, X, order, first, group, acts, deltas, grad):
             if bias:
                 for c in range(BLOCK):
                     g = grad[b + o, c]
-                    g += deltas[0, d_out, c]
-                    g += deltas[1, d_out, c]
-                    g += deltas[2, d_out, c]
-                    g += deltas[3, d_out, c]
+                    g += deltas0[d_out, c]
+                    g += deltas1[d_out, c]
+                    g += deltas2[d_out, c]
+                    g += deltas3[d_out, c]
                     grad[b + o, c] = g
             if ntk:
                 for s in range(group):
                     for c in range(BLOCK):
-                        deltas[s, d_out, c] = deltas[s, d_out, c] * scale
+                        deltas[s][d_out, c] = deltas[s][d_out, c] * scale
             n4 = fan_in - fan_in % 4
             for i in range(0, n4, 4):  # four inputs per pass: each delta loaded once for four gradients
                 if layer == 0:
                     for c in range(BLOCK):
-                        d0, d1, d2, d3 = deltas[0, d_out, c], deltas[1, d_out, c], deltas[2, d_out, c], deltas[3, d_out, c]
+                        d0, d1, d2, d3 = deltas0[d_out, c], deltas1[d_out, c], deltas2[d_out, c], deltas3[d_out, c]
                         for j in range(4):  # the inputs' loads leave the loop (X is not written)
                             grad[row + i + j, c] = ((((grad[row + i + j, c] + d0 * X[r0, i + j]) + d1 * X[r1, i + j])
                                                      + d2 * X[r2, i + j]) + d3 * X[r3, i + j])
                 else:
                     a = a_in + i
                     for c in range(BLOCK):
-                        d0, d1, d2, d3 = deltas[0, d_out, c], deltas[1, d_out, c], deltas[2, d_out, c], deltas[3, d_out, c]
+                        d0, d1, d2, d3 = deltas0[d_out, c], deltas1[d_out, c], deltas2[d_out, c], deltas3[d_out, c]
                         for j in range(4):
-                            grad[row + i + j, c] = ((((grad[row + i + j, c] + d0 * acts[0, a + j, c])
-                                                      + d1 * acts[1, a + j, c]) + d2 * acts[2, a + j, c])
-                                                    + d3 * acts[3, a + j, c])
+                            grad[row + i + j, c] = ((((grad[row + i + j, c] + d0 * acts0[a + j, c])
+                                                      + d1 * acts1[a + j, c]) + d2 * acts2[a + j, c])
+                                                    + d3 * acts3[a + j, c])
             for i in range(n4, fan_in - 1, 2):  # two more inputs (at most one pass)
                 if layer == 0:
                     for c in range(BLOCK):
-                        d0, d1, d2, d3 = deltas[0, d_out, c], deltas[1, d_out, c], deltas[2, d_out, c], deltas[3, d_out, c]
+                        d0, d1, d2, d3 = deltas0[d_out, c], deltas1[d_out, c], deltas2[d_out, c], deltas3[d_out, c]
                         for j in range(2):  # the inputs' loads leave the loop (X is not written)
                             grad[row + i + j, c] = ((((grad[row + i + j, c] + d0 * X[r0, i + j]) + d1 * X[r1, i + j])
                                                      + d2 * X[r2, i + j]) + d3 * X[r3, i + j])
                 else:
                     a = a_in + i
                     for c in range(BLOCK):
-                        d0, d1, d2, d3 = deltas[0, d_out, c], deltas[1, d_out, c], deltas[2, d_out, c], deltas[3, d_out, c]
+                        d0, d1, d2, d3 = deltas0[d_out, c], deltas1[d_out, c], deltas2[d_out, c], deltas3[d_out, c]
                         for j in range(2):
-                            grad[row + i + j, c] = ((((grad[row + i + j, c] + d0 * acts[0, a + j, c])
-                                                      + d1 * acts[1, a + j, c]) + d2 * acts[2, a + j, c])
-                                                    + d3 * acts[3, a + j, c])
+                            grad[row + i + j, c] = ((((grad[row + i + j, c] + d0 * acts0[a + j, c])
+                                                      + d1 * acts1[a + j, c]) + d2 * acts2[a + j, c])
+                                                    + d3 * acts3[a + j, c])
             if fan_in % 2 == 1:  # the last input
                 i = fan_in - 1
                 if layer == 0:
                     for c in range(BLOCK):
-                        d0, d1, d2, d3 = deltas[0, d_out, c], deltas[1, d_out, c], deltas[2, d_out, c], deltas[3, d_out, c]
+                        d0, d1, d2, d3 = deltas0[d_out, c], deltas1[d_out, c], deltas2[d_out, c], deltas3[d_out, c]
                         for j in range(1):  # the inputs' loads leave the loop (X is not written)
                             grad[row + i + j, c] = ((((grad[row + i + j, c] + d0 * X[r0, i + j]) + d1 * X[r1, i + j])
                                                      + d2 * X[r2, i + j]) + d3 * X[r3, i + j])
                 else:
                     a = a_in + i
                     for c in range(BLOCK):
-                        d0, d1, d2, d3 = deltas[0, d_out, c], deltas[1, d_out, c], deltas[2, d_out, c], deltas[3, d_out, c]
+                        d0, d1, d2, d3 = deltas0[d_out, c], deltas1[d_out, c], deltas2[d_out, c], deltas3[d_out, c]
                         for j in range(1):
-                            grad[row + i + j, c] = ((((grad[row + i + j, c] + d0 * acts[0, a + j, c])
-                                                      + d1 * acts[1, a + j, c]) + d2 * acts[2, a + j, c])
-                                                    + d3 * acts[3, a + j, c])
+                            grad[row + i + j, c] = ((((grad[row + i + j, c] + d0 * acts0[a + j, c])
+                                                      + d1 * acts1[a + j, c]) + d2 * acts2[a + j, c])
+                                                    + d3 * acts3[a + j, c])
         if layer > 0:  # deltas of the layer below, the four samples in each pass
             for o in range(fan_out):
                 d_out = a_out + o
                 row = w + o * fan_in
                 for i in range(fan_in):
                     a = a_in + i
-                    if o == 0:  # each sum starts at 0.0, as in train
-                        for c in range(BLOCK):
-                            t = theta[row + i, c]
-                            deltas[0, a, c] = 0.0 + t * deltas[0, d_out, c]
-                            deltas[1, a, c] = 0.0 + t * deltas[1, d_out, c]
-                            deltas[2, a, c] = 0.0 + t * deltas[2, d_out, c]
-                            deltas[3, a, c] = 0.0 + t * deltas[3, d_out, c]
-                    else:
-                        for c in range(BLOCK):
-                            t = theta[row + i, c]
-                            deltas[0, a, c] += t * deltas[0, d_out, c]
-                            deltas[1, a, c] += t * deltas[1, d_out, c]
-                            deltas[2, a, c] += t * deltas[2, d_out, c]
-                            deltas[3, a, c] += t * deltas[3, d_out, c]
+                    for c in range(BLOCK):
+                        t = theta[row + i, c]
+                        e0, e1, e2, e3 = deltas0[a, c], deltas1[a, c], deltas2[a, c], deltas3[a, c]
+                        if o == 0:  # each sum starts at 0.0, as in train
+                            e0, e1, e2, e3 = 0.0, 0.0, 0.0, 0.0
+                        deltas0[a, c] = e0 + t * deltas0[d_out, c]
+                        deltas1[a, c] = e1 + t * deltas1[d_out, c]
+                        deltas2[a, c] = e2 + t * deltas2[d_out, c]
+                        deltas3[a, c] = e3 + t * deltas3[d_out, c]
             for i in range(fan_in):
                 a = a_in + i
                 if activation == RELU:  # the constant code lets this loop vectorise
                     for c in range(BLOCK):
-                        deltas[0, a, c] *= activation_slope(RELU, acts[0, a, c])
-                        deltas[1, a, c] *= activation_slope(RELU, acts[1, a, c])
-                        deltas[2, a, c] *= activation_slope(RELU, acts[2, a, c])
-                        deltas[3, a, c] *= activation_slope(RELU, acts[3, a, c])
+                        deltas0[a, c] *= activation_slope(RELU, acts0[a, c])
+                        deltas1[a, c] *= activation_slope(RELU, acts1[a, c])
+                        deltas2[a, c] *= activation_slope(RELU, acts2[a, c])
+                        deltas3[a, c] *= activation_slope(RELU, acts3[a, c])
                 else:
                     for s in range(GROUP):
                         for c in range(BLOCK):
-                            deltas[s, a, c] *= activation_slope(activation, acts[s, a, c])
+                            deltas[s][a, c] *= activation_slope(activation, acts[s][a, c])
             if group < GROUP:  # a missing sample's deltas stay zero (theta * 0 is NaN for an infinite theta)
-                deltas[group:, a_in:a_in + fan_in] = 0.0
+                for s in range(group, GROUP):
+                    deltas[s][a_in:a_in + fan_in] = 0.0
         p = w
         a_out = a_in
 
@@ -398,7 +382,8 @@ def batch_loss(theta, model, X, Y, order, start, stop, want_grad, grad, work, to
     if ``want_grad``, its gradient into ``grad`` (overwritten).
 
     ``model`` is a :class:`gdsim.models.ModelSpec`; ``work`` the scratch ``(acts, deltas,
-    own)``: ``[GROUP, width, BLOCK]`` twice and ``[BLOCK]``. Callers pass ``start`` and
+    own)``: ``acts`` and ``deltas`` each :data:`GROUP` arrays ``[width, BLOCK]`` (one per
+    sample of a group), ``own`` ``[BLOCK]``. Callers pass ``start`` and
     ``want_grad`` as run-time values (not constants), so that the loss-only and the
     training calls share one compiled function. Compiled with :func:`gdsim._jit.jit_noalias`:
     no two of its arrays may overlap (each is a separate allocation)."""
@@ -421,13 +406,14 @@ def batch_loss(theta, model, X, Y, order, start, stop, want_grad, grad, work, to
         forward_group(theta, model, X, order, first, group, acts)
         for s in range(group):
             r = order[first + s]
-            output_loss(model, acts, s, a_out, Y, r, want_grad, deltas, scale, own)
+            output_loss(model, acts[s], a_out, Y, r, want_grad, deltas[s], scale, own)
             for c in range(BLOCK):
                 total[c] += own[c]
         if want_grad:
             if group < GROUP:  # the missing samples' terms: zeros (see backward)
-                acts[group:] = 0.0
-                deltas[group:] = 0.0
+                for s in range(group, GROUP):
+                    acts[s][:] = 0.0
+                    deltas[s][:] = 0.0
             backward(theta, model, X, order, first, group, acts, deltas, grad)
     if mean:
         for c in range(BLOCK):

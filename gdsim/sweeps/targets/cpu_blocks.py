@@ -13,7 +13,7 @@ from ..._jit import jit, jit_inline
 from ...batches import batch_stop
 from ...kernels import averages, divergence_threshold
 from ...optim import HYPER_ROWS
-from .cpu_lanes import BLOCK, GROUP, batch_loss, mark_diverged, update
+from .cpu_lanes import BLOCK, batch_loss, mark_diverged, update
 from .cpu_line import line_batch_loss, line_sgd_epoch
 
 

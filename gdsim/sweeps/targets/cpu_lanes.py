@@ -343,9 +343,11 @@ def backward(theta, model, X, order, first, group, acts, deltas, grad):
                                                       + d1 * acts1[a + j, c]) + d2 * acts2[a + j, c])
                                                     + d3 * acts3[a + j, c])
         if layer > 0:  # deltas of the layer below, the four samples in each pass
+            relu = activation == RELU
             for o in range(fan_out):
                 d_out = a_out + o
                 row = w + o * fan_in
+                slope = relu and o == fan_out - 1  # ReLU's slope in the last output's pass
                 for i in range(fan_in):
                     a = a_in + i
                     for c in range(BLOCK):
@@ -353,22 +355,17 @@ def backward(theta, model, X, order, first, group, acts, deltas, grad):
                         e0, e1, e2, e3 = deltas0[a, c], deltas1[a, c], deltas2[a, c], deltas3[a, c]
                         if o == 0:  # each sum starts at 0.0, as in train
                             e0, e1, e2, e3 = 0.0, 0.0, 0.0, 0.0
-                        deltas0[a, c] = e0 + t * deltas0[d_out, c]
-                        deltas1[a, c] = e1 + t * deltas1[d_out, c]
-                        deltas2[a, c] = e2 + t * deltas2[d_out, c]
-                        deltas3[a, c] = e3 + t * deltas3[d_out, c]
-            for i in range(fan_in):
-                a = a_in + i
-                if activation == RELU:  # the constant code lets this loop vectorise
-                    for c in range(BLOCK):
-                        deltas0[a, c] *= activation_slope(RELU, acts0[a, c])
-                        deltas1[a, c] *= activation_slope(RELU, acts1[a, c])
-                        deltas2[a, c] *= activation_slope(RELU, acts2[a, c])
-                        deltas3[a, c] *= activation_slope(RELU, acts3[a, c])
-                else:
+                        e0, e1 = e0 + t * deltas0[d_out, c], e1 + t * deltas1[d_out, c]
+                        e2, e3 = e2 + t * deltas2[d_out, c], e3 + t * deltas3[d_out, c]
+                        if slope:  # the constant code lets this loop vectorise
+                            e0, e1 = e0 * activation_slope(RELU, acts0[a, c]), e1 * activation_slope(RELU, acts1[a, c])
+                            e2, e3 = e2 * activation_slope(RELU, acts2[a, c]), e3 * activation_slope(RELU, acts3[a, c])
+                        deltas0[a, c], deltas1[a, c], deltas2[a, c], deltas3[a, c] = e0, e1, e2, e3
+            if not relu:
+                for i in range(fan_in):
                     for s in range(GROUP):
                         for c in range(BLOCK):
-                            deltas[s][a, c] *= activation_slope(activation, acts[s][a, c])
+                            deltas[s][a_in + i, c] *= activation_slope(activation, acts[s][a_in + i, c])
             if group < GROUP:  # a missing sample's deltas stay zero (theta * 0 is NaN for an infinite theta)
                 for s in range(group, GROUP):
                     deltas[s][a_in:a_in + fan_in] = 0.0

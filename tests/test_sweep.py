@@ -138,6 +138,22 @@ def test_a_batch_tail_with_overflowing_activations_equals_train_bit_for_bit():
     np.testing.assert_array_equal(ds.loss.values, result.epoch_loss)
 
 
+def test_a_batch_tail_after_an_output_weight_overflowed_equals_train_bit_for_bit():
+    # The first step sends the output weight to -inf (its gradient overflows; the hidden
+    # weight's does not); the second batch is one sample, a group padded with three. The
+    # padded samples' deltas below the output layer are -inf * 0 = NaN: they must add
+    # nothing. train gives -inf for the hidden weight and bias (NaN would show a padded term).
+    model = gdsim.MLP((1, 1, 1), activation="relu")
+    X = np.array([[1e150], [1e150], [1e150], [1.0]])
+    Y = np.zeros((4, 1))
+    kw = dict(epochs=1, batch_size=3, divergence=None, params0=[1e150, 0.0, 1e-150, 0.0])
+    ds = gdsim.sweep(model, X, Y, lr=1e-300, **kw)
+    result = gdsim.train(model, X, Y, gdsim.SGD(lr=1e-300), **kw)
+    np.testing.assert_array_equal(result.params[:2], [-np.inf, -np.inf])
+    np.testing.assert_array_equal(ds.params.values, result.params)
+    np.testing.assert_array_equal(ds.loss.values, result.epoch_loss)
+
+
 def test_cpu_and_parallel_are_bitwise_equal_for_any_thread_count():
     model, X, Y, kw = grid_for_targets()
     serial = gdsim.sweep(model, X, Y, target="cpu", **kw)

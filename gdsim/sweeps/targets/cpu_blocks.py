@@ -13,7 +13,7 @@ from ..._jit import jit, jit_inline
 from ...batches import batch_stop
 from ...kernels import averages, divergence_threshold
 from ...optim import HYPER_ROWS
-from .cpu_lanes import BLOCK, GROUP, batch_loss, mark_diverged, update
+from .cpu_lanes import BLOCK, batch_loss, mark_diverged, update
 from .cpu_line import line_batch_loss, line_sgd_epoch
 
 
@@ -131,8 +131,13 @@ def block_scratch(model, theta0, epochs):
     block = (np.empty((n_params, BLOCK), dtype=dtype), np.empty((epochs, BLOCK)),
              np.empty((len(HYPER_ROWS), BLOCK)), np.empty((epochs + 1, BLOCK), dtype=dtype),
              np.empty(BLOCK, dtype=np.int64), np.empty(BLOCK))
-    scratch = (np.empty((n_params, BLOCK), dtype=dtype), np.empty((GROUP, width, BLOCK), dtype=dtype),
-               np.empty((GROUP, width, BLOCK), dtype=dtype), np.empty((n_params, BLOCK), dtype=dtype),
+    # acts and deltas: one [width, BLOCK] array per sample of a group (GROUP, 4): separate
+    # arrays, so that batch_loss's loops need no run-time tests that the samples' rows do not overlap
+    acts = (np.empty((width, BLOCK), dtype=dtype), np.empty((width, BLOCK), dtype=dtype),
+            np.empty((width, BLOCK), dtype=dtype), np.empty((width, BLOCK), dtype=dtype))
+    deltas = (np.empty((width, BLOCK), dtype=dtype), np.empty((width, BLOCK), dtype=dtype),
+              np.empty((width, BLOCK), dtype=dtype), np.empty((width, BLOCK), dtype=dtype))
+    scratch = (np.empty((n_params, BLOCK), dtype=dtype), acts, deltas, np.empty((n_params, BLOCK), dtype=dtype),
                np.empty(BLOCK, dtype=dtype), np.empty(BLOCK, dtype=dtype), np.empty(BLOCK),
                np.empty(BLOCK, dtype=np.int64))  # active: int64 rather than bool, cheaper as a vector mask
     return block, scratch

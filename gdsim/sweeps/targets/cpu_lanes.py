@@ -25,12 +25,17 @@ Performance notes (measured on W2 and W3 of ``benchmarks/bench.py``):
 * a loop whose body selects an activation at run time does not vectorise: ReLU, the
   common case, gets its own loop;
 * the model's options (no bias, the NTK parameterization) are tested outside the loops
-  over the runs: torch's standard layers run the same loops as before they existed.
+  over the runs: torch's standard layers run the same loops as before they existed;
+* LLVM vectorises a loop that writes one array and reads another behind run-time tests
+  that they do not overlap, on every entry of the loop: :func:`batch_loss` is compiled
+  with :func:`gdsim._jit.jit_noalias`, and each sample of a group has arrays of its own
+  (``acts[s]``, ``deltas[s]``), so that the loops over the runs need none (the MLP sweep
+  W3 took about 1.2x as long with them).
 """
 
 import math
 
-from ..._jit import jit, jit_inline
+from ..._jit import jit_inline, jit_noalias
 from ...kernels import activate, activation_slope, averages, has_bias, is_diverged, is_ntk, loss_factor, weight_scale
 from ...optim import DAMPENING, MOMENTUM, NESTEROV, WEIGHT_DECAY, sgd_element
 from ...scalar import CROSS_ENTROPY, RELU
@@ -47,17 +52,20 @@ def forward_group(theta, model, X, order, first, group, acts):
     """Forward pass of the ``group`` (1 to :data:`GROUP`) samples ``X[order[first + s]]``
     for every run of a block, all in each pass over the runs.
 
-    ``acts[s, a, c]`` receives every layer's outputs of sample ``s`` for run ``c`` (not the
+    ``acts[s][a, c]`` receives every layer's outputs of sample ``s`` for run ``c`` (not the
     input, which is the same for all runs and read from ``X`` directly), the last layer's
     raw outputs last. Each output's sum runs over the inputs in order, as in
     :func:`gdsim.kernels.forward_sample`; the passes, and the loads of the weights, are
-    shared by the four samples (two inputs per pass). A group of fewer than :data:`GROUP`
-    samples is padded with repeats of its last sample, into ``acts[group:]``, which the
+    shared by the four samples, and each pass takes four inputs (then two, then one),
+    the sums in registers between them (one load and store of an output per four terms).
+    A group of fewer than :data:`GROUP` samples is padded with repeats of its last
+    sample, into ``acts[s]`` for ``s >= group``, which the
     caller ignores: each sample's numbers are computed on their own, so the real samples'
     are the same, and one loop nest serves every group (compiling a second, one-sample
     forward pass for the tail of a batch cost 0.5-0.9 s of a cold MLP sweep's compile).
     """
     sizes, activation, _, _, layer_code = model
+    acts0, acts1, acts2, acts3 = acts  # one array per sample
     bias = has_bias(layer_code)
     ntk = is_ntk(layer_code)
     n_layers = sizes.shape[0] - 1
@@ -78,95 +86,113 @@ def forward_group(theta, model, X, order, first, group, acts):
         for o in range(fan_out):
             out = a_out + o
             row = w + o * fan_in
-            for c in range(BLOCK):
-                acts[0, out, c] = 0.0
-                acts[1, out, c] = 0.0
-                acts[2, out, c] = 0.0
-                acts[3, out, c] = 0.0
-            for i in range(0, fan_in - 1, 2):
-                t = row + i
+            # The inputs in order, four per pass (then two, then one): each output stored once a pass;
+            # the first pass starts the sums (no pass of zeros)
+            n4 = fan_in - fan_in % 4
+            for i in range(0, n4, 4):
                 if layer == 0:
-                    x00 = X[r0, i]
-                    x01 = X[r0, i + 1]
-                    x10 = X[r1, i]
-                    x11 = X[r1, i + 1]
-                    x20 = X[r2, i]
-                    x21 = X[r2, i + 1]
-                    x30 = X[r3, i]
-                    x31 = X[r3, i + 1]
                     for c in range(BLOCK):
-                        t0 = theta[t, c]
-                        t1 = theta[t + 1, c]
-                        acts[0, out, c] = (acts[0, out, c] + t0 * x00) + t1 * x01
-                        acts[1, out, c] = (acts[1, out, c] + t0 * x10) + t1 * x11
-                        acts[2, out, c] = (acts[2, out, c] + t0 * x20) + t1 * x21
-                        acts[3, out, c] = (acts[3, out, c] + t0 * x30) + t1 * x31
+                        z0, z1, z2, z3 = acts0[out, c], acts1[out, c], acts2[out, c], acts3[out, c]
+                        if i == 0:  # each sum starts at 0.0 (a select: the loop stays one loop)
+                            z0, z1, z2, z3 = 0.0, 0.0, 0.0, 0.0
+                        for j in range(4):  # unrolled by LLVM; the inputs' loads leave the loop over c
+                            t = theta[row + i + j, c]
+                            z0, z1 = z0 + t * X[r0, i + j], z1 + t * X[r1, i + j]
+                            z2, z3 = z2 + t * X[r2, i + j], z3 + t * X[r3, i + j]
+                        acts0[out, c], acts1[out, c], acts2[out, c], acts3[out, c] = z0, z1, z2, z3
                 else:
                     a = a_in + i
                     for c in range(BLOCK):
-                        t0 = theta[t, c]
-                        t1 = theta[t + 1, c]
-                        acts[0, out, c] = (acts[0, out, c] + t0 * acts[0, a, c]) + t1 * acts[0, a + 1, c]
-                        acts[1, out, c] = (acts[1, out, c] + t0 * acts[1, a, c]) + t1 * acts[1, a + 1, c]
-                        acts[2, out, c] = (acts[2, out, c] + t0 * acts[2, a, c]) + t1 * acts[2, a + 1, c]
-                        acts[3, out, c] = (acts[3, out, c] + t0 * acts[3, a, c]) + t1 * acts[3, a + 1, c]
-            if fan_in % 2 == 1:  # the last input
-                t = row + fan_in - 1
+                        z0, z1, z2, z3 = acts0[out, c], acts1[out, c], acts2[out, c], acts3[out, c]
+                        if i == 0:  # each sum starts at 0.0 (a select: the loop stays one loop)
+                            z0, z1, z2, z3 = 0.0, 0.0, 0.0, 0.0
+                        for j in range(4):
+                            t = theta[row + i + j, c]
+                            z0, z1 = z0 + t * acts0[a + j, c], z1 + t * acts1[a + j, c]
+                            z2, z3 = z2 + t * acts2[a + j, c], z3 + t * acts3[a + j, c]
+                        acts0[out, c], acts1[out, c], acts2[out, c], acts3[out, c] = z0, z1, z2, z3
+            for i in range(n4, fan_in - 1, 2):  # at most one pass
                 if layer == 0:
-                    x0 = X[r0, fan_in - 1]
-                    x1 = X[r1, fan_in - 1]
-                    x2 = X[r2, fan_in - 1]
-                    x3 = X[r3, fan_in - 1]
                     for c in range(BLOCK):
-                        t0 = theta[t, c]
-                        acts[0, out, c] += t0 * x0
-                        acts[1, out, c] += t0 * x1
-                        acts[2, out, c] += t0 * x2
-                        acts[3, out, c] += t0 * x3
+                        z0, z1, z2, z3 = acts0[out, c], acts1[out, c], acts2[out, c], acts3[out, c]
+                        if i == 0:  # each sum starts at 0.0 (a select: the loop stays one loop)
+                            z0, z1, z2, z3 = 0.0, 0.0, 0.0, 0.0
+                        for j in range(2):  # unrolled by LLVM; the inputs' loads leave the loop over c
+                            t = theta[row + i + j, c]
+                            z0, z1 = z0 + t * X[r0, i + j], z1 + t * X[r1, i + j]
+                            z2, z3 = z2 + t * X[r2, i + j], z3 + t * X[r3, i + j]
+                        acts0[out, c], acts1[out, c], acts2[out, c], acts3[out, c] = z0, z1, z2, z3
                 else:
-                    a = a_in + fan_in - 1
+                    a = a_in + i
                     for c in range(BLOCK):
-                        t0 = theta[t, c]
-                        acts[0, out, c] += t0 * acts[0, a, c]
-                        acts[1, out, c] += t0 * acts[1, a, c]
-                        acts[2, out, c] += t0 * acts[2, a, c]
-                        acts[3, out, c] += t0 * acts[3, a, c]
+                        z0, z1, z2, z3 = acts0[out, c], acts1[out, c], acts2[out, c], acts3[out, c]
+                        if i == 0:  # each sum starts at 0.0 (a select: the loop stays one loop)
+                            z0, z1, z2, z3 = 0.0, 0.0, 0.0, 0.0
+                        for j in range(2):
+                            t = theta[row + i + j, c]
+                            z0, z1 = z0 + t * acts0[a + j, c], z1 + t * acts1[a + j, c]
+                            z2, z3 = z2 + t * acts2[a + j, c], z3 + t * acts3[a + j, c]
+                        acts0[out, c], acts1[out, c], acts2[out, c], acts3[out, c] = z0, z1, z2, z3
+            if fan_in % 2 == 1:
+                i = fan_in - 1
+                if layer == 0:
+                    for c in range(BLOCK):
+                        z0, z1, z2, z3 = acts0[out, c], acts1[out, c], acts2[out, c], acts3[out, c]
+                        if i == 0:  # each sum starts at 0.0 (a select: the loop stays one loop)
+                            z0, z1, z2, z3 = 0.0, 0.0, 0.0, 0.0
+                        for j in range(1):  # unrolled by LLVM; the inputs' loads leave the loop over c
+                            t = theta[row + i + j, c]
+                            z0, z1 = z0 + t * X[r0, i + j], z1 + t * X[r1, i + j]
+                            z2, z3 = z2 + t * X[r2, i + j], z3 + t * X[r3, i + j]
+                        acts0[out, c], acts1[out, c], acts2[out, c], acts3[out, c] = z0, z1, z2, z3
+                else:
+                    a = a_in + i
+                    for c in range(BLOCK):
+                        z0, z1, z2, z3 = acts0[out, c], acts1[out, c], acts2[out, c], acts3[out, c]
+                        if i == 0:  # each sum starts at 0.0 (a select: the loop stays one loop)
+                            z0, z1, z2, z3 = 0.0, 0.0, 0.0, 0.0
+                        for j in range(1):
+                            t = theta[row + i + j, c]
+                            z0, z1 = z0 + t * acts0[a + j, c], z1 + t * acts1[a + j, c]
+                            z2, z3 = z2 + t * acts2[a + j, c], z3 + t * acts3[a + j, c]
+                        acts0[out, c], acts1[out, c], acts2[out, c], acts3[out, c] = z0, z1, z2, z3
             if ntk:
                 for s in range(GROUP):
                     for c in range(BLOCK):
-                        acts[s, out, c] = acts[s, out, c] * scale
+                        acts[s][out, c] = acts[s][out, c] * scale
             if not bias:
                 if hidden:
                     for s in range(GROUP):
                         for c in range(BLOCK):
-                            acts[s, out, c] = activate(activation, acts[s, out, c])
+                            acts[s][out, c] = activate(activation, acts[s][out, c])
             elif not hidden:
                 for c in range(BLOCK):
                     b_o = theta[b + o, c]
-                    acts[0, out, c] += b_o
-                    acts[1, out, c] += b_o
-                    acts[2, out, c] += b_o
-                    acts[3, out, c] += b_o
+                    acts0[out, c] += b_o
+                    acts1[out, c] += b_o
+                    acts2[out, c] += b_o
+                    acts3[out, c] += b_o
             elif activation == RELU:  # the constant code lets this loop vectorise
                 for c in range(BLOCK):
                     b_o = theta[b + o, c]
-                    acts[0, out, c] = activate(RELU, acts[0, out, c] + b_o)
-                    acts[1, out, c] = activate(RELU, acts[1, out, c] + b_o)
-                    acts[2, out, c] = activate(RELU, acts[2, out, c] + b_o)
-                    acts[3, out, c] = activate(RELU, acts[3, out, c] + b_o)
+                    acts0[out, c] = activate(RELU, acts0[out, c] + b_o)
+                    acts1[out, c] = activate(RELU, acts1[out, c] + b_o)
+                    acts2[out, c] = activate(RELU, acts2[out, c] + b_o)
+                    acts3[out, c] = activate(RELU, acts3[out, c] + b_o)
             else:
                 for s in range(GROUP):
                     for c in range(BLOCK):
-                        acts[s, out, c] = activate(activation, acts[s, out, c] + theta[b + o, c])
+                        acts[s][out, c] = activate(activation, acts[s][out, c] + theta[b + o, c])
         w = b + fan_out if bias else b
         a_in = a_out
         a_out += fan_out
 
 
 @jit_inline
-def output_loss(model, acts, s, a_out, Y, r, want_grad, deltas, scale, own):
+def output_loss(model, acts, a_out, Y, r, want_grad, deltas, scale, own):
     """Each run's own loss of sample ``r`` into ``own[c]`` and, if ``want_grad``,
-    ``scale`` times its gradient with respect to the outputs into ``deltas[s, a_out:]``.
+    ``scale`` times its gradient with respect to the outputs into ``deltas[a_out:]``
+    (``acts`` and ``deltas``: the sample's ``[width, BLOCK]`` arrays).
 
     Same operations as :func:`gdsim.kernels.output_loss`, one run per lane.
     """
@@ -174,28 +200,28 @@ def output_loss(model, acts, s, a_out, Y, r, want_grad, deltas, scale, own):
     n_out = sizes[sizes.shape[0] - 1]
     if loss == CROSS_ENTROPY:
         label = int(Y[r, 0])
-        top = a_out  # deltas[s, a_out] is scratch for the running maximum until the gradient is written
+        top = a_out  # deltas[a_out] is scratch for the running maximum until the gradient is written
         for c in range(BLOCK):
-            deltas[s, top, c] = acts[s, a_out, c]
+            deltas[top, c] = acts[a_out, c]
         for k in range(1, n_out):
             for c in range(BLOCK):
-                if acts[s, a_out + k, c] > deltas[s, top, c]:
-                    deltas[s, top, c] = acts[s, a_out + k, c]
+                if acts[a_out + k, c] > deltas[top, c]:
+                    deltas[top, c] = acts[a_out + k, c]
         for c in range(BLOCK):
             own[c] = 0.0
         for k in range(n_out):
             for c in range(BLOCK):
-                own[c] += math.exp(acts[s, a_out + k, c] - deltas[s, top, c])
+                own[c] += math.exp(acts[a_out + k, c] - deltas[top, c])
         for c in range(BLOCK):
-            own[c] = deltas[s, top, c] + math.log(own[c])  # log of the softmax's normaliser
+            own[c] = deltas[top, c] + math.log(own[c])  # log of the softmax's normaliser
         if want_grad:
             for k in range(n_out):
                 for c in range(BLOCK):
-                    deltas[s, a_out + k, c] = scale * math.exp(acts[s, a_out + k, c] - own[c])
+                    deltas[a_out + k, c] = scale * math.exp(acts[a_out + k, c] - own[c])
             for c in range(BLOCK):
-                deltas[s, a_out + label, c] -= scale
+                deltas[a_out + label, c] -= scale
         for c in range(BLOCK):
-            own[c] = own[c] - acts[s, a_out + label, c]
+            own[c] = own[c] - acts[a_out + label, c]
         return
     factor = loss_factor(reduction)  # 0.5 for the half reductions (1.0 changes no bit)
     mean_outputs = factor / n_out if averages(reduction) else factor
@@ -205,12 +231,12 @@ def output_loss(model, acts, s, a_out, Y, r, want_grad, deltas, scale, own):
         y = Y[r, k]
         if want_grad:
             for c in range(BLOCK):
-                residual = acts[s, a_out + k, c] - y
+                residual = acts[a_out + k, c] - y
                 own[c] += residual * residual
-                deltas[s, a_out + k, c] = scale * 2.0 * mean_outputs * residual
+                deltas[a_out + k, c] = scale * 2.0 * mean_outputs * residual
         else:
             for c in range(BLOCK):
-                residual = acts[s, a_out + k, c] - y
+                residual = acts[a_out + k, c] - y
                 own[c] += residual * residual
     for c in range(BLOCK):
         own[c] = mean_outputs * own[c]
@@ -225,15 +251,21 @@ def backward(theta, model, X, order, first, group, acts, deltas, grad):
     the samples' terms in sample order, and every delta its terms in the order of
     :func:`gdsim.kernels.backward_sample`, so the numbers are those of one sample after
     the other; the group's four terms are added in one pass over the runs, keeping the
-    partial sum in a register (one store per four terms instead of one per term). A group
-    of fewer than :data:`GROUP` samples needs ``acts[group:]`` and ``deltas[group:]`` zero
+    partial sum in a register (one store per four terms instead of one per term), and
+    four inputs share a pass (each delta loaded once for four gradients). The deltas of
+    the layer below also take the four samples in each pass. A group
+    of fewer than :data:`GROUP` samples needs ``acts[s]`` and ``deltas[s]`` zero for ``s >= group``
     (see :func:`batch_loss`): a missing sample's terms are then zeros times finite numbers
     (its input row repeats the last sample's; the inputs are finite), and adding a zero
-    leaves a sum bit for bit as it is (a sum that starts at +0 is never -0). Under the NTK
+    leaves a sum bit for bit as it is (a sum that starts at +0 is never -0); its deltas
+    below, computed too, are zeroed again (an infinite weight times its zero delta is
+    NaN). Under the NTK
     parameterization an output's deltas are scaled by ``1/sqrt(fan_in)`` after its bias
     gradient, as in :func:`gdsim.kernels.backward_sample`.
     """
     sizes, activation, _, _, layer_code = model
+    acts0, acts1, acts2, acts3 = acts  # one array per sample
+    deltas0, deltas1, deltas2, deltas3 = deltas
     bias = has_bias(layer_code)
     ntk = is_ntk(layer_code)
     n_layers = sizes.shape[0] - 1
@@ -259,68 +291,104 @@ def backward(theta, model, X, order, first, group, acts, deltas, grad):
             if bias:
                 for c in range(BLOCK):
                     g = grad[b + o, c]
-                    g += deltas[0, d_out, c]
-                    g += deltas[1, d_out, c]
-                    g += deltas[2, d_out, c]
-                    g += deltas[3, d_out, c]
+                    g += deltas0[d_out, c]
+                    g += deltas1[d_out, c]
+                    g += deltas2[d_out, c]
+                    g += deltas3[d_out, c]
                     grad[b + o, c] = g
             if ntk:
                 for s in range(group):
                     for c in range(BLOCK):
-                        deltas[s, d_out, c] = deltas[s, d_out, c] * scale
-            for i in range(fan_in):
+                        deltas[s][d_out, c] = deltas[s][d_out, c] * scale
+            n4 = fan_in - fan_in % 4
+            for i in range(0, n4, 4):  # four inputs per pass: each delta loaded once for four gradients
                 if layer == 0:
-                    x0 = X[r0, i]
-                    x1 = X[r1, i]
-                    x2 = X[r2, i]
-                    x3 = X[r3, i]
                     for c in range(BLOCK):
-                        g = grad[row + i, c]
-                        g += deltas[0, d_out, c] * x0
-                        g += deltas[1, d_out, c] * x1
-                        g += deltas[2, d_out, c] * x2
-                        g += deltas[3, d_out, c] * x3
-                        grad[row + i, c] = g
+                        d0, d1, d2, d3 = deltas0[d_out, c], deltas1[d_out, c], deltas2[d_out, c], deltas3[d_out, c]
+                        for j in range(4):  # the inputs' loads leave the loop (X is not written)
+                            grad[row + i + j, c] = ((((grad[row + i + j, c] + d0 * X[r0, i + j]) + d1 * X[r1, i + j])
+                                                     + d2 * X[r2, i + j]) + d3 * X[r3, i + j])
                 else:
                     a = a_in + i
                     for c in range(BLOCK):
-                        g = grad[row + i, c]
-                        g += deltas[0, d_out, c] * acts[0, a, c]
-                        g += deltas[1, d_out, c] * acts[1, a, c]
-                        g += deltas[2, d_out, c] * acts[2, a, c]
-                        g += deltas[3, d_out, c] * acts[3, a, c]
-                        grad[row + i, c] = g
-        if layer > 0:  # deltas of the layer below, sample by sample
-            for s in range(group):
-                for i in range(fan_in):
+                        d0, d1, d2, d3 = deltas0[d_out, c], deltas1[d_out, c], deltas2[d_out, c], deltas3[d_out, c]
+                        for j in range(4):
+                            grad[row + i + j, c] = ((((grad[row + i + j, c] + d0 * acts0[a + j, c])
+                                                      + d1 * acts1[a + j, c]) + d2 * acts2[a + j, c])
+                                                    + d3 * acts3[a + j, c])
+            for i in range(n4, fan_in - 1, 2):  # two more inputs (at most one pass)
+                if layer == 0:
                     for c in range(BLOCK):
-                        deltas[s, a_in + i, c] = 0.0
-                for o in range(fan_out):
-                    d_out = a_out + o
-                    row = w + o * fan_in
-                    for i in range(fan_in):
-                        for c in range(BLOCK):
-                            deltas[s, a_in + i, c] += theta[row + i, c] * deltas[s, d_out, c]
+                        d0, d1, d2, d3 = deltas0[d_out, c], deltas1[d_out, c], deltas2[d_out, c], deltas3[d_out, c]
+                        for j in range(2):  # the inputs' loads leave the loop (X is not written)
+                            grad[row + i + j, c] = ((((grad[row + i + j, c] + d0 * X[r0, i + j]) + d1 * X[r1, i + j])
+                                                     + d2 * X[r2, i + j]) + d3 * X[r3, i + j])
+                else:
+                    a = a_in + i
+                    for c in range(BLOCK):
+                        d0, d1, d2, d3 = deltas0[d_out, c], deltas1[d_out, c], deltas2[d_out, c], deltas3[d_out, c]
+                        for j in range(2):
+                            grad[row + i + j, c] = ((((grad[row + i + j, c] + d0 * acts0[a + j, c])
+                                                      + d1 * acts1[a + j, c]) + d2 * acts2[a + j, c])
+                                                    + d3 * acts3[a + j, c])
+            if fan_in % 2 == 1:  # the last input
+                i = fan_in - 1
+                if layer == 0:
+                    for c in range(BLOCK):
+                        d0, d1, d2, d3 = deltas0[d_out, c], deltas1[d_out, c], deltas2[d_out, c], deltas3[d_out, c]
+                        for j in range(1):  # the inputs' loads leave the loop (X is not written)
+                            grad[row + i + j, c] = ((((grad[row + i + j, c] + d0 * X[r0, i + j]) + d1 * X[r1, i + j])
+                                                     + d2 * X[r2, i + j]) + d3 * X[r3, i + j])
+                else:
+                    a = a_in + i
+                    for c in range(BLOCK):
+                        d0, d1, d2, d3 = deltas0[d_out, c], deltas1[d_out, c], deltas2[d_out, c], deltas3[d_out, c]
+                        for j in range(1):
+                            grad[row + i + j, c] = ((((grad[row + i + j, c] + d0 * acts0[a + j, c])
+                                                      + d1 * acts1[a + j, c]) + d2 * acts2[a + j, c])
+                                                    + d3 * acts3[a + j, c])
+        if layer > 0:  # deltas of the layer below, the four samples in each pass
+            relu = activation == RELU
+            for o in range(fan_out):
+                d_out = a_out + o
+                row = w + o * fan_in
+                slope = relu and o == fan_out - 1  # ReLU's slope in the last output's pass
                 for i in range(fan_in):
-                    if activation == RELU:  # the constant code lets this loop vectorise
+                    a = a_in + i
+                    for c in range(BLOCK):
+                        t = theta[row + i, c]
+                        e0, e1, e2, e3 = deltas0[a, c], deltas1[a, c], deltas2[a, c], deltas3[a, c]
+                        if o == 0:  # each sum starts at 0.0, as in train
+                            e0, e1, e2, e3 = 0.0, 0.0, 0.0, 0.0
+                        e0, e1 = e0 + t * deltas0[d_out, c], e1 + t * deltas1[d_out, c]
+                        e2, e3 = e2 + t * deltas2[d_out, c], e3 + t * deltas3[d_out, c]
+                        if slope:  # the constant code lets this loop vectorise
+                            e0, e1 = e0 * activation_slope(RELU, acts0[a, c]), e1 * activation_slope(RELU, acts1[a, c])
+                            e2, e3 = e2 * activation_slope(RELU, acts2[a, c]), e3 * activation_slope(RELU, acts3[a, c])
+                        deltas0[a, c], deltas1[a, c], deltas2[a, c], deltas3[a, c] = e0, e1, e2, e3
+            if not relu:
+                for i in range(fan_in):
+                    for s in range(GROUP):
                         for c in range(BLOCK):
-                            deltas[s, a_in + i, c] *= activation_slope(RELU, acts[s, a_in + i, c])
-                    else:
-                        for c in range(BLOCK):
-                            deltas[s, a_in + i, c] *= activation_slope(activation, acts[s, a_in + i, c])
+                            deltas[s][a_in + i, c] *= activation_slope(activation, acts[s][a_in + i, c])
+            if group < GROUP:  # a missing sample's deltas stay zero (theta * 0 is NaN for an infinite theta)
+                for s in range(group, GROUP):
+                    deltas[s][a_in:a_in + fan_in] = 0.0
         p = w
         a_out = a_in
 
 
-@jit
+@jit_noalias
 def batch_loss(theta, model, X, Y, order, start, stop, want_grad, grad, work, total):
     """Reduced loss of the batch ``X[order[start:stop]]`` for every run into ``total`` and,
     if ``want_grad``, its gradient into ``grad`` (overwritten).
 
     ``model`` is a :class:`gdsim.models.ModelSpec`; ``work`` the scratch ``(acts, deltas,
-    own)``: ``[GROUP, width, BLOCK]`` twice and ``[BLOCK]``. Callers pass ``start`` and
+    own)``: ``acts`` and ``deltas`` each :data:`GROUP` arrays ``[width, BLOCK]`` (one per
+    sample of a group), ``own`` ``[BLOCK]``. Callers pass ``start`` and
     ``want_grad`` as run-time values (not constants), so that the loss-only and the
-    training calls share one compiled function."""
+    training calls share one compiled function. Compiled with :func:`gdsim._jit.jit_noalias`:
+    no two of its arrays may overlap (each is a separate allocation)."""
     sizes = model.sizes
     mean = averages(model.reduction)
     acts, deltas, own = work
@@ -340,13 +408,14 @@ def batch_loss(theta, model, X, Y, order, start, stop, want_grad, grad, work, to
         forward_group(theta, model, X, order, first, group, acts)
         for s in range(group):
             r = order[first + s]
-            output_loss(model, acts, s, a_out, Y, r, want_grad, deltas, scale, own)
+            output_loss(model, acts[s], a_out, Y, r, want_grad, deltas[s], scale, own)
             for c in range(BLOCK):
                 total[c] += own[c]
         if want_grad:
             if group < GROUP:  # the missing samples' terms: zeros (see backward)
-                acts[group:] = 0.0
-                deltas[group:] = 0.0
+                for s in range(group, GROUP):
+                    acts[s][:] = 0.0
+                    deltas[s][:] = 0.0
             backward(theta, model, X, order, first, group, acts, deltas, grad)
     if mean:
         for c in range(BLOCK):

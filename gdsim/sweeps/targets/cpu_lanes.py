@@ -33,7 +33,7 @@ import math
 from ..._jit import jit, jit_inline
 from ...kernels import activate, activation_slope, averages, has_bias, is_diverged, is_ntk, loss_factor, weight_scale
 from ...optim import DAMPENING, MOMENTUM, NESTEROV, WEIGHT_DECAY, sgd_element
-from ...scalar import CROSS_ENTROPY, RELU
+from ...scalar import CROSS_ENTROPY, MSE, RELU, STANDARD
 
 #: Runs per block.
 BLOCK = 128
@@ -42,8 +42,20 @@ BLOCK = 128
 GROUP = 4
 
 
+def plain_model(model):
+    """True for the common MLP, which :func:`batch_loss` compiles on its own (``plain``):
+    MSE, torch's standard layers with biases, and ReLU hidden layers (or none).
+
+    Parameters
+    ----------
+    model : gdsim.models.ModelSpec
+    """
+    relu = model.sizes.shape[0] == 2 or model.activation == RELU
+    return bool(model.loss == MSE and model.layer_code == STANDARD and relu)
+
+
 @jit_inline
-def forward_group(theta, model, X, order, first, group, acts):
+def forward_group(theta, model, X, order, first, group, acts, plain):
     """Forward pass of the ``group`` (1 to :data:`GROUP`) samples ``X[order[first + s]]``
     for every run of a block, all in each pass over the runs.
 
@@ -56,6 +68,7 @@ def forward_group(theta, model, X, order, first, group, acts):
     caller ignores: each sample's numbers are computed on their own, so the real samples'
     are the same, and one loop nest serves every group (compiling a second, one-sample
     forward pass for the tail of a batch cost 0.5-0.9 s of a cold MLP sweep's compile).
+    ``plain``: see :func:`batch_loss`.
     """
     sizes, activation, _, _, layer_code = model
     bias = has_bias(layer_code)
@@ -131,11 +144,11 @@ def forward_group(theta, model, X, order, first, group, acts):
                         acts[1, out, c] += t0 * acts[1, a, c]
                         acts[2, out, c] += t0 * acts[2, a, c]
                         acts[3, out, c] += t0 * acts[3, a, c]
-            if ntk:
+            if plain is None and ntk:
                 for s in range(GROUP):
                     for c in range(BLOCK):
                         acts[s, out, c] = acts[s, out, c] * scale
-            if not bias:
+            if plain is None and not bias:
                 if hidden:
                     for s in range(GROUP):
                         for c in range(BLOCK):
@@ -147,7 +160,7 @@ def forward_group(theta, model, X, order, first, group, acts):
                     acts[1, out, c] += b_o
                     acts[2, out, c] += b_o
                     acts[3, out, c] += b_o
-            elif activation == RELU:  # the constant code lets this loop vectorise
+            elif plain is not None or activation == RELU:  # the constant code lets this loop vectorise
                 for c in range(BLOCK):
                     b_o = theta[b + o, c]
                     acts[0, out, c] = activate(RELU, acts[0, out, c] + b_o)
@@ -164,15 +177,16 @@ def forward_group(theta, model, X, order, first, group, acts):
 
 
 @jit_inline
-def output_loss(model, acts, s, a_out, Y, r, want_grad, deltas, scale, own):
+def output_loss(model, acts, s, a_out, Y, r, want_grad, deltas, scale, own, plain):
     """Each run's own loss of sample ``r`` into ``own[c]`` and, if ``want_grad``,
     ``scale`` times its gradient with respect to the outputs into ``deltas[s, a_out:]``.
 
-    Same operations as :func:`gdsim.kernels.output_loss`, one run per lane.
+    Same operations as :func:`gdsim.kernels.output_loss`, one run per lane. ``plain``: see
+    :func:`batch_loss`.
     """
     sizes, _, loss, reduction, _ = model
     n_out = sizes[sizes.shape[0] - 1]
-    if loss == CROSS_ENTROPY:
+    if plain is None and loss == CROSS_ENTROPY:
         label = int(Y[r, 0])
         top = a_out  # deltas[s, a_out] is scratch for the running maximum until the gradient is written
         for c in range(BLOCK):
@@ -217,7 +231,7 @@ def output_loss(model, acts, s, a_out, Y, r, want_grad, deltas, scale, own):
 
 
 @jit_inline
-def backward(theta, model, X, order, first, group, acts, deltas, grad):
+def backward(theta, model, X, order, first, group, acts, deltas, grad, plain):
     """Back-propagate the output deltas of the ``group`` (at most :data:`GROUP`) samples
     ``X[order[first + s]]`` and add each run's gradient to ``grad``.
 
@@ -231,7 +245,7 @@ def backward(theta, model, X, order, first, group, acts, deltas, grad):
     (its input row repeats the last sample's; the inputs are finite), and adding a zero
     leaves a sum bit for bit as it is (a sum that starts at +0 is never -0). Under the NTK
     parameterization an output's deltas are scaled by ``1/sqrt(fan_in)`` after its bias
-    gradient, as in :func:`gdsim.kernels.backward_sample`.
+    gradient, as in :func:`gdsim.kernels.backward_sample`. ``plain``: see :func:`batch_loss`.
     """
     sizes, activation, _, _, layer_code = model
     bias = has_bias(layer_code)
@@ -256,7 +270,7 @@ def backward(theta, model, X, order, first, group, acts, deltas, grad):
         for o in range(fan_out):
             d_out = a_out + o
             row = w + o * fan_in
-            if bias:
+            if plain is not None or bias:
                 for c in range(BLOCK):
                     g = grad[b + o, c]
                     g += deltas[0, d_out, c]
@@ -264,7 +278,7 @@ def backward(theta, model, X, order, first, group, acts, deltas, grad):
                     g += deltas[2, d_out, c]
                     g += deltas[3, d_out, c]
                     grad[b + o, c] = g
-            if ntk:
+            if plain is None and ntk:
                 for s in range(group):
                     for c in range(BLOCK):
                         deltas[s, d_out, c] = deltas[s, d_out, c] * scale
@@ -302,7 +316,7 @@ def backward(theta, model, X, order, first, group, acts, deltas, grad):
                         for c in range(BLOCK):
                             deltas[s, a_in + i, c] += theta[row + i, c] * deltas[s, d_out, c]
                 for i in range(fan_in):
-                    if activation == RELU:  # the constant code lets this loop vectorise
+                    if plain is not None or activation == RELU:  # the constant code lets this loop vectorise
                         for c in range(BLOCK):
                             deltas[s, a_in + i, c] *= activation_slope(RELU, acts[s, a_in + i, c])
                     else:
@@ -313,14 +327,20 @@ def backward(theta, model, X, order, first, group, acts, deltas, grad):
 
 
 @jit
-def batch_loss(theta, model, X, Y, order, start, stop, want_grad, grad, work, total):
+def batch_loss(theta, model, X, Y, order, start, stop, want_grad, grad, work, total, plain):
     """Reduced loss of the batch ``X[order[start:stop]]`` for every run into ``total`` and,
     if ``want_grad``, its gradient into ``grad`` (overwritten).
 
     ``model`` is a :class:`gdsim.models.ModelSpec`; ``work`` the scratch ``(acts, deltas,
     own)``: ``[GROUP, width, BLOCK]`` twice and ``[BLOCK]``. Callers pass ``start`` and
     ``want_grad`` as run-time values (not constants), so that the loss-only and the
-    training calls share one compiled function."""
+    training calls share one compiled function.
+
+    ``plain`` (a constant: True or None, see :func:`plain_model`) True compiles the kernels
+    for a :func:`plain_model` only, without the loops of the other options (cross-entropy,
+    no bias, the NTK parameterization, an activation other than ReLU): a third less to
+    compile in a cold MLP sweep; None compiles them for any model. Numba prunes the
+    ``plain is None`` branches before compiling."""
     sizes = model.sizes
     mean = averages(model.reduction)
     acts, deltas, own = work
@@ -337,17 +357,17 @@ def batch_loss(theta, model, X, Y, order, start, stop, want_grad, grad, work, to
         total[c] = 0.0
     for first in range(start, stop, GROUP):
         group = min(GROUP, stop - first)
-        forward_group(theta, model, X, order, first, group, acts)
+        forward_group(theta, model, X, order, first, group, acts, plain)
         for s in range(group):
             r = order[first + s]
-            output_loss(model, acts, s, a_out, Y, r, want_grad, deltas, scale, own)
+            output_loss(model, acts, s, a_out, Y, r, want_grad, deltas, scale, own, plain)
             for c in range(BLOCK):
                 total[c] += own[c]
         if want_grad:
             if group < GROUP:  # the missing samples' terms: zeros (see backward)
                 acts[group:] = 0.0
                 deltas[group:] = 0.0
-            backward(theta, model, X, order, first, group, acts, deltas, grad)
+            backward(theta, model, X, order, first, group, acts, deltas, grad, plain)
     if mean:
         for c in range(BLOCK):
             total[c] = total[c] / (stop - start)

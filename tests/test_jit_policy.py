@@ -4,6 +4,7 @@ import math
 import pathlib
 import re
 
+import numba
 import numpy as np
 
 import gdsim
@@ -39,3 +40,25 @@ def test_float_division_by_zero_does_not_raise():
         return a / b
 
     assert divide(1.0, 0.0) == np.inf and np.isnan(divide(0.0, 0.0))
+
+
+def test_inlining_a_gdsim_function_keeps_its_scope_and_its_results():
+    # gdsim's inline="always" functions are copied into their callers without a copy of
+    # their scope per block (the quadratic part of Numba's inliner); other packages'
+    # functions the usual way. batch_stop's values come from its definition.
+    from gdsim.batches import batch_stop
+
+    foreign = numba.njit(inline="always")(lambda a, b: a - b)
+
+    def last_stops(n, batch_size):
+        return batch_stop(0, n, batch_size, False), batch_stop(n - 1, n, batch_size, True)
+
+    def difference(a, b):
+        return foreign(a, b)
+
+    before = _jit._InlinerCopy.shared
+    assert _jit.jit(last_stops)(10, 4) == (4, 9)
+    assert _jit._InlinerCopy.shared > before
+    before = _jit._InlinerCopy.shared
+    assert _jit.jit(difference)(7, 2) == 5
+    assert _jit._InlinerCopy.shared == before

@@ -71,8 +71,8 @@ def forward_group(theta, model, X, order, first, group, acts, plain):
     ``plain``: see :func:`batch_loss`.
     """
     sizes, activation, _, _, layer_code = model
-    bias = has_bias(layer_code)
-    ntk = is_ntk(layer_code)
+    bias = plain is not None or has_bias(layer_code)  # a plain build calls (compiles) none of the three
+    ntk = plain is None and is_ntk(layer_code)
     n_layers = sizes.shape[0] - 1
     w = 0
     a_in = 0
@@ -87,7 +87,7 @@ def forward_group(theta, model, X, order, first, group, acts, plain):
         fan_out = sizes[layer + 1]
         b = w + fan_in * fan_out
         hidden = layer < n_layers - 1
-        scale = weight_scale(layer_code, fan_in)
+        scale = 1.0 if plain is not None else weight_scale(layer_code, fan_in)
         for o in range(fan_out):
             out = a_out + o
             row = w + o * fan_in
@@ -248,8 +248,8 @@ def backward(theta, model, X, order, first, group, acts, deltas, grad, plain):
     gradient, as in :func:`gdsim.kernels.backward_sample`. ``plain``: see :func:`batch_loss`.
     """
     sizes, activation, _, _, layer_code = model
-    bias = has_bias(layer_code)
-    ntk = is_ntk(layer_code)
+    bias = plain is not None or has_bias(layer_code)  # a plain build calls (compiles) none of the three
+    ntk = plain is None and is_ntk(layer_code)
     n_layers = sizes.shape[0] - 1
     p = theta.shape[0]
     a_out = 0
@@ -266,7 +266,7 @@ def backward(theta, model, X, order, first, group, acts, deltas, grad, plain):
         b = p - fan_out if bias else p
         w = b - fan_in * fan_out
         a_in = a_out - fan_in
-        scale = weight_scale(layer_code, fan_in)
+        scale = 1.0 if plain is not None else weight_scale(layer_code, fan_in)
         for o in range(fan_out):
             d_out = a_out + o
             row = w + o * fan_in

@@ -6,7 +6,10 @@ order: for each layer ``l`` (``sizes[l]`` inputs, ``sizes[l+1]`` outputs) the we
 model has ``bias=False``). A ``Linear`` model is the one-layer case ``sizes = [n_in, n_out]``.
 
 They are ordinary ``numba.njit`` functions and can be called from users' own ``@njit``
-code. The model is described by plain arguments, which :class:`gdsim.MLP` provides as
+code; the per-sample and batch ones (:func:`forward_sample` to :func:`batch_loss_grad`)
+are inlined into compiled callers (``inline="always"``), so that a loop such as
+:func:`gdsim.training.train_loop` compiles as one function instead of a chain of modules
+that LLVM optimises again at each level. The model is described by plain arguments, which :class:`gdsim.MLP` provides as
 attributes (together they are its ``spec``, a :class:`gdsim.models.ModelSpec`, which
 gdsim's internal loops take as one argument):
 

@@ -74,7 +74,9 @@ def sweep_block(theta, scratch, model, data, batches, lr, hyper, divergence, blo
     work = (acts, deltas, own)
     marks = (threshold, diverged_step, diverged_loss)
     n_active = BLOCK
-    data_order = np.arange(n)
+    data_order = np.empty(n, dtype=np.int64)  # np.arange(n), without compiling np.arange (0.15-0.2 s)
+    for i in range(n):
+        data_order[i] = i
     mean = averages(model.reduction)  # the line model's reductions: "mean" or "sum"
     diverged_step[:] = -1
     diverged_loss[:] = np.nan

@@ -6,6 +6,7 @@ the floating-point error model are decided here and nowhere else
 (``tests/test_jit_policy.py`` checks that no other module imports numba itself).
 """
 
+import copy
 import functools
 import os
 import types
@@ -13,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
+from numba.core import ir as _numba_ir
 
 from ._gc import gc_paused
 
@@ -32,6 +34,62 @@ JIT_OPTIONS = {
     "error_model": "numpy",
     "fastmath": set(FASTMATH),
 }
+
+
+class _InlinerCopy:
+    """Numba's inliner's ``copy`` module (:func:`_copy_inlined_blocks_cheaply`): ``copy.deepcopy``
+    of a block of a gdsim function being inlined keeps the block's scope instead of copying it."""
+
+    copy = staticmethod(copy.copy)
+    sharing = 0  # > 0 while a gdsim function is inlined (compiles hold Numba's lock: one thread)
+    shared = 0  # blocks copied with their scope kept, in this process
+
+    @classmethod
+    def deepcopy(cls, value, memo=None):
+        memo = {} if memo is None else memo
+        if cls.sharing and isinstance(getattr(value, "scope", None), _numba_ir.Scope):
+            memo[id(value.scope)] = value.scope
+            cls.shared += 1
+        return copy.deepcopy(value, memo)
+
+
+def _copy_inlined_blocks_cheaply():
+    """Make Numba's inlining of gdsim's ``inline="always"`` functions (:func:`jit_inline`)
+    copy each block of the callee without a copy of the callee's whole scope.
+
+    Numba 0.68's ``InlineWorker.inline_ir`` deep-copies the callee's IR block by block, and
+    each block's copy copies the scope, every variable of the function: blocks times
+    variables, quadratic in the callee's size. It was a sixth of a cold MLP sweep's compile
+    (1.1-1.3 s of 7.5 s: ``forward_group``, ``backward``, ``_run_block``). The callee's IR is
+    made afresh for each inlining (``InlineWorker.inline_function`` runs the untyped passes
+    on it) and dropped after it (its variables are renamed into the caller's scope), so its
+    blocks can share its scope: the caller's IR, and so the compiled code, is the same.
+    Only gdsim's functions are inlined this way; Numba's own inlining (typed overloads,
+    whose callee IR is cached) and other packages' functions keep Numba's copy. With
+    another Numba whose inliner lacks these names, nothing changes.
+    """
+    from numba.core import inline_closurecall
+
+    worker = getattr(inline_closurecall, "InlineWorker", None)
+    if getattr(inline_closurecall, "copy", None) is not copy or not hasattr(worker, "inline_function"):
+        return
+    inline_function = worker.inline_function
+
+    @functools.wraps(inline_function)
+    def inline_gdsim_function(self, caller_ir, block, i, function, *args, **kwargs):
+        if not getattr(function, "__module__", "").startswith("gdsim."):
+            return inline_function(self, caller_ir, block, i, function, *args, **kwargs)
+        _InlinerCopy.sharing += 1
+        try:
+            return inline_function(self, caller_ir, block, i, function, *args, **kwargs)
+        finally:
+            _InlinerCopy.sharing -= 1
+
+    inline_closurecall.copy = _InlinerCopy
+    worker.inline_function = inline_gdsim_function
+
+
+_copy_inlined_blocks_cheaply()
 
 
 def jit(function):

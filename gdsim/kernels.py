@@ -6,7 +6,10 @@ order: for each layer ``l`` (``sizes[l]`` inputs, ``sizes[l+1]`` outputs) the we
 model has ``bias=False``). A ``Linear`` model is the one-layer case ``sizes = [n_in, n_out]``.
 
 They are ordinary ``numba.njit`` functions and can be called from users' own ``@njit``
-code. The model is described by plain arguments, which :class:`gdsim.MLP` provides as
+code; the per-sample and batch ones (:func:`forward_sample` to :func:`batch_loss_grad`)
+are inlined into compiled callers (``inline="always"``), so that a loop such as
+:func:`gdsim.training.train_loop` compiles as one function instead of a chain of modules
+that LLVM optimises again at each level. The model is described by plain arguments, which :class:`gdsim.MLP` provides as
 attributes (together they are its ``spec``, a :class:`gdsim.models.ModelSpec`, which
 gdsim's internal loops take as one argument):
 
@@ -46,7 +49,7 @@ import math
 import numpy as np
 
 from . import scalar
-from ._jit import jit
+from ._jit import jit, jit_inline
 from .scalar import CROSS_ENTROPY, STANDARD
 
 activate = jit(scalar.activate)
@@ -60,7 +63,7 @@ is_diverged = jit(scalar.is_diverged)
 divergence_threshold = jit(scalar.divergence_threshold)
 
 
-@jit
+@jit_inline
 def forward_sample(theta, sizes, activation, x, acts, layer_code=STANDARD):
     """Forward pass of one sample.
 
@@ -117,7 +120,7 @@ def output_offset(sizes):
     return offset
 
 
-@jit
+@jit_inline
 def output_loss(loss, reduction, out, y, delta, scale):
     """One sample's own loss from its outputs, and ``scale`` times its gradient.
 
@@ -169,7 +172,7 @@ def output_loss(loss, reduction, out, y, delta, scale):
     return c * total
 
 
-@jit
+@jit_inline
 def backward_sample(theta, sizes, activation, acts, deltas, grad, layer_code=STANDARD):
     """Back-propagate the output deltas of one sample and add its gradient to ``grad``.
 
@@ -226,7 +229,7 @@ def backward_sample(theta, sizes, activation, acts, deltas, grad, layer_code=STA
         a_out = a_in
 
 
-@jit
+@jit_inline
 def sample_loss_grad(theta, sizes, activation, loss, reduction, x, y, scale, grad, acts, deltas, layer_code=STANDARD):
     """Add ``scale`` times the gradient of one sample's own loss to ``grad``.
 
@@ -258,7 +261,7 @@ def sample_loss_grad(theta, sizes, activation, loss, reduction, x, y, scale, gra
     return own
 
 
-@jit
+@jit_inline
 def batch_loss(theta, sizes, activation, loss, reduction, X, Y, rows, acts, layer_code=STANDARD):
     """Reduced loss of the batch ``X[rows], Y[rows]``.
 
@@ -293,7 +296,7 @@ def batch_loss(theta, sizes, activation, loss, reduction, X, Y, rows, acts, laye
     return total
 
 
-@jit
+@jit_inline
 def batch_loss_grad(theta, sizes, activation, loss, reduction, X, Y, rows, grad, acts, deltas, layer_code=STANDARD):
     """Reduced loss of the batch ``X[rows], Y[rows]`` and its gradient.
 

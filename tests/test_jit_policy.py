@@ -4,6 +4,7 @@ import math
 import pathlib
 import re
 
+import numba
 import numpy as np
 from numba.core.compiler import Flags
 
@@ -64,3 +65,25 @@ def test_jit_noalias_compiles_with_the_noalias_flag_and_the_same_numbers():
         assert kernel.overloads[kernel.signatures[0]].fndesc.noalias == (name == "noalias"), name
         # Numba's disk cache does not key on the flag: ask the compiler too.
         assert kernel._compiler._customize_flags(Flags()).noalias == (name == "noalias"), name
+
+
+def test_inlining_a_gdsim_function_keeps_its_scope_and_its_results():
+    # gdsim's inline="always" functions are copied into their callers without a copy of
+    # their scope per block (the quadratic part of Numba's inliner); other packages'
+    # functions the usual way. batch_stop's values come from its definition.
+    from gdsim.batches import batch_stop
+
+    foreign = numba.njit(inline="always")(lambda a, b: a - b)
+
+    def last_stops(n, batch_size):
+        return batch_stop(0, n, batch_size, False), batch_stop(n - 1, n, batch_size, True)
+
+    def difference(a, b):
+        return foreign(a, b)
+
+    before = _jit._InlinerCopy.shared
+    assert _jit.jit(last_stops)(10, 4) == (4, 9)
+    assert _jit._InlinerCopy.shared > before
+    before = _jit._InlinerCopy.shared
+    assert _jit.jit(difference)(7, 2) == 5
+    assert _jit._InlinerCopy.shared == before

@@ -19,8 +19,8 @@ def line_sweep(general_kernels, monkeypatch, **kw):
     """The sweep of the line model on 25 tutorial samples (an odd number: a lone last
     sample per epoch), with the fused kernel or (``general_kernels``) the layer kernels."""
     if general_kernels:
-        layers = {(line, general): BLOCK_LOOPS[False, general] for line in (False, True) for general in (False, True)}
-        monkeypatch.setattr(cpu_target, "BLOCK_LOOPS", layers)
+        # the layer kernels of a plain model (line: False, plain: True), as for Linear(n, m)
+        monkeypatch.setattr(cpu_target, "block_loop", lambda plan: BLOCK_LOOPS[False, plan.needs_general_update, True])
     X, Y = gdsim.datasets.tutorial_line(seed=1)
     return gdsim.sweep(gdsim.Linear(1, 1), X[:25], Y[:25], batch_size=1, params0=[-10.0, -20.0], target="cpu", **kw)
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..._jit import num_threads, thread_pool
 from ..dataset import classify_runs, empty_raw, split_tracks
-from .cpu_blocks import BLOCK_LOOPS
+from .cpu_blocks import block_loop
 from .cpu_lanes import BLOCK
 from .cpu_tracks import stop_tracks, track_runs
 
@@ -46,7 +46,7 @@ def run_plan(plan, progress=None, *, parallel, meanwhile=None):
         block_group += [g] * n_blocks
     n_runs = plan.n_runs
     out = empty_raw(n_runs, plan.epochs, plan.theta0.shape[1], plan.theta0.dtype)
-    loop = BLOCK_LOOPS[bool(plan.model.is_line), bool(plan.needs_general_update)]
+    loop = block_loop(plan)
     slots = np.concatenate(slots)
     args = ((slots, np.array(block_group, dtype=np.int64)), plan.model,
             (plan.X, plan.Y, plan.orders, plan.batch_sizes, plan.drop_last), (plan.theta0, plan.lr, plan.hyper),

@@ -13,12 +13,12 @@ from ..._jit import jit, jit_inline
 from ...batches import batch_stop
 from ...kernels import averages, divergence_threshold
 from ...optim import HYPER_ROWS
-from .cpu_lanes import BLOCK, batch_loss, mark_diverged, update
+from .cpu_lanes import BLOCK, batch_loss, mark_diverged, plain_model, update
 from .cpu_line import line_batch_loss, line_sgd_epoch
 
 
 @jit_inline
-def sweep_block(theta, scratch, model, X, Y, batches, lr, hyper, divergence, block_out, line_model, general):
+def sweep_block(theta, scratch, model, data, batches, lr, hyper, divergence, block_out, line_model, general, plain):
     """Train the ``BLOCK`` runs of one block with SGD, in place.
 
     Parameters
@@ -29,8 +29,8 @@ def sweep_block(theta, scratch, model, X, Y, batches, lr, hyper, divergence, blo
         :func:`block_scratch`'s working arrays after ``theta`` (the momentum buffers first),
         reused from block to block: their values on entry do not matter.
     model : gdsim.models.ModelSpec
-    X : float[n, n_in]
-    Y : float[n, n_out] or float[n, 1]
+    data : (float[n, n_in], float[n, n_out] or float[n, 1])
+        ``(X, Y)``.
     batches : (int64[epochs, n], int, bool)
         ``(order, batch_size, drop_last)``: the sample order of each epoch, shared by the
         block's runs, sliced by :func:`gdsim.batches.batch_stop`.
@@ -52,11 +52,15 @@ def sweep_block(theta, scratch, model, X, Y, batches, lr, hyper, divergence, blo
     general : None or True
         True: the full SGD update; None: without weight decay, dampening and Nesterov
         (which none of the block's runs uses), the same numbers with fewer operations.
+    plain : None or True
+        :func:`~gdsim.sweeps.targets.cpu_lanes.batch_loss`'s ``plain``: True for a
+        :func:`~gdsim.sweeps.targets.cpu_lanes.plain_model` (None for the line model).
 
-    ``line_model`` and ``general`` are constants of the compiled caller (see
+    ``line_model``, ``general`` and ``plain`` are constants of the compiled caller (see
     :func:`_block_loop`): Numba prunes ``is None`` branches on None or constant arguments
     before compiling, so each build contains only the kernels it uses.
     """
+    X, Y = data
     order, batch_size, drop_last = batches
     divergence_factor, stop_diverged = divergence
     epoch_loss, diverged_step, diverged_loss = block_out
@@ -70,7 +74,9 @@ def sweep_block(theta, scratch, model, X, Y, batches, lr, hyper, divergence, blo
     work = (acts, deltas, own)
     marks = (threshold, diverged_step, diverged_loss)
     n_active = BLOCK
-    data_order = np.arange(n)
+    data_order = np.empty(n, dtype=np.int64)  # np.arange(n), without compiling np.arange (0.15-0.2 s)
+    for i in range(n):
+        data_order[i] = i
     mean = averages(model.reduction)  # the line model's reductions: "mean" or "sum"
     diverged_step[:] = -1
     diverged_loss[:] = np.nan
@@ -78,7 +84,7 @@ def sweep_block(theta, scratch, model, X, Y, batches, lr, hyper, divergence, blo
     for epoch in range(epochs + 1):
         if n_active > 0:
             if line_model is None:
-                batch_loss(theta, model, X, Y, data_order, np.int64(0), n, np.bool_(False), grad, work, total)
+                batch_loss(theta, model, X, Y, data_order, np.int64(0), n, np.bool_(False), grad, work, total, plain)
             else:
                 line_batch_loss(theta, X, Y, data_order, np.int64(0), n, mean, np.bool_(False), grad, total)
         if epoch == 0:
@@ -101,7 +107,7 @@ def sweep_block(theta, scratch, model, X, Y, batches, lr, hyper, divergence, blo
             if stop == start:
                 break
             if line_model is None:
-                batch_loss(theta, model, X, Y, epoch_order, start, stop, np.bool_(True), grad, work, total)
+                batch_loss(theta, model, X, Y, epoch_order, start, stop, np.bool_(True), grad, work, total, plain)
             else:
                 line_batch_loss(theta, X, Y, epoch_order, start, stop, mean, np.bool_(True), grad, total)
             n_active -= mark_diverged(total, step, stop_diverged, active, marks)
@@ -144,10 +150,11 @@ def block_scratch(model, theta0, epochs):
 
 
 @jit_inline
-def _run_block(k, blocks, model, data, runs, divergence, out, work, line_model, general):
+def _run_block(k, blocks, model, data, runs, divergence, out, work, line_model, general, plain):
     """Run block ``k``: gather its runs' settings into block arrays, train them with
     :func:`sweep_block`, scatter the results back (arguments: see :func:`_block_loop`;
-    ``work``: :func:`block_scratch`).
+    ``work``: :func:`block_scratch`; ``line_model``, ``general``, ``plain``: see
+    :func:`sweep_block`).
     """
     slots, block_group = blocks
     X, Y, orders, batch_sizes, drop_last = data
@@ -166,8 +173,8 @@ def _run_block(k, blocks, model, data, runs, divergence, out, work, line_model, 
         for h in range(len(HYPER_ROWS)):
             block_hyper[h, c] = hyper[h, r]
     g = block_group[k]
-    sweep_block(theta, scratch, model, X, Y, (orders[g], batch_sizes[g], drop_last), block_lr, block_hyper, divergence,
-                (block_loss, block_step, block_diverged_loss), line_model, general)
+    sweep_block(theta, scratch, model, (X, Y), (orders[g], batch_sizes[g], drop_last), block_lr, block_hyper,
+                divergence, (block_loss, block_step, block_diverged_loss), line_model, general, plain)
     for c in range(BLOCK):
         r = lanes[c]
         for i in range(n_params):
@@ -178,10 +185,10 @@ def _run_block(k, blocks, model, data, runs, divergence, out, work, line_model, 
         diverged_loss[r] = block_diverged_loss[c]
 
 
-def _block_loop(line_model, general):
+def _block_loop(line_model, general, plain):
     """Compile the loop over a range of blocks for one kind of kernel.
 
-    ``line_model`` and ``general`` (None or True, see :func:`sweep_block`) are constants of
+    ``line_model``, ``general`` and ``plain`` (None or True, see :func:`sweep_block`) are constants of
     the compiled loop, so that it contains only the kernels it uses: a sweep compiles (or
     loads from the cache) one kind only, which keeps the first sweep's compile time down.
 
@@ -203,11 +210,20 @@ def _block_loop(line_model, general):
     def run_blocks(first, last, blocks, model, data, runs, divergence, out):
         work = block_scratch(model, runs[0], runs[1].shape[1])
         for k in range(first, last):
-            _run_block(k, blocks, model, data, runs, divergence, out, work, line_model, general)
+            _run_block(k, blocks, model, data, runs, divergence, out, work, line_model, general, plain)
 
     return jit(run_blocks)
 
 
-#: Loops over blocks by (line model, general update); each compiles on first use.
-BLOCK_LOOPS = {(line, general): _block_loop(True if line else None, True if general else None)
-               for line in (False, True) for general in (False, True)}
+#: Loops over blocks by (line model, general update, plain model; see :func:`block_loop`),
+#: each compiled on first use.
+BLOCK_LOOPS = {(line, general, plain): _block_loop(True if line else None, True if general else None,
+                                                   True if plain else None)
+               for line in (False, True) for general in (False, True) for plain in (False, True) if not (line and plain)}
+
+
+def block_loop(plan):
+    """The loop over blocks (of :data:`BLOCK_LOOPS`) that runs sweep plan ``plan``
+    (:class:`gdsim.sweeps.plan.Plan`)."""
+    line = bool(plan.model.is_line)
+    return BLOCK_LOOPS[line, bool(plan.needs_general_update), not line and plain_model(plan.model)]

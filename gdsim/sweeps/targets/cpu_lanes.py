@@ -38,7 +38,7 @@ import math
 from ..._jit import jit_inline, jit_noalias
 from ...kernels import activate, activation_slope, averages, has_bias, is_diverged, is_ntk, loss_factor, weight_scale
 from ...optim import DAMPENING, MOMENTUM, NESTEROV, WEIGHT_DECAY, sgd_element
-from ...scalar import CROSS_ENTROPY, RELU
+from ...scalar import CROSS_ENTROPY, MSE, RELU, STANDARD
 
 #: Runs per block.
 BLOCK = 128
@@ -47,8 +47,20 @@ BLOCK = 128
 GROUP = 4
 
 
+def plain_model(model):
+    """True for the common MLP, which :func:`batch_loss` compiles on its own (``plain``):
+    MSE, torch's standard layers with biases, and ReLU hidden layers (or none).
+
+    Parameters
+    ----------
+    model : gdsim.models.ModelSpec
+    """
+    relu = model.sizes.shape[0] == 2 or model.activation == RELU
+    return bool(model.loss == MSE and model.layer_code == STANDARD and relu)
+
+
 @jit_inline
-def forward_group(theta, model, X, order, first, group, acts):
+def forward_group(theta, model, X, order, first, group, acts, plain):
     """Forward pass of the ``group`` (1 to :data:`GROUP`) samples ``X[order[first + s]]``
     for every run of a block, all in each pass over the runs.
 
@@ -66,8 +78,8 @@ def forward_group(theta, model, X, order, first, group, acts):
     """
     sizes, activation, _, _, layer_code = model
     acts0, acts1, acts2, acts3 = acts  # one array per sample
-    bias = has_bias(layer_code)
-    ntk = is_ntk(layer_code)
+    bias = plain is not None or has_bias(layer_code)  # a plain build calls (compiles) none of the three
+    ntk = plain is None and is_ntk(layer_code)
     n_layers = sizes.shape[0] - 1
     w = 0
     a_in = 0
@@ -82,7 +94,7 @@ def forward_group(theta, model, X, order, first, group, acts):
         fan_out = sizes[layer + 1]
         b = w + fan_in * fan_out
         hidden = layer < n_layers - 1
-        scale = weight_scale(layer_code, fan_in)
+        scale = 1.0 if plain is not None else weight_scale(layer_code, fan_in)
         for o in range(fan_out):
             out = a_out + o
             row = w + o * fan_in
@@ -156,11 +168,11 @@ def forward_group(theta, model, X, order, first, group, acts):
                             z0, z1 = z0 + t * acts0[a + j, c], z1 + t * acts1[a + j, c]
                             z2, z3 = z2 + t * acts2[a + j, c], z3 + t * acts3[a + j, c]
                         acts0[out, c], acts1[out, c], acts2[out, c], acts3[out, c] = z0, z1, z2, z3
-            if ntk:
+            if plain is None and ntk:
                 for s in range(GROUP):
                     for c in range(BLOCK):
                         acts[s][out, c] = acts[s][out, c] * scale
-            if not bias:
+            if plain is None and not bias:
                 if hidden:
                     for s in range(GROUP):
                         for c in range(BLOCK):
@@ -172,7 +184,7 @@ def forward_group(theta, model, X, order, first, group, acts):
                     acts1[out, c] += b_o
                     acts2[out, c] += b_o
                     acts3[out, c] += b_o
-            elif activation == RELU:  # the constant code lets this loop vectorise
+            elif plain is not None or activation == RELU:  # the constant code lets this loop vectorise
                 for c in range(BLOCK):
                     b_o = theta[b + o, c]
                     acts0[out, c] = activate(RELU, acts0[out, c] + b_o)
@@ -189,16 +201,17 @@ def forward_group(theta, model, X, order, first, group, acts):
 
 
 @jit_inline
-def output_loss(model, acts, a_out, Y, r, want_grad, deltas, scale, own):
+def output_loss(model, acts, a_out, Y, r, want_grad, deltas, scale, own, plain):
     """Each run's own loss of sample ``r`` into ``own[c]`` and, if ``want_grad``,
     ``scale`` times its gradient with respect to the outputs into ``deltas[a_out:]``
     (``acts`` and ``deltas``: the sample's ``[width, BLOCK]`` arrays).
 
-    Same operations as :func:`gdsim.kernels.output_loss`, one run per lane.
+    Same operations as :func:`gdsim.kernels.output_loss`, one run per lane. ``plain``: see
+    :func:`batch_loss`.
     """
     sizes, _, loss, reduction, _ = model
     n_out = sizes[sizes.shape[0] - 1]
-    if loss == CROSS_ENTROPY:
+    if plain is None and loss == CROSS_ENTROPY:
         label = int(Y[r, 0])
         top = a_out  # deltas[a_out] is scratch for the running maximum until the gradient is written
         for c in range(BLOCK):
@@ -243,7 +256,7 @@ def output_loss(model, acts, a_out, Y, r, want_grad, deltas, scale, own):
 
 
 @jit_inline
-def backward(theta, model, X, order, first, group, acts, deltas, grad):
+def backward(theta, model, X, order, first, group, acts, deltas, grad, plain):
     """Back-propagate the output deltas of the ``group`` (at most :data:`GROUP`) samples
     ``X[order[first + s]]`` and add each run's gradient to ``grad``.
 
@@ -266,8 +279,8 @@ def backward(theta, model, X, order, first, group, acts, deltas, grad):
     sizes, activation, _, _, layer_code = model
     acts0, acts1, acts2, acts3 = acts  # one array per sample
     deltas0, deltas1, deltas2, deltas3 = deltas
-    bias = has_bias(layer_code)
-    ntk = is_ntk(layer_code)
+    bias = plain is not None or has_bias(layer_code)  # a plain build calls (compiles) none of the three
+    ntk = plain is None and is_ntk(layer_code)
     n_layers = sizes.shape[0] - 1
     p = theta.shape[0]
     a_out = 0
@@ -284,11 +297,11 @@ def backward(theta, model, X, order, first, group, acts, deltas, grad):
         b = p - fan_out if bias else p
         w = b - fan_in * fan_out
         a_in = a_out - fan_in
-        scale = weight_scale(layer_code, fan_in)
+        scale = 1.0 if plain is not None else weight_scale(layer_code, fan_in)
         for o in range(fan_out):
             d_out = a_out + o
             row = w + o * fan_in
-            if bias:
+            if plain is not None or bias:
                 for c in range(BLOCK):
                     g = grad[b + o, c]
                     g += deltas0[d_out, c]
@@ -296,7 +309,7 @@ def backward(theta, model, X, order, first, group, acts, deltas, grad):
                     g += deltas2[d_out, c]
                     g += deltas3[d_out, c]
                     grad[b + o, c] = g
-            if ntk:
+            if plain is None and ntk:
                 for s in range(group):
                     for c in range(BLOCK):
                         deltas[s][d_out, c] = deltas[s][d_out, c] * scale
@@ -348,7 +361,7 @@ def backward(theta, model, X, order, first, group, acts, deltas, grad):
                                                       + d1 * acts1[a + j, c]) + d2 * acts2[a + j, c])
                                                     + d3 * acts3[a + j, c])
         if layer > 0:  # deltas of the layer below, the four samples in each pass
-            relu = activation == RELU
+            relu = plain is not None or activation == RELU
             for o in range(fan_out):
                 d_out = a_out + o
                 row = w + o * fan_in
@@ -366,7 +379,7 @@ def backward(theta, model, X, order, first, group, acts, deltas, grad):
                             e0, e1 = e0 * activation_slope(RELU, acts0[a, c]), e1 * activation_slope(RELU, acts1[a, c])
                             e2, e3 = e2 * activation_slope(RELU, acts2[a, c]), e3 * activation_slope(RELU, acts3[a, c])
                         deltas0[a, c], deltas1[a, c], deltas2[a, c], deltas3[a, c] = e0, e1, e2, e3
-            if not relu:
+            if plain is None and not relu:
                 for i in range(fan_in):
                     for s in range(GROUP):
                         for c in range(BLOCK):
@@ -379,7 +392,7 @@ def backward(theta, model, X, order, first, group, acts, deltas, grad):
 
 
 @jit_noalias
-def batch_loss(theta, model, X, Y, order, start, stop, want_grad, grad, work, total):
+def batch_loss(theta, model, X, Y, order, start, stop, want_grad, grad, work, total, plain):
     """Reduced loss of the batch ``X[order[start:stop]]`` for every run into ``total`` and,
     if ``want_grad``, its gradient into ``grad`` (overwritten).
 
@@ -388,7 +401,13 @@ def batch_loss(theta, model, X, Y, order, start, stop, want_grad, grad, work, to
     sample of a group), ``own`` ``[BLOCK]``. Callers pass ``start`` and
     ``want_grad`` as run-time values (not constants), so that the loss-only and the
     training calls share one compiled function. Compiled with :func:`gdsim._jit.jit_noalias`:
-    no two of its arrays may overlap (each is a separate allocation)."""
+    no two of its arrays may overlap (each is a separate allocation).
+
+    ``plain`` (a constant: True or None, see :func:`plain_model`) True compiles the kernels
+    for a :func:`plain_model` only, without the loops of the other options (cross-entropy,
+    no bias, the NTK parameterization, an activation other than ReLU): a third less to
+    compile in a cold MLP sweep; None compiles them for any model. Numba prunes the
+    ``plain is None`` branches before compiling."""
     sizes = model.sizes
     mean = averages(model.reduction)
     acts, deltas, own = work
@@ -405,10 +424,10 @@ def batch_loss(theta, model, X, Y, order, start, stop, want_grad, grad, work, to
         total[c] = 0.0
     for first in range(start, stop, GROUP):
         group = min(GROUP, stop - first)
-        forward_group(theta, model, X, order, first, group, acts)
+        forward_group(theta, model, X, order, first, group, acts, plain)
         for s in range(group):
             r = order[first + s]
-            output_loss(model, acts[s], a_out, Y, r, want_grad, deltas[s], scale, own)
+            output_loss(model, acts[s], a_out, Y, r, want_grad, deltas[s], scale, own, plain)
             for c in range(BLOCK):
                 total[c] += own[c]
         if want_grad:
@@ -416,7 +435,7 @@ def batch_loss(theta, model, X, Y, order, start, stop, want_grad, grad, work, to
                 for s in range(group, GROUP):
                     acts[s][:] = 0.0
                     deltas[s][:] = 0.0
-            backward(theta, model, X, order, first, group, acts, deltas, grad)
+            backward(theta, model, X, order, first, group, acts, deltas, grad, plain)
     if mean:
         for c in range(BLOCK):
             total[c] = total[c] / (stop - start)

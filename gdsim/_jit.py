@@ -6,9 +6,11 @@ the floating-point error model are decided here and nowhere else
 (``tests/test_jit_policy.py`` checks that no other module imports numba itself).
 """
 
+import contextlib
 import copy
 import functools
 import os
+import threading
 import types
 from concurrent.futures import ThreadPoolExecutor
 
@@ -167,6 +169,38 @@ def thread_pool(n_threads, name):
     if key not in _THREAD_POOLS:
         _THREAD_POOLS[key] = ThreadPoolExecutor(n_threads, thread_name_prefix=name)
     return _THREAD_POOLS[key]
+
+
+_ONE_BLAS_THREAD = {"lock": threading.Lock(), "users": 0, "limits": None}
+
+
+@contextlib.contextmanager
+def one_blas_thread():
+    """Run the block with BLAS (NumPy's and SciPy's OpenBLAS; Numba's ``np.dot`` calls
+    SciPy's) on one thread, for every thread of the process, and restore its setting after
+    the last block that asked for it ends (threads may be inside at once).
+
+    Why: OpenBLAS splits a matrix product differently with its thread count and rounds the
+    sums differently (:func:`gdsim.train`'s matrix path gave other last bits with 1 and 2
+    threads), so a result would depend on the machine's cores; and on the products of a
+    small network (W4's 74 x 900 x 90) a second thread gained little on a quiet 2-core
+    machine and lost many times over when another process held the cores (its threads wait
+    for each other by spinning)."""
+    from threadpoolctl import threadpool_limits
+
+    state = _ONE_BLAS_THREAD
+    with state["lock"]:
+        if state["users"] == 0:
+            state["limits"] = threadpool_limits(limits=1, user_api="blas")
+        state["users"] += 1
+    try:
+        yield
+    finally:
+        with state["lock"]:
+            state["users"] -= 1
+            if state["users"] == 0:
+                state["limits"].restore_original_limits()
+                state["limits"] = None
 
 
 def numba_types(values):

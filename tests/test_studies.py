@@ -303,7 +303,7 @@ BAD = [
     ('title = "t"\nfigure = "lr_batch"\n' + LINE + '[train]\nlr = []\nbatch_size = [1, 2]\nepochs = 2\n',
      "[train] lr: lr must not be an empty array"),
     ('title = "t"\nfigure = "tutorial"\nrunner = "train"\ntarget = "cpu"\n' + LINE + '[train]\nlr = 0.1\nepochs = 1\n',
-     "target: the train runner runs on the CPU, one run at a time; target is for runner = 'sweep'"),
+     "target: the train runner runs gdsim.train on the CPU, one call per run; target is for runner = 'sweep'"),
     ('title = "t"\nfigure = "lr_batch"\ntarget = "gpu"\n' + LINE + '[train]\nlr = 0.1\nepochs = 1\n',
      "target: target must be one of ['cpu', 'cuda', 'parallel'], got 'gpu'"),
     ('title = "t"\nfigure = "lr_batch"\n[model]\ntype = "mlp"\nsizes = [1, 0]\n[data]\nname = "tutorial_line"\n'

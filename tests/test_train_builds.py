@@ -33,3 +33,21 @@ def test_tracked_and_dense_train_build_them():
                          track={"loss": 1})
     assert result.tracks is not None
     assert any(dense == "bool" and tracks != "none" for dense, tracks in _builds())
+
+
+def test_dense_train_gives_the_same_bits_whatever_blas_threads_the_process_uses():
+    # OpenBLAS rounds a product's sums differently with 1 and 2 threads (W4's model: other
+    # last bits after 5 steps); train's matrix path runs BLAS on one thread, so its result
+    # does not depend on the machine's cores, nor on what the caller set.
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    X, Y = gdsim.datasets.random_regression(n=74, n_in=900, n_out=12, seed=0)
+    model = gdsim.MLP((900, 90, 12), activation="relu", reduction="sum")
+    results = []
+    for threads in (1, 2):
+        with threadpool_limits(limits=threads, user_api="blas"):
+            results.append(gdsim.train(model, X, Y, gdsim.SGD(lr=1e-5, momentum=0.9), epochs=5, batch_size=74))
+            # the caller's setting is back after the call
+            assert {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"} == {threads}
+    np.testing.assert_array_equal(results[0].epoch_loss, results[1].epoch_loss, strict=True)
+    np.testing.assert_array_equal(results[0].params, results[1].params, strict=True)

@@ -128,7 +128,7 @@ def study_dataset(study, spec, raw):
     if "step" in ds.dims:
         ds = ds.assign_coords(step=track_steps(study, spec))
     if study.runner == "train":
-        ds.attrs.update(target="cpu (gdsim.train, one run at a time)")
+        ds.attrs.update(target="cpu (gdsim.train, one call per run, runs on threads)")
     if "file" in study.data:
         source = f"data: the file {study.data['file']} (no random draw)"
     else:

@@ -329,7 +329,7 @@ def load_study(path: str | os.PathLike) -> Study:
         fail(error.param, str(error))
     keeps_params = figure.keeps_params(runner)
     if runner == "train" and "target" in spec:
-        fail("target", "the train runner runs on the CPU, one run at a time; target is for runner = 'sweep'")
+        fail("target", "the train runner runs gdsim.train on the CPU, one call per run; target is for runner = 'sweep'")
     model = _build_model(fail, spec["model"])
     X, Y, data_bytes = _build_data(fail, spec["data"], path.parent)
     if model.loss_name != "mse" and "file" in spec["data"] and not spec["data"]["file"].lower().endswith(".npz"):

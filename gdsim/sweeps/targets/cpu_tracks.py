@@ -12,10 +12,12 @@ per thread, no lanes), plus the measurements themselves (a full-data loss per me
 step). Runs are independent, so the results do not depend on the thread count.
 """
 
+import contextlib
 import types
 
 import numpy as np
 
+from ..._jit import one_blas_thread
 from ...batches import steps_per_epoch
 from ...tracks import BATCH_TRACKS, SCALARS, measured_steps, new_tracks
 from ...training import train_loop, use_dense_kernels
@@ -36,12 +38,13 @@ def track_runs(runs, plan, out):
         per_epoch = steps_per_epoch(n, batch_size, plan.drop_last)
         n_steps = plan.epochs * per_epoch
         tracks = new_tracks(every, n_steps, shape, n)
-        # train's arguments, types included (Python bools and floats, contiguous arrays).
-        train_loop((plan.theta0[r].copy(), np.zeros(n_params), False, False, np.nan), plan.model, plan.X, plan.Y,
-                   (plan.orders[g], batch_size, bool(plan.drop_last)), np.repeat(plan.lr[r], per_epoch),
-                   np.ascontiguousarray(plan.hyper[:, r]), False, (float(plan.divergence_factor), False),
-                   (np.empty(plan.epochs + 1), np.empty(n_steps), np.empty((0, n_params))),
-                   use_dense_kernels(plan.model, batch_size), tracks)
+        dense = use_dense_kernels(plan.model, batch_size)
+        # train's arguments, types included (Python bools and floats, contiguous arrays), and its BLAS setting.
+        with one_blas_thread() if dense else contextlib.nullcontext():
+            train_loop((plan.theta0[r].copy(), np.zeros(n_params), False, False, np.nan), plan.model, plan.X, plan.Y,
+                       (plan.orders[g], batch_size, bool(plan.drop_last)), np.repeat(plan.lr[r], per_epoch),
+                       np.ascontiguousarray(plan.hyper[:, r]), False, (float(plan.divergence_factor), False),
+                       (np.empty(plan.epochs + 1), np.empty(n_steps), np.empty((0, n_params))), dense, tracks)
         scalars = tracks[1][0]
         measured = measured_steps(every, n_steps)[0]
         for j, name in enumerate(names):

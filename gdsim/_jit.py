@@ -175,10 +175,11 @@ _ONE_BLAS_THREAD = {"lock": threading.Lock(), "users": 0, "limits": None}
 
 
 @contextlib.contextmanager
-def one_blas_thread():
+def one_blas_thread(needed=True):
     """Run the block with BLAS (NumPy's and SciPy's OpenBLAS; Numba's ``np.dot`` calls
     SciPy's) on one thread, for every thread of the process, and restore its setting after
-    the last block that asked for it ends (threads may be inside at once).
+    the last block that asked for it ends (threads may be inside at once). With ``needed``
+    false (a block that multiplies no matrices), leave BLAS alone.
 
     Why: OpenBLAS splits a matrix product differently with its thread count and rounds the
     sums differently (:func:`gdsim.train`'s matrix path gave other last bits with 1 and 2
@@ -186,6 +187,9 @@ def one_blas_thread():
     small network (W4's 74 x 900 x 90) a second thread gained little on a quiet 2-core
     machine and lost many times over when another process held the cores (its threads wait
     for each other by spinning)."""
+    if not needed:
+        yield
+        return
     from threadpoolctl import threadpool_limits
 
     state = _ONE_BLAS_THREAD

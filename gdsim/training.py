@@ -6,7 +6,6 @@ epochs and batches runs inside Numba (:func:`train_loop`).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 from typing import TYPE_CHECKING
@@ -446,7 +445,7 @@ def train(model: MLP, X: ArrayLike, Y: ArrayLike, optimizer: SGD, *, epochs: int
     tracks = new_tracks(every, n_steps, model, n) if every.any() else None
     load_compiler()  # Numba's registries, once: as the first kernel call would, with the GC paused
     dense = use_dense_kernels(model, batch_size)
-    with one_blas_thread() if dense else contextlib.nullcontext():  # the same bits on any machine
+    with one_blas_thread(dense is not None):  # the matrix path: the same bits on any machine
         diverged_step, diverged_loss, initial_loss = train_loop(
             (theta, buf, state0 is not None, ready, initial), model.spec, X, Y, (order, batch_size, drop_last), lr,
             optimizer.hyper_table(), optimizer.maximize, (factor, stop_diverged), (epoch_loss, step_loss,

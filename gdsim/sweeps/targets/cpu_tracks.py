@@ -12,7 +12,6 @@ per thread, no lanes), plus the measurements themselves (a full-data loss per me
 step). Runs are independent, so the results do not depend on the thread count.
 """
 
-import contextlib
 import types
 
 import numpy as np
@@ -40,7 +39,7 @@ def track_runs(runs, plan, out):
         tracks = new_tracks(every, n_steps, shape, n)
         dense = use_dense_kernels(plan.model, batch_size)
         # train's arguments, types included (Python bools and floats, contiguous arrays), and its BLAS setting.
-        with one_blas_thread() if dense else contextlib.nullcontext():
+        with one_blas_thread(dense is not None):
             train_loop((plan.theta0[r].copy(), np.zeros(n_params), False, False, np.nan), plan.model, plan.X, plan.Y,
                        (plan.orders[g], batch_size, bool(plan.drop_last)), np.repeat(plan.lr[r], per_epoch),
                        np.ascontiguousarray(plan.hyper[:, r]), False, (float(plan.divergence_factor), False),

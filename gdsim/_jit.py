@@ -94,6 +94,41 @@ def _copy_inlined_blocks_cheaply():
 _copy_inlined_blocks_cheaply()
 
 
+def _load_cached_kernels_without_registries():
+    """Let gdsim's kernels load from Numba's cache without Numba's compiler registries.
+
+    Numba 0.68's ``Cache.load_overload`` first refreshes the target context: it loads the
+    typing and lowering of Python and NumPy (importing SciPy's linear algebra for its BLAS
+    check), 0.17-0.24 s of a new process's first sweep whose kernels are all in the cache,
+    and a third of it. Loading compiled code needs none of it but Numba's runtime (NRT:
+    memory allocation), which the refresh initialises (Numba's C helpers are registered
+    when the context is made). Here a gdsim function loads after initialising the NRT
+    only: the same code, loaded the same way. A compile refreshes the context itself
+    (``compile_extra``; :func:`load_compiler` before it, with the GC paused); other
+    packages' functions keep Numba's load. With another Numba, nothing changes.
+    """
+    from numba.core import caching
+    from numba.core.runtime import rtsys
+
+    load = caching.Cache.load_overload
+    if not numba.__version__.startswith("0.68.") or not hasattr(caching.Cache, "_guard_against_spurious_io_errors"):
+        return
+
+    @functools.wraps(load)
+    def load_overload(self, sig, target_context):
+        if not getattr(getattr(self, "_py_func", None), "__module__", "").startswith("gdsim."):
+            return load(self, sig, target_context)
+        rtsys.initialize(target_context)
+        with self._guard_against_spurious_io_errors():
+            return self._load_overload(sig, target_context)
+        return None  # the guard swallowed an error reading the cache: compile instead
+
+    caching.Cache.load_overload = load_overload
+
+
+_load_cached_kernels_without_registries()
+
+
 def jit(function):
     """Compile ``function`` for the CPU with gdsim's options (see :data:`JIT_OPTIONS`)."""
     return numba.njit(**JIT_OPTIONS)(function)
@@ -147,6 +182,17 @@ def jit_noalias(function):
 
         compiler._customize_flags = with_noalias
     return dispatcher
+
+
+def load_compiler_unless_cached(dispatcher, args):
+    """:func:`load_compiler` before the call of ``dispatcher`` with ``args`` unless that
+    call loads its kernel from Numba's cache (:func:`is_cached`), which needs no
+    registries (:func:`_load_cached_kernels_without_registries`). Returns what
+    :func:`is_cached` says."""
+    cached = is_cached(dispatcher, numba_types(args))
+    if cached is not True:
+        load_compiler()
+    return cached
 
 
 def num_threads():
@@ -211,6 +257,21 @@ def numba_types(values):
     """The Numba types of ``values`` (``numba.typeof`` of each): the signature a call or
     launch with them compiles."""
     return tuple(numba.typeof(value) for value in values)
+
+
+def is_cached(dispatcher, signature):
+    """Whether ``dispatcher`` (of :func:`jit`) has its compiled version for the argument
+    types ``signature`` (:func:`numba_types`) in this process or in Numba's cache on disk:
+    True or False, None where that cannot be told (no cache, another Numba). Reads the
+    cache's index only (a few ms), loads nothing."""
+    if tuple(signature) in getattr(dispatcher, "overloads", {}):
+        return True
+    try:
+        cache = dispatcher._cache
+        key = cache._index_key(tuple(signature), dispatcher.targetctx.codegen())
+        return key in cache._cache_file._load_index()
+    except Exception:  # noqa: BLE001 - Numba's cache internals: without them, "cannot tell"
+        return None
 
 
 def runtime_info():

@@ -87,6 +87,7 @@ def test_inlining_a_gdsim_function_keeps_its_scope_and_its_results():
     before = _jit._InlinerCopy.shared
     assert _jit.jit(last_stops)(10, 4) == (4, 9)
     assert _jit._InlinerCopy.shared > before
+    assert "__deepcopy__" not in vars(numba.core.ir.Loc)  # locations are kept during the inlining only
     before = _jit._InlinerCopy.shared
     assert _jit.jit(difference)(7, 2) == 5
     assert _jit._InlinerCopy.shared == before

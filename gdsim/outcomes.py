@@ -365,7 +365,11 @@ def _classify_runs(loss, critical, outcome, rate):
         n = 0  # the losses before the first non-finite one
         while n < n_epochs and math.isfinite(loss[r, n]):
             n += 1
-        size = min(n, max(2, int(math.ceil(TAIL * n))))
+        # min(n, max(2, tail)), and min() and max() below, written out (the values Numba's
+        # select): Numba compiles its min() and max() for each pair of argument types
+        tail = int(math.ceil(TAIL * n))
+        tail = 2 if 2 > tail else tail
+        size = n if n < tail else tail
         start = n - size
         for i in range(size):
             value = loss[r, start + i]
@@ -378,8 +382,9 @@ def _classify_runs(loss, critical, outcome, rate):
             continue
         low = high = loss[r, start]
         for i in range(1, size):
-            low = min(low, loss[r, start + i])
-            high = max(high, loss[r, start + i])
+            value = loss[r, start + i]
+            low = value if value < low else low
+            high = value if value > high else high
         first = loss[r, 0]
         above = low > first
         # A growing loss ends its tail at its largest value, above where it started; a rise
@@ -429,6 +434,6 @@ def _trend(logs, m, critical):
     sse = 0.0
     for i in range(m):
         sse += (logs[i] - mean - slope * (i - center)) ** 2
-    stderr = math.sqrt(sse / max(m - 2, 1) / sxx)
+    stderr = math.sqrt(sse / (1 if 1 > m - 2 else m - 2) / sxx)  # max(m - 2, 1)
     counts = abs(slope) > RATE_TOLERANCE and abs(slope) > critical[m] * stderr
     return slope, (1 if slope > 0 else -1) if counts else 0

@@ -50,7 +50,8 @@ from typing import TypeVar
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ._jit import compile_aside, is_cached, jit, num_threads, numba_types, thread_pool
+from ._aside import compile_aside
+from ._jit import is_cached, jit, num_threads, numba_types, thread_pool
 from ._validate import ParameterError, closest, is_real_scalar, short_repr
 
 #: The outcomes, by code (the ``outcome`` variable of a sweep holds the code).
@@ -317,7 +318,7 @@ _ASIDE = []
 
 
 def compile_classify_aside():
-    """Start compiling this module's kernel in another process (:func:`gdsim._jit.compile_aside`)
+    """Start compiling this module's kernel in another process (:func:`gdsim._aside.compile_aside`)
     if it is neither compiled here nor in Numba's cache, once per process: for a sweep
     that is about to compile its own kernels for seconds (cold), which :func:`classify_into`
     then waits for (it finishes first) and loads the kernel from the cache."""
@@ -367,9 +368,9 @@ def _classify_runs(loss, critical, outcome, rate):
             n += 1
         # min(n, max(2, tail)), and min() and max() below, written out (the values Numba's
         # select): Numba compiles its min() and max() for each pair of argument types
-        tail = int(math.ceil(TAIL * n))
-        tail = 2 if 2 > tail else tail
-        size = n if n < tail else tail
+        tail = int(math.ceil(TAIL * n))  # noqa: RUF046
+        tail = 2 if 2 > tail else tail  # noqa: FURB136
+        size = n if n < tail else tail  # noqa: FURB136
         start = n - size
         for i in range(size):
             value = loss[r, start + i]
@@ -383,8 +384,8 @@ def _classify_runs(loss, critical, outcome, rate):
         low = high = loss[r, start]
         for i in range(1, size):
             value = loss[r, start + i]
-            low = value if value < low else low
-            high = value if value > high else high
+            low = value if value < low else low  # noqa: FURB136
+            high = value if value > high else high  # noqa: FURB136
         first = loss[r, 0]
         above = low > first
         # A growing loss ends its tail at its largest value, above where it started; a rise
@@ -434,6 +435,6 @@ def _trend(logs, m, critical):
     sse = 0.0
     for i in range(m):
         sse += (logs[i] - mean - slope * (i - center)) ** 2
-    stderr = math.sqrt(sse / (1 if 1 > m - 2 else m - 2) / sxx)  # max(m - 2, 1)
+    stderr = math.sqrt(sse / (1 if 1 > m - 2 else m - 2) / sxx)  # noqa: FURB136 - max(m - 2, 1)
     counts = abs(slope) > RATE_TOLERANCE and abs(slope) > critical[m] * stderr
     return slope, (1 if slope > 0 else -1) if counts else 0

@@ -53,7 +53,7 @@ def run_plan(plan, progress=None, *, parallel, meanwhile=None):
             (plan.divergence_factor, plan.stop_diverged),
             (out["epoch_loss"], out["params"], out["diverged_step"], out["diverged_loss"]))
     n_blocks = slots.shape[0]
-    load_compiler_unless_cached(loop, (np.int64(0), np.int64(0), *args))  # Numba's registries, with the GC paused
+    cached = load_compiler_unless_cached(loop, (np.int64(0), np.int64(0), *args))  # Numba's registries (GC paused)
     n_threads = min(num_threads(), n_blocks) if parallel else 1
     # Ranges of blocks: four per thread balance the load; 100 (at most one per block) when progress
     # is reported, so that it moves.
@@ -77,7 +77,7 @@ def run_plan(plan, progress=None, *, parallel, meanwhile=None):
 
     done = 0
     futures = []
-    if n_threads == 1:
+    if n_threads == 1 and cached is not False:
         finished = map(run_range, range(bounds.size - 1))
     else:
         # Threads running the serial loop on ranges of blocks (the kernels release the
@@ -85,6 +85,8 @@ def run_plan(plan, progress=None, *, parallel, meanwhile=None):
         # same, and no second, parallel build to compile. This thread only waits (and does
         # meanwhile's work): with it taking ranges too, W2 on the 2-core machine shared
         # with other processes took 23-31 ms against 15-16 ms, for the same CPU time.
+        # One thread too when the loop compiles: meanwhile's work (importing xarray, the
+        # Dataset) then overlaps the compile, whose LLVM passes release the GIL.
         futures = [thread_pool(n_threads, "gdsim-sweep").submit(run_range, i) for i in range(bounds.size - 1)]
         finished = (future.result() for future in as_completed(futures))
     try:

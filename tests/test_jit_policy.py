@@ -120,3 +120,22 @@ def test_kernels_load_from_the_cache_without_numbas_registries(tmp_path):
     (compiled, numbers), (loaded, again) = [done.stdout.split(" ", 1) for done in outputs]
     assert compiled == "True" and loaded == "False", [done.stderr for done in outputs]
     assert again == numbers
+
+
+def test_compile_flags_hash_and_compare_as_numba_defines_them():
+    # _jit makes them cheaper (an overloaded function's typing keys its implementations by
+    # them); the answers are Numba's definitions': the hash of the sorted keys of the
+    # options' values, and equal values.
+    from numba.core.compiler import Flags
+
+    def numbas_hash(flags):
+        return hash(tuple(sorted(flags.values())))
+
+    a, b, c, d = Flags(), Flags(), Flags(), Flags()
+    a.nrt = b.nrt = c.nrt = True
+    c.noalias = True
+    d.nrt = True
+    d.noalias = False  # set to its default: the same values as a's, set differently
+    assert [hash(f) for f in (a, b, c, d)] == [numbas_hash(f) for f in (a, b, c, d)]
+    assert a == b and a == d and a != c and not (a == Flags())
+    assert (a == b) == (a.values() == b.values()) and (a == c) == (a.values() == c.values())

@@ -137,5 +137,5 @@ def test_compile_flags_hash_and_compare_as_numba_defines_them():
     d.nrt = True
     d.noalias = False  # set to its default: the same values as a's, set differently
     assert [hash(f) for f in (a, b, c, d)] == [numbas_hash(f) for f in (a, b, c, d)]
-    assert a == b and a == d and a != c and not (a == Flags())
+    assert a == b and a == d and a != c and not (a == Flags())  # noqa: SIM201 - __eq__ itself
     assert (a == b) == (a.values() == b.values()) and (a == c) == (a.values() == c.values())

@@ -241,7 +241,11 @@ def load_compiler_unless_cached(dispatcher, args):
     """:func:`load_compiler` before the call of ``dispatcher`` with ``args`` unless that
     call loads its kernel from Numba's cache (:func:`is_cached`), which needs no
     registries (:func:`_load_cached_kernels_without_registries`). Returns what
-    :func:`is_cached` says."""
+    :func:`is_cached` says; True, without a look (the types of ``args``: 0.15 ms a sweep),
+    once ``dispatcher`` has been called in this process (a call with new types that
+    compiles then loads the registries itself, without the GC paused)."""
+    if dispatcher.overloads:
+        return True
     cached = is_cached(dispatcher, numba_types(args))
     if cached is not True:
         load_compiler()

@@ -50,7 +50,8 @@ from typing import TypeVar
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ._jit import jit, num_threads, thread_pool
+from ._aside import compile_aside
+from ._jit import is_cached, jit, num_threads, numba_types, thread_pool
 from ._validate import ParameterError, closest, is_real_scalar, short_repr
 
 #: The outcomes, by code (the ``outcome`` variable of a sweep holds the code).
@@ -306,7 +307,36 @@ def classify_into(loss: np.ndarray, outcome: np.ndarray, rate: np.ndarray) -> No
         bigger arrays are fine).
     """
     loss = np.ascontiguousarray(loss, dtype=np.float64)
-    _classify_runs(loss, _critical_values(loss.shape[1]), outcome, rate)
+    critical = _critical_values(loss.shape[1])
+    if _ASIDE:
+        _ASIDE[0].wait()  # then the kernel loads from Numba's cache
+    _classify_runs(loss, critical, outcome, rate)
+
+
+#: The process compiling :func:`_classify_runs` (:func:`compile_classify_aside`), if one was started.
+_ASIDE = []
+
+
+def compile_classify_aside():
+    """Start compiling this module's kernel in another process (:func:`gdsim._aside.compile_aside`)
+    if it is neither compiled here nor in Numba's cache, once per process: for a sweep
+    that is about to compile its own kernels for seconds (cold), which :func:`classify_into`
+    then waits for (it finishes first) and loads the kernel from the cache."""
+    if _ASIDE or is_cached(_classify_runs, numba_types(_classify_example())) is not False:
+        return
+    aside = compile_aside(_compile_classify)
+    if aside is not None:
+        _ASIDE.append(aside)
+
+
+def _classify_example():
+    """Arguments of :func:`_classify_runs` of the types :func:`classify_into` passes."""
+    return np.zeros((1, 3)), np.zeros(4), np.zeros(1, dtype=np.int8), np.zeros(1)
+
+
+def _compile_classify():
+    """Compile :func:`_classify_runs` (into Numba's cache): :func:`compile_classify_aside`'s process."""
+    _classify_runs(*_classify_example())
 
 
 @functools.cache

@@ -32,7 +32,8 @@ from .optim import (
     epoch_lrs,
     sgd_update,
 )
-from .outcomes import NOT_GIVEN, OUTCOMES, NotGiven, check_train_divergence, classify, document_divergence
+from .outcomes import (NOT_GIVEN, OUTCOMES, NotGiven, check_train_divergence, classify, compile_classify_aside,
+                       document_divergence)
 from .tracks import (
     check_track,
     new_tracks,
@@ -447,7 +448,8 @@ def train(model: MLP, X: ArrayLike, Y: ArrayLike, optimizer: SGD, *, epochs: int
     args = ((theta, buf, state0 is not None, ready, initial), model.spec, X, Y, (order, batch_size, drop_last), lr,
             optimizer.hyper_table(), optimizer.maximize, (factor, stop_diverged),
             (epoch_loss, step_loss, params_history), dense, tracks)
-    load_compiler_unless_cached(train_loop, args)  # Numba's registries with the GC paused, if it compiles
+    if load_compiler_unless_cached(train_loop, args) is False:  # Numba's registries with the GC paused
+        compile_classify_aside()  # it compiles for seconds: the classifier meanwhile in another process
     with one_blas_thread(dense is not None):  # the matrix path: the same bits on any machine
         diverged_step, diverged_loss, initial_loss = train_loop(*args)
     buffer_ready = ready or (n_steps > 0 and optimizer.momentum != 0.0)

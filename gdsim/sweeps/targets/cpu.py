@@ -12,6 +12,7 @@ from concurrent.futures import as_completed
 import numpy as np
 
 from ..._jit import load_compiler_unless_cached, num_threads, thread_pool
+from ...outcomes import compile_classify_aside
 from ..dataset import classify_runs, empty_raw, split_tracks
 from .cpu_blocks import block_loop
 from .cpu_lanes import BLOCK
@@ -53,7 +54,11 @@ def run_plan(plan, progress=None, *, parallel, meanwhile=None):
             (plan.divergence_factor, plan.stop_diverged),
             (out["epoch_loss"], out["params"], out["diverged_step"], out["diverged_loss"]))
     n_blocks = slots.shape[0]
-    cached = load_compiler_unless_cached(loop, (np.int64(0), np.int64(0), *args))  # Numba's registries (GC paused)
+    # Numba's registries (with the GC paused) unless the loop loads from the cache; if it
+    # compiles (seconds), the classifier compiles meanwhile in another process
+    cached = load_compiler_unless_cached(loop, (np.int64(0), np.int64(0), *args))
+    if cached is False:
+        compile_classify_aside()
     n_threads = min(num_threads(), n_blocks) if parallel else 1
     # Ranges of blocks: four per thread balance the load; 100 (at most one per block) when progress
     # is reported, so that it moves.

@@ -83,8 +83,8 @@ def compile_aside(function):
     either where no core is spare (:func:`spare_core`): the other process would then
     take its time from this one, and it spends more (it imports Numba) than it saves.
     """
-    if not spare_core():
-        return None
+    if not spare_core() or getattr(sys, "frozen", False) or not sys.executable:
+        return None  # (a frozen application's executable is not a Python to start)
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the folder holding this gdsim
     code = (f"import sys; sys.path[:] = {[root, *sys.path]!r}; import importlib; "
             f"getattr(importlib.import_module({function.__module__!r}), {function.__name__!r})()")

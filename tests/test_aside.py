@@ -43,6 +43,9 @@ def test_a_process_compiles_aside_only_with_a_core_to_spare(monkeypatch):
     assert _aside.compile_aside(_jit.num_threads) is None  # not started: its call would never come
     monkeypatch.setattr(os, "getloadavg", lambda: (cpus - 0.6, 0.0, 0.0))
     assert _aside.spare_core() == (cpus > 1)
+    monkeypatch.setattr(_aside, "spare_core", lambda: True)
+    monkeypatch.setattr(sys, "frozen", True, raising=False)  # an application bundling Python
+    assert _aside.compile_aside(_jit.num_threads) is None
 
 
 def test_a_process_compiling_aside_ends_with_this_one():

@@ -31,7 +31,7 @@ if TYPE_CHECKING:  # for the annotations only: importing xarray costs time
     import xarray
 
 from . import hvp
-from ._jit import jit
+from ._jit import jit, jit_inline
 from ._validate import ParameterError, check_int, closest, short_repr
 from .kernels import model_loss_grad, per_sample_grads
 
@@ -119,7 +119,7 @@ def tracks_bytes(every: np.ndarray, n_steps: int, n_params: int, n: int) -> int:
                 + (n * n_params if every[NOISE_SCALE] else 0))
 
 
-@jit
+@jit_inline  # inlined: a call with a constant i would compile one version per constant
 def _due(every, i, step):
     return every[i] > 0 and step % every[i] == 0
 

@@ -140,7 +140,9 @@ def train_loop(state, model, X, Y, batches, lr, hyper, maximize, divergence, out
     diverged_loss = np.nan
     stopped = False  # marked with stop_diverged: at the start of an epoch, or by a batch's loss
     by_batch = False
-    step = 0
+    # int64, not the literal 0: Numba would type the tracks' calls once with Literal[int](0)
+    # before the loop's int64 and compile them twice (track_full, track_batch: ~4 s).
+    step = np.int64(0)
     for epoch in range(epochs + 1):
         # Full-batch GD in data order: the first step's batch is the full data, so its loss
         # is the epoch's full-data loss, computed once (with its gradient).

@@ -359,7 +359,10 @@ def predict(theta, sizes, activation, X, out, acts, layer_code=STANDARD):
     a_out = output_offset(sizes)
     for r in range(X.shape[0]):
         forward_sample(theta, sizes, activation, X[r], acts, layer_code)
-        out[r, :] = acts[a_out:]
+        # Element by element: ``out[r, :] = acts[a_out:]`` would compile its shape check's
+        # error message (number formatting: 2 of the 3 s of the first call).
+        for k in range(out.shape[1]):
+            out[r, k] = acts[a_out + k]
 
 
 @jit
@@ -384,7 +387,8 @@ def _dense_forward(theta, sizes, activation, X, rows, layer_code):
     ntk = is_ntk(layer_code)
     inputs = np.empty((rows.shape[0], sizes[0]))
     for j in range(rows.shape[0]):
-        inputs[j, :] = X[rows[j]]
+        for i in range(sizes[0]):  # element by element, as in predict
+            inputs[j, i] = X[rows[j], i]
     layers = [inputs]
     w = 0
     for layer in range(n_layers):

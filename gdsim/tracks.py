@@ -148,7 +148,8 @@ def _noise_scales(theta, model, X, Y, scratch):
     rows = np.arange(n)
     trace, curved = 0.0, 0.0
     for i in range(n):
-        direction[:] = own[i] - mean
+        for k in range(mean.shape[0]):  # element by element: a slice assignment's shape check compiles slowly
+            direction[k] = own[i, k] - mean[k]
         trace += np.sum(direction * direction)
         hvp.batch_hvp(theta, sizes, activation, loss, reduction, X, Y, rows, direction, product, work, layer_code)
         curved += np.sum(direction * product)
@@ -170,7 +171,9 @@ def track_full(theta, model, X, Y, step, tracks, work, grad, dense):
         if want_norm:
             scalars[ROW_GRAD_NORM, step // every[GRAD_NORM]] = np.sqrt(np.sum(grad * grad))
     if _due(every, PARAMS, step):
-        params[step // every[PARAMS], :] = theta
+        row = step // every[PARAMS]
+        for k in range(theta.shape[0]):  # element by element, as direction above
+            params[row, k] = theta[k]
     if _due(every, SHARPNESS, step):
         scalars[ROW_SHARPNESS, step // every[SHARPNESS]] = _sharpness(theta, model, X, Y, all_rows, scratch[0],
                                                                       scratch)

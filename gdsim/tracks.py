@@ -100,15 +100,17 @@ def new_tracks(every, n_steps, model, n):
     ``scalars``: float64 ``[len(SCALARS), rows]`` (NaN where nothing is measured) and
     ``params`` ``[rows, n_params]``, with room for the measurements of steps ``0 ..
     n_steps``; ``scratch``: the Lanczos start vectors and workspace, the samples' own
-    gradients (sized only for what is tracked) and the indices of the ``n`` samples (made
-    once: the loop allocates nothing per step)."""
+    gradients (None when the noise scale is not tracked) and the indices of the ``n``
+    samples (made once: the loop allocates nothing per step)."""
     rows = _rows(every, n_steps)
     n_params = model.n_params
     scalars = np.full((len(SCALARS), max(rows)), np.nan)
     krylov = LANCZOS[0] if every[SHARPNESS] or every[BATCH_SHARPNESS] or every[NOISE_SCALE] else 0
+    # The samples' own gradients, None when the noise scale is not tracked: Numba then
+    # compiles no noise-scale code (:func:`_measure_noise`; 2-3 s of the first call).
+    own = np.empty((n, n_params)) if every[NOISE_SCALE] else None
     scratch = (np.zeros(n_params), np.zeros(n_params), np.empty((krylov + 1, n_params)),
-               hvp.new_workspace(model.sizes_array), np.empty((n if every[NOISE_SCALE] else 0, n_params)),
-               np.arange(n))
+               hvp.new_workspace(model.sizes_array), own, np.arange(n))
     return every, (scalars, np.full((rows[PARAMS], n_params), np.nan)), scratch
 
 
@@ -133,10 +135,20 @@ def _sharpness(theta, model, X, Y, rows, v, scratch):
 
 
 @jit
-def _noise_scales(theta, model, X, Y, scratch):
+def _measure_noise(theta, model, X, Y, scratch, own, scalars, row):
+    """Store :func:`_noise_scales` in ``row`` of the noise scales' rows of ``scalars``;
+    nothing (and nothing compiled: Numba prunes the branch of a None argument) when
+    ``own``, the samples' gradients' scratch, is None."""
+    if own is None:
+        return
+    scalars[ROW_B_SIMPLE, row], scalars[ROW_B_NOISE, row] = _noise_scales(theta, model, X, Y, scratch, own)
+
+
+@jit
+def _noise_scales(theta, model, X, Y, scratch, own):
     """``(b_simple, b_noise)`` at ``theta`` (see the module's documentation)."""
     sizes, activation, loss, reduction, layer_code = model
-    basis, work, own = scratch[2], scratch[3], scratch[4]
+    basis, work = scratch[2], scratch[3]
     acts, deltas = work[hvp.ACTS], work[hvp.DELTAS]
     per_sample_grads(theta, sizes, activation, loss, reduction, X, Y, own, acts, deltas, layer_code)
     n = X.shape[0]
@@ -178,8 +190,7 @@ def track_full(theta, model, X, Y, step, tracks, work, grad, dense):
         scalars[ROW_SHARPNESS, step // every[SHARPNESS]] = _sharpness(theta, model, X, Y, all_rows, scratch[0],
                                                                       scratch)
     if _due(every, NOISE_SCALE, step):
-        row = step // every[NOISE_SCALE]
-        scalars[ROW_B_SIMPLE, row], scalars[ROW_B_NOISE, row] = _noise_scales(theta, model, X, Y, scratch)
+        _measure_noise(theta, model, X, Y, scratch, scratch[4], scalars, step // every[NOISE_SCALE])
 
 
 @jit

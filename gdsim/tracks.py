@@ -100,7 +100,7 @@ def new_tracks(every, n_steps, model, n):
     ``scalars``: float64 ``[len(SCALARS), rows]`` (NaN where nothing is measured) and
     ``params`` ``[rows, n_params]``, with room for the measurements of steps ``0 ..
     n_steps``; ``scratch``: the Lanczos start vectors and workspace, the samples' own
-    gradients (None when the noise scale is not tracked) and the indices of the ``n``
+    gradients (each None when nothing tracked uses it) and the indices of the ``n``
     samples (made once: the loop allocates nothing per step)."""
     rows = _rows(every, n_steps)
     n_params = model.n_params
@@ -109,8 +109,9 @@ def new_tracks(every, n_steps, model, n):
     # The samples' own gradients, None when the noise scale is not tracked: Numba then
     # compiles no noise-scale code (:func:`_measure_noise`; 2-3 s of the first call).
     own = np.empty((n, n_params)) if every[NOISE_SCALE] else None
-    scratch = (np.zeros(n_params), np.zeros(n_params), np.empty((krylov + 1, n_params)),
-               hvp.new_workspace(model.sizes_array), own, np.arange(n))
+    basis = np.empty((krylov + 1, n_params)) if krylov else None  # the same for Lanczos (_sharpness)
+    scratch = (np.zeros(n_params), np.zeros(n_params), basis, hvp.new_workspace(model.sizes_array), own,
+               np.arange(n))
     return every, (scalars, np.full((rows[PARAMS], n_params), np.nan)), scratch
 
 
@@ -127,10 +128,13 @@ def _due(every, i, step):
 
 
 @jit
-def _sharpness(theta, model, X, Y, rows, v, scratch):
-    """The top Hessian eigenvalue of the batch ``rows``' loss, warm-started from ``v``."""
+def _sharpness(theta, model, X, Y, rows, v, basis, work):
+    """The top Hessian eigenvalue of the batch ``rows``' loss, warm-started from ``v``;
+    ``basis`` None (nothing tracked needs Lanczos): never called, and Numba prunes the
+    branch, so that a build without sharpness compiles no Lanczos code."""
+    if basis is None:
+        return np.nan
     krylov, tol, max_products = LANCZOS
-    basis, work = scratch[2], scratch[3]
     return hvp.lanczos_top(theta, model, X, Y, rows, v, tol, max_products, (basis, work))[0]
 
 
@@ -188,7 +192,7 @@ def track_full(theta, model, X, Y, step, tracks, work, grad, dense):
             params[row, k] = theta[k]
     if _due(every, SHARPNESS, step):
         scalars[ROW_SHARPNESS, step // every[SHARPNESS]] = _sharpness(theta, model, X, Y, all_rows, scratch[0],
-                                                                      scratch)
+                                                                      scratch[2], scratch[3])
     if _due(every, NOISE_SCALE, step):
         _measure_noise(theta, model, X, Y, scratch, scratch[4], scalars, step // every[NOISE_SCALE])
 
@@ -204,7 +208,7 @@ def track_batch(theta, model, X, Y, rows, step, tracks, value, grad):
         scalars[ROW_BATCH_GRAD_NORM, step // every[BATCH_GRAD_NORM]] = np.sqrt(np.sum(grad * grad))
     if _due(every, BATCH_SHARPNESS, step):
         scalars[ROW_BATCH_SHARPNESS, step // every[BATCH_SHARPNESS]] = _sharpness(theta, model, X, Y, rows,
-                                                                                  scratch[1], scratch)
+                                                                                  scratch[1], scratch[2], scratch[3])
 
 
 def measured_steps(every: np.ndarray, n_steps: int) -> tuple[dict[str, np.ndarray], np.ndarray]:

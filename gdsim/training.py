@@ -425,8 +425,10 @@ def train(model: MLP, X: ArrayLike, Y: ArrayLike, optimizer: SGD, *, epochs: int
     history_rows = n_steps + 1 if record_params else 0
     # Everything the run allocates (the schedule included), checked before anything is allocated.
     drawn = epoch0 + epochs if _drawn_orders(shuffle) else epochs
+    dense = use_dense_kernels(model, batch_size)
+    matrices = n * (sum(model.sizes) + 2 * max(model.sizes[1:])) if dense else 0  # new_dense_workspace
     check_memory(8 * (history_rows * model.n_params + drawn * n + 2 * n_steps + 2 * (epoch0 + epochs)
-                      + 4 * model.n_params) + tracks_bytes(every, n_steps, model.n_params, n),
+                      + 4 * model.n_params + matrices) + tracks_bytes(every, n_steps, model.n_params, n),
                  f"a run of {n_steps} steps" + (" with record_params=True" if record_params else ""),
                  "train for fewer epochs" + (" or set record_params=False" if record_params else ""))
     # A continued run takes the next epochs of its schedule and of its drawn orders.
@@ -446,7 +448,6 @@ def train(model: MLP, X: ArrayLike, Y: ArrayLike, optimizer: SGD, *, epochs: int
     lr = np.repeat(lrs, per_epoch)
     tracks = new_tracks(every, n_steps, model, n) if every.any() else None
     load_compiler()  # Numba's registries, once: as the first kernel call would, with the GC paused
-    dense = use_dense_kernels(model, batch_size)
     with one_blas_thread(dense is not None):  # the matrix path: the same bits on any machine
         diverged_step, diverged_loss, initial_loss = train_loop(
             (theta, buf, state0 is not None, ready, initial), model.spec, X, Y, (order, batch_size, drop_last), lr,

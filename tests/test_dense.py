@@ -71,3 +71,18 @@ def test_a_workspace_holds_nothing_from_one_batch_to_the_next():
         again = _dense(model, theta, X, Yk, rows, work)
         assert again[0] == value
         np.testing.assert_array_equal(again[1], grad, strict=True)
+
+
+def test_train_counts_the_workspace_in_its_memory_check(monkeypatch):
+    # A run whose matrix-path workspace (n * (sum(sizes) + 2 * widest) floats: 1.29 MB
+    # here) is most of what it allocates: refused with 0.5 MB available, run with 2 MB.
+    from gdsim import _resources
+
+    model = gdsim.MLP((64, 32, 1))
+    X, Y = make_data(model, n=1000, seed=0)
+    kwargs = dict(epochs=1, batch_size=8)
+    monkeypatch.setattr(_resources, "available_memory", lambda: 500_000)
+    with pytest.raises(gdsim.ParameterError, match="a run of 125 steps"):
+        gdsim.train(model, X, Y, gdsim.SGD(lr=0.01), **kwargs)
+    monkeypatch.setattr(_resources, "available_memory", lambda: 2_000_000)
+    assert gdsim.train(model, X, Y, gdsim.SGD(lr=0.01), **kwargs).n_steps == 125

@@ -33,7 +33,8 @@ if TYPE_CHECKING:  # for the annotations only: importing xarray costs time
 from . import hvp
 from ._jit import jit, jit_inline
 from ._validate import ParameterError, check_int, closest, short_repr
-from .kernels import model_loss_grad, per_sample_grads
+from .dense import model_loss_grad
+from .kernels import per_sample_grads
 
 #: The observables, in the order of the loop's ``every`` array: name -> description.
 TRACKS = {

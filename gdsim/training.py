@@ -21,7 +21,8 @@ from ._jit import jit, jit_inline, load_compiler, one_blas_thread
 from ._resources import check_memory
 from ._validate import ParameterError, check_bool, check_int, check_seed
 from .batches import batch_orders, batch_stop, steps_per_epoch
-from .kernels import divergence_threshold, is_diverged, model_loss_grad, new_workspace
+from .dense import model_loss_grad, new_dense_workspace
+from .kernels import divergence_threshold, is_diverged, new_workspace
 from .models import check_model
 from .optim import (
     DAMPENING,
@@ -101,8 +102,8 @@ def train_loop(state, model, X, Y, batches, lr, hyper, maximize, divergence, out
         epoch and after the last; each batch's loss before its update; when it has rows,
         the parameters before the first step and after every step.
     dense : True or None
-        True: compute each batch with matrix products
-        (:func:`gdsim.kernels.dense_batch_loss_grad`); None: sample by sample. A None
+        True: compute each batch with matrix products (:func:`gdsim.dense.dense_loss_grad`,
+        its scratch allocated once); None: sample by sample. A None
         argument is a compile-time constant (Numba prunes its ``is None`` branches), so
         the build of each choice compiles only its own kernels
         (:func:`use_dense_kernels` gives it).
@@ -129,6 +130,7 @@ def train_loop(state, model, X, Y, batches, lr, hyper, maximize, divergence, out
     n = X.shape[0]
     epochs = order.shape[0]
     work = new_workspace(model.sizes)
+    matrices = new_dense_workspace(model.sizes, n) if dense is not None else None  # None: pruned
     grad = np.empty(theta.shape[0])
     all_rows = np.arange(n)
     record = params_history.shape[0] > 0
@@ -149,7 +151,7 @@ def train_loop(state, model, X, Y, batches, lr, hyper, maximize, divergence, out
         reuse = epoch < epochs and batch_size >= n and np.all(order[epoch] == all_rows)
         # ``reuse`` and np.bool_(True) below: want_grad a run-time bool, one build of the
         # kernel for both (a literal True or False would compile one each).
-        full = model_loss_grad(theta, model, X, Y, all_rows, reuse, grad, work, dense)
+        full = model_loss_grad(theta, model, X, Y, all_rows, reuse, grad, work, matrices)
         epoch_loss[epoch] = full
         if epoch == 0:
             if not continued:
@@ -161,19 +163,19 @@ def train_loop(state, model, X, Y, batches, lr, hyper, maximize, divergence, out
             stopped = stop_diverged
         if epoch == epochs or stopped:
             if tracks is not None:
-                track_full(theta, model, X, Y, step, tracks, work, scratch, dense)
+                track_full(theta, model, X, Y, step, tracks, work, scratch, matrices)
             break
         for start in range(0, n, batch_size):
             stop = batch_stop(start, n, batch_size, drop_last)
             if stop == start:
                 break
             if tracks is not None:
-                track_full(theta, model, X, Y, step, tracks, work, scratch, dense)
+                track_full(theta, model, X, Y, step, tracks, work, scratch, matrices)
             if reuse:
                 value = full
             else:
                 value = model_loss_grad(theta, model, X, Y, order[epoch, start:stop], np.bool_(True), grad, work,
-                                        dense)
+                                        matrices)
             step_loss[step] = value
             if diverged_step < 0 and is_diverged(value, threshold):
                 diverged_step = step
@@ -425,8 +427,10 @@ def train(model: MLP, X: ArrayLike, Y: ArrayLike, optimizer: SGD, *, epochs: int
     history_rows = n_steps + 1 if record_params else 0
     # Everything the run allocates (the schedule included), checked before anything is allocated.
     drawn = epoch0 + epochs if _drawn_orders(shuffle) else epochs
+    dense = use_dense_kernels(model, batch_size)
+    matrices = n * (sum(model.sizes) + 2 * max(model.sizes[1:])) if dense else 0  # new_dense_workspace
     check_memory(8 * (history_rows * model.n_params + drawn * n + 2 * n_steps + 2 * (epoch0 + epochs)
-                      + 4 * model.n_params) + tracks_bytes(every, n_steps, model.n_params, n),
+                      + 4 * model.n_params + matrices) + tracks_bytes(every, n_steps, model.n_params, n),
                  f"a run of {n_steps} steps" + (" with record_params=True" if record_params else ""),
                  "train for fewer epochs" + (" or set record_params=False" if record_params else ""))
     # A continued run takes the next epochs of its schedule and of its drawn orders.
@@ -446,7 +450,6 @@ def train(model: MLP, X: ArrayLike, Y: ArrayLike, optimizer: SGD, *, epochs: int
     lr = np.repeat(lrs, per_epoch)
     tracks = new_tracks(every, n_steps, model, n) if every.any() else None
     load_compiler()  # Numba's registries, once: as the first kernel call would, with the GC paused
-    dense = use_dense_kernels(model, batch_size)
     with one_blas_thread(dense is not None):  # the matrix path: the same bits on any machine
         diverged_step, diverged_loss, initial_loss = train_loop(
             (theta, buf, state0 is not None, ready, initial), model.spec, X, Y, (order, batch_size, drop_last), lr,

@@ -17,6 +17,8 @@ datasets
     Seeded datasets of the tutorials.
 kernels
     The Numba kernels, importable from users' own ``@njit`` code.
+dense
+    Whole-batch kernels with matrix products (BLAS), for wide layers.
 hvp
     Exact Hessian-vector products and warm-started Lanczos (sharpness) as Numba kernels.
 theory
@@ -42,10 +44,10 @@ except PackageNotFoundError:  # running from a source tree that was not installe
 #: before numpy, numba and xarray load.
 _PUBLIC = {"Linear": "models", "MLP": "models", "SGD": "optim", "epoch_lrs": "optim", "train": "training",
            "TrainResult": "training", "TrainState": "training", "sweep": "sweeps", "ParameterError": "_validate"}
-_SUBMODULES = ("datasets", "kernels", "hvp", "theory", "plot")
+_SUBMODULES = ("datasets", "kernels", "dense", "hvp", "theory", "plot")
 
 __all__ = ["Linear", "MLP", "SGD", "train", "TrainResult", "TrainState", "sweep", "epoch_lrs", "datasets", "kernels",
-           "hvp", "theory", "plot", "ParameterError", "__version__"]
+           "dense", "hvp", "theory", "plot", "ParameterError", "__version__"]
 
 
 def __getattr__(name):

@@ -293,6 +293,9 @@ def one_blas_thread(needed=True):
     if not needed:
         yield
         return
+    # threadpoolctl limits the libraries loaded when the limit is set: SciPy's BLAS (which
+    # Numba's np.dot calls, and first imports at the first product) is loaded before.
+    import scipy.linalg.cython_blas  # noqa: F401
     from threadpoolctl import threadpool_limits
 
     state = _ONE_BLAS_THREAD

@@ -437,7 +437,8 @@ def lanczos_top(theta, model, X, Y, rows, v, tol, max_iter, scratch):
     value = math.nan
     products = 0
     while products < max_iter:
-        basis[0, :] = v
+        for i in range(n_params):  # not basis[0, :] = v: its shape check's message compiles slowly
+            basis[0, i] = v[i]
         converged = False
         j = 0
         ritz = np.ones(1)

@@ -359,7 +359,10 @@ def predict(theta, sizes, activation, X, out, acts, layer_code=STANDARD):
     a_out = output_offset(sizes)
     for r in range(X.shape[0]):
         forward_sample(theta, sizes, activation, X[r], acts, layer_code)
-        out[r, :] = acts[a_out:]
+        # Element by element: ``out[r, :] = acts[a_out:]`` would compile its shape check's
+        # error message (number formatting: 2 of the 3 s of the first call).
+        for k in range(out.shape[1]):
+            out[r, k] = acts[a_out + k]
 
 
 @jit
@@ -371,117 +374,3 @@ def new_workspace(sizes):
     width = sizes.sum()
     return np.empty(width), np.empty(width)
 
-
-# ---------------------------------------------------------------------------------------
-# Whole-batch kernels: matrix products (BLAS) instead of per-sample loops, for wide layers.
-# ---------------------------------------------------------------------------------------
-@jit
-def _dense_forward(theta, sizes, activation, X, rows, layer_code):
-    """Every layer's outputs for the batch ``X[rows]``, as a list of ``[B, width]`` arrays
-    (the inputs first, the last layer's raw outputs last)."""
-    n_layers = sizes.shape[0] - 1
-    bias = has_bias(layer_code)
-    ntk = is_ntk(layer_code)
-    inputs = np.empty((rows.shape[0], sizes[0]))
-    for j in range(rows.shape[0]):
-        inputs[j, :] = X[rows[j]]
-    layers = [inputs]
-    w = 0
-    for layer in range(n_layers):
-        fan_in = sizes[layer]
-        fan_out = sizes[layer + 1]
-        b = w + fan_in * fan_out
-        weight = theta[w:b].reshape((fan_out, fan_in))
-        out = np.dot(layers[layer], weight.T)
-        hidden = layer < n_layers - 1
-        scale = weight_scale(layer_code, fan_in)
-        for j in range(out.shape[0]):
-            for o in range(fan_out):
-                s = out[j, o]
-                if ntk:
-                    s = s * scale
-                if bias:
-                    s += theta[b + o]
-                out[j, o] = activate(activation, s) if hidden else s
-        layers.append(out)
-        w = b + fan_out if bias else b
-    return layers
-
-
-@jit
-def dense_batch_loss_grad(theta, sizes, activation, loss, reduction, X, Y, rows, want_grad, grad, layer_code=STANDARD):
-    """:func:`batch_loss_grad` (or :func:`batch_loss` when not ``want_grad``) computed
-    with matrix products over the whole batch: faster for wide layers, equal up to the
-    rounding of the sums (BLAS sums in its own order).
-
-    Parameters
-    ----------
-    theta, sizes, activation, loss, reduction, X, Y, rows, layer_code
-        As in :func:`batch_loss_grad`.
-    want_grad : bool
-    grad : float64[n_params]
-        Output (overwritten) when ``want_grad``.
-
-    Returns
-    -------
-    float
-        The reduced loss of the batch.
-    """
-    n_layers = sizes.shape[0] - 1
-    bias = has_bias(layer_code)
-    ntk = is_ntk(layer_code)
-    batch = rows.shape[0]
-    layers = _dense_forward(theta, sizes, activation, X, rows, layer_code)
-    out = layers[n_layers]
-    deltas = np.empty_like(out) if want_grad else np.empty((batch, 0))
-    mean = averages(reduction)
-    scale = 1.0 / batch if mean else 1.0
-    total = 0.0
-    for j in range(batch):
-        total += output_loss(loss, reduction, out[j], Y[rows[j]], deltas[j], scale)
-    if want_grad:
-        p = theta.shape[0]
-        for layer in range(n_layers - 1, -1, -1):
-            fan_in = sizes[layer]
-            fan_out = sizes[layer + 1]
-            b = p - fan_out if bias else p
-            w = b - fan_in * fan_out
-            below = layers[layer]
-            if bias:
-                for o in range(fan_out):
-                    s = 0.0
-                    for j in range(batch):
-                        s += deltas[j, o]
-                    grad[b + o] = s
-            if ntk:
-                deltas = deltas * weight_scale(layer_code, fan_in)
-            grad[w:b] = np.dot(deltas.T, below).ravel()
-            if layer > 0:
-                deltas = np.dot(deltas, theta[w:b].reshape((fan_out, fan_in)))
-                for j in range(batch):
-                    for i in range(fan_in):
-                        deltas[j, i] *= activation_slope(activation, below[j, i])
-            p = w
-    if mean:
-        return total / batch
-    return total
-
-
-@jit
-def model_loss_grad(theta, model, X, Y, rows, want_grad, grad, work, dense):
-    """The reduced loss of the batch ``rows`` and, if ``want_grad``, its gradient into
-    ``grad``: the kernel gdsim's training loops call for a whole model.
-
-    ``model`` is a :class:`gdsim.models.ModelSpec`, ``work`` the scratch ``(acts, deltas)``
-    (:func:`new_workspace`), ``dense`` True chooses :func:`dense_batch_loss_grad` (matrix
-    products), None the sample-by-sample kernels: a None argument is a compile-time
-    constant (Numba prunes its ``is None`` branches), so each build compiles one of them.
-    """
-    sizes, activation, loss, reduction, layer_code = model
-    acts, deltas = work
-    if dense is not None:
-        return dense_batch_loss_grad(theta, sizes, activation, loss, reduction, X, Y, rows, want_grad, grad,
-                                     layer_code)
-    if want_grad:
-        return batch_loss_grad(theta, sizes, activation, loss, reduction, X, Y, rows, grad, acts, deltas, layer_code)
-    return batch_loss(theta, sizes, activation, loss, reduction, X, Y, rows, acts, layer_code)

@@ -31,9 +31,10 @@ if TYPE_CHECKING:  # for the annotations only: importing xarray costs time
     import xarray
 
 from . import hvp
-from ._jit import jit
+from ._jit import jit, jit_inline
 from ._validate import ParameterError, check_int, closest, short_repr
-from .kernels import model_loss_grad, per_sample_grads
+from .dense import model_loss_grad
+from .kernels import per_sample_grads
 
 #: The observables, in the order of the loop's ``every`` array: name -> description.
 TRACKS = {
@@ -100,14 +101,17 @@ def new_tracks(every, n_steps, model, n):
     ``scalars``: float64 ``[len(SCALARS), rows]`` (NaN where nothing is measured) and
     ``params`` ``[rows, n_params]``, with room for the measurements of steps ``0 ..
     n_steps``; ``scratch``: the Lanczos start vectors and workspace, the samples' own
-    gradients (sized only for what is tracked) and the indices of the ``n`` samples (made
-    once: the loop allocates nothing per step)."""
+    gradients (each None when nothing tracked uses it) and the indices of the ``n``
+    samples (made once: the loop allocates nothing per step)."""
     rows = _rows(every, n_steps)
     n_params = model.n_params
     scalars = np.full((len(SCALARS), max(rows)), np.nan)
     krylov = LANCZOS[0] if every[SHARPNESS] or every[BATCH_SHARPNESS] or every[NOISE_SCALE] else 0
-    scratch = (np.zeros(n_params), np.zeros(n_params), np.empty((krylov + 1, n_params)),
-               hvp.new_workspace(model.sizes_array), np.empty((n if every[NOISE_SCALE] else 0, n_params)),
+    # The samples' own gradients, None when the noise scale is not tracked: Numba then
+    # compiles no noise-scale code (:func:`_measure_noise`; 2-3 s of the first call).
+    own = np.empty((n, n_params)) if every[NOISE_SCALE] else None
+    basis = np.empty((krylov + 1, n_params)) if krylov else None  # the same for Lanczos (_sharpness)
+    scratch = (np.zeros(n_params), np.zeros(n_params), basis, hvp.new_workspace(model.sizes_array), own,
                np.arange(n))
     return every, (scalars, np.full((rows[PARAMS], n_params), np.nan)), scratch
 
@@ -119,24 +123,37 @@ def tracks_bytes(every: np.ndarray, n_steps: int, n_params: int, n: int) -> int:
                 + (n * n_params if every[NOISE_SCALE] else 0))
 
 
-@jit
+@jit_inline  # inlined: a call with a constant i would compile one version per constant
 def _due(every, i, step):
     return every[i] > 0 and step % every[i] == 0
 
 
 @jit
-def _sharpness(theta, model, X, Y, rows, v, scratch):
-    """The top Hessian eigenvalue of the batch ``rows``' loss, warm-started from ``v``."""
+def _sharpness(theta, model, X, Y, rows, v, basis, work):
+    """The top Hessian eigenvalue of the batch ``rows``' loss, warm-started from ``v``;
+    ``basis`` None (nothing tracked needs Lanczos): never called, and Numba prunes the
+    branch, so that a build without sharpness compiles no Lanczos code."""
+    if basis is None:
+        return np.nan
     krylov, tol, max_products = LANCZOS
-    basis, work = scratch[2], scratch[3]
     return hvp.lanczos_top(theta, model, X, Y, rows, v, tol, max_products, (basis, work))[0]
 
 
 @jit
-def _noise_scales(theta, model, X, Y, scratch):
+def _measure_noise(theta, model, X, Y, scratch, own, scalars, row):
+    """Store :func:`_noise_scales` in ``row`` of the noise scales' rows of ``scalars``;
+    nothing (and nothing compiled: Numba prunes the branch of a None argument) when
+    ``own``, the samples' gradients' scratch, is None."""
+    if own is None:
+        return
+    scalars[ROW_B_SIMPLE, row], scalars[ROW_B_NOISE, row] = _noise_scales(theta, model, X, Y, scratch, own)
+
+
+@jit
+def _noise_scales(theta, model, X, Y, scratch, own):
     """``(b_simple, b_noise)`` at ``theta`` (see the module's documentation)."""
     sizes, activation, loss, reduction, layer_code = model
-    basis, work, own = scratch[2], scratch[3], scratch[4]
+    basis, work = scratch[2], scratch[3]
     acts, deltas = work[hvp.ACTS], work[hvp.DELTAS]
     per_sample_grads(theta, sizes, activation, loss, reduction, X, Y, own, acts, deltas, layer_code)
     n = X.shape[0]
@@ -148,7 +165,8 @@ def _noise_scales(theta, model, X, Y, scratch):
     rows = np.arange(n)
     trace, curved = 0.0, 0.0
     for i in range(n):
-        direction[:] = own[i] - mean
+        for k in range(mean.shape[0]):  # element by element: a slice assignment's shape check compiles slowly
+            direction[k] = own[i, k] - mean[k]
         trace += np.sum(direction * direction)
         hvp.batch_hvp(theta, sizes, activation, loss, reduction, X, Y, rows, direction, product, work, layer_code)
         curved += np.sum(direction * product)
@@ -170,13 +188,14 @@ def track_full(theta, model, X, Y, step, tracks, work, grad, dense):
         if want_norm:
             scalars[ROW_GRAD_NORM, step // every[GRAD_NORM]] = np.sqrt(np.sum(grad * grad))
     if _due(every, PARAMS, step):
-        params[step // every[PARAMS], :] = theta
+        row = step // every[PARAMS]
+        for k in range(theta.shape[0]):  # element by element, as direction above
+            params[row, k] = theta[k]
     if _due(every, SHARPNESS, step):
         scalars[ROW_SHARPNESS, step // every[SHARPNESS]] = _sharpness(theta, model, X, Y, all_rows, scratch[0],
-                                                                      scratch)
+                                                                      scratch[2], scratch[3])
     if _due(every, NOISE_SCALE, step):
-        row = step // every[NOISE_SCALE]
-        scalars[ROW_B_SIMPLE, row], scalars[ROW_B_NOISE, row] = _noise_scales(theta, model, X, Y, scratch)
+        _measure_noise(theta, model, X, Y, scratch, scratch[4], scalars, step // every[NOISE_SCALE])
 
 
 @jit
@@ -190,7 +209,7 @@ def track_batch(theta, model, X, Y, rows, step, tracks, value, grad):
         scalars[ROW_BATCH_GRAD_NORM, step // every[BATCH_GRAD_NORM]] = np.sqrt(np.sum(grad * grad))
     if _due(every, BATCH_SHARPNESS, step):
         scalars[ROW_BATCH_SHARPNESS, step // every[BATCH_SHARPNESS]] = _sharpness(theta, model, X, Y, rows,
-                                                                                  scratch[1], scratch)
+                                                                                  scratch[1], scratch[2], scratch[3])
 
 
 def measured_steps(every: np.ndarray, n_steps: int) -> tuple[dict[str, np.ndarray], np.ndarray]:

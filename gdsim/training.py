@@ -21,7 +21,8 @@ from ._jit import jit, jit_inline, load_compiler_unless_cached, one_blas_thread
 from ._resources import check_memory
 from ._validate import ParameterError, check_bool, check_int, check_seed
 from .batches import batch_orders, batch_stop, steps_per_epoch
-from .kernels import divergence_threshold, is_diverged, model_loss_grad, new_workspace
+from .dense import model_loss_grad, new_dense_workspace
+from .kernels import divergence_threshold, is_diverged, new_workspace
 from .models import check_model
 from .optim import (
     DAMPENING,
@@ -102,8 +103,8 @@ def train_loop(state, model, X, Y, batches, lr, hyper, maximize, divergence, out
         epoch and after the last; each batch's loss before its update; when it has rows,
         the parameters before the first step and after every step.
     dense : True or None
-        True: compute each batch with matrix products
-        (:func:`gdsim.kernels.dense_batch_loss_grad`); None: sample by sample. A None
+        True: compute each batch with matrix products (:func:`gdsim.dense.dense_loss_grad`,
+        its scratch allocated once); None: sample by sample. A None
         argument is a compile-time constant (Numba prunes its ``is None`` branches), so
         the build of each choice compiles only its own kernels
         (:func:`use_dense_kernels` gives it).
@@ -130,6 +131,7 @@ def train_loop(state, model, X, Y, batches, lr, hyper, maximize, divergence, out
     n = X.shape[0]
     epochs = order.shape[0]
     work = new_workspace(model.sizes)
+    matrices = new_dense_workspace(model.sizes, n) if dense is not None else None  # None: pruned
     grad = np.empty(theta.shape[0])
     all_rows = np.arange(n)
     record = params_history.shape[0] > 0
@@ -141,14 +143,16 @@ def train_loop(state, model, X, Y, batches, lr, hyper, maximize, divergence, out
     diverged_loss = np.nan
     stopped = False  # marked with stop_diverged: at the start of an epoch, or by a batch's loss
     by_batch = False
-    step = 0
+    # int64, not the literal 0: Numba would type the tracks' calls once with Literal[int](0)
+    # before the loop's int64 and compile them twice (track_full, track_batch: ~4 s).
+    step = np.int64(0)
     for epoch in range(epochs + 1):
         # Full-batch GD in data order: the first step's batch is the full data, so its loss
         # is the epoch's full-data loss, computed once (with its gradient).
         reuse = epoch < epochs and batch_size >= n and np.all(order[epoch] == all_rows)
         # ``reuse`` and np.bool_(True) below: want_grad a run-time bool, one build of the
         # kernel for both (a literal True or False would compile one each).
-        full = model_loss_grad(theta, model, X, Y, all_rows, reuse, grad, work, dense)
+        full = model_loss_grad(theta, model, X, Y, all_rows, reuse, grad, work, matrices)
         epoch_loss[epoch] = full
         if epoch == 0:
             if not continued:
@@ -160,19 +164,19 @@ def train_loop(state, model, X, Y, batches, lr, hyper, maximize, divergence, out
             stopped = stop_diverged
         if epoch == epochs or stopped:
             if tracks is not None:
-                track_full(theta, model, X, Y, step, tracks, work, scratch, dense)
+                track_full(theta, model, X, Y, step, tracks, work, scratch, matrices)
             break
         for start in range(0, n, batch_size):
             stop = batch_stop(start, n, batch_size, drop_last)
             if stop == start:
                 break
             if tracks is not None:
-                track_full(theta, model, X, Y, step, tracks, work, scratch, dense)
+                track_full(theta, model, X, Y, step, tracks, work, scratch, matrices)
             if reuse:
                 value = full
             else:
                 value = model_loss_grad(theta, model, X, Y, order[epoch, start:stop], np.bool_(True), grad, work,
-                                        dense)
+                                        matrices)
             step_loss[step] = value
             if diverged_step < 0 and is_diverged(value, threshold):
                 diverged_step = step
@@ -424,8 +428,10 @@ def train(model: MLP, X: ArrayLike, Y: ArrayLike, optimizer: SGD, *, epochs: int
     history_rows = n_steps + 1 if record_params else 0
     # Everything the run allocates (the schedule included), checked before anything is allocated.
     drawn = epoch0 + epochs if _drawn_orders(shuffle) else epochs
+    dense = use_dense_kernels(model, batch_size)
+    matrices = n * (sum(model.sizes) + 2 * max(model.sizes[1:])) if dense else 0  # new_dense_workspace
     check_memory(8 * (history_rows * model.n_params + drawn * n + 2 * n_steps + 2 * (epoch0 + epochs)
-                      + 4 * model.n_params) + tracks_bytes(every, n_steps, model.n_params, n),
+                      + 4 * model.n_params + matrices) + tracks_bytes(every, n_steps, model.n_params, n),
                  f"a run of {n_steps} steps" + (" with record_params=True" if record_params else ""),
                  "train for fewer epochs" + (" or set record_params=False" if record_params else ""))
     # A continued run takes the next epochs of its schedule and of its drawn orders.
@@ -444,7 +450,6 @@ def train(model: MLP, X: ArrayLike, Y: ArrayLike, optimizer: SGD, *, epochs: int
     step_loss = np.empty(n_steps)
     lr = np.repeat(lrs, per_epoch)
     tracks = new_tracks(every, n_steps, model, n) if every.any() else None
-    dense = use_dense_kernels(model, batch_size)
     args = ((theta, buf, state0 is not None, ready, initial), model.spec, X, Y, (order, batch_size, drop_last), lr,
             optimizer.hyper_table(), optimizer.maximize, (factor, stop_diverged),
             (epoch_loss, step_loss, params_history), dense, tracks)

@@ -17,6 +17,7 @@ import pytest
 
 import gdsim
 from gdsim import kernels
+from gdsim.dense import dense_batch_loss_grad
 from gdsim.studies import StudyError, load_study
 
 import naive
@@ -154,8 +155,7 @@ def test_grad_matches_finite_differences_and_numpy_backprop(case):
     # the whole-batch (BLAS) kernel computes the same
     _, Yk = model.check_data(X, Y)
     dense = np.empty(model.n_params)
-    dense_value = kernels.dense_batch_loss_grad(theta, *model.spec[:4], X, Yk, np.arange(5), True, dense,
-                                                model.layer_code)
+    dense_value = dense_batch_loss_grad(theta, *model.spec[:4], X, Yk, np.arange(5), True, dense, model.layer_code)
     np.testing.assert_allclose(dense_value, value, rtol=1e-13)
     np.testing.assert_allclose(dense, g, rtol=1e-12, atol=1e-15)
 

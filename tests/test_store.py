@@ -6,6 +6,8 @@ import os
 import signal
 import subprocess
 import sys
+import textwrap
+import threading
 import time
 import warnings
 
@@ -13,8 +15,11 @@ import numpy as np
 import pytest
 
 import gdsim
-from conftest import assert_same_bits
+from conftest import LINE_STUDY, assert_same_bits
 from gdsim.sweeps import run as sweep_run
+from gdsim.studies import store as study_store_module
+from gdsim.sweeps import store as store_module
+from gdsim.sweeps.executors import local_results
 from gdsim.sweeps.store import chunk_shape, plan_regions
 
 X, Y = gdsim.datasets.tutorial_line()
@@ -112,6 +117,63 @@ def test_an_intact_store_computes_nothing(tmp_path, counted):
     counted.clear()
     gdsim.sweep(LINE, X, Y, store=tmp_path / "a.zarr", **GRID)
     assert counted == []
+
+
+def test_regions_on_threads_run_at_once_and_each_is_yielded_once():
+    # Two regions can only pass the barrier together: computed one after another, the
+    # first would wait for the second until the timeout and fail.
+    barrier = threading.Barrier(2, timeout=20)
+    regions = plan_regions((6,), 1)
+
+    def work(region, offset):
+        if region.first < 2:
+            barrier.wait()
+        return region.first + offset
+
+    got = dict(local_results(work, (100,), regions, threads=2))
+    assert {region.first: value for region, value in got.items()} == {i: 100 + i for i in range(6)}
+
+
+def test_an_error_in_a_region_on_threads_stops_the_regions_not_started():
+    started = []
+
+    def work(region):
+        started.append(region.first)
+        if region.first == 0:
+            raise ValueError("region 0 failed")
+        time.sleep(0.2)
+        return region.first
+
+    with pytest.raises(ValueError, match="region 0 failed"):
+        list(local_results(work, (), plan_regions((40,), 1), threads=2))
+    time.sleep(0.5)  # the regions already running finish; no other starts
+    assert len(started) <= 5
+
+
+def test_a_train_study_runs_its_regions_on_threads_and_stores_the_same_bits(tmp_path, monkeypatch):
+    from gdsim.studies import load_study, run_study
+
+    study_file = tmp_path / "t.toml"
+    study_file.write_text('title = "t"\nfigure = "trajectories"\nrunner = "train"\n' + textwrap.dedent(LINE_STUDY) + """
+[train]
+lr = [0.01, 0.02, 0.04, 0.08]
+batch_size = "full"
+epochs = 30
+params0 = [-10.0, -20.0]
+""")
+    study = load_study(study_file)
+    threads = set()
+    real = store_module.local_results
+
+    def spied(work, args, regions, threads_wanted=1):
+        threads.add(threads_wanted)
+        return real(work, args, regions, threads_wanted)
+
+    monkeypatch.setattr(store_module, "local_results", spied)
+    monkeypatch.setattr(study_store_module, "num_threads", lambda: 2)
+    stored = run_study(study, store=tmp_path / "t.zarr").load()
+    assert threads == {2}
+    assert_same_bits(stored, run_study(study))
 
 
 @pytest.mark.parametrize("change", [dict(epochs=6), dict(lr=[0.1, 0.2]), dict(params0=[-10.0, -21.0])])

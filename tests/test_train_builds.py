@@ -51,3 +51,20 @@ def test_dense_train_gives_the_same_bits_whatever_blas_threads_the_process_uses(
             assert {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"} == {threads}
     np.testing.assert_array_equal(results[0].epoch_loss, results[1].epoch_loss, strict=True)
     np.testing.assert_array_equal(results[0].params, results[1].params, strict=True)
+
+
+def test_one_blas_thread_limits_scipys_blas_even_before_it_is_loaded():
+    # threadpoolctl limits only the libraries already loaded; Numba loads SciPy's BLAS at
+    # its first product, which may come inside the block (a new process's first train).
+    import os
+    import subprocess
+    import sys
+
+    code = ("import sys; from gdsim._jit import one_blas_thread; from threadpoolctl import threadpool_info\n"
+            "assert 'scipy.linalg' not in sys.modules\n"
+            "with one_blas_thread():\n"
+            "    import scipy.linalg.cython_blas\n"
+            "    print(sorted({p['num_threads'] for p in threadpool_info() if p['user_api'] == 'blas'}))\n")
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="2", OMP_NUM_THREADS="2")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.strip() == "[1]"

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .._io import check_folder
+from .._jit import num_threads
 from .._validate import ParameterError, check_int
 from ..sweeps.dataset import LAYOUT, empty_raw, grid_shape
 from ..sweeps.executors import dask_client
@@ -31,6 +32,16 @@ if TYPE_CHECKING:  # for the annotations only: importing xarray costs time
 #: Default runs per region of a study's store: sweeps run blocks of 128 runs on every
 #: thread; the train runner's runs can each take seconds.
 CHUNK_RUNS = {"sweep": 2048, "train": 1}
+
+
+def region_threads(runner, chunk_runs):
+    """How many regions of a store to compute at a time here: a sweep's region uses every
+    thread itself; the train runner's regions of one run (its default) use one each, so as
+    many run at once as there are threads (one after another, ``gdsim figures`` kept a core
+    idle through its train studies' runs)."""
+    if runner != "train":
+        return 1
+    return max(1, num_threads() // chunk_runs)
 
 
 def run_study(study: Study, *, target: str | None = None, progress: Callable[[int, int], object] | None = None,
@@ -88,10 +99,10 @@ def run_study(study: Study, *, target: str | None = None, progress: Callable[[in
     result = study_store(study, spec, store)
     with dask_client(scheduler) as client:
         try:
-            return fill(result, grid_shape(spec), CHUNK_RUNS[study.runner] if chunk_runs is None else chunk_runs,
-                        task=(run_study_points, (study, spec)), variables=study_variables,
-                        template=lambda: study_dataset(study, spec, _lazy_raw(study, spec)), progress=progress,
-                        client=client)
+            chunk_runs = CHUNK_RUNS[study.runner] if chunk_runs is None else chunk_runs
+            return fill(result, grid_shape(spec), chunk_runs, task=(run_study_points, (study, spec)),
+                        variables=study_variables, template=lambda: study_dataset(study, spec, _lazy_raw(study, spec)),
+                        progress=progress, client=client, threads=region_threads(study.runner, chunk_runs))
         except ParameterError as error:  # another study's store, or one that cannot be read
             raise StudyError(f"{error}; rerun with --restart to replace it") from None
 

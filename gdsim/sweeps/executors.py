@@ -12,7 +12,7 @@ so a task lost with its worker and retried by Dask gives the same bits.
 import collections
 import contextlib
 import os
-from concurrent.futures import CancelledError
+from concurrent.futures import FIRST_COMPLETED, CancelledError, wait
 from dataclasses import dataclass
 from itertools import islice
 
@@ -51,10 +51,37 @@ class RegionWork:
         return RegionWork(self.function)
 
 
-def local_results(work, args, regions):
-    """``(region, work(region, *args))`` for each region, computed here in order."""
-    for region in regions:
-        yield region, work(region, *args)
+def local_results(work, args, regions, threads=1):
+    """``(region, work(region, *args))`` for each region, computed here: in order, or with
+    ``threads`` > 1 that many regions at a time on a pool of threads (for work that
+    releases the GIL and uses one core, such as :func:`gdsim.train`'s runs), each yielded
+    as it finishes. A region's result does not depend on the thread that computed it.
+
+    On an error or an interrupt, the regions not started are dropped; those running finish.
+    """
+    if threads <= 1:
+        for region in regions:
+            yield region, work(region, *args)
+        return
+    from .._jit import thread_pool
+
+    pool = thread_pool(threads, "gdsim-regions")
+    pending = iter(regions)
+    running = {}  # future -> region: at most 2 x threads, so that results wait in bounded memory
+    try:
+        for region in islice(pending, 2 * threads):
+            running[pool.submit(work, region, *args)] = region
+        while running:
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                region = running.pop(future)
+                following = next(pending, None)
+                if following is not None:
+                    running[pool.submit(work, following, *args)] = following
+                yield region, future.result()
+    finally:
+        for future in running:
+            future.cancel()
 
 
 def dask_results(client, work, args, regions, in_flight=None):

@@ -277,7 +277,8 @@ class ResultStore:
 
 def fill(store: ResultStore, shape: tuple[int, ...], chunk_runs: int, task: tuple[Callable, tuple],
          variables: Callable, template: Callable[[], xarray.Dataset],
-         progress: Callable[[int, int], object] | None = None, client: object = None) -> xarray.Dataset:
+         progress: Callable[[int, int], object] | None = None, client: object = None,
+         threads: int = 1) -> xarray.Dataset:
     """Create or resume ``store`` and compute every region that is not done.
 
     Parameters
@@ -302,6 +303,10 @@ def fill(store: ResultStore, shape: tuple[int, ...], chunk_runs: int, task: tupl
         each worker writing its regions into the store when every worker sees it (a
         filesystem shared with the client), else sending them to the client to write;
         None: here, one after another.
+    threads : int, default 1
+        Without ``client``, compute that many regions at a time here on threads, and write
+        each in this thread as it finishes (for tasks that run on one core and release the
+        GIL: a study's :func:`gdsim.train` runs, a region each).
 
     Returns
     -------
@@ -334,7 +339,7 @@ def fill(store: ResultStore, shape: tuple[int, ...], chunk_runs: int, task: tupl
     function, args = task
     work = RegionWork(function, store, variables)
     if client is None:
-        results = local_results(work, args, missing)
+        results = local_results(work.unwritten() if threads > 1 else work, args, missing, threads)
     else:
         if missing:
             with store.probe() as probe:

@@ -1,0 +1,219 @@
+"""Whole-batch kernels: a batch's loss and gradient with matrix products (BLAS), for wide
+layers, and :func:`model_loss_grad`, the kernel gdsim's training loops call.
+
+The model is described by the same plain arguments as in :mod:`gdsim.kernels` (flat
+``theta`` in torch's order, ``sizes``, the activation, loss, reduction and layer codes).
+The products are NumPy's ``np.dot`` compiled by Numba, which calls SciPy's BLAS: they sum
+in BLAS's order, so the results equal the per-sample kernels' up to rounding, and BLAS
+decides their last bits (:func:`gdsim.train` runs them on one BLAS thread:
+:func:`gdsim._jit.one_blas_thread`).
+
+A training loop allocates the scratch once (:func:`new_dense_workspace`) and calls
+:func:`dense_loss_grad` at each step: each layer's product writes into the workspace or
+straight into the gradient, and a batch of consecutive rows (data order) is read from
+``X`` in place, so a step allocates nothing.
+"""
+
+import numpy as np
+
+from ._jit import jit, jit_inline
+from .kernels import (
+    activate,
+    activation_slope,
+    averages,
+    batch_loss,
+    batch_loss_grad,
+    has_bias,
+    is_ntk,
+    output_loss,
+    weight_scale,
+)
+from .scalar import STANDARD
+
+
+@jit
+def new_dense_workspace(sizes, rows):
+    """Scratch for :func:`dense_loss_grad` on batches of up to ``rows`` samples.
+
+    Parameters
+    ----------
+    sizes : int64[n_layers + 1]
+    rows : int
+        The largest batch the workspace serves.
+
+    Returns
+    -------
+    (float64[rows * sum(sizes)], float64[2 * rows * max(sizes[1:])])
+        ``(acts, deltas)``: every layer's outputs for a batch (room for the inputs
+        first, used when the batch's rows are not consecutive), and the deltas of two
+        adjacent layers. Jitted, for training loops compiled with Numba.
+    """
+    widest = 0
+    for layer in range(1, sizes.shape[0]):
+        widest = max(widest, sizes[layer])
+    return np.empty(rows * sizes.sum()), np.empty(2 * rows * widest)
+
+
+@jit_inline
+def _rows_view(buffer, start, batch, width):
+    """``buffer[start:start + batch * width]`` as a C-contiguous ``[batch, width]`` array."""
+    return buffer[start:start + batch * width].reshape((batch, width))
+
+
+@jit_inline
+def _batch_inputs(X, rows, acts):
+    """The batch's inputs ``X[rows]``, ``[B, n_in]``: a view of ``X`` when the rows are
+    consecutive, else copied into the start of ``acts``."""
+    batch = rows.shape[0]
+    first = rows[0] if batch > 0 else 0
+    consecutive = True
+    for j in range(batch):
+        if rows[j] != first + j:
+            consecutive = False
+            break
+    if consecutive:
+        return X[first:first + batch]
+    inputs = _rows_view(acts, 0, batch, X.shape[1])
+    for j in range(batch):  # element by element: an array assignment compiles a shape check's message
+        for i in range(X.shape[1]):
+            inputs[j, i] = X[rows[j], i]
+    return inputs
+
+
+@jit
+def dense_loss_grad(theta, sizes, activation, loss, reduction, X, Y, rows, want_grad, grad, work, layer_code=STANDARD):
+    """:func:`gdsim.kernels.batch_loss_grad` (or :func:`gdsim.kernels.batch_loss` when not
+    ``want_grad``) computed with matrix products over the whole batch: faster for wide
+    layers, equal up to the rounding of the sums (BLAS sums in its own order).
+
+    Parameters
+    ----------
+    theta, sizes, activation, loss, reduction, X, Y, rows, layer_code
+        As in :func:`gdsim.kernels.batch_loss_grad`; ``X`` C-contiguous.
+    want_grad : bool
+    grad : float64[n_params]
+        Output (overwritten) when ``want_grad``.
+    work : tuple
+        Scratch from :func:`new_dense_workspace` for at least ``rows.shape[0]`` rows.
+
+    Returns
+    -------
+    float
+        The reduced loss of the batch.
+    """
+    n_layers = sizes.shape[0] - 1
+    bias = has_bias(layer_code)
+    ntk = is_ntk(layer_code)
+    batch = rows.shape[0]
+    acts, delta_space = work
+    inputs = _batch_inputs(X, rows, acts)
+    # Forward: layer l's outputs at batch * sum(sizes[:l + 1]) in acts.
+    a_in = inputs
+    start = batch * sizes[0]
+    w = 0
+    for layer in range(n_layers):
+        fan_in = sizes[layer]
+        fan_out = sizes[layer + 1]
+        b = w + fan_in * fan_out
+        out = _rows_view(acts, start, batch, fan_out)
+        np.dot(a_in, theta[w:b].reshape((fan_out, fan_in)).T, out)
+        hidden = layer < n_layers - 1
+        scale = weight_scale(layer_code, fan_in)
+        for j in range(batch):
+            for o in range(fan_out):
+                s = out[j, o]
+                if ntk:
+                    s = s * scale
+                if bias:
+                    s += theta[b + o]
+                out[j, o] = activate(activation, s) if hidden else s
+        a_in = out
+        start += batch * fan_out
+        w = b + fan_out if bias else b
+    # The loss, and d(loss)/d(outputs) into the first half of delta_space.
+    half = delta_space.shape[0] // 2
+    deltas = _rows_view(delta_space, 0, batch, sizes[n_layers])
+    no_grad = delta_space[:0]
+    mean = averages(reduction)
+    scale = 1.0 / batch if mean else 1.0
+    total = 0.0
+    for j in range(batch):
+        total += output_loss(loss, reduction, a_in[j], Y[rows[j]], deltas[j] if want_grad else no_grad, scale)
+    if want_grad:
+        p = theta.shape[0]
+        side = 0  # which half of delta_space holds deltas
+        start_out = start - batch * sizes[n_layers]
+        for layer in range(n_layers - 1, -1, -1):
+            fan_in = sizes[layer]
+            fan_out = sizes[layer + 1]
+            b = p - fan_out if bias else p
+            w = b - fan_in * fan_out
+            start_in = start_out - batch * fan_in
+            below = inputs if layer == 0 else _rows_view(acts, start_in, batch, fan_in)
+            if bias:  # each output's sum over the batch in row order
+                for o in range(fan_out):
+                    grad[b + o] = 0.0
+                for j in range(batch):
+                    for o in range(fan_out):
+                        grad[b + o] += deltas[j, o]
+            if ntk:
+                scale = weight_scale(layer_code, fan_in)
+                for j in range(batch):
+                    for o in range(fan_out):
+                        deltas[j, o] *= scale
+            weight = theta[w:b].reshape((fan_out, fan_in))
+            np.dot(deltas.T, below, grad[w:b].reshape((fan_out, fan_in)))
+            if layer > 0:
+                side = 1 - side
+                lower = _rows_view(delta_space, side * half, batch, fan_in)
+                np.dot(deltas, weight, lower)
+                for j in range(batch):
+                    for i in range(fan_in):
+                        lower[j, i] *= activation_slope(activation, below[j, i])
+                deltas = lower
+            p = w
+            start_out = start_in
+    if mean:
+        return total / batch
+    return total
+
+
+@jit
+def dense_batch_loss_grad(theta, sizes, activation, loss, reduction, X, Y, rows, want_grad, grad, layer_code=STANDARD):
+    """:func:`dense_loss_grad` with scratch of its own (allocated at each call): for a
+    call now and then; a loop allocates :func:`new_dense_workspace` once instead.
+
+    Parameters
+    ----------
+    theta, sizes, activation, loss, reduction, X, Y, rows, want_grad, grad, layer_code
+        As in :func:`dense_loss_grad`.
+
+    Returns
+    -------
+    float
+        The reduced loss of the batch.
+    """
+    return dense_loss_grad(theta, sizes, activation, loss, reduction, X, Y, rows, want_grad, grad,
+                           new_dense_workspace(sizes, rows.shape[0]), layer_code)
+
+
+@jit
+def model_loss_grad(theta, model, X, Y, rows, want_grad, grad, work, dense):
+    """The reduced loss of the batch ``rows`` and, if ``want_grad``, its gradient into
+    ``grad``: the kernel gdsim's training loops call for a whole model.
+
+    ``model`` is a :class:`gdsim.models.ModelSpec`, ``work`` the scratch ``(acts, deltas)``
+    of the per-sample kernels (:func:`gdsim.kernels.new_workspace`). ``dense`` is the
+    scratch of :func:`dense_loss_grad` (:func:`new_dense_workspace`, for at least
+    ``rows.shape[0]`` rows), which it then computes with, or None for the sample-by-sample
+    kernels: a None argument is a compile-time constant (Numba prunes its ``is None``
+    branches), so each build compiles one of them.
+    """
+    sizes, activation, loss, reduction, layer_code = model
+    acts, deltas = work
+    if dense is not None:
+        return dense_loss_grad(theta, sizes, activation, loss, reduction, X, Y, rows, want_grad, grad, dense,
+                               layer_code)
+    if want_grad:
+        return batch_loss_grad(theta, sizes, activation, loss, reduction, X, Y, rows, grad, acts, deltas, layer_code)
+    return batch_loss(theta, sizes, activation, loss, reduction, X, Y, rows, acts, layer_code)

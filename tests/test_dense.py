@@ -1,0 +1,88 @@
+"""The whole-batch kernels (gdsim.dense) on any batch of rows, with one workspace per run:
+against the NumPy back-propagation of tests/naive.py, and bit for bit between the ways a
+batch's inputs are read (in place for consecutive rows, copied otherwise)."""
+
+import numpy as np
+import pytest
+
+import gdsim
+from gdsim.dense import dense_loss_grad, new_dense_workspace
+
+import naive
+from conftest import make_data
+
+CASES = [
+    ((6, 5, 3), "relu", "mse", "sum", {}),
+    ((6, 5, 4, 2), "tanh", "mse", "mean", {"parameterization": "ntk"}),
+    ((6, 5, 3), "sigmoid", "mse", "half_mean", {"bias": False}),
+    ((6, 7, 3), "relu", "cross_entropy", "mean", {"bias": False, "parameterization": "ntk"}),
+]
+N = 9
+
+
+def _case(sizes, activation, loss, reduction, options):
+    model = gdsim.MLP(sizes, activation=activation, loss=loss, reduction=reduction, **options)
+    X, Y = make_data(model, n=N, seed=3)
+    _, Yk = model.check_data(X, Y)
+    return model, X, Y, Yk, model.init(seed=4)
+
+
+def _dense(model, theta, X, Yk, rows, work, want_grad=True):
+    grad = np.full(model.n_params, np.nan)
+    value = dense_loss_grad(theta, *model.spec[:4], X, Yk, np.asarray(rows, dtype=np.int64), want_grad, grad, work,
+                            model.layer_code)
+    return value, grad
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{'-'.join(map(str, c[0]))}-{c[1]}-{c[2]}-{c[3]}")
+def test_any_rows_give_naives_loss_and_gradient(case):
+    model, X, Y, Yk, theta = _case(*case)
+    sizes, activation, loss, reduction, options = case
+    work = new_dense_workspace(model.sizes_array, N)  # one workspace for every batch below
+    for rows in ([4, 5, 6, 7], [7, 0, 3, 3, 8], list(range(N)), [2]):
+        value, grad = _dense(model, theta, X, Yk, rows, work)
+        ref_value, ref_grad = naive.loss_and_grad(sizes, activation, loss, reduction, theta, X[rows], Y[rows],
+                                                  **options)
+        np.testing.assert_allclose(value, ref_value, rtol=1e-13)
+        np.testing.assert_allclose(grad, ref_grad, rtol=1e-12, atol=1e-15)
+        loss_only, untouched = _dense(model, theta, X, Yk, rows, work, want_grad=False)
+        assert loss_only == value and np.isnan(untouched).all()
+
+
+@pytest.mark.parametrize("case", CASES[:2], ids=["standard", "ntk"])
+def test_consecutive_rows_read_in_place_give_the_bits_of_the_same_rows_copied(case):
+    model, X, _, Yk, theta = _case(*case)
+    work = new_dense_workspace(model.sizes_array, N)
+    in_place = _dense(model, theta, X, Yk, [2, 3, 4, 5], work)
+    # the same samples at rows that are not consecutive: the kernel copies them
+    X2, Y2 = np.zeros_like(X), np.zeros_like(Yk)
+    X2[[6, 1, 8, 0]], Y2[[6, 1, 8, 0]] = X[2:6], Yk[2:6]
+    copied = _dense(model, theta, X2, Y2, [6, 1, 8, 0], work)
+    assert in_place[0] == copied[0]
+    np.testing.assert_array_equal(in_place[1], copied[1], strict=True)
+
+
+def test_a_workspace_holds_nothing_from_one_batch_to_the_next():
+    model, X, _, Yk, theta = _case(*CASES[1])
+    fresh = [_dense(model, theta, X, Yk, rows, new_dense_workspace(model.sizes_array, len(rows)))
+             for rows in ([3, 1], list(range(N)), [5, 6, 7])]
+    work = new_dense_workspace(model.sizes_array, N)
+    for (value, grad), rows in zip(fresh, ([3, 1], list(range(N)), [5, 6, 7])):
+        again = _dense(model, theta, X, Yk, rows, work)
+        assert again[0] == value
+        np.testing.assert_array_equal(again[1], grad, strict=True)
+
+
+def test_train_counts_the_workspace_in_its_memory_check(monkeypatch):
+    # A run whose matrix-path workspace (n * (sum(sizes) + 2 * widest) floats: 1.29 MB
+    # here) is most of what it allocates: refused with 0.5 MB available, run with 2 MB.
+    from gdsim import _resources
+
+    model = gdsim.MLP((64, 32, 1))
+    X, Y = make_data(model, n=1000, seed=0)
+    kwargs = dict(epochs=1, batch_size=8)
+    monkeypatch.setattr(_resources, "available_memory", lambda: 500_000)
+    with pytest.raises(gdsim.ParameterError, match="a run of 125 steps"):
+        gdsim.train(model, X, Y, gdsim.SGD(lr=0.01), **kwargs)
+    monkeypatch.setattr(_resources, "available_memory", lambda: 2_000_000)
+    assert gdsim.train(model, X, Y, gdsim.SGD(lr=0.01), **kwargs).n_steps == 125

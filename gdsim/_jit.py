@@ -40,7 +40,8 @@ JIT_OPTIONS = {
 
 class _InlinerCopy:
     """Numba's inliner's ``copy`` module (:func:`_copy_inlined_blocks_cheaply`): ``copy.deepcopy``
-    of a block of a gdsim function being inlined keeps the block's scope instead of copying it."""
+    of a block of a gdsim function being inlined keeps the block's scope instead of copying it
+    (and, through :func:`_same_loc`, its source locations)."""
 
     copy = staticmethod(copy.copy)
     sharing = 0  # > 0 while a gdsim function is inlined (compiles hold Numba's lock: one thread)
@@ -55,6 +56,12 @@ class _InlinerCopy:
         return copy.deepcopy(value, memo)
 
 
+def _same_loc(loc, memo):
+    """``ir.Loc.__deepcopy__`` while a gdsim function is inlined: the location itself (Numba
+    never changes a location's fields once made; a copy was a third of the inliner's copy)."""
+    return loc
+
+
 def _copy_inlined_blocks_cheaply():
     """Make Numba's inlining of gdsim's ``inline="always"`` functions (:func:`jit_inline`)
     copy each block of the callee without a copy of the callee's whole scope.
@@ -66,7 +73,9 @@ def _copy_inlined_blocks_cheaply():
     made afresh for each inlining (``InlineWorker.inline_function`` runs the untyped passes
     on it) and dropped after it (its variables are renamed into the caller's scope), so its
     blocks can share its scope: the caller's IR, and so the compiled code, is the same.
-    Only gdsim's functions are inlined this way; Numba's own inlining (typed overloads,
+    Their source locations (``ir.Loc``, one per statement and expression, copied field by
+    field by ``copy.deepcopy``: 0.13 of 0.21 s of the copies in a cold MLP sweep) are kept
+    too. Only gdsim's functions are inlined this way; Numba's own inlining (typed overloads,
     whose callee IR is cached) and other packages' functions keep Numba's copy. With
     another Numba whose inliner lacks these names, nothing changes.
     """
@@ -81,17 +90,96 @@ def _copy_inlined_blocks_cheaply():
     def inline_gdsim_function(self, caller_ir, block, i, function, *args, **kwargs):
         if not getattr(function, "__module__", "").startswith("gdsim."):
             return inline_function(self, caller_ir, block, i, function, *args, **kwargs)
+        keep_locs = _InlinerCopy.sharing == 0 and "__deepcopy__" not in vars(_numba_ir.Loc)
+        if keep_locs:
+            _numba_ir.Loc.__deepcopy__ = _same_loc
         _InlinerCopy.sharing += 1
         try:
             return inline_function(self, caller_ir, block, i, function, *args, **kwargs)
         finally:
             _InlinerCopy.sharing -= 1
+            if keep_locs:
+                del _numba_ir.Loc.__deepcopy__
 
     inline_closurecall.copy = _InlinerCopy
     worker.inline_function = inline_gdsim_function
 
 
 _copy_inlined_blocks_cheaply()
+
+
+def _load_cached_kernels_without_registries():
+    """Let gdsim's kernels load from Numba's cache without Numba's compiler registries.
+
+    Numba 0.68's ``Cache.load_overload`` first refreshes the target context: it loads the
+    typing and lowering of Python and NumPy (importing SciPy's linear algebra for its BLAS
+    check), 0.17-0.24 s of a new process's first sweep whose kernels are all in the cache,
+    and a third of it. Loading compiled code needs none of it but Numba's runtime (NRT:
+    memory allocation), which the refresh initialises (Numba's C helpers are registered
+    when the context is made). Here a gdsim function loads after initialising the NRT
+    only: the same code, loaded the same way. A compile refreshes the context itself
+    (``compile_extra``; :func:`load_compiler` before it, with the GC paused); other
+    packages' functions keep Numba's load. With another Numba, nothing changes.
+    """
+    from numba.core import caching
+    from numba.core.runtime import rtsys
+
+    load = caching.Cache.load_overload
+    if not numba.__version__.startswith("0.68.") or not hasattr(caching.Cache, "_guard_against_spurious_io_errors"):
+        return
+
+    @functools.wraps(load)
+    def load_overload(self, sig, target_context):
+        if not getattr(getattr(self, "_py_func", None), "__module__", "").startswith("gdsim."):
+            return load(self, sig, target_context)
+        rtsys.initialize(target_context)
+        with self._guard_against_spurious_io_errors():
+            return self._load_overload(sig, target_context)
+        return None  # the guard swallowed an error reading the cache: compile instead
+
+    caching.Cache.load_overload = load_overload
+
+
+_load_cached_kernels_without_registries()
+
+
+def _compare_compile_flags_cheaply():
+    """Make Numba's compile flags (``TargetConfig``) hash and compare without building a
+    dict of all their options.
+
+    Typing an overloaded function looks up its implementations by a key that holds the
+    compile flags (``_OverloadFunctionTemplate._get_impl``), and every array item read or
+    write tries half a dozen such templates: 12,000 lookups in a cold linear sweep, 20,000
+    in an MLP one, each hashing the flags and, on a hit, comparing two (4 and 7 us: a dict
+    of the 22 options read through their properties, 0.1-0.2 s of the compile). The same
+    answers, cheaper: Numba 0.68 hashes the sorted keys of that dict (its option names),
+    and two flags of one class with the same options set are equal (else Numba's
+    comparison decides). With another Numba, nothing changes.
+    """
+    from numba.core import targetconfig
+
+    config = targetconfig.TargetConfig
+    if not numba.__version__.startswith("0.68.") or not hasattr(config, "__slots__"):
+        return
+    equal = config.__eq__
+    hashes = {}
+
+    def __hash__(self):
+        kind = type(self)
+        if kind not in hashes:
+            hashes[kind] = hash(tuple(sorted(self.options)))
+        return hashes[kind]
+
+    def __eq__(self, other):
+        if type(other) is type(self) and other._values == self._values:
+            return True
+        return equal(self, other)
+
+    config.__hash__ = __hash__
+    config.__eq__ = __eq__
+
+
+_compare_compile_flags_cheaply()
 
 
 def jit(function):
@@ -147,6 +235,21 @@ def jit_noalias(function):
 
         compiler._customize_flags = with_noalias
     return dispatcher
+
+
+def load_compiler_unless_cached(dispatcher, args):
+    """:func:`load_compiler` before the call of ``dispatcher`` with ``args`` unless that
+    call loads its kernel from Numba's cache (:func:`is_cached`), which needs no
+    registries (:func:`_load_cached_kernels_without_registries`). Returns what
+    :func:`is_cached` says; True, without a look (the types of ``args``: 0.15 ms a sweep),
+    once ``dispatcher`` has been called in this process (a call with new types that
+    compiles then loads the registries itself, without the GC paused)."""
+    if dispatcher.overloads:
+        return True
+    cached = is_cached(dispatcher, numba_types(args))
+    if cached is not True:
+        load_compiler()
+    return cached
 
 
 def num_threads():
@@ -214,6 +317,21 @@ def numba_types(values):
     """The Numba types of ``values`` (``numba.typeof`` of each): the signature a call or
     launch with them compiles."""
     return tuple(numba.typeof(value) for value in values)
+
+
+def is_cached(dispatcher, signature):
+    """Whether ``dispatcher`` (of :func:`jit`) has its compiled version for the argument
+    types ``signature`` (:func:`numba_types`) in this process or in Numba's cache on disk:
+    True or False, None where that cannot be told (no cache, another Numba). Reads the
+    cache's index only (a few ms), loads nothing."""
+    if tuple(signature) in getattr(dispatcher, "overloads", {}):
+        return True
+    try:
+        cache = dispatcher._cache
+        key = cache._index_key(tuple(signature), dispatcher.targetctx.codegen())
+        return key in cache._cache_file._load_index()
+    except Exception:  # noqa: BLE001 - Numba's cache internals: without them, "cannot tell"
+        return None
 
 
 def runtime_info():

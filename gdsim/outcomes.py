@@ -50,7 +50,8 @@ from typing import TypeVar
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ._jit import jit, num_threads, thread_pool
+from ._aside import compile_aside
+from ._jit import is_cached, jit, num_threads, numba_types, thread_pool
 from ._validate import ParameterError, closest, is_real_scalar, short_repr
 
 #: The outcomes, by code (the ``outcome`` variable of a sweep holds the code).
@@ -67,6 +68,38 @@ RATE_TOLERANCE = 1e-3
 #: A slope counts as a trend when noise would give one as far from 0 with this chance at
 #: most (two-sided Student t test on the fit's residuals).
 P_VALUE = 1e-3
+#: Student t's two-sided critical values at :data:`P_VALUE` for 1 to 128 degrees of
+#: freedom: ``scipy.special.stdtrit(df, 1 - P_VALUE / 2)``, stored (tests/test_outcomes.py
+#: checks them bit for bit) so that classifying up to 129 epochs need not import
+#: scipy.special (~50 ms of a new process's first sweep); more epochs call it.
+T_CRITICAL = (
+    636.6192487687897, 31.599054576445365, 12.923978636687961, 8.610301581379522, 6.868826625881276,
+    5.95881617881889, 5.407882520861828, 5.041305433373456, 4.780912585931217, 4.586893858702708, 4.436979338234516,
+    4.3177912836062475, 4.22083172770718, 4.140454112738259, 4.072765195903846, 4.014996327184108, 3.965126272119082,
+    3.9216458250852084, 3.883405852592131, 3.8495162749308744, 3.8192771642745096, 3.792130671698437,
+    3.7676268043118246, 3.745398619290096, 3.725143949728693, 3.7066117434809525, 3.6895917134592784,
+    3.6739064007013176, 3.6594050194663748, 3.6459586350420627, 3.6334563497583714, 3.6218022598675352,
+    3.610913007654468, 3.600715797386448, 3.5911467758108175, 3.582149701456376, 3.5736748444452444,
+    3.565678071580273, 3.5581200813327714, 3.550965760863349, 3.5441836429716207, 3.537745445327468,
+    3.5316256778080883, 3.5258013064872133, 3.520251464971136, 3.5149572054818425, 3.5099012834495147,
+    3.5050679704702397, 3.5004428913674035, 3.496012881811176, 3.49176586353394, 3.4876907346572263,
+    3.4837772730384846, 3.4800160508703124, 3.476398359033626, 3.4729161399299437, 3.4695619277048184,
+    3.4663287949310466, 3.463210304951977, 3.460200469196392, 3.457293708870447, 3.454484820512057,
+    3.4517689449610334, 3.4491415393564084, 3.4465983518220056, 3.4441353985440433, 3.4417489429812322,
+    3.439435476979535, 3.4371917035911235, 3.4350145214208503, 3.432901010344135, 3.4308484184581607,
+    3.4288541501439256, 3.426915755130393, 3.4250309184639884, 3.423197451297202, 3.42141328241934,
+    3.4196764504606096, 3.417985096707893, 3.4163374584769812, 3.4147318629916166, 3.4131667217247217,
+    3.4116405251616047, 3.410151837948895, 3.4086992943964676, 3.4072815943027592, 3.405897499076671,
+    3.4045458281317793, 3.403225455530791, 3.401935306860244, 3.4006743563171975, 3.3994416239913705,
+    3.3982361733275592, 3.3970571087545696, 3.39590357346804, 3.3947747473556347, 3.393669845054059,
+    3.392588114128222, 3.391528833363685, 3.390491311164263, 3.3894748840473063, 3.388478915229759,
+    3.3875027932987147, 3.3865459309605934, 3.3856077638635975, 3.384687749488481, 3.383785366103038,
+    3.3829001117761073, 3.382031503447156, 3.3811790760478315, 3.38034238167213, 3.3795209887920605,
+    3.3787144815159316, 3.3779224588865797, 3.377144534217049, 3.37638033446142, 3.375629499618624,
+    3.374891682167254, 3.3741665465295116, 3.373453768562533, 3.372753035075503, 3.3720640433710174,
+    3.3713865008093165, 3.370720124394037, 3.370064640378276, 3.3694197838898066, 3.368785298574372,
+    3.368160936256036,
+)
 
 F = TypeVar("F", bound=Callable)
 #: ``divergence="growth"``: ``diverged`` is the outcome "diverged"; a run stops only at a non-finite loss.
@@ -274,18 +307,50 @@ def classify_into(loss: np.ndarray, outcome: np.ndarray, rate: np.ndarray) -> No
         bigger arrays are fine).
     """
     loss = np.ascontiguousarray(loss, dtype=np.float64)
-    _classify_runs(loss, _critical_values(loss.shape[1]), outcome, rate)
+    critical = _critical_values(loss.shape[1])
+    if _ASIDE:
+        _ASIDE[0].wait()  # then the kernel loads from Numba's cache
+    _classify_runs(loss, critical, outcome, rate)
+
+
+#: The process compiling :func:`_classify_runs` (:func:`compile_classify_aside`), if one was started.
+_ASIDE = []
+
+
+def compile_classify_aside():
+    """Start compiling this module's kernel in another process (:func:`gdsim._aside.compile_aside`)
+    if it is neither compiled here nor in Numba's cache, once per process: for a sweep
+    that is about to compile its own kernels for seconds (cold), which :func:`classify_into`
+    then waits for (it finishes first) and loads the kernel from the cache."""
+    if _ASIDE or is_cached(_classify_runs, numba_types(_classify_example())) is not False:
+        return
+    aside = compile_aside(_compile_classify)
+    if aside is not None:
+        _ASIDE.append(aside)
+
+
+def _classify_example():
+    """Arguments of :func:`_classify_runs` of the types :func:`classify_into` passes."""
+    return np.zeros((1, 3)), np.zeros(4), np.zeros(1, dtype=np.int8), np.zeros(1)
+
+
+def _compile_classify():
+    """Compile :func:`_classify_runs` (into Numba's cache): :func:`compile_classify_aside`'s process."""
+    _classify_runs(*_classify_example())
 
 
 @functools.cache
 def _critical_values(n_columns):
     """Student t's two-sided critical value at :data:`P_VALUE` for each number of fitted
     points ``m < n_columns + 1`` (``m - 2`` degrees of freedom), computed once per length."""
+    df = np.maximum(np.arange(n_columns + 1) - 2, 1)
+    if df[-1] <= len(T_CRITICAL):
+        return np.array(T_CRITICAL)[df - 1]
     # scipy.special, not scipy.stats: the same inverse (t.ppf calls stdtrit) without the
     # ~0.7 s import of scipy.stats in a new process's first sweep.
     from scipy.special import stdtrit
 
-    return stdtrit(np.maximum(np.arange(n_columns + 1) - 2, 1), 1 - P_VALUE / 2)
+    return stdtrit(df, 1 - P_VALUE / 2)
 
 
 # Loops over scalars only (no array methods such as .mean(), .min() or np.isnan(...).any()):
@@ -301,7 +366,11 @@ def _classify_runs(loss, critical, outcome, rate):
         n = 0  # the losses before the first non-finite one
         while n < n_epochs and math.isfinite(loss[r, n]):
             n += 1
-        size = min(n, max(2, int(math.ceil(TAIL * n))))
+        # min(n, max(2, tail)), and min() and max() below, written out (the values Numba's
+        # select): Numba compiles its min() and max() for each pair of argument types
+        tail = int(math.ceil(TAIL * n))  # noqa: RUF046
+        tail = 2 if 2 > tail else tail  # noqa: FURB136
+        size = n if n < tail else tail  # noqa: FURB136
         start = n - size
         for i in range(size):
             value = loss[r, start + i]
@@ -314,8 +383,9 @@ def _classify_runs(loss, critical, outcome, rate):
             continue
         low = high = loss[r, start]
         for i in range(1, size):
-            low = min(low, loss[r, start + i])
-            high = max(high, loss[r, start + i])
+            value = loss[r, start + i]
+            low = value if value < low else low  # noqa: FURB136
+            high = value if value > high else high  # noqa: FURB136
         first = loss[r, 0]
         above = low > first
         # A growing loss ends its tail at its largest value, above where it started; a rise
@@ -365,6 +435,6 @@ def _trend(logs, m, critical):
     sse = 0.0
     for i in range(m):
         sse += (logs[i] - mean - slope * (i - center)) ** 2
-    stderr = math.sqrt(sse / max(m - 2, 1) / sxx)
+    stderr = math.sqrt(sse / (1 if 1 > m - 2 else m - 2) / sxx)  # noqa: FURB136 - max(m - 2, 1)
     counts = abs(slope) > RATE_TOLERANCE and abs(slope) > critical[m] * stderr
     return slope, (1 if slope > 0 else -1) if counts else 0

@@ -17,7 +17,7 @@ if TYPE_CHECKING:  # for the annotations only
     from .models import MLP
     from .optim import SGD
 
-from ._jit import jit, jit_inline, load_compiler, one_blas_thread
+from ._jit import jit, jit_inline, load_compiler_unless_cached, one_blas_thread
 from ._resources import check_memory
 from ._validate import ParameterError, check_bool, check_int, check_seed
 from .batches import batch_orders, batch_stop, steps_per_epoch
@@ -33,7 +33,8 @@ from .optim import (
     epoch_lrs,
     sgd_update,
 )
-from .outcomes import NOT_GIVEN, OUTCOMES, NotGiven, check_train_divergence, classify, document_divergence
+from .outcomes import (NOT_GIVEN, OUTCOMES, NotGiven, check_train_divergence, classify, compile_classify_aside,
+                       document_divergence)
 from .tracks import (
     check_track,
     new_tracks,
@@ -449,13 +450,13 @@ def train(model: MLP, X: ArrayLike, Y: ArrayLike, optimizer: SGD, *, epochs: int
     step_loss = np.empty(n_steps)
     lr = np.repeat(lrs, per_epoch)
     tracks = new_tracks(every, n_steps, model, n) if every.any() else None
-    load_compiler()  # Numba's registries, once: as the first kernel call would, with the GC paused
+    args = ((theta, buf, state0 is not None, ready, initial), model.spec, X, Y, (order, batch_size, drop_last), lr,
+            optimizer.hyper_table(), optimizer.maximize, (factor, stop_diverged),
+            (epoch_loss, step_loss, params_history), dense, tracks)
+    if load_compiler_unless_cached(train_loop, args) is False:  # Numba's registries with the GC paused
+        compile_classify_aside()  # it compiles for seconds: the classifier meanwhile in another process
     with one_blas_thread(dense is not None):  # the matrix path: the same bits on any machine
-        diverged_step, diverged_loss, initial_loss = train_loop(
-            (theta, buf, state0 is not None, ready, initial), model.spec, X, Y, (order, batch_size, drop_last), lr,
-            optimizer.hyper_table(), optimizer.maximize, (factor, stop_diverged), (epoch_loss, step_loss,
-                                                                                   params_history),
-            dense, tracks)
+        diverged_step, diverged_loss, initial_loss = train_loop(*args)
     buffer_ready = ready or (n_steps > 0 and optimizer.momentum != 0.0)
     state = None if stop_diverged and diverged_step >= 0 else TrainState(
         params=theta.copy(), momentum_buffer=buf if buffer_ready else None,

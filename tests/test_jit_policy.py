@@ -1,8 +1,11 @@
 """One fastmath policy: every kernel is compiled through gdsim._jit, never with fastmath=True."""
 
 import math
+import os
 import pathlib
 import re
+import subprocess
+import sys
 
 import numba
 import numpy as np
@@ -84,6 +87,55 @@ def test_inlining_a_gdsim_function_keeps_its_scope_and_its_results():
     before = _jit._InlinerCopy.shared
     assert _jit.jit(last_stops)(10, 4) == (4, 9)
     assert _jit._InlinerCopy.shared > before
+    assert "__deepcopy__" not in vars(numba.core.ir.Loc)  # locations are kept during the inlining only
     before = _jit._InlinerCopy.shared
     assert _jit.jit(difference)(7, 2) == 5
     assert _jit._InlinerCopy.shared == before
+
+
+def test_kernels_load_from_the_cache_without_numbas_registries(tmp_path):
+    # A new process whose kernels are all in Numba's cache loads them without Numba's
+    # typing and lowering registries (no numba.np.arraymath, which imports SciPy's linear
+    # algebra, for the sweeps; train's loop imports it as its cached data names it), and
+    # they give the numbers of the process that compiled them, bit for bit.
+    code = """if True:
+        import sys
+        import numpy as np
+        import gdsim
+        X, Y = gdsim.datasets.tutorial_line()
+        line = gdsim.sweep(gdsim.Linear(1, 1), X, Y, lr=[1e-3, 1e-2], momentum=[0.0, 0.9], epochs=2,
+                           batch_size=1, params0=[-10.0, -20.0])
+        rng = np.random.default_rng(0)
+        A, B = rng.standard_normal((64, 10)), rng.standard_normal((64, 1))
+        mlp = gdsim.sweep(gdsim.MLP((10, 5, 1)), A, B, lr=[1e-3, 1e-2], momentum=[0.5, 0.9], epochs=2, batch_size=16)
+        registries = "numba.np.arraymath" in sys.modules
+        run = gdsim.train(gdsim.MLP((10, 5, 1)), A, B, gdsim.SGD(lr=0.01, momentum=0.9), epochs=2, batch_size=16)
+        numbers = [line.loss.values, line.outcome.values, mlp.loss.values, mlp.params.values, run.epoch_loss,
+                   run.params]
+        print(registries, [a.tobytes().hex() for a in numbers])
+    """
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+    outputs = [subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600,
+                              check=False) for _ in range(2)]
+    (compiled, numbers), (loaded, again) = [done.stdout.split(" ", 1) for done in outputs]
+    assert compiled == "True" and loaded == "False", [done.stderr for done in outputs]
+    assert again == numbers
+
+
+def test_compile_flags_hash_and_compare_as_numba_defines_them():
+    # _jit makes them cheaper (an overloaded function's typing keys its implementations by
+    # them); the answers are Numba's definitions': the hash of the sorted keys of the
+    # options' values, and equal values.
+    from numba.core.compiler import Flags
+
+    def numbas_hash(flags):
+        return hash(tuple(sorted(flags.values())))
+
+    a, b, c, d = Flags(), Flags(), Flags(), Flags()
+    a.nrt = b.nrt = c.nrt = True
+    c.noalias = True
+    d.nrt = True
+    d.noalias = False  # set to its default: the same values as a's, set differently
+    assert [hash(f) for f in (a, b, c, d)] == [numbas_hash(f) for f in (a, b, c, d)]
+    assert a == b and a == d and a != c and not (a == Flags())  # noqa: SIM201 - __eq__ itself
+    assert (a == b) == (a.values() == b.values()) and (a == c) == (a.values() == c.values())

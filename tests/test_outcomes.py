@@ -165,3 +165,23 @@ def test_a_cpu_sweep_classifies_its_runs_as_classify_does(target, line):
         assert len(set(code.ravel())) >= 3
         np.testing.assert_array_equal(ds.outcome.values, code)
         np.testing.assert_array_equal(ds.growth_rate.values, rate)
+
+
+def test_stored_critical_values_are_scipys():
+    # The t test's thresholds classify reads without importing scipy.special, bit for bit
+    # the values it computes; beyond them (more epochs) it asks scipy.
+    from scipy.special import stdtrit
+
+    from gdsim.outcomes import P_VALUE, T_CRITICAL
+
+    df = np.arange(1, len(T_CRITICAL) + 1)
+    assert np.array_equal(np.array(T_CRITICAL), stdtrit(df, 1 - P_VALUE / 2))
+
+
+@pytest.mark.parametrize("epochs", [128, 129, 130, 400])
+def test_long_runs_are_classified_on_both_sides_of_the_stored_values(epochs):
+    # 129 epochs (130 losses) is the last length the stored thresholds cover.
+    losses = np.r_[1.0, 0.9 ** np.arange(epochs)] * (1.0 + 1e-3 * np.cos(np.arange(epochs + 1)))
+    outcome, rate = classify([losses, np.r_[1.0, np.tile([0.3, 0.2], epochs)][:epochs + 1]])
+    assert list(outcome) == [CONVERGING, OSCILLATING]
+    assert rate[0] == pytest.approx(0.9, rel=1e-3)

@@ -464,3 +464,36 @@ def test_a_first_train_and_sweep_import_no_dask_and_leave_the_gc_as_it_was(gc_st
     # the GC as it was: on or off, and what was frozen still so (no other object frozen)
     frozen = gc_state == "frozen"
     assert out.stdout.split("\n")[0] == f"[] {gc_state != 'off'} {frozen} {not frozen}", out.stdout + out.stderr
+
+
+def test_a_cold_one_thread_sweep_compiles_while_this_thread_builds_the_dataset(tmp_path):
+    # A loop that compiles (an empty cache) runs on the sweep's pool even on one thread, so
+    # that this thread imports xarray and builds the Dataset meanwhile (the compile's LLVM
+    # passes release the GIL). Then from the cache (nothing compiled): the same numbers.
+    code = """if True:
+        import threading
+        import numpy as np
+        from numba.core import event
+        import gdsim
+
+        class Where(event.Listener):
+            threads = set()
+
+            def on_start(self, data):
+                self.threads.add(threading.current_thread().name.split("_")[0])
+
+            def on_end(self, data):
+                pass
+
+        event.register("numba:compile", Where())
+        X, Y = gdsim.datasets.tutorial_line()
+        result = gdsim.sweep(gdsim.Linear(1, 1), X, Y, lr=[1e-3, 1e-2], momentum=[0.0, 0.9], epochs=2, batch_size=1,
+                             params0=[-10.0, -20.0], target="cpu")
+        print(sorted(Where.threads), result.loss.values.tobytes().hex())
+    """
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+    cold, cached = [subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600,
+                                   check=False).stdout.split(" ") for _ in range(2)]
+    assert cold[0] == "['gdsim-sweep']", cold
+    assert cached[0] == "[]", cached
+    assert cold[1] == cached[1]

@@ -21,7 +21,6 @@ if TYPE_CHECKING:  # for the annotations only: importing them costs time
     from ..models import MLP
 
 from .._io import check_folder
-from .._jit import load_compiler
 from .._progress import progress_bar
 from .._resources import one_memory_reading
 from .._validate import ParameterError, as_array, check_int, short_repr
@@ -322,6 +321,5 @@ def run_points(spec, runs, progress=None, meanwhile=None):
     if progress is not None and not callable(progress):
         raise ParameterError(f"progress must be None or a callable progress(runs_done, n_runs), got {progress!r}",
                              "progress")
-    load_compiler()  # Numba's registries, once: as the first kernel call would, with the GC paused
     return add_outcomes(get_target(spec.target).run(make_plan(spec, runs.astype(np.int64)), progress, meanwhile),
                         spec.divergence_rule)

@@ -11,7 +11,8 @@ from concurrent.futures import as_completed
 
 import numpy as np
 
-from ..._jit import num_threads, thread_pool
+from ..._jit import load_compiler_unless_cached, num_threads, thread_pool
+from ...outcomes import compile_classify_aside
 from ..dataset import classify_runs, empty_raw, split_tracks
 from .cpu_blocks import block_loop
 from .cpu_lanes import BLOCK
@@ -53,6 +54,11 @@ def run_plan(plan, progress=None, *, parallel, meanwhile=None):
             (plan.divergence_factor, plan.stop_diverged),
             (out["epoch_loss"], out["params"], out["diverged_step"], out["diverged_loss"]))
     n_blocks = slots.shape[0]
+    # Numba's registries (with the GC paused) unless the loop loads from the cache; if it
+    # compiles (seconds), the classifier compiles meanwhile in another process
+    cached = load_compiler_unless_cached(loop, (np.int64(0), np.int64(0), *args))
+    if cached is False:
+        compile_classify_aside()
     n_threads = min(num_threads(), n_blocks) if parallel else 1
     # Ranges of blocks: four per thread balance the load; 100 (at most one per block) when progress
     # is reported, so that it moves.
@@ -76,7 +82,7 @@ def run_plan(plan, progress=None, *, parallel, meanwhile=None):
 
     done = 0
     futures = []
-    if n_threads == 1:
+    if n_threads == 1 and cached is not False:
         finished = map(run_range, range(bounds.size - 1))
     else:
         # Threads running the serial loop on ranges of blocks (the kernels release the
@@ -84,6 +90,8 @@ def run_plan(plan, progress=None, *, parallel, meanwhile=None):
         # same, and no second, parallel build to compile. This thread only waits (and does
         # meanwhile's work): with it taking ranges too, W2 on the 2-core machine shared
         # with other processes took 23-31 ms against 15-16 ms, for the same CPU time.
+        # One thread too when the loop compiles: meanwhile's work (importing xarray, the
+        # Dataset) then overlaps the compile, whose LLVM passes release the GIL.
         futures = [thread_pool(n_threads, "gdsim-sweep").submit(run_range, i) for i in range(bounds.size - 1)]
         finished = (future.result() for future in as_completed(futures))
     try:

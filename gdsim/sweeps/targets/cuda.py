@@ -3,7 +3,7 @@
 
 import numpy as np
 
-from ..._jit import cuda, numba_types
+from ..._jit import cuda, load_compiler, numba_types
 from ...models import ModelSpec
 from ...tracks import TRACKS
 from ..dataset import split_tracks
@@ -36,6 +36,7 @@ def run_plan(plan, progress=None):
     ``progress(runs_done, n_runs)``, if given, is called after each, and an interrupt
     (Ctrl-C) stops the sweep once the launch in flight has finished.
     """
+    load_compiler()  # Numba's registries, once: as the first kernel call would, with the GC paused
     names = plan.track[0]
     numba_cuda = cuda()
     kernel = compiled(*kernel_build(plan))

@@ -14,7 +14,7 @@ import sys
 import threading
 
 #: The processes of :func:`compile_aside` not waited for yet (ended at exit).
-_ASIDE_PROCESSES = set()
+_ASIDE_PROCESSES: set = set()
 
 
 class CompileAside:

@@ -314,7 +314,7 @@ def classify_into(loss: np.ndarray, outcome: np.ndarray, rate: np.ndarray) -> No
 
 
 #: The process compiling :func:`_classify_runs` (:func:`compile_classify_aside`), if one was started.
-_ASIDE = []
+_ASIDE: list = []
 
 
 def compile_classify_aside():

@@ -39,6 +39,7 @@ def test_dense_train_gives_the_same_bits_whatever_blas_threads_the_process_uses(
     # OpenBLAS rounds a product's sums differently with 1 and 2 threads (W4's model: other
     # last bits after 5 steps); train's matrix path runs BLAS on one thread, so its result
     # does not depend on the machine's cores, nor on what the caller set.
+    import scipy.linalg.cython_blas  # noqa: F401 - SciPy's BLAS loaded, so that the caller's limits cover it
     from threadpoolctl import threadpool_info, threadpool_limits
 
     X, Y = gdsim.datasets.random_regression(n=74, n_in=900, n_out=12, seed=0)

@@ -12,7 +12,7 @@ import functools
 import os
 import threading
 import types
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 
 import numba
 import numpy as np
@@ -272,6 +272,16 @@ def thread_pool(n_threads, name):
     if key not in _THREAD_POOLS:
         _THREAD_POOLS[key] = ThreadPoolExecutor(n_threads, thread_name_prefix=name)
     return _THREAD_POOLS[key]
+
+
+def end_futures(futures):
+    """Cancel the tasks of ``futures`` not started and wait for the others to end: in the
+    ``finally`` of a call that submitted them, so that on an error or an interrupt none of
+    its work goes on after it returns (a run still inside :func:`one_blas_thread` would
+    then restore BLAS's thread count under a later caller's setting)."""
+    for future in futures:
+        future.cancel()
+    wait(futures)
 
 
 _ONE_BLAS_THREAD = {"lock": threading.Lock(), "users": 0, "limits": None}

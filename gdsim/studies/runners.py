@@ -10,7 +10,7 @@ import inspect
 
 import numpy as np
 
-from .._jit import num_threads, thread_pool
+from .._jit import end_futures, num_threads, thread_pool
 from ..batches import steps_per_epoch
 from ..optim import SGD
 from ..sweeps import AXES, grid_dataset, run_points
@@ -66,8 +66,7 @@ def _train_points(study, spec, runs, progress=None):
             if progress is not None:
                 progress(i + 1, len(runs))
     finally:
-        for future in futures:  # on an error or an interrupt, drop the runs not started
-            future.cancel()
+        end_futures(futures)  # on an error or an interrupt: drop the runs not started, wait for the others
     return add_outcomes({key: np.asarray([values[key] for values in out]) for key in keys}, spec.divergence_rule)
 
 

@@ -57,13 +57,14 @@ def local_results(work, args, regions, threads=1):
     releases the GIL and uses one core, such as :func:`gdsim.train`'s runs), each yielded
     as it finishes. A region's result does not depend on the thread that computed it.
 
-    On an error or an interrupt, the regions not started are dropped; those running finish.
+    On an error or an interrupt, the regions not started are dropped, and the call returns
+    when those running have finished.
     """
     if threads <= 1:
         for region in regions:
             yield region, work(region, *args)
         return
-    from .._jit import thread_pool
+    from .._jit import end_futures, thread_pool
 
     pool = thread_pool(threads, "gdsim-regions")
     pending = iter(regions)
@@ -80,8 +81,7 @@ def local_results(work, args, regions, threads=1):
                     running[pool.submit(work, following, *args)] = following
                 yield region, future.result()
     finally:
-        for future in running:
-            future.cancel()
+        end_futures(running)
 
 
 def dask_results(client, work, args, regions, in_flight=None):

@@ -11,7 +11,7 @@ from concurrent.futures import as_completed
 
 import numpy as np
 
-from ..._jit import load_compiler_unless_cached, num_threads, thread_pool
+from ..._jit import end_futures, load_compiler_unless_cached, num_threads, thread_pool
 from ...outcomes import compile_classify_aside
 from ..dataset import classify_runs, empty_raw, split_tracks
 from .cpu_blocks import block_loop
@@ -102,8 +102,7 @@ def run_plan(plan, progress=None, *, parallel, meanwhile=None):
             if progress is not None:
                 progress(int(n_runs * done // n_blocks), n_runs)
     finally:
-        for future in futures:  # on an error or an interrupt, drop the ranges not started
-            future.cancel()
+        end_futures(futures)  # on an error or an interrupt: drop the ranges not started, wait for the others
     if names:
         if plan.stop_diverged:
             stop_tracks(block, names, plan.track[2], out["diverged_step"])

@@ -62,7 +62,8 @@ import numpy as np
 
 from . import scalar
 from ._jit import jit
-from .kernels import activate, activation_slope, averages, has_bias, is_ntk, loss_factor, output_offset, weight_scale
+from .kernels import (activate, activation_slope, averages, has_bias, is_ntk, loss_factor, output_offset, store_row,
+                      weight_scale)
 from .scalar import CROSS_ENTROPY, STANDARD
 
 activation_slope_derivative = jit(scalar.activation_slope_derivative)
@@ -437,8 +438,7 @@ def lanczos_top(theta, model, X, Y, rows, v, tol, max_iter, scratch):
     value = math.nan
     products = 0
     while products < max_iter:
-        for i in range(n_params):  # not basis[0, :] = v: its shape check's message compiles slowly
-            basis[0, i] = v[i]
+        store_row(basis, 0, v)
         converged = False
         j = 0
         ritz = np.ones(1)

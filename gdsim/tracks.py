@@ -34,7 +34,7 @@ from . import hvp
 from ._jit import jit, jit_inline
 from ._validate import ParameterError, check_int, closest, short_repr
 from .dense import model_loss_grad
-from .kernels import per_sample_grads
+from .kernels import per_sample_grads, store_row
 
 #: The observables, in the order of the loop's ``every`` array: name -> description.
 TRACKS = {
@@ -177,7 +177,9 @@ def _noise_scales(theta, model, X, Y, scratch, own):
 @jit
 def track_full(theta, model, X, Y, step, tracks, work, grad, dense):
     """The full-data observables due at ``step`` (``theta``: the parameters before its
-    update); ``tracks`` = :func:`new_tracks`' result; ``grad``: scratch."""
+    update); ``tracks`` = :func:`new_tracks`' result; ``grad``: scratch; ``work`` and
+    ``dense``: :func:`gdsim.dense.model_loss_grad`'s (``dense`` the matrix path's workspace
+    or None)."""
     every, (scalars, params), scratch = tracks
     all_rows = scratch[5]
     want_loss, want_norm = _due(every, LOSS, step), _due(every, GRAD_NORM, step)
@@ -188,9 +190,7 @@ def track_full(theta, model, X, Y, step, tracks, work, grad, dense):
         if want_norm:
             scalars[ROW_GRAD_NORM, step // every[GRAD_NORM]] = np.sqrt(np.sum(grad * grad))
     if _due(every, PARAMS, step):
-        row = step // every[PARAMS]
-        for k in range(theta.shape[0]):  # element by element, as direction above
-            params[row, k] = theta[k]
+        store_row(params, step // every[PARAMS], theta)
     if _due(every, SHARPNESS, step):
         scalars[ROW_SHARPNESS, step // every[SHARPNESS]] = _sharpness(theta, model, X, Y, all_rows, scratch[0],
                                                                       scratch[2], scratch[3])

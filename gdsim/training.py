@@ -17,12 +17,12 @@ if TYPE_CHECKING:  # for the annotations only
     from .models import MLP
     from .optim import SGD
 
-from ._jit import jit, jit_inline, load_compiler_unless_cached, one_blas_thread
+from ._jit import jit, load_compiler_unless_cached, one_blas_thread
 from ._resources import check_memory
 from ._validate import ParameterError, check_bool, check_int, check_seed
 from .batches import batch_orders, batch_stop, steps_per_epoch
 from .dense import model_loss_grad, new_dense_workspace
-from .kernels import divergence_threshold, is_diverged, new_workspace
+from .kernels import divergence_threshold, is_diverged, new_workspace, store_row
 from .models import check_model
 from .optim import (
     DAMPENING,
@@ -57,14 +57,6 @@ def use_dense_kernels(model, batch_size):
     """
     widest = max(a * b for a, b in zip(model.sizes[:-1], model.sizes[1:]))
     return True if widest >= 1024 and batch_size >= 8 else None
-
-
-@jit_inline
-def _store_row(history, row, theta):
-    """``history[row, :] = theta``, element by element: the array assignment would compile
-    its shape check's error message (number formatting, about 1.5 s of the first call)."""
-    for j in range(theta.shape[0]):
-        history[row, j] = theta[j]
 
 
 @jit
@@ -136,7 +128,7 @@ def train_loop(state, model, X, Y, batches, lr, hyper, maximize, divergence, out
     all_rows = np.arange(n)
     record = params_history.shape[0] > 0
     if record:
-        _store_row(params_history, 0, theta)
+        store_row(params_history, 0, theta)
     scratch = np.empty(theta.shape[0])
     threshold = np.inf
     diverged_step = -1
@@ -190,7 +182,7 @@ def train_loop(state, model, X, Y, batches, lr, hyper, maximize, divergence, out
                        step == 0 and not buffer_ready)
             step += 1
             if record:
-                _store_row(params_history, step, theta)
+                store_row(params_history, step, theta)
         if stopped:
             break
     if stopped:  # at step diverged_step, before its update: nothing after it was computed

@@ -4,7 +4,8 @@ Numba compiles one function at a time in a process (its compiler lock), so threa
 cannot compile two kernels at once; a second Python process can, into Numba's on-disk
 cache, from which this process then loads them (:func:`compile_aside`). gdsim uses it for a
 cold first sweep or training, whose classifier (:func:`gdsim.outcomes.compile_classify_aside`)
-does not depend on the loop that compiles for seconds meanwhile.
+does not depend on the loop that compiles for seconds meanwhile. :func:`python_argv` is
+the command of such a process (also that of each study of ``gdsim figures --jobs``).
 """
 
 import atexit
@@ -85,13 +86,18 @@ def compile_aside(function):
     """
     if not spare_core() or getattr(sys, "frozen", False) or not sys.executable:
         return None  # (a frozen application's executable is not a Python to start)
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the folder holding this gdsim
-    code = (f"import sys; sys.path[:] = {[root, *sys.path]!r}; import importlib; "
-            f"getattr(importlib.import_module({function.__module__!r}), {function.__name__!r})()")
-    try:
-        # -S: no site hooks (the path is this process's); its output is of no use here
-        process = subprocess.Popen([sys.executable, "-S", "-c", code], stdin=subprocess.DEVNULL,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    code = f"import importlib; getattr(importlib.import_module({function.__module__!r}), {function.__name__!r})()"
+    try:  # its output is of no use here
+        process = subprocess.Popen(python_argv(code), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)
     except OSError:
         return None
     return CompileAside(process)
+
+
+def python_argv(code):
+    """The command that runs the Python statements ``code`` (``sys`` imported) in a new
+    process of this Python, importing this gdsim and its dependencies from where this
+    process does: its module path, without site hooks (``-S``, quicker to start)."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the folder holding this gdsim
+    return [sys.executable, "-S", "-c", f"import sys; sys.path[:] = {[root, *sys.path]!r}; {code}"]

@@ -8,6 +8,7 @@ interrupted or terminated run keeps its finished regions: the same command resum
 
 import argparse
 import contextlib
+import json
 import os
 import signal
 import sys
@@ -160,6 +161,9 @@ def _parser(targets):
                          help="run the regions as tasks on this Dask scheduler (tcp://host:8786; needs gdsim[dask])")
         sub.add_argument("--workers", type=int, metavar="N",
                          help="run the regions on a new Dask LocalCluster of N single-threaded worker processes")
+        sub.add_argument("-j", "--jobs", type=int, metavar="N",
+                         help="run N studies at once, each in a process of its own, without progress bars "
+                              "(default: one per CPU; 1: one after another in this process, with progress bars)")
         sub.add_argument("--chunk-runs", type=int, metavar="N",
                          help="runs per saved region of a new store (default: 2048 for sweeps, 1 for the train "
                               "runner); a resumed run keeps its own")
@@ -201,7 +205,8 @@ def main(argv=None):
                 progress = None if args.quiet else partial(progress_bar, always=args.verbose)
                 run_studies(paths, results=args.results, figures=args.figures, target=args.target,
                             redraw=args.redraw, restart=args.restart, chunk_runs=args.chunk_runs,
-                            progress=progress, scheduler=args.scheduler, workers=args.workers, quiet=args.quiet)
+                            progress=progress, scheduler=args.scheduler, workers=args.workers, quiet=args.quiet,
+                            jobs=args.jobs)
         except ValueError as error:  # a bad argument or study file (StudyError, ParameterError), nothing run
             print(f"{name}: error: {error}", file=sys.stderr)
             return 2
@@ -228,6 +233,23 @@ def main(argv=None):
                   "GDSIM_DEBUG=1 shows the traceback)", file=sys.stderr)
             return 1
     return 0
+
+
+def serve_jobs():
+    """A job slot of ``gdsim run`` / ``gdsim figures --jobs`` (:class:`gdsim.studies.jobs.JobSlot`):
+    run each command line read from stdin (a JSON list a line) with :func:`main`, in this
+    process, and write its exit status as a line to stdout (what the command prints goes
+    to stderr); exit with the status of one that was interrupted, and at the end of stdin."""
+    protocol = sys.stdout
+    try:
+        for line in sys.stdin:
+            with contextlib.redirect_stdout(sys.stderr):
+                status = main(json.loads(line))
+            print(status, file=protocol, flush=True)
+            if status in (130, 143):
+                sys.exit(status)
+    except KeyboardInterrupt:  # between two commands
+        sys.exit(130)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from .._resources import free_disk, size_message
 from .._validate import ParameterError, check_int
 from ..sweeps.executors import dask_client
 from ..sweeps.targets import check_target, get_target
+from .jobs import default_jobs, run_in_processes
 from .schema import Study, StudyError, load_study
 
 if TYPE_CHECKING:  # for the annotations only: importing xarray costs time
@@ -114,7 +115,8 @@ def _read_result(zarr, read):
 def run_studies(paths: Sequence[str | os.PathLike], *, results: str | os.PathLike, figures: str | os.PathLike,
                 target: str | None = None, redraw: bool = False, restart: bool = False, chunk_runs: int | None = None,
                 progress: Callable[[str], Callable[[int, int], object] | None] | None = None, scheduler: object = None,
-                workers: int | None = None, quiet: bool = False) -> list[tuple[Study, xarray.Dataset]]:
+                workers: int | None = None, quiet: bool = False,
+                jobs: int | None = None) -> list[tuple[Study, xarray.Dataset]]:
     """Check every study file, run each one into its store (resuming from the regions
     saved) or check its complete result, and draw its figure.
 
@@ -135,7 +137,8 @@ def run_studies(paths: Sequence[str | os.PathLike], *, results: str | os.PathLik
         Runs per region of a new store (see :func:`run_study`).
     progress : callable, optional
         ``progress(label)`` returns a ``progress(runs_done, n_runs)`` callback (or None)
-        for the study named by ``label``. Each study's start and end are printed either way.
+        for the study named by ``label``, when the studies run one after another in this
+        process. Each study's start and end are printed either way.
     scheduler : distributed.Client or str, optional
         Run the studies' regions as tasks on this Dask cluster (its address).
     workers : int, optional
@@ -143,6 +146,12 @@ def run_studies(paths: Sequence[str | os.PathLike], *, results: str | os.PathLik
     quiet : bool
         Print nothing on stdout (each study's start and end, the total); an interrupted
         study still says on stderr what is saved.
+    jobs : int, optional
+        How many studies run at once, each in a Python process of its own that runs it
+        and draws its figure (:mod:`gdsim.studies.jobs`; without progress bars); 1 runs
+        them one after another in this process. Default: one per CPU (at most one per
+        study to run), 1 with ``scheduler`` or ``workers`` (the cluster runs the regions).
+        The results are the same either way, bit for bit.
 
     Returns
     -------
@@ -158,25 +167,60 @@ def run_studies(paths: Sequence[str | os.PathLike], *, results: str | os.PathLik
     if workers is not None and scheduler is not None:
         raise ParameterError("give --scheduler (an existing cluster) or --workers (a new local one), not both",
                              "workers")
+    if jobs is not None:
+        check_int("--jobs", jobs, minimum=1)
+        if jobs > 1 and (scheduler is not None or workers is not None):
+            raise ParameterError("--jobs runs studies in processes of this machine; with --scheduler or --workers "
+                                 "the cluster runs the regions: leave --jobs out", "jobs")
     plans = _preflight(paths, results, figures, target, redraw, restart, chunk_runs, progress, scheduler)
+    if redraw or scheduler is not None or workers is not None:
+        jobs = 1
+    jobs = min(default_jobs() if jobs is None else jobs, len(plans))
     with dask_client(scheduler, workers) as client:
-        return _run_plans(plans, results, figures, restart, chunk_runs, progress, client, quiet)
+        return _run_plans(plans, results, figures, restart, chunk_runs, progress, client, quiet, jobs)
 
 
-def _run_plans(plans, results, figures, restart, chunk_runs, progress, client, quiet=False):
-    """Run (or check, or redraw) each planned study and draw its figure (see :func:`run_studies`)."""
+def _run_plans(plans, results, figures, restart, chunk_runs, progress, client, quiet=False, jobs=1):
+    """Run (or check, or redraw) each planned study and draw its figure, ``jobs`` at a time
+    (see :func:`run_studies`)."""
     from ..figures import draw
 
     def say(text):
         if not quiet:
             print(text, flush=True)
 
+    def started(plan):
+        prefix, study, zarr, override, state = plan
+        runner = f"{study.n_runs} runs" + (f" on {override or study.target}" if study.runner == "sweep"
+                                           else " with gdsim.train")
+        note = {"complete": "; checking the saved result", "partial": f"; resuming from {regions_saved(zarr)} saved "
+                "regions"}
+        say(f"{prefix}: {study.title} ({runner}{note.get(state, '')})")
+
+    def finished(plan, ds, seconds, what=None):
+        prefix, study, zarr, _, state = plan
+        what = what or f"{int(ds.diverged.sum())} of {study.n_runs} runs diverged; " + (
+            f"up to date ({zarr}; --restart runs it again)" if state == "complete" else f"saved {zarr}")
+        say(f"{prefix}: {what}; drew {figures / study.name}.png ({seconds:.1f} s)")
+
+    def interrupted(plan):
+        prefix, _, zarr, _, _ = plan
+        print(f"\n{prefix}: interrupted; {regions_saved(zarr)} finished regions are saved in {zarr}; "
+              "run the same command again to resume", file=sys.stderr, flush=True)
+
     # ---- run -------------------------------------------------------------------------------
-    done = []
     start = time.perf_counter()
-    for i, (study, zarr, override, state) in enumerate(plans, 1):
-        prefix = f"[{i}/{len(plans)}] {study.name}"
+    plans = [(f"[{i}/{len(plans)}] {study.name}", study, zarr, override, state)
+             for i, (study, zarr, override, state) in enumerate(plans, 1)]
+    if jobs > 1:
+        done = run_in_processes(plans, results, figures, restart, chunk_runs, jobs, (started, finished, interrupted))
+        say(f"{len(plans)} studies done in {time.perf_counter() - start:.1f} s")
+        return [(plan[1], done[plan[0]]) for plan in plans]
+    done = []
+    for plan in plans:
+        prefix, study, zarr, override, state = plan
         t0 = time.perf_counter()
+        what = None
         if state.startswith("redraw") if state else False:
             ds = _read_result(zarr, load_dataset)
             what = "redrawn" + (" from an out-of-date result (run it without --redraw to update it)"
@@ -184,23 +228,15 @@ def _run_plans(plans, results, figures, restart, chunk_runs, progress, client, q
         else:
             if restart:
                 shutil.rmtree(zarr, ignore_errors=True)
-            runner = f"{study.n_runs} runs" + (f" on {override or study.target}" if study.runner == "sweep"
-                                               else " with gdsim.train")
-            saved = regions_saved(zarr)
-            note = {"complete": "; checking the saved result", "partial": f"; resuming from {saved} saved regions"}
-            say(f"{prefix}: {study.title} ({runner}{note.get(state, '')})")
+            started(plan)
             try:
                 ds = run_study(study, target=override, progress=progress(prefix) if progress else None,
                                store=zarr, chunk_runs=chunk_runs, scheduler=client)
             except KeyboardInterrupt:
-                print(f"\n{prefix}: interrupted; {regions_saved(zarr)} finished regions are saved in {zarr}; "
-                      "run the same command again to resume", file=sys.stderr, flush=True)
+                interrupted(plan)
                 raise
-            n_diverged = int(ds.diverged.sum())
-            what = f"{n_diverged} of {study.n_runs} runs diverged; " + (
-                f"up to date ({zarr}; --restart runs it again)" if state == "complete" else f"saved {zarr}")
         draw(study, ds, figures / f"{study.name}.png")
-        say(f"{prefix}: {what}; drew {figures / study.name}.png ({time.perf_counter() - t0:.1f} s)")
+        finished(plan, ds, time.perf_counter() - t0, what)
         done.append((study, ds))
     say(f"{len(plans)} studies done in {time.perf_counter() - start:.1f} s")
     return done

@@ -60,13 +60,11 @@ import math
 
 import numpy as np
 
-from . import scalar
 from ._jit import jit
-from .kernels import (activate, activation_slope, averages, has_bias, is_ntk, loss_factor, output_offset, store_row,
-                      weight_scale)
-from .scalar import CROSS_ENTROPY, STANDARD
-
-activation_slope_derivative = jit(scalar.activation_slope_derivative)
+from .dense import dense_hvp
+from .kernels import (activate, activation_slope, activation_slope_derivative, averages, has_bias, is_ntk,
+                      output_loss_tangent, output_offset, store_row, weight_scale)
+from .scalar import STANDARD
 
 #: Rows of the workspace made by :func:`new_workspace`.
 ACTS, TANGENT_ACTS, DELTAS, TANGENT_DELTAS = 0, 1, 2, 3
@@ -152,66 +150,6 @@ def forward_tangent_sample(theta, sizes, activation, x, v, acts, tangents, layer
                 tangents[a_out + o] = r
         w = b + fan_out if bias else b
         a_in = a_out
-
-
-@jit
-def output_loss_tangent(loss, reduction, out, tangent, y, delta, tangent_delta, scale):
-    """One sample's own loss, ``scale`` times its gradient in the outputs, and that
-    gradient's directional derivative.
-
-    Parameters
-    ----------
-    loss, reduction : int
-        Loss and reduction codes (a half reduction halves the MSE loss, its gradient and
-        its Hessian).
-    out : float64[n_out]
-        Predictions (MSE) or logits (cross-entropy).
-    tangent : float64[n_out]
-        Derivative of ``out`` along the direction.
-    y : float64[n_out] or float64[1]
-        Targets (MSE) or the class index (cross-entropy).
-    delta, tangent_delta : float64[n_out]
-        Output: ``scale * dL/dout`` (as :func:`gdsim.kernels.output_loss`) and
-        ``scale * (d2L/dout2) tangent``.
-    scale : float
-
-    Returns
-    -------
-    float
-        The sample's own loss.
-    """
-    n_out = out.shape[0]
-    if loss == CROSS_ENTROPY:
-        label = int(y[0])
-        top = out[0]
-        for k in range(1, n_out):
-            if out[k] > top:
-                top = out[k]
-        total = 0.0
-        for k in range(n_out):
-            total += math.exp(out[k] - top)
-        log_norm = top + math.log(total)
-        # Hessian of log-softmax's loss: diag(p) - p p^T, so H t = p * (t - p.t).
-        mean_tangent = 0.0
-        for k in range(n_out):
-            mean_tangent += math.exp(out[k] - log_norm) * tangent[k]
-        for k in range(n_out):
-            p = math.exp(out[k] - log_norm)
-            delta[k] = scale * p
-            tangent_delta[k] = scale * p * (tangent[k] - mean_tangent)
-        delta[label] -= scale
-        return log_norm - out[label]
-    # MSE: as gdsim.kernels.output_loss, the own loss averages over the n_out outputs under
-    # "mean" and "half_mean", and the half reductions take half of it.
-    factor = loss_factor(reduction)
-    c = factor / n_out if averages(reduction) else factor
-    total = 0.0
-    for k in range(n_out):
-        r = out[k] - y[k]
-        total += r * r
-        delta[k] = scale * 2.0 * c * r
-        tangent_delta[k] = scale * 2.0 * c * tangent[k]
-    return c * total
 
 
 @jit
@@ -376,7 +314,7 @@ def _default_start(v):
 
 
 @jit
-def lanczos_top(theta, model, X, Y, rows, v, tol, max_iter, scratch):
+def lanczos_top(theta, model, X, Y, rows, v, tol, max_iter, scratch, dense=None):
     """Top eigenvalue of the Hessian of the batch loss ``X[rows], Y[rows]`` and its
     eigenvector, by Lanczos with full reorthogonalisation, warm-started from ``v``.
 
@@ -407,6 +345,10 @@ def lanczos_top(theta, model, X, Y, rows, v, tol, max_iter, scratch):
         ``(basis, work)`` from :func:`new_lanczos_workspace`: the Lanczos vectors and one
         work row, and :func:`batch_hvp`'s workspace. ``k`` (up to ~20) is the Krylov
         dimension before a restart; more is not needed when warm-started.
+    dense : tuple, optional
+        :func:`gdsim.dense.new_dense_hvp_workspace`'s scratch, for ``rows.shape[0]`` rows
+        or more: the products are then :func:`gdsim.dense.dense_hvp`'s (matrix products,
+        faster for wide layers; ``work`` is not used). None: :func:`batch_hvp`'s.
 
     Returns
     -------
@@ -444,7 +386,10 @@ def lanczos_top(theta, model, X, Y, rows, v, tol, max_iter, scratch):
         ritz = np.ones(1)
         while j < k and products < max_iter:
             q = basis[j]
-            batch_hvp(theta, sizes, activation, loss, reduction, X, Y, rows, q, w, work, layer_code)
+            if dense is None:  # (a compile-time constant: Numba builds one of the two)
+                batch_hvp(theta, sizes, activation, loss, reduction, X, Y, rows, q, w, work, layer_code)
+            else:
+                dense_hvp(theta, sizes, activation, loss, reduction, X, Y, rows, q, w, dense, layer_code)
             products += 1
             product_norm = math.sqrt(_dot(w, w))
             a = _dot(q, w)

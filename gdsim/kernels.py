@@ -54,6 +54,7 @@ from .scalar import CROSS_ENTROPY, STANDARD
 
 activate = jit(scalar.activate)
 activation_slope = jit(scalar.activation_slope)
+activation_slope_derivative = jit(scalar.activation_slope_derivative)
 averages = jit(scalar.averages)
 loss_factor = jit(scalar.loss_factor)
 weight_scale = jit(scalar.weight_scale)
@@ -169,6 +170,66 @@ def output_loss(loss, reduction, out, y, delta, scale):
         total += r * r
         if want_grad:
             delta[k] = scale * 2.0 * c * r
+    return c * total
+
+
+@jit
+def output_loss_tangent(loss, reduction, out, tangent, y, delta, tangent_delta, scale):
+    """One sample's own loss, ``scale`` times its gradient in the outputs, and that
+    gradient's directional derivative.
+
+    Parameters
+    ----------
+    loss, reduction : int
+        Loss and reduction codes (a half reduction halves the MSE loss, its gradient and
+        its Hessian).
+    out : float64[n_out]
+        Predictions (MSE) or logits (cross-entropy).
+    tangent : float64[n_out]
+        Derivative of ``out`` along the direction.
+    y : float64[n_out] or float64[1]
+        Targets (MSE) or the class index (cross-entropy).
+    delta, tangent_delta : float64[n_out]
+        Output: ``scale * dL/dout`` (as :func:`gdsim.kernels.output_loss`) and
+        ``scale * (d2L/dout2) tangent``.
+    scale : float
+
+    Returns
+    -------
+    float
+        The sample's own loss.
+    """
+    n_out = out.shape[0]
+    if loss == CROSS_ENTROPY:
+        label = int(y[0])
+        top = out[0]
+        for k in range(1, n_out):
+            if out[k] > top:
+                top = out[k]
+        total = 0.0
+        for k in range(n_out):
+            total += math.exp(out[k] - top)
+        log_norm = top + math.log(total)
+        # Hessian of log-softmax's loss: diag(p) - p p^T, so H t = p * (t - p.t).
+        mean_tangent = 0.0
+        for k in range(n_out):
+            mean_tangent += math.exp(out[k] - log_norm) * tangent[k]
+        for k in range(n_out):
+            p = math.exp(out[k] - log_norm)
+            delta[k] = scale * p
+            tangent_delta[k] = scale * p * (tangent[k] - mean_tangent)
+        delta[label] -= scale
+        return log_norm - out[label]
+    # MSE: as gdsim.kernels.output_loss, the own loss averages over the n_out outputs under
+    # "mean" and "half_mean", and the half reductions take half of it.
+    factor = loss_factor(reduction)
+    c = factor / n_out if averages(reduction) else factor
+    total = 0.0
+    for k in range(n_out):
+        r = out[k] - y[k]
+        total += r * r
+        delta[k] = scale * 2.0 * c * r
+        tangent_delta[k] = scale * 2.0 * c * tangent[k]
     return c * total
 
 

@@ -33,7 +33,7 @@ if TYPE_CHECKING:  # for the annotations only: importing xarray costs time
 from . import hvp
 from ._jit import jit, jit_inline
 from ._validate import ParameterError, check_int, closest, short_repr
-from .dense import model_loss_grad
+from .dense import dense_workspace_bytes, model_loss_grad, new_dense_hvp_workspace
 from .kernels import per_sample_grads, store_row
 
 #: The observables, in the order of the loop's ``every`` array: name -> description.
@@ -96,13 +96,14 @@ def _rows(every, n_steps):
     return [n_steps // k + 1 if k else 0 for k in every]
 
 
-def new_tracks(every, n_steps, model, n):
+def new_tracks(every, n_steps, model, n, dense=False):
     """What the loop needs for ``every``: ``(every, (scalars, params), scratch)``.
     ``scalars``: float64 ``[len(SCALARS), rows]`` (NaN where nothing is measured) and
     ``params`` ``[rows, n_params]``, with room for the measurements of steps ``0 ..
     n_steps``; ``scratch``: the Lanczos start vectors and workspace, the samples' own
-    gradients (each None when nothing tracked uses it) and the indices of the ``n``
-    samples (made once: the loop allocates nothing per step)."""
+    gradients, the indices of the ``n`` samples and, with ``dense`` (the loop's matrix
+    path), the workspace of the sharpness' matrix products (:func:`gdsim.dense.dense_hvp`;
+    each None when nothing tracked uses it). Made once: the loop allocates nothing per step."""
     rows = _rows(every, n_steps)
     n_params = model.n_params
     scalars = np.full((len(SCALARS), max(rows)), np.nan)
@@ -111,16 +112,21 @@ def new_tracks(every, n_steps, model, n):
     # compiles no noise-scale code (:func:`_measure_noise`; 2-3 s of the first call).
     own = np.empty((n, n_params)) if every[NOISE_SCALE] else None
     basis = np.empty((krylov + 1, n_params)) if krylov else None  # the same for Lanczos (_sharpness)
+    sharpness = every[SHARPNESS] or every[BATCH_SHARPNESS]
+    products = new_dense_hvp_workspace(model.sizes_array, n) if dense and sharpness else None
     scratch = (np.zeros(n_params), np.zeros(n_params), basis, hvp.new_workspace(model.sizes_array), own,
-               np.arange(n))
+               np.arange(n), products)
     return every, (scalars, np.full((rows[PARAMS], n_params), np.nan)), scratch
 
 
-def tracks_bytes(every: np.ndarray, n_steps: int, n_params: int, n: int) -> int:
-    """The memory of :func:`new_tracks`, in bytes (for the memory check)."""
+def tracks_bytes(every: np.ndarray, n_steps: int, n_params: int, n: int, dense_sizes: tuple | None = None) -> int:
+    """The memory of :func:`new_tracks`, in bytes (for the memory check); ``dense_sizes``:
+    the model's sizes if the loop takes its matrix path (``dense``), else None."""
     rows = _rows(every, n_steps)
-    return 8 * (len(SCALARS) * max(rows) + rows[PARAMS] * n_params + (LANCZOS[0] + 3) * n_params
-                + (n * n_params if every[NOISE_SCALE] else 0))
+    products = dense_sizes is not None and (every[SHARPNESS] or every[BATCH_SHARPNESS])
+    return (8 * (len(SCALARS) * max(rows) + rows[PARAMS] * n_params + (LANCZOS[0] + 3) * n_params
+                 + (n * n_params if every[NOISE_SCALE] else 0))
+            + (dense_workspace_bytes(dense_sizes, n, products=True) if products else 0))
 
 
 @jit_inline  # inlined: a call with a constant i would compile one version per constant
@@ -129,14 +135,15 @@ def _due(every, i, step):
 
 
 @jit
-def _sharpness(theta, model, X, Y, rows, v, basis, work):
+def _sharpness(theta, model, X, Y, rows, v, basis, work, products):
     """The top Hessian eigenvalue of the batch ``rows``' loss, warm-started from ``v``;
     ``basis`` None (nothing tracked needs Lanczos): never called, and Numba prunes the
-    branch, so that a build without sharpness compiles no Lanczos code."""
+    branch, so that a build without sharpness compiles no Lanczos code. ``products``:
+    :func:`gdsim.dense.dense_hvp`'s workspace, or None for :func:`gdsim.hvp.batch_hvp`."""
     if basis is None:
         return np.nan
     krylov, tol, max_products = LANCZOS
-    return hvp.lanczos_top(theta, model, X, Y, rows, v, tol, max_products, (basis, work))[0]
+    return hvp.lanczos_top(theta, model, X, Y, rows, v, tol, max_products, (basis, work), products)[0]
 
 
 @jit
@@ -193,7 +200,7 @@ def track_full(theta, model, X, Y, step, tracks, work, grad, dense):
         store_row(params, step // every[PARAMS], theta)
     if _due(every, SHARPNESS, step):
         scalars[ROW_SHARPNESS, step // every[SHARPNESS]] = _sharpness(theta, model, X, Y, all_rows, scratch[0],
-                                                                      scratch[2], scratch[3])
+                                                                      scratch[2], scratch[3], scratch[6])
     if _due(every, NOISE_SCALE, step):
         _measure_noise(theta, model, X, Y, scratch, scratch[4], scalars, step // every[NOISE_SCALE])
 
@@ -209,7 +216,8 @@ def track_batch(theta, model, X, Y, rows, step, tracks, value, grad):
         scalars[ROW_BATCH_GRAD_NORM, step // every[BATCH_GRAD_NORM]] = np.sqrt(np.sum(grad * grad))
     if _due(every, BATCH_SHARPNESS, step):
         scalars[ROW_BATCH_SHARPNESS, step // every[BATCH_SHARPNESS]] = _sharpness(theta, model, X, Y, rows,
-                                                                                  scratch[1], scratch[2], scratch[3])
+                                                                                  scratch[1], scratch[2], scratch[3],
+                                                                                  scratch[6])
 
 
 def measured_steps(every: np.ndarray, n_steps: int) -> tuple[dict[str, np.ndarray], np.ndarray]:

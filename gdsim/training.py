@@ -21,7 +21,7 @@ from ._jit import jit, load_compiler_unless_cached, one_blas_thread
 from ._resources import check_memory
 from ._validate import ParameterError, check_bool, check_int, check_seed
 from .batches import batch_orders, batch_stop, steps_per_epoch
-from .dense import model_loss_grad, new_dense_workspace
+from .dense import dense_workspace_bytes, model_loss_grad, new_dense_workspace
 from .kernels import divergence_threshold, is_diverged, new_workspace, store_row
 from .models import check_model
 from .optim import (
@@ -421,9 +421,10 @@ def train(model: MLP, X: ArrayLike, Y: ArrayLike, optimizer: SGD, *, epochs: int
     # Everything the run allocates (the schedule included), checked before anything is allocated.
     drawn = epoch0 + epochs if _drawn_orders(shuffle) else epochs
     dense = use_dense_kernels(model, batch_size)
-    matrices = n * (sum(model.sizes) + 2 * max(model.sizes[1:])) if dense else 0  # new_dense_workspace
+    matrices = dense_workspace_bytes(model.sizes, n) if dense else 0
     check_memory(8 * (history_rows * model.n_params + drawn * n + 2 * n_steps + 2 * (epoch0 + epochs)
-                      + 4 * model.n_params + matrices) + tracks_bytes(every, n_steps, model.n_params, n),
+                      + 4 * model.n_params) + matrices
+                 + tracks_bytes(every, n_steps, model.n_params, n, model.sizes if dense else None),
                  f"a run of {n_steps} steps" + (" with record_params=True" if record_params else ""),
                  "train for fewer epochs" + (" or set record_params=False" if record_params else ""))
     # A continued run takes the next epochs of its schedule and of its drawn orders.
@@ -441,7 +442,7 @@ def train(model: MLP, X: ArrayLike, Y: ArrayLike, optimizer: SGD, *, epochs: int
     epoch_loss = np.empty(epochs + 1)
     step_loss = np.empty(n_steps)
     lr = np.repeat(lrs, per_epoch)
-    tracks = new_tracks(every, n_steps, model, n) if every.any() else None
+    tracks = new_tracks(every, n_steps, model, n, dense is not None) if every.any() else None
     args = ((theta, buf, state0 is not None, ready, initial), model.spec, X, Y, (order, batch_size, drop_last), lr,
             optimizer.hyper_table(), optimizer.maximize, (factor, stop_diverged),
             (epoch_loss, step_loss, params_history), dense, tracks)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import gdsim
-from gdsim import hvp, theory
+from gdsim import dense, hvp, theory
 from conftest import ACTIVATIONS, make_data
 import naive
 
@@ -55,11 +55,16 @@ def reference_hessian(model, theta, X, Y):
                          bias=model.bias, parameterization=model.parameterization)
 
 
-def kernel_product(model, theta, X, Yk, v, rows=None):
+def kernel_product(model, theta, X, Yk, v, rows=None, matrices=False):
+    """batch_hvp's product, or dense_hvp's (``matrices``)."""
     rows = np.arange(X.shape[0]) if rows is None else rows
     hv = np.full(model.n_params, np.nan)  # overwritten
-    hvp.batch_hvp(theta, *model.spec[:4], X, Yk, rows, v, hv, hvp.new_workspace(model.sizes_array),
-                  model.layer_code)
+    if matrices:
+        dense.dense_hvp(theta, *model.spec[:4], X, Yk, rows, v, hv,
+                        dense.new_dense_hvp_workspace(model.sizes_array, rows.shape[0]), model.layer_code)
+    else:
+        hvp.batch_hvp(theta, *model.spec[:4], X, Yk, rows, v, hv, hvp.new_workspace(model.sizes_array),
+                      model.layer_code)
     return hv
 
 
@@ -104,6 +109,12 @@ def test_hvp_with_model_options_is_the_dense_hessian(case):
     assert relative_error(kernel_hessian(model, theta, X, Yk), H) < OPTION_RTOL
     v = np.random.default_rng(0).standard_normal(model.n_params)
     assert relative_error(kernel_product(model, theta, X, Yk, v), H @ v) < OPTION_RTOL
+    # the matrix products' (dense_hvp), on all rows and on rows out of order, repeated
+    assert relative_error(kernel_product(model, theta, X, Yk, v, matrices=True), H @ v) < OPTION_RTOL
+    rows = np.array([5, 0, 3, 3, 6])
+    H_rows = naive.hessian(model.sizes, model.activation, model.loss_name, model.reduction, theta, X[rows],
+                           Y[rows], bias=model.bias, parameterization=model.parameterization)
+    assert relative_error(kernel_product(model, theta, X, Yk, v, rows, matrices=True), H_rows @ v) < OPTION_RTOL
     # theory's product is the same exact product (no longer finite differences for these models)
     assert relative_error(theory.hessian_vector_product(model, theta, X, Y, v), H @ v) < OPTION_RTOL
 
@@ -203,9 +214,12 @@ def test_sharpness_is_the_dense_top_eigenvalues():
 # ---------------------------------------------------------------------------------------
 # Lanczos
 # ---------------------------------------------------------------------------------------
-def lanczos(model, theta, X, Yk, v, tol=1e-10, max_iter=500, k=20, rows=None):
+def lanczos(model, theta, X, Yk, v, tol=1e-10, max_iter=500, k=20, rows=None, matrices=False):
     rows = np.arange(X.shape[0]) if rows is None else rows
     scratch = hvp.new_lanczos_workspace(model.sizes_array, model.n_params, k)
+    if matrices:  # dense_hvp's products
+        products = dense.new_dense_hvp_workspace(model.sizes_array, rows.shape[0])
+        return hvp.lanczos_top(theta, model.spec, X, Yk, rows, v, tol, max_iter, scratch, products)
     return hvp.lanczos_top(theta, model.spec, X, Yk, rows, v, tol, max_iter, scratch)
 
 
@@ -218,23 +232,24 @@ LANCZOS_CASES = [((3, 4, 3), "tanh", "mse", "mean", {}), ((2, 6, 6, 3), "relu", 
                  ((4, 8, 3), "sigmoid", "mse", "half_sum", NTK_NO_BIAS)]
 
 
+@pytest.mark.parametrize("matrices", [False, True], ids=["batch_hvp", "dense_hvp"])
 @pytest.mark.parametrize("sizes, activation, loss, reduction, options", LANCZOS_CASES)
-def test_lanczos_top_is_the_dense_top_eigenvalue(sizes, activation, loss, reduction, options):
+def test_lanczos_top_is_the_dense_top_eigenvalue(sizes, activation, loss, reduction, options, matrices):
     model, X, Y, Yk, theta = setup(sizes, activation, loss, reduction, n=12, seed=7, **options)
     values, vectors = np.linalg.eigh(reference_hessian(model, theta, X, Y))
     top, u = values[-1], vectors[:, -1]
     # cold: the default start (zeros), restarted every 20 products on the larger models
     v = np.zeros(model.n_params)
-    value, cold = lanczos(model, theta, X, Yk, v)
+    value, cold = lanczos(model, theta, X, Yk, v, matrices=matrices)
     assert value == pytest.approx(top, rel=1e-8)
     assert abs(v @ u) == pytest.approx(1.0, abs=1e-8)  # the eigenvector written back, unit
     # warm from the exact eigenvector: converged at once
     v = u.copy()
-    value, warm = lanczos(model, theta, X, Yk, v)
+    value, warm = lanczos(model, theta, X, Yk, v, matrices=matrices)
     assert value == pytest.approx(top, rel=1e-8) and warm <= 3
     # warm from a perturbed eigenvector: fewer products than cold
     v = u + 1e-3 * np.random.default_rng(0).standard_normal(model.n_params)
-    value, nearby = lanczos(model, theta, X, Yk, v)
+    value, nearby = lanczos(model, theta, X, Yk, v, matrices=matrices)
     assert value == pytest.approx(top, rel=1e-8) and nearby < cold
 
 

@@ -8,6 +8,7 @@ import pytest
 
 import gdsim
 from conftest import make_data
+from gdsim.training import use_dense_kernels
 import naive
 
 
@@ -315,3 +316,24 @@ def test_tracked_sharpness_and_noise_scales_match_dense_matrices(reduction, opti
             np.testing.assert_allclose(tracks.b_simple.sel(step=s), np.trace(S) / (G @ G), rtol=1e-9)
             np.testing.assert_allclose(tracks.b_noise.sel(step=s), np.trace(H @ S) / (G @ H @ G), rtol=1e-9)
     assert tracks.b_noise.attrs["every"] == 4 and np.isnan(tracks.b_noise.sel(step=1))
+
+
+@pytest.mark.parametrize("loss", ["mse", "cross_entropy"])
+def test_tracked_sharpness_on_the_matrix_path_matches_dense_matrices(loss):
+    # Layers wide enough for train's matrix path: the sharpness' products are dense_hvp's.
+    model = gdsim.MLP((32, 32, 2), activation="tanh", loss=loss)
+    assert use_dense_kernels(model, 8)
+    X, Y = make_data(model, 16)
+    result = gdsim.train(model, X, Y, gdsim.SGD(lr=0.1), epochs=2, batch_size=8, shuffle=True, seed=3,
+                         track={"sharpness": 2, "batch_sharpness": 3, "params": 1})
+    order = gdsim.batches.batch_orders(16, 2, True, 3)
+    spec = (model.sizes, model.activation, model.loss_name, model.reduction)
+    for s in (0, 2, 3, 4):
+        theta = result.tracks.params.sel(step=s).values
+        if s % 2 == 0:
+            top = np.linalg.eigvalsh(naive.hessian(*spec, theta, X, Y)).max()
+            np.testing.assert_allclose(result.tracks.sharpness.sel(step=s), top, rtol=1e-9)
+        if s == 3:
+            rows = order[1, 8:]
+            top = np.linalg.eigvalsh(naive.hessian(*spec, theta, X[rows], Y[rows])).max()
+            np.testing.assert_allclose(result.tracks.batch_sharpness.sel(step=s), top, rtol=1e-9)

@@ -64,7 +64,6 @@ def sweep_block(theta, scratch, model, data, batches, lr, hyper, divergence, blo
     order, batch_size, drop_last = batches
     divergence_factor, stop_diverged = divergence
     epoch_loss, diverged_step, diverged_loss = block_out
-    sizes = model.sizes
     n = X.shape[0]
     epochs = order.shape[0]
     buf, acts, deltas, grad, own, total, threshold, active = scratch

@@ -36,8 +36,8 @@ def track_runs(runs, plan, out):
         batch_size = int(plan.batch_sizes[g])
         per_epoch = steps_per_epoch(n, batch_size, plan.drop_last)
         n_steps = plan.epochs * per_epoch
-        tracks = new_tracks(every, n_steps, shape, n)
         dense = use_dense_kernels(plan.model, batch_size)
+        tracks = new_tracks(every, n_steps, shape, n, dense is not None)
         # train's arguments, types included (Python bools and floats, contiguous arrays), and its BLAS setting.
         with one_blas_thread(dense is not None):
             train_loop((plan.theta0[r].copy(), np.zeros(n_params), False, False, np.nan), plan.model, plan.X, plan.Y,

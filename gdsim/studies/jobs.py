@@ -1,11 +1,13 @@
-"""Several studies at once, each in a Python process of its own (``gdsim figures --jobs``).
+"""Several studies at once, in job slots: Python processes of their own (``gdsim figures
+--jobs``).
 
-Numba compiles one kernel at a time in a process (its compiler lock), and most of the
-gallery's studies spend their time compiling or in one thread (theory, drawing): on two
-cores, ``gdsim figures`` from a cold cache took 68.8 s one study after another and 49.5 s
-as two processes of about half the studies each. Each study runs as ``gdsim run STUDY
--q`` in a child process (:func:`run_in_processes`), which writes its store and figure
-itself; the results are the same bit for bit (the kernels do not depend on the process).
+Numba compiles one kernel at a time in a process (its compiler lock), and much of a
+gallery study's time is compiling or one thread's work (theory, drawing), so that one
+study after another leaves a core idle. A :class:`JobSlot` runs ``gdsim run STUDY -q``
+commands one after another (:func:`run_in_processes` hands them out), writing each study's
+store and figure itself; the results are the same bit for bit (the kernels do not depend
+on the process). The studies of one kind (:func:`kernel_family`) go to one slot, which
+compiles their kernels once.
 """
 
 from __future__ import annotations

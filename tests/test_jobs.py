@@ -148,3 +148,19 @@ def test_bad_jobs_are_refused_before_anything_runs(three_studies, tmp_path, caps
     assert cli.main(["run", *map(str, three_studies), "--results", str(tmp_path / "r"), *extra]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+def test_a_slot_takes_its_share_of_blas_threads_unless_the_environment_says(monkeypatch):
+    seen = {}
+
+    class Recorded:  # stands for the slot's process: what it would be started with
+        def __init__(self, argv, **options):
+            seen.update(options["env"])
+
+    monkeypatch.setattr(jobs.subprocess, "Popen", Recorded)
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
+    monkeypatch.setenv("OMP_NUM_THREADS", "7")
+    jobs.JobSlot(3).log.close()
+    assert seen["OPENBLAS_NUM_THREADS"] == seen["MKL_NUM_THREADS"] == "3"
+    assert seen["OMP_NUM_THREADS"] == "7"

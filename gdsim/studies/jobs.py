@@ -67,17 +67,28 @@ def next_study(families, running_families, previous):
     return family, families[family].pop(0)
 
 
+#: The thread-count variables of BLAS and OpenMP libraries that :class:`JobSlot` sets
+#: (where the environment does not) to the slot's share of the CPUs, as joblib's workers do.
+BLAS_THREADS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
 class JobSlot:
     """A Python process that runs study commands one after another
     (:func:`gdsim.cli.serve_jobs`): kernels compiled or loaded for one study stay loaded
     for the next, and Python, Numba and gdsim are imported once. It runs in a session of
-    its own, so that a terminal's Ctrl-C reaches it once, from :meth:`interrupt`."""
+    its own, so that a terminal's Ctrl-C reaches it once, from :meth:`interrupt`.
 
-    def __init__(self):
+    ``blas_threads``: the threads of its BLAS (:data:`BLAS_THREADS`), so that the slots'
+    matrix products do not take more threads than there are CPUs (their waiting threads
+    spin); gdsim's own kernels keep Numba's threads, which wait without spinning. The
+    datasets do not depend on it (``train``'s matrix path runs on one BLAS thread)."""
+
+    def __init__(self, blas_threads):
         self.log = tempfile.TemporaryFile()  # its stderr: the message of a command that fails
+        env = {name: str(blas_threads) for name in BLAS_THREADS} | dict(os.environ)  # the user's settings first
         self.process = subprocess.Popen(python_argv("from gdsim.cli import serve_jobs; serve_jobs()"),
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log,
-                                        start_new_session=True, text=True)
+                                        start_new_session=True, text=True, env=env)
         self.family = None  # of the study it runs or ran last
         self.plan = None  # the study it runs
         self.start = 0.0
@@ -135,7 +146,7 @@ def run_in_processes(plans, results, figures, restart, chunk_runs, jobs, lines):
     families = {}
     for plan in plans:
         families.setdefault(kernel_family(plan[1]), []).append(plan)
-    slots = [JobSlot() for _ in range(jobs)]
+    slots = [JobSlot(max(1, default_jobs() // jobs)) for _ in range(jobs)]
     done = {}
     with selectors.DefaultSelector() as selector:
         try:

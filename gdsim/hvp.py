@@ -16,7 +16,9 @@ made once. :func:`lanczos_top` takes the model arguments as one tuple, ``MLP.spe
 * :func:`sample_hvp` adds one sample's term (scaled like
   :func:`gdsim.kernels.sample_loss_grad`'s ``scale``);
 * :func:`batch_hvp` is ``H v`` of the reduced loss of the batch ``X[rows], Y[rows]``
-  (mean or sum, as :func:`gdsim.kernels.batch_loss_grad`);
+  (mean or sum, as :func:`gdsim.kernels.batch_loss_grad`); :func:`model_hvp` the same for
+  a whole model (``model.spec``), with :func:`gdsim.dense.dense_hvp`'s matrix products
+  when given their workspace;
 * :func:`lanczos_top` is the top eigenvalue of that ``H`` and its eigenvector, by Lanczos
   with full reorthogonalisation [2]_ on a small Krylov space, warm-started from a given vector.
 
@@ -293,6 +295,20 @@ def batch_hvp(theta, sizes, activation, loss, reduction, X, Y, rows, v, hv, work
     return total
 
 
+@jit
+def model_hvp(theta, model, X, Y, rows, v, hv, work, dense):
+    """``H v`` of the batch ``rows``' reduced loss into ``hv`` (its loss returned), for a
+    whole model ``model`` (:class:`gdsim.models.ModelSpec`): :func:`batch_hvp` with
+    ``work`` (:func:`new_workspace`) when ``dense`` is None, else
+    :func:`gdsim.dense.dense_hvp` with ``dense`` (its workspace). None is a compile-time
+    constant (Numba prunes its ``is None`` branches): a build compiles one of the two
+    (compiled on its own: inlined, its branch would not be pruned)."""
+    sizes, activation, loss, reduction, layer_code = model
+    if dense is None:
+        return batch_hvp(theta, sizes, activation, loss, reduction, X, Y, rows, v, hv, work, layer_code)
+    return dense_hvp(theta, sizes, activation, loss, reduction, X, Y, rows, v, hv, dense, layer_code)
+
+
 # ---------------------------------------------------------------------------------------
 # Lanczos
 # ---------------------------------------------------------------------------------------
@@ -364,7 +380,6 @@ def lanczos_top(theta, model, X, Y, rows, v, tol, max_iter, scratch, dense=None)
     before reaching it) gives the top eigenvalue of the space reached instead: Lanczos sees
     only what ``v`` touches. Rounding makes this a non-issue except for exact symmetries.
     """
-    sizes, activation, loss, reduction, layer_code = model
     basis, work = scratch
     n_params = theta.shape[0]
     k = min(basis.shape[0] - 1, n_params)
@@ -386,10 +401,7 @@ def lanczos_top(theta, model, X, Y, rows, v, tol, max_iter, scratch, dense=None)
         ritz = np.ones(1)
         while j < k and products < max_iter:
             q = basis[j]
-            if dense is None:  # (a compile-time constant: Numba builds one of the two)
-                batch_hvp(theta, sizes, activation, loss, reduction, X, Y, rows, q, w, work, layer_code)
-            else:
-                dense_hvp(theta, sizes, activation, loss, reduction, X, Y, rows, q, w, dense, layer_code)
+            model_hvp(theta, model, X, Y, rows, q, w, work, dense)
             products += 1
             product_norm = math.sqrt(_dot(w, w))
             a = _dot(q, w)

@@ -102,8 +102,8 @@ def new_tracks(every, n_steps, model, n, dense=False):
     ``params`` ``[rows, n_params]``, with room for the measurements of steps ``0 ..
     n_steps``; ``scratch``: the Lanczos start vectors and workspace, the samples' own
     gradients, the indices of the ``n`` samples and, with ``dense`` (the loop's matrix
-    path), the workspace of the sharpness' matrix products (:func:`gdsim.dense.dense_hvp`;
-    each None when nothing tracked uses it). Made once: the loop allocates nothing per step."""
+    path), the workspace of the Hessian's matrix products (:func:`gdsim.dense.dense_hvp`,
+    for the sharpness and the noise scale; each None when nothing tracked uses it). Made once: the loop allocates nothing per step."""
     rows = _rows(every, n_steps)
     n_params = model.n_params
     scalars = np.full((len(SCALARS), max(rows)), np.nan)
@@ -112,8 +112,7 @@ def new_tracks(every, n_steps, model, n, dense=False):
     # compiles no noise-scale code (:func:`_measure_noise`; 2-3 s of the first call).
     own = np.empty((n, n_params)) if every[NOISE_SCALE] else None
     basis = np.empty((krylov + 1, n_params)) if krylov else None  # the same for Lanczos (_sharpness)
-    sharpness = every[SHARPNESS] or every[BATCH_SHARPNESS]
-    products = new_dense_hvp_workspace(model.sizes_array, n) if dense and sharpness else None
+    products = new_dense_hvp_workspace(model.sizes_array, n) if dense and krylov else None
     scratch = (np.zeros(n_params), np.zeros(n_params), basis, hvp.new_workspace(model.sizes_array), own,
                np.arange(n), products)
     return every, (scalars, np.full((rows[PARAMS], n_params), np.nan)), scratch
@@ -123,7 +122,7 @@ def tracks_bytes(every: np.ndarray, n_steps: int, n_params: int, n: int, dense_s
     """The memory of :func:`new_tracks`, in bytes (for the memory check); ``dense_sizes``:
     the model's sizes if the loop takes its matrix path (``dense``), else None."""
     rows = _rows(every, n_steps)
-    products = dense_sizes is not None and (every[SHARPNESS] or every[BATCH_SHARPNESS])
+    products = dense_sizes is not None and (every[SHARPNESS] or every[BATCH_SHARPNESS] or every[NOISE_SCALE])
     return (8 * (len(SCALARS) * max(rows) + rows[PARAMS] * n_params + (LANCZOS[0] + 3) * n_params
                  + (n * n_params if every[NOISE_SCALE] else 0))
             + (dense_workspace_bytes(dense_sizes, n, products=True) if products else 0))
@@ -160,7 +159,7 @@ def _measure_noise(theta, model, X, Y, scratch, own, scalars, row):
 def _noise_scales(theta, model, X, Y, scratch, own):
     """``(b_simple, b_noise)`` at ``theta`` (see the module's documentation)."""
     sizes, activation, loss, reduction, layer_code = model
-    basis, work = scratch[2], scratch[3]
+    basis, work, products = scratch[2], scratch[3], scratch[6]
     acts, deltas = work[hvp.ACTS], work[hvp.DELTAS]
     per_sample_grads(theta, sizes, activation, loss, reduction, X, Y, own, acts, deltas, layer_code)
     n = X.shape[0]
@@ -175,9 +174,9 @@ def _noise_scales(theta, model, X, Y, scratch, own):
         for k in range(mean.shape[0]):  # element by element: a slice assignment's shape check compiles slowly
             direction[k] = own[i, k] - mean[k]
         trace += np.sum(direction * direction)
-        hvp.batch_hvp(theta, sizes, activation, loss, reduction, X, Y, rows, direction, product, work, layer_code)
+        hvp.model_hvp(theta, model, X, Y, rows, direction, product, work, products)
         curved += np.sum(direction * product)
-    hvp.batch_hvp(theta, sizes, activation, loss, reduction, X, Y, rows, mean, product, work, layer_code)
+    hvp.model_hvp(theta, model, X, Y, rows, mean, product, work, products)
     return trace / n / np.sum(mean * mean), curved / n / np.sum(mean * product)
 
 

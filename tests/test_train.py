@@ -325,15 +325,21 @@ def test_tracked_sharpness_on_the_matrix_path_matches_dense_matrices(loss):
     assert use_dense_kernels(model, 8)
     X, Y = make_data(model, 16)
     result = gdsim.train(model, X, Y, gdsim.SGD(lr=0.1), epochs=2, batch_size=8, shuffle=True, seed=3,
-                         track={"sharpness": 2, "batch_sharpness": 3, "params": 1})
+                         track={"sharpness": 2, "batch_sharpness": 3, "noise_scale": 4, "params": 1})
     order = gdsim.batches.batch_orders(16, 2, True, 3)
     spec = (model.sizes, model.activation, model.loss_name, model.reduction)
+    tracks = result.tracks
     for s in (0, 2, 3, 4):
-        theta = result.tracks.params.sel(step=s).values
+        theta = tracks.params.sel(step=s).values
         if s % 2 == 0:
-            top = np.linalg.eigvalsh(naive.hessian(*spec, theta, X, Y)).max()
-            np.testing.assert_allclose(result.tracks.sharpness.sel(step=s), top, rtol=1e-9)
+            H = naive.hessian(*spec, theta, X, Y)
+            np.testing.assert_allclose(tracks.sharpness.sel(step=s), np.linalg.eigvalsh(H).max(), rtol=1e-9)
+        if s % 4 == 0:  # the noise scales' products too
+            own = np.stack([naive.loss_and_grad(*spec, theta, X[i:i + 1], Y[i:i + 1])[1] for i in range(16)])
+            G = own.mean(axis=0)
+            S = (own - G).T @ (own - G) / 16
+            np.testing.assert_allclose(tracks.b_noise.sel(step=s), np.trace(H @ S) / (G @ H @ G), rtol=1e-9)
         if s == 3:
             rows = order[1, 8:]
             top = np.linalg.eigvalsh(naive.hessian(*spec, theta, X[rows], Y[rows])).max()
-            np.testing.assert_allclose(result.tracks.batch_sharpness.sel(step=s), top, rtol=1e-9)
+            np.testing.assert_allclose(tracks.batch_sharpness.sel(step=s), top, rtol=1e-9)

@@ -70,6 +70,39 @@ def _sigterm_as_interrupt():
         signal.signal(signal.SIGTERM, previous)
 
 
+@contextlib.contextmanager
+def _signals_after_imports():
+    """Hold Ctrl-C and SIGTERM back while the command's libraries are imported, and act on
+    them (KeyboardInterrupt, :class:`Terminated`) once the imports are done: interrupted in
+    the middle, an import can leave a library half made (Python 3.11 turns the interrupt
+    inside a class's creation into a RuntimeError; Numba's threads then crash the exit).
+    The wait is the import's, about a second. Outside the main thread, nothing is changed."""
+    held = []
+    try:
+        previous = {signum: signal.signal(signum, lambda number, frame: held.append(number))
+                    for signum in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if held:
+        raise Terminated() if signal.SIGTERM in held else KeyboardInterrupt()
+
+
+def _import_libraries():
+    """Import what running studies uses (Numba, xarray, Zarr, Matplotlib's figures), so
+    that later imports are quick and cannot be interrupted halfway
+    (:func:`_signals_after_imports`)."""
+    import matplotlib.figure  # noqa: F401
+    import numba  # noqa: F401
+    import xarray  # noqa: F401
+    import zarr  # noqa: F401
+
+
 def _oserror_message(error):
     """One line for an OSError: what failed, on which file (no traceback)."""
     where = f" {error.filename}" if error.filename else ""
@@ -182,14 +215,17 @@ def main(argv=None):
             stream.reconfigure(errors="backslashreplace")
     with _sigterm_as_interrupt():
         try:
-            # Imported here, where Ctrl-C and SIGTERM already stop cleanly.
-            from ._progress import progress_bar
-            from .studies import find_studies, run_studies
-            from .sweeps.targets import TARGETS
-            from .tutorial import run_tutorial
+            # Imported here, where Ctrl-C and SIGTERM stop cleanly once the imports are done.
+            with _signals_after_imports():
+                from ._progress import progress_bar
+                from .studies import find_studies, run_studies
+                from .sweeps.targets import TARGETS
+                from .tutorial import run_tutorial
 
-            parser = _parser(TARGETS)
-            args = parser.parse_args(argv)
+                parser = _parser(TARGETS)
+                args = parser.parse_args(argv)
+                if args.command in ("run", "figures"):
+                    _import_libraries()
             if args.command is None:
                 parser.print_help()
                 return 2
@@ -214,6 +250,11 @@ def main(argv=None):
             print(f"{name}: error: {error}", file=sys.stderr)
             return 1
         except KeyboardInterrupt as stop:
+            # CPython (3.11 at least) marks a KeyboardInterrupt that leaves code run by exec() or eval()
+            # of a string (as dataclasses and Numba do when they make functions) as unhandled, even once
+            # caught, and at exit kills the process with SIGINT instead of returning this status; an
+            # exec of a string that raises nothing clears the mark.
+            exec("pass")  # noqa: S102
             terminated = isinstance(stop, Terminated)
             print(f"{name}: {'terminated (SIGTERM)' if terminated else 'interrupted'}; what was "
                   "saved is kept and the same command resumes", file=sys.stderr)

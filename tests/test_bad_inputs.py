@@ -747,6 +747,39 @@ def test_a_signal_while_gdsim_imports_is_a_clean_stop(study, tmp_path, signum, s
     assert tree(tmp_path) == ["small.toml"]
 
 
+def test_an_interrupt_inside_exec_code_still_exits_with_130(tmp_path):
+    """CPython marks a KeyboardInterrupt leaving exec() of a string (dataclasses and Numba make
+    functions so) as unhandled even once caught, and then dies by SIGINT (-2 here) at exit."""
+    (tmp_path / "probe.py").write_text(
+        "import sys\nfrom gdsim import cli\n"
+        "cli.print_info = lambda: exec('raise KeyboardInterrupt')\n"
+        "sys.exit(cli.main(['info']))\n")
+    done = subprocess.run([sys.executable, "-m", "probe"], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert done.returncode == 130 and "gdsim info: interrupted" in done.stderr, (done.returncode, done.stderr)
+
+
+def test_a_signal_during_the_imports_acts_once_they_are_done(monkeypatch, capsys):
+    """Ctrl-C during the command's imports is held until they are done (an import stopped
+    halfway can leave a library half made), then stops the command cleanly."""
+    import builtins
+
+    real_import = builtins.__import__
+    finished = []
+
+    def signal_amid_import(name, *args, **kwargs):
+        if name == "xarray":  # among the command's libraries (cli._import_libraries)
+            monkeypatch.setattr(builtins, "__import__", real_import)
+            signal.raise_signal(signal.SIGINT)  # its handler runs at once
+            module = real_import(name, *args, **kwargs)
+            finished.append(name)  # not reached if the handler raised
+            return module
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", signal_amid_import)
+    assert cli.main(["run", "nothing.toml"]) == 130
+    assert finished == ["xarray"] and "interrupted" in capsys.readouterr().err
+
+
 def test_a_terminal_that_cannot_show_the_title_still_runs(tmp_path):
     """Characters the output encoding lacks are escaped, not a refusal (PYTHONIOENCODING=ascii)."""
     path = tmp_path / "étude.toml"

@@ -94,11 +94,10 @@ def _signals_after_imports():
 
 
 def _import_libraries():
-    """Import what running studies uses (Numba, xarray, Zarr, Matplotlib's figures), so
-    that later imports are quick and cannot be interrupted halfway
-    (:func:`_signals_after_imports`)."""
+    """Import what running studies uses besides Numba (which :mod:`gdsim.studies` imports):
+    xarray, Zarr, Matplotlib's figures, so that later imports are quick and cannot be
+    interrupted halfway (:func:`_signals_after_imports`)."""
     import matplotlib.figure  # noqa: F401
-    import numba  # noqa: F401
     import xarray  # noqa: F401
     import zarr  # noqa: F401
 

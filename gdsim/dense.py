@@ -64,6 +64,17 @@ def _rows_view(buffer, start, batch, width):
 
 
 @jit_inline
+def _column_sums(table, out):
+    """``out[o]`` = the sum of ``table[:, o]``, over the rows in order (a bias's gradient
+    from the batch's deltas)."""
+    for o in range(table.shape[1]):
+        out[o] = 0.0
+    for j in range(table.shape[0]):
+        for o in range(table.shape[1]):
+            out[o] += table[j, o]
+
+
+@jit_inline
 def _batch_inputs(X, rows, acts):
     """The batch's inputs ``X[rows]``, ``[B, n_in]``: a view of ``X`` when the rows are
     consecutive, else copied into the start of ``acts``."""
@@ -153,12 +164,8 @@ def dense_loss_grad(theta, sizes, activation, loss, reduction, X, Y, rows, want_
             w = b - fan_in * fan_out
             start_in = start_out - batch * fan_in
             below = inputs if layer == 0 else _rows_view(acts, start_in, batch, fan_in)
-            if bias:  # each output's sum over the batch in row order
-                for o in range(fan_out):
-                    grad[b + o] = 0.0
-                for j in range(batch):
-                    for o in range(fan_out):
-                        grad[b + o] += deltas[j, o]
+            if bias:
+                _column_sums(deltas, grad[b:b + fan_out])
             if ntk:
                 scale = weight_scale(layer_code, fan_in)
                 for j in range(batch):
@@ -312,11 +319,7 @@ def dense_hvp(theta, sizes, activation, loss, reduction, X, Y, rows, v, hv, work
         start_in = start_out - batch * fan_in
         below = inputs if layer == 0 else _rows_view(acts, start_in, batch, fan_in)
         if bias:
-            for o in range(fan_out):
-                hv[b + o] = 0.0
-            for j in range(batch):
-                for o in range(fan_out):
-                    hv[b + o] += t_deltas[j, o]
+            _column_sums(t_deltas, hv[b:b + fan_out])
         if ntk:
             scale = weight_scale(layer_code, fan_in)
             for j in range(batch):

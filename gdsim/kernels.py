@@ -122,6 +122,20 @@ def output_offset(sizes):
 
 
 @jit_inline
+def log_normaliser(out):
+    """``log(sum(exp(out)))`` of the logits ``out``, as ``max + log(sum(exp(out - max)))``
+    (no overflow): the log of the softmax's normaliser."""
+    top = out[0]
+    for k in range(1, out.shape[0]):
+        if out[k] > top:
+            top = out[k]
+    total = 0.0
+    for k in range(out.shape[0]):
+        total += math.exp(out[k] - top)
+    return top + math.log(total)
+
+
+@jit_inline
 def output_loss(loss, reduction, out, y, delta, scale):
     """One sample's own loss from its outputs, and ``scale`` times its gradient.
 
@@ -147,14 +161,7 @@ def output_loss(loss, reduction, out, y, delta, scale):
     want_grad = delta.shape[0] > 0
     if loss == CROSS_ENTROPY:
         label = int(y[0])
-        top = out[0]
-        for k in range(1, n_out):
-            if out[k] > top:
-                top = out[k]
-        total = 0.0
-        for k in range(n_out):
-            total += math.exp(out[k] - top)
-        log_norm = top + math.log(total)
+        log_norm = log_normaliser(out)
         if want_grad:
             for k in range(n_out):
                 delta[k] = scale * math.exp(out[k] - log_norm)
@@ -202,14 +209,7 @@ def output_loss_tangent(loss, reduction, out, tangent, y, delta, tangent_delta, 
     n_out = out.shape[0]
     if loss == CROSS_ENTROPY:
         label = int(y[0])
-        top = out[0]
-        for k in range(1, n_out):
-            if out[k] > top:
-                top = out[k]
-        total = 0.0
-        for k in range(n_out):
-            total += math.exp(out[k] - top)
-        log_norm = top + math.log(total)
+        log_norm = log_normaliser(out)
         # Hessian of log-softmax's loss: diag(p) - p p^T, so H t = p * (t - p.t).
         mean_tangent = 0.0
         for k in range(n_out):

@@ -113,17 +113,18 @@ def test_ctrl_c_or_sigterm_stops_every_slot_cleanly_and_the_run_resumes(tmp_path
                                              "--chunk-runs", 32, "--jobs", 2),
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
-    while process.poll() is None and time.monotonic() < deadline and not all(
-            s.exists() and regions_saved(s) >= 2 for s in stores):
+    while process.poll() is None and time.monotonic() < deadline and not any(
+            s.exists() and 2 <= regions_saved(s) < 16 for s in stores):
         time.sleep(0.005)
     process.send_signal(how)
     out, err = process.communicate(timeout=60)
-    if process.returncode == 0:
+    unfinished = [s for s in stores if regions_saved(s) < 16]
+    if process.returncode == 0 or not unfinished:
         pytest.skip("the run finished before the signal arrived")
     assert process.returncode == status, err
-    assert "Traceback" not in err and err.count("finished regions are saved in") == 2, err
-    assert "the same command resumes" in err
-    assert all(2 <= regions_saved(s) < 16 for s in stores)
+    assert "Traceback" not in err and "the same command resumes" in err, err
+    for store in unfinished:  # (one whose regions were all saved may have been drawing its figure)
+        assert f"finished regions are saved in {store};" in err, err
     assert cli.main(["run", *map(str, studies), "--results", str(results), "--figures", str(tmp_path / "f"),
                      "--jobs", "2"]) == 0
     for store in stores:

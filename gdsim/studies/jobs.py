@@ -18,6 +18,7 @@ import os
 import selectors
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -27,8 +28,9 @@ from .._io import load_dataset
 
 def default_jobs():
     """Studies to run at once by default: one per CPU this process may use (POSIX; 1
-    elsewhere, where a child cannot be stopped as cleanly)."""
-    if os.name != "posix":  # pragma: no cover - Windows
+    elsewhere, where a child cannot be stopped as cleanly, and in a frozen application,
+    whose executable is not a Python to start)."""
+    if os.name != "posix" or getattr(sys, "frozen", False) or not sys.executable:  # pragma: no cover
         return 1
     try:
         return len(os.sched_getaffinity(0))

@@ -267,10 +267,11 @@ def dense_hvp(theta, sizes, activation, loss, reduction, X, Y, rows, v, hv, work
         out = _rows_view(acts, start, batch, fan_out)
         t_out = _rows_view(tangents, start, batch, fan_out)
         carried = _rows_view(delta_space, 0, batch, fan_out)  # free until the backward pass
-        np.dot(a_in, theta[w:b].reshape((fan_out, fan_in)).T, out)
+        weight = theta[w:b].reshape((fan_out, fan_in))
+        np.dot(a_in, weight.T, out)
         np.dot(a_in, v[w:b].reshape((fan_out, fan_in)).T, t_out)
         if layer > 0:
-            np.dot(t_in, theta[w:b].reshape((fan_out, fan_in)).T, carried)
+            np.dot(t_in, weight.T, carried)
         hidden = layer < n_layers - 1
         scale = weight_scale(layer_code, fan_in)
         for j in range(batch):
@@ -339,8 +340,9 @@ def dense_hvp(theta, sizes, activation, loss, reduction, X, Y, rows, v, hv, work
             lower = _rows_view(delta_space, side * half, batch, fan_in)
             t_lower = _rows_view(tangent_space, side * half, batch, fan_in)
             moved = extra[:batch * fan_in].reshape((batch, fan_in))
-            np.dot(deltas, theta[w:b].reshape((fan_out, fan_in)), lower)
-            np.dot(t_deltas, theta[w:b].reshape((fan_out, fan_in)), t_lower)
+            weight = theta[w:b].reshape((fan_out, fan_in))
+            np.dot(deltas, weight, lower)
+            np.dot(t_deltas, weight, t_lower)
             np.dot(deltas, v[w:b].reshape((fan_out, fan_in)), moved)
             for j in range(batch):
                 for i in range(fan_in):

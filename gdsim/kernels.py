@@ -136,6 +136,15 @@ def log_normaliser(out):
 
 
 @jit_inline
+def mse_weight(reduction, n_out):
+    """The factor of the sum of one sample's squared residuals in its own MSE loss: it
+    averages over the ``n_out`` outputs under "mean" and "half_mean", and the half
+    reductions take half of it (a factor 1.0 changes no bit)."""
+    factor = loss_factor(reduction)
+    return factor / n_out if averages(reduction) else factor
+
+
+@jit_inline
 def output_loss(loss, reduction, out, y, delta, scale):
     """One sample's own loss from its outputs, and ``scale`` times its gradient.
 
@@ -167,10 +176,7 @@ def output_loss(loss, reduction, out, y, delta, scale):
                 delta[k] = scale * math.exp(out[k] - log_norm)
             delta[label] -= scale
         return log_norm - out[label]
-    # MSE: the own loss of one sample averages over its n_out outputs under "mean" (and
-    # "half_mean"); the half reductions take half of it (a factor 1.0 changes no bit).
-    factor = loss_factor(reduction)
-    c = factor / n_out if averages(reduction) else factor
+    c = mse_weight(reduction, n_out)  # MSE
     total = 0.0
     for k in range(n_out):
         r = out[k] - y[k]
@@ -220,10 +226,7 @@ def output_loss_tangent(loss, reduction, out, tangent, y, delta, tangent_delta, 
             tangent_delta[k] = scale * p * (tangent[k] - mean_tangent)
         delta[label] -= scale
         return log_norm - out[label]
-    # MSE: as gdsim.kernels.output_loss, the own loss averages over the n_out outputs under
-    # "mean" and "half_mean", and the half reductions take half of it.
-    factor = loss_factor(reduction)
-    c = factor / n_out if averages(reduction) else factor
+    c = mse_weight(reduction, n_out)  # MSE
     total = 0.0
     for k in range(n_out):
         r = out[k] - y[k]

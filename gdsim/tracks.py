@@ -96,6 +96,12 @@ def _rows(every, n_steps):
     return [n_steps // k + 1 if k else 0 for k in every]
 
 
+def _hessian_tracked(every):
+    """Whether an observable of ``every`` takes Hessian-vector products (the sharpnesses
+    by Lanczos, the noise scale)."""
+    return bool(every[SHARPNESS] or every[BATCH_SHARPNESS] or every[NOISE_SCALE])
+
+
 def new_tracks(every, n_steps, model, n, dense=False):
     """What the loop needs for ``every``: ``(every, (scalars, params), scratch)``.
     ``scalars``: float64 ``[len(SCALARS), rows]`` (NaN where nothing is measured) and
@@ -103,11 +109,12 @@ def new_tracks(every, n_steps, model, n, dense=False):
     n_steps``; ``scratch``: the Lanczos start vectors and workspace, the samples' own
     gradients, the indices of the ``n`` samples and, with ``dense`` (the loop's matrix
     path), the workspace of the Hessian's matrix products (:func:`gdsim.dense.dense_hvp`,
-    for the sharpness and the noise scale; each None when nothing tracked uses it). Made once: the loop allocates nothing per step."""
+    for the sharpness and the noise scale; each None when nothing tracked uses it). Made
+    once: the loop allocates nothing per step."""
     rows = _rows(every, n_steps)
     n_params = model.n_params
     scalars = np.full((len(SCALARS), max(rows)), np.nan)
-    krylov = LANCZOS[0] if every[SHARPNESS] or every[BATCH_SHARPNESS] or every[NOISE_SCALE] else 0
+    krylov = LANCZOS[0] if _hessian_tracked(every) else 0
     # The samples' own gradients, None when the noise scale is not tracked: Numba then
     # compiles no noise-scale code (:func:`_measure_noise`; 2-3 s of the first call).
     own = np.empty((n, n_params)) if every[NOISE_SCALE] else None
@@ -122,7 +129,7 @@ def tracks_bytes(every: np.ndarray, n_steps: int, n_params: int, n: int, dense_s
     """The memory of :func:`new_tracks`, in bytes (for the memory check); ``dense_sizes``:
     the model's sizes if the loop takes its matrix path (``dense``), else None."""
     rows = _rows(every, n_steps)
-    products = dense_sizes is not None and (every[SHARPNESS] or every[BATCH_SHARPNESS] or every[NOISE_SCALE])
+    products = dense_sizes is not None and _hessian_tracked(every)
     return (8 * (len(SCALARS) * max(rows) + rows[PARAMS] * n_params + (LANCZOS[0] + 3) * n_params
                  + (n * n_params if every[NOISE_SCALE] else 0))
             + (dense_workspace_bytes(dense_sizes, n, products=True) if products else 0))

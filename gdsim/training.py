@@ -421,9 +421,9 @@ def train(model: MLP, X: ArrayLike, Y: ArrayLike, optimizer: SGD, *, epochs: int
     # Everything the run allocates (the schedule included), checked before anything is allocated.
     drawn = epoch0 + epochs if _drawn_orders(shuffle) else epochs
     dense = use_dense_kernels(model, batch_size)
-    matrices = dense_workspace_bytes(model.sizes, n) if dense else 0
+    matrix_bytes = dense_workspace_bytes(model.sizes, n) if dense else 0
     check_memory(8 * (history_rows * model.n_params + drawn * n + 2 * n_steps + 2 * (epoch0 + epochs)
-                      + 4 * model.n_params) + matrices
+                      + 4 * model.n_params) + matrix_bytes
                  + tracks_bytes(every, n_steps, model.n_params, n, model.sizes if dense else None),
                  f"a run of {n_steps} steps" + (" with record_params=True" if record_params else ""),
                  "train for fewer epochs" + (" or set record_params=False" if record_params else ""))

@@ -36,7 +36,8 @@ Performance notes (measured on W2 and W3 of ``benchmarks/bench.py``):
 import math
 
 from ..._jit import jit_inline, jit_noalias
-from ...kernels import activate, activation_slope, averages, has_bias, is_diverged, is_ntk, loss_factor, weight_scale
+from ...kernels import (activate, activation_slope, averages, has_bias, is_diverged, is_ntk, mse_weight,
+                       weight_scale)
 from ...optim import DAMPENING, MOMENTUM, NESTEROV, WEIGHT_DECAY, sgd_element
 from ...scalar import CROSS_ENTROPY, MSE, RELU, STANDARD
 
@@ -236,8 +237,7 @@ def output_loss(model, acts, a_out, Y, r, want_grad, deltas, scale, own, plain):
         for c in range(BLOCK):
             own[c] = own[c] - acts[a_out + label, c]
         return
-    factor = loss_factor(reduction)  # 0.5 for the half reductions (1.0 changes no bit)
-    mean_outputs = factor / n_out if averages(reduction) else factor
+    mean_outputs = mse_weight(reduction, n_out)
     for c in range(BLOCK):
         own[c] = 0.0
     for k in range(n_out):

@@ -498,6 +498,8 @@ def child_run(key, impl, quick, repeats, out_path):
     implementation of :data:`PAIRED` also prepares and warms up its partner, and each of
     its timed calls is followed by one of the partner's (``paired_times_s``).
     """
+    if key in ("W2", "W3"):
+        limits.use_workqueue()
     wl = make_workload(key, quick)
     runner = make_runner(wl, impl)
     partner = make_runner(wl, PAIRED[impl]) if impl in PAIRED else None

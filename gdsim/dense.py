@@ -7,7 +7,9 @@ The model is described by the same plain arguments as in :mod:`gdsim.kernels` (f
 The products are NumPy's ``np.dot`` compiled by Numba, which calls SciPy's BLAS: they sum
 in BLAS's order, so the results equal the per-sample kernels' up to rounding, and BLAS
 decides their last bits (:func:`gdsim.train` runs them on one BLAS thread:
-:func:`gdsim._jit.one_blas_thread`).
+:func:`gdsim._threads.one_blas_thread`). :func:`dense_loss_grad` keeps a layer's outputs and
+deltas feature by feature (``[width, batch]``) and cuts its large products in halves of a
+layer's rows (:mod:`gdsim.products`), run on two of Numba's threads.
 
 A training loop allocates the scratch once (:func:`new_dense_workspace`) and calls
 :func:`dense_loss_grad` at each step: each layer's product writes into the workspace or
@@ -31,11 +33,24 @@ from .kernels import (
     output_loss_tangent,
     weight_scale,
 )
+from .products import rows_dot, summed_dot
 from .scalar import STANDARD
 
 
 @jit
-def new_dense_workspace(sizes, rows):
+def layer_buffers(sizes, rows):
+    """Every layer's outputs and the deltas of two adjacent layers for batches of up to
+    ``rows`` samples: ``(float64[rows * sum(sizes)], float64[2 * rows * max(sizes[1:])])``
+    (the outputs' first ``rows * sizes[0]`` hold the inputs when the batch's rows are not
+    consecutive)."""
+    widest = 0
+    for layer in range(1, sizes.shape[0]):
+        widest = max(widest, sizes[layer])
+    return np.empty(rows * sizes.sum()), np.empty(2 * rows * widest)
+
+
+@jit
+def new_dense_workspace(sizes, rows, threads=1):
     """Scratch for :func:`dense_loss_grad` on batches of up to ``rows`` samples.
 
     Parameters
@@ -43,18 +58,24 @@ def new_dense_workspace(sizes, rows):
     sizes : int64[n_layers + 1]
     rows : int
         The largest batch the workspace serves.
+    threads : int, default 1
+        On how many of Numba's threads the products' parts may run
+        (:func:`gdsim.products.rows_dot`; 1: none started). The results do not depend on it.
 
     Returns
     -------
-    (float64[rows * sum(sizes)], float64[2 * rows * max(sizes[1:])])
-        ``(acts, deltas)``: every layer's outputs for a batch (room for the inputs
-        first, used when the batch's rows are not consecutive), and the deltas of two
-        adjacent layers. Jitted, for training loops compiled with Numba.
+    tuple
+        ``(acts, deltas, spare, outputs, threads)``: :func:`layer_buffers`, the second half
+        of a cut product of a layer's deltas (:func:`gdsim.products.summed_dot`;
+        ``rows * max(sizes[1:-1])`` floats), the network's outputs and their deltas
+        sample by sample (``2 * rows * sizes[-1]``), and ``threads``. Jitted, for training
+        loops compiled with Numba.
     """
-    widest = 0
-    for layer in range(1, sizes.shape[0]):
-        widest = max(widest, sizes[layer])
-    return np.empty(rows * sizes.sum()), np.empty(2 * rows * widest)
+    hidden = 0
+    for layer in range(1, sizes.shape[0] - 1):
+        hidden = max(hidden, sizes[layer])
+    acts, deltas = layer_buffers(sizes, rows)
+    return acts, deltas, np.empty(rows * hidden), np.empty(2 * rows * sizes[-1]), threads
 
 
 @jit_inline
@@ -116,70 +137,88 @@ def dense_loss_grad(theta, sizes, activation, loss, reduction, X, Y, rows, want_
         The reduced loss of the batch.
     """
     n_layers = sizes.shape[0] - 1
+    n_out = sizes[n_layers]
     bias = has_bias(layer_code)
     ntk = is_ntk(layer_code)
     batch = rows.shape[0]
-    acts, delta_space = work
+    acts, delta_space, spare, outputs, threads = work
     inputs = _batch_inputs(X, rows, acts)
-    # Forward: layer l's outputs at batch * sum(sizes[:l + 1]) in acts.
-    a_in = inputs
+    # Forward, feature-major: layer l's outputs [fan_out, batch] at batch * sum(sizes[:l + 1])
+    # in acts, so that a part of a product is a block of a layer's weight rows.
+    previous = _rows_view(acts, 0, 0, batch)  # the layer below's outputs (after layer 0)
     start = batch * sizes[0]
     w = 0
     for layer in range(n_layers):
         fan_in = sizes[layer]
         fan_out = sizes[layer + 1]
         b = w + fan_in * fan_out
-        out = _rows_view(acts, start, batch, fan_out)
-        np.dot(a_in, theta[w:b].reshape((fan_out, fan_in)).T, out)
+        out = _rows_view(acts, start, fan_out, batch)
+        weight = theta[w:b].reshape((fan_out, fan_in))
+        if layer == 0:
+            rows_dot(weight, inputs.T, out, threads)
+        else:
+            rows_dot(weight, previous, out, threads)
         hidden = layer < n_layers - 1
         scale = weight_scale(layer_code, fan_in)
-        for j in range(batch):
-            for o in range(fan_out):
-                s = out[j, o]
+        for o in range(fan_out):
+            for j in range(batch):
+                s = out[o, j]
                 if ntk:
                     s = s * scale
                 if bias:
                     s += theta[b + o]
-                out[j, o] = activate(activation, s) if hidden else s
-        a_in = out
+                out[o, j] = activate(activation, s) if hidden else s
+        previous = out
         start += batch * fan_out
         w = b + fan_out if bias else b
-    # The loss, and d(loss)/d(outputs) into the first half of delta_space.
-    half = delta_space.shape[0] // 2
-    deltas = _rows_view(delta_space, 0, batch, sizes[n_layers])
-    no_grad = delta_space[:0]
+    # The loss sample by sample, and d(loss)/d(outputs), from sample-major copies.
+    predictions = _rows_view(outputs, 0, batch, n_out)
+    output_deltas = _rows_view(outputs, batch * n_out, batch, n_out)
+    for j in range(batch):
+        for k in range(n_out):
+            predictions[j, k] = previous[k, j]
+    no_grad = outputs[:0]
     mean = averages(reduction)
     scale = 1.0 / batch if mean else 1.0
     total = 0.0
     for j in range(batch):
-        total += output_loss(loss, reduction, a_in[j], Y[rows[j]], deltas[j] if want_grad else no_grad, scale)
+        total += output_loss(loss, reduction, predictions[j], Y[rows[j]], output_deltas[j] if want_grad else no_grad,
+                             scale)
     if want_grad:
-        p = theta.shape[0]
+        half = delta_space.shape[0] // 2
         side = 0  # which half of delta_space holds deltas
-        start_out = start - batch * sizes[n_layers]
+        deltas = _rows_view(delta_space, 0, n_out, batch)
+        for k in range(n_out):
+            for j in range(batch):
+                deltas[k, j] = output_deltas[j, k]
+        p = theta.shape[0]
+        start_out = start - batch * n_out
         for layer in range(n_layers - 1, -1, -1):
             fan_in = sizes[layer]
             fan_out = sizes[layer + 1]
             b = p - fan_out if bias else p
             w = b - fan_in * fan_out
             start_in = start_out - batch * fan_in
-            below = inputs if layer == 0 else _rows_view(acts, start_in, batch, fan_in)
             if bias:
-                _column_sums(deltas, grad[b:b + fan_out])
+                _column_sums(deltas.T, grad[b:b + fan_out])
             if ntk:
                 scale = weight_scale(layer_code, fan_in)
-                for j in range(batch):
-                    for o in range(fan_out):
-                        deltas[j, o] *= scale
-            weight = theta[w:b].reshape((fan_out, fan_in))
-            np.dot(deltas.T, below, grad[w:b].reshape((fan_out, fan_in)))
-            if layer > 0:
+                for o in range(fan_out):
+                    for j in range(batch):
+                        deltas[o, j] *= scale
+            weight_grad = grad[w:b].reshape((fan_out, fan_in))
+            if layer == 0:
+                rows_dot(deltas, inputs, weight_grad, threads)
+            else:
+                below = _rows_view(acts, start_in, fan_in, batch)
+                rows_dot(deltas, below.T, weight_grad, threads)
                 side = 1 - side
-                lower = _rows_view(delta_space, side * half, batch, fan_in)
-                np.dot(deltas, weight, lower)
-                for j in range(batch):
-                    for i in range(fan_in):
-                        lower[j, i] *= activation_slope(activation, below[j, i])
+                lower = _rows_view(delta_space, side * half, fan_in, batch)
+                summed_dot(theta[w:b].reshape((fan_out, fan_in)), deltas, lower, _rows_view(spare, 0, fan_in, batch),
+                           threads)
+                for i in range(fan_in):
+                    for j in range(batch):
+                        lower[i, j] *= activation_slope(activation, below[i, j])
                 deltas = lower
             p = w
             start_out = start_in
@@ -210,13 +249,13 @@ def dense_batch_loss_grad(theta, sizes, activation, loss, reduction, X, Y, rows,
 @jit
 def new_dense_hvp_workspace(sizes, rows):
     """Scratch for :func:`dense_hvp` on batches of up to ``rows`` samples: two
-    :func:`new_dense_workspace` (the layers' outputs and deltas, then their tangents) and
+    :func:`layer_buffers` (the layers' outputs and deltas, then their tangents) and
     a float64 array for one layer's weights or one layer's deltas of the batch.
     Jitted, for training loops compiled with Numba."""
     largest = 0
     for layer in range(1, sizes.shape[0]):
         largest = max(largest, sizes[layer] * max(sizes[layer - 1], rows))
-    return new_dense_workspace(sizes, rows), new_dense_workspace(sizes, rows), np.empty(largest)
+    return layer_buffers(sizes, rows), layer_buffers(sizes, rows), np.empty(largest)
 
 
 def dense_workspace_bytes(sizes, rows, products=False):
@@ -225,7 +264,7 @@ def dense_workspace_bytes(sizes, rows, products=False):
     memory checks made before a run allocates them."""
     one = rows * sum(sizes) + 2 * rows * max(sizes[1:])
     if not products:
-        return 8 * one
+        return 8 * (one + rows * max(sizes[1:-1], default=0) + 2 * rows * sizes[-1])
     return 8 * (2 * one + max(sizes[k] * max(sizes[k - 1], rows) for k in range(1, len(sizes))))
 
 

@@ -17,7 +17,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from . import scalar
-from ._jit import jit
+from ._jit import jit, jit_parallel, prange
 from ._resources import check_memory
 from ._validate import (
     SEED_MAX,
@@ -62,6 +62,45 @@ def sgd_update(theta, grad, buf, lr, momentum, dampening, weight_decay, nesterov
                                   nesterov, maximize, first_step)
         if momentum != 0.0:
             buf[j] = b
+
+
+#: Parameters from which :func:`sgd_update_rows` runs its halves on two threads (for fewer,
+#: starting a parallel loop costs more than the update).
+SPLIT_UPDATE = 1 << 16
+
+
+@jit_parallel
+def sgd_update_rows(theta, grad, buf, sizes, bias, threads, lr, momentum, dampening, weight_decay, nesterov, maximize,
+                    first_step):
+    """:func:`sgd_update` by halves of each layer's rows (its weights' and biases'), the
+    halves on two of Numba's threads where it has them: element by element, so the same
+    numbers. For the matrix path, whose products leave each half of a layer's weights and
+    gradient in one thread's cache (:mod:`gdsim.products`).
+
+    ``sizes``: int64[n_layers + 1]; ``bias``: whether each layer has one (torch's order:
+    a layer's ``[fan_out, fan_in]`` weights, then its biases); ``threads``: as in
+    :func:`gdsim.products.rows_dot`; the rest as in :func:`sgd_update`. Below
+    :data:`SPLIT_UPDATE` parameters, or on one thread, one call of :func:`sgd_update`.
+    """
+    if theta.shape[0] < SPLIT_UPDATE or threads == 1:
+        sgd_update(theta, grad, buf, lr, momentum, dampening, weight_decay, nesterov, maximize, first_step)
+        return
+    for part in prange(2):
+        w = 0
+        for layer in range(sizes.shape[0] - 1):
+            fan_in = sizes[layer]
+            fan_out = sizes[layer + 1]
+            lo = fan_out * part // 2
+            hi = fan_out * (part + 1) // 2
+            b = w + fan_in * fan_out
+            sgd_update(theta[w + lo * fan_in:w + hi * fan_in], grad[w + lo * fan_in:w + hi * fan_in],
+                       buf[w + lo * fan_in:w + hi * fan_in], lr, momentum, dampening, weight_decay, nesterov, maximize,
+                       first_step)
+            if bias:
+                sgd_update(theta[b + lo:b + hi], grad[b + lo:b + hi], buf[b + lo:b + hi], lr, momentum, dampening,
+                           weight_decay, nesterov, maximize, first_step)
+                b += fan_out
+            w = b
 
 
 # ---------------------------------------------------------------------------------------

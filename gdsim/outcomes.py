@@ -51,7 +51,8 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from ._aside import compile_aside
-from ._jit import is_cached, jit, num_threads, numba_types, thread_pool
+from ._jit import is_cached, jit, num_threads, numba_types
+from ._threads import thread_pool
 from ._validate import ParameterError, closest, is_real_scalar, short_repr
 
 #: The outcomes, by code (the ``outcome`` variable of a sweep holds the code).

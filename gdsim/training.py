@@ -17,12 +17,13 @@ if TYPE_CHECKING:  # for the annotations only
     from .models import MLP
     from .optim import SGD
 
-from ._jit import jit, load_compiler_unless_cached, one_blas_thread
+from ._jit import jit, load_compiler_unless_cached, loop_threads
 from ._resources import check_memory
+from ._threads import one_blas_thread
 from ._validate import ParameterError, check_bool, check_int, check_seed
 from .batches import batch_orders, batch_stop, steps_per_epoch
 from .dense import dense_workspace_bytes, model_loss_grad, new_dense_workspace
-from .kernels import divergence_threshold, is_diverged, new_workspace, store_row
+from .kernels import divergence_threshold, has_bias, is_diverged, new_workspace, store_row
 from .models import check_model
 from .optim import (
     DAMPENING,
@@ -32,6 +33,7 @@ from .optim import (
     check_optimizer,
     epoch_lrs,
     sgd_update,
+    sgd_update_rows,
 )
 from .outcomes import (NOT_GIVEN, OUTCOMES, NotGiven, check_train_divergence, classify, compile_classify_aside,
                        document_divergence)
@@ -52,11 +54,13 @@ def use_dense_kernels(model, batch_size):
     """Whether :func:`train` computes batches with matrix products (BLAS) rather than
     sample by sample: worth it for wide layers and batches of more than a few samples.
 
-    Returns True or None (not False): :func:`train_loop`'s ``dense`` argument, a
-    compile-time constant, so that each build contains only the kernels it uses.
+    Returns the threads its products may run on (:func:`gdsim._jit.loop_threads`: the
+    calling thread's Numba setting) or None (not False): :func:`train_loop`'s ``dense``
+    argument, whose None is a compile-time constant, so that each build contains only
+    the kernels it uses.
     """
     widest = max(a * b for a, b in zip(model.sizes[:-1], model.sizes[1:]))
-    return True if widest >= 1024 and batch_size >= 8 else None
+    return loop_threads() if widest >= 1024 and batch_size >= 8 else None
 
 
 @jit
@@ -94,9 +98,11 @@ def train_loop(state, model, X, Y, batches, lr, hyper, maximize, divergence, out
         Outputs ``(epoch_loss, step_loss, params_history)``: the full-data loss before each
         epoch and after the last; each batch's loss before its update; when it has rows,
         the parameters before the first step and after every step.
-    dense : True or None
-        True: compute each batch with matrix products (:func:`gdsim.dense.dense_loss_grad`,
-        its scratch allocated once); None: sample by sample. A None
+    dense : int or None
+        An int: compute each batch with matrix products (:func:`gdsim.dense.dense_loss_grad`,
+        its scratch allocated once), their parts and the update on up to this many of
+        Numba's threads (:mod:`gdsim.products`: the same bits for any); None: sample by
+        sample. A None
         argument is a compile-time constant (Numba prunes its ``is None`` branches), so
         the build of each choice compiles only its own kernels
         (:func:`use_dense_kernels` gives it).
@@ -123,7 +129,7 @@ def train_loop(state, model, X, Y, batches, lr, hyper, maximize, divergence, out
     n = X.shape[0]
     epochs = order.shape[0]
     work = new_workspace(model.sizes)
-    matrices = new_dense_workspace(model.sizes, n) if dense is not None else None  # None: pruned
+    matrices = new_dense_workspace(model.sizes, n, dense) if dense is not None else None  # None: pruned
     grad = np.empty(theta.shape[0])
     all_rows = np.arange(n)
     record = params_history.shape[0] > 0
@@ -178,8 +184,12 @@ def train_loop(state, model, X, Y, batches, lr, hyper, maximize, divergence, out
                     break
             if tracks is not None:
                 track_batch(theta, model, X, Y, order[epoch, start:stop], step, tracks, value, grad)
-            sgd_update(theta, grad, buf, lr[step], momentum, dampening, weight_decay, nesterov, maximize,
-                       step == 0 and not buffer_ready)
+            if dense is not None:
+                sgd_update_rows(theta, grad, buf, model.sizes, has_bias(model.layer_code), dense, lr[step],
+                                momentum, dampening, weight_decay, nesterov, maximize, step == 0 and not buffer_ready)
+            else:
+                sgd_update(theta, grad, buf, lr[step], momentum, dampening, weight_decay, nesterov, maximize,
+                           step == 0 and not buffer_ready)
             step += 1
             if record:
                 store_row(params_history, step, theta)

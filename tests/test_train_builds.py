@@ -32,7 +32,7 @@ def test_tracked_and_dense_train_build_them():
     result = gdsim.train(gdsim.MLP((64, 32, 1)), X, Y, gdsim.SGD(lr=0.01), epochs=1, batch_size=8,
                          track={"loss": 1})
     assert result.tracks is not None
-    assert any(dense == "bool" and tracks != "none" for dense, tracks in _builds())
+    assert any(dense == "int64" and tracks != "none" for dense, tracks in _builds())
 
 
 def test_dense_train_gives_the_same_bits_whatever_blas_threads_the_process_uses():
@@ -71,7 +71,7 @@ def test_one_blas_thread_limits_scipys_blas_even_before_it_is_loaded():
     import subprocess
     import sys
 
-    code = ("import sys; from gdsim._jit import one_blas_thread; from threadpoolctl import threadpool_info\n"
+    code = ("import sys; from gdsim._threads import one_blas_thread; from threadpoolctl import threadpool_info\n"
             "assert 'scipy.linalg' not in sys.modules\n"
             "with one_blas_thread():\n"
             "    import scipy.linalg.cython_blas\n"

@@ -83,7 +83,8 @@ class JobSlot:
     ``blas_threads``: the threads of its BLAS (:data:`BLAS_THREADS`), so that the slots'
     matrix products do not take more threads than there are CPUs (their waiting threads
     spin); gdsim's own kernels keep Numba's threads, which wait without spinning. The
-    datasets do not depend on it (``train``'s matrix path runs on one BLAS thread)."""
+    datasets do not depend on it (``train``'s matrix path runs on one BLAS thread and cuts
+    its products itself: :mod:`gdsim.products`)."""
 
     def __init__(self, blas_threads):
         self.log = tempfile.TemporaryFile()  # its stderr: the message of a command that fails

@@ -6,11 +6,13 @@ keeping the parameters at every epoch (and, for a classifier, the accuracy) when
 study's figure draws them.
 """
 
+import contextlib
 import inspect
 
 import numpy as np
 
-from .._jit import end_futures, num_threads, thread_pool
+from .._jit import kernel_threads, num_threads
+from .._threads import end_futures, thread_pool
 from ..batches import steps_per_epoch
 from ..optim import SGD
 from ..sweeps import AXES, grid_dataset, run_points
@@ -23,7 +25,8 @@ from .schema import DATASETS
 def _train_points(study, spec, runs, progress=None):
     """Run grid points ``runs`` (flat indices) with :func:`gdsim.train`, one call per run,
     the runs on :func:`gdsim._jit.num_threads` threads (train's loop releases the GIL; each
-    run is computed on its own, so the same bits): the raw arrays of
+    run is computed on its own, so the same bits; a run on a thread of the pool cuts its
+    matrix products in parts one after the other, :mod:`gdsim.products`): the raw arrays of
     :func:`gdsim.sweeps.run_points`, plus ``epoch_params`` and, for a classifier,
     ``accuracy`` when the figure draws them."""
     model, X, Y = study.model, study.X, study.Y
@@ -42,8 +45,9 @@ def _train_points(study, spec, runs, progress=None):
         p = {name: spec.values[name][index[a][i]] for a, name in enumerate(AXES)}
         optimizer = SGD(lr=float(p["lr"]), momentum=float(p["momentum"]), dampening=float(p["dampening"]),
                         weight_decay=float(p["weight_decay"]), nesterov=bool(p["nesterov"]))
-        result = train(model, X, Y, optimizer, batch_size=int(p["batch_size"]), seed=int(p["seed"]),
-                       record_params=keep_params, **fixed)
+        with kernel_threads(1) if pool else contextlib.nullcontext():
+            result = train(model, X, Y, optimizer, batch_size=int(p["batch_size"]), seed=int(p["seed"]),
+                           record_params=keep_params, **fixed)
         values = {"epoch_loss": result.epoch_loss, "diverged_step": result.diverged_step,
                   "diverged_loss": result.diverged_loss, "params": result.params}
         if keep_params:

@@ -64,7 +64,7 @@ def local_results(work, args, regions, threads=1):
         for region in regions:
             yield region, work(region, *args)
         return
-    from .._jit import end_futures, thread_pool
+    from .._threads import end_futures, thread_pool
 
     pool = thread_pool(threads, "gdsim-regions")
     pending = iter(regions)

@@ -11,12 +11,14 @@ from concurrent.futures import as_completed
 
 import numpy as np
 
-from ..._jit import end_futures, load_compiler_unless_cached, num_threads, thread_pool
+from ..._jit import load_compiler_unless_cached, num_threads
+from ..._threads import end_futures, thread_pool
 from ...outcomes import compile_classify_aside
 from ..dataset import classify_runs, empty_raw, split_tracks
 from .cpu_blocks import block_loop
 from .cpu_lanes import BLOCK
 from .cpu_tracks import stop_tracks, track_runs
+
 
 def run_plan(plan, progress=None, *, parallel, meanwhile=None):
     """Run a sweep plan (:class:`gdsim.sweeps.plan.Plan`) on the CPU, serially or

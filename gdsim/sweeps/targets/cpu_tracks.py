@@ -16,7 +16,7 @@ import types
 
 import numpy as np
 
-from ..._jit import one_blas_thread
+from ..._threads import one_blas_thread
 from ...batches import steps_per_epoch
 from ...tracks import BATCH_TRACKS, SCALARS, measured_steps, new_tracks
 from ...training import train_loop, use_dense_kernels
@@ -36,7 +36,7 @@ def track_runs(runs, plan, out):
         batch_size = int(plan.batch_sizes[g])
         per_epoch = steps_per_epoch(n, batch_size, plan.drop_last)
         n_steps = plan.epochs * per_epoch
-        dense = use_dense_kernels(plan.model, batch_size)
+        dense = 1 if use_dense_kernels(plan.model, batch_size) else None  # one thread: the sweep's threads run runs
         tracks = new_tracks(every, n_steps, shape, n, dense is not None)
         # train's arguments, types included (Python bools and floats, contiguous arrays), and its BLAS setting.
         with one_blas_thread(dense is not None):

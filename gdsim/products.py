@@ -1,0 +1,97 @@
+"""Matrix products cut into parts by their shape alone, the parts run on Numba's threads.
+
+On a small network one product of :func:`gdsim.train`'s matrix path
+(:mod:`gdsim.dense`) takes a fraction of a millisecond: too short for BLAS's own threads
+to pay, and BLAS splits a product by its thread count, which changes the last bits
+(:func:`gdsim._threads.one_blas_thread`). Here a product of at least :data:`SPLIT_FLOPS` is
+cut in two by rows of a layer's weights, each half one call of single-threaded BLAS; the
+halves run in a ``prange``: on two threads where Numba has them, one after the other
+where it has one. The same calls on the same operands, so the same bits for any number
+of threads.
+
+A layer's rows go to the same half in the forward product, the weight gradient and the
+update (:func:`gdsim.optim.sgd_update_rows`), so each thread finds its half of the
+weights in its own cache.
+"""
+
+import numpy as np
+
+from ._jit import jit_inline, jit_parallel, prange
+
+#: A product of at least this many flops (about 35 microseconds on one core) is computed
+#: in two parts.
+SPLIT_FLOPS = 1 << 21
+
+
+@jit_inline
+def product_parts(m, n, k):
+    """In how many parts a product ``[m, k] @ [k, n]`` is computed, 1 or 2: from its
+    shape alone, never from the threads, so that its rounding is the same on any machine
+    (symmetric in ``n`` and ``k``: a layer's forward product and weight gradient agree)."""
+    return 2 if m >= 2 and 2.0 * m * n * k >= SPLIT_FLOPS else 1
+
+
+@jit_inline
+def part_rows(m, part, parts):
+    """The rows ``[lo, hi)`` of part ``part`` of ``parts`` of ``m`` rows."""
+    return m * part // parts, m * (part + 1) // parts
+
+
+@jit_inline
+def serial(parts, threads):
+    """Whether a loop over ``parts`` runs in the calling thread: one part, or one thread
+    (no parallel loop to start: each wakes Numba's threads)."""
+    return parts == 1 or threads == 1
+
+
+@jit_inline
+def _rows_part(a, b, out, part, parts):
+    lo, hi = part_rows(a.shape[0], part, parts)
+    np.dot(a[lo:hi], b, out[lo:hi])
+
+
+@jit_parallel
+def rows_dot(a, b, out, threads):
+    """``out = a @ b``, by parts of the rows of ``a`` and ``out`` (:func:`product_parts`),
+    on up to ``threads`` of Numba's threads (:func:`gdsim._jit.loop_threads`; 1: none
+    started)."""
+    parts = product_parts(a.shape[0], b.shape[1], a.shape[1])
+    if serial(parts, threads):
+        for part in range(parts):
+            _rows_part(a, b, out, part, parts)
+    else:
+        for part in prange(parts):
+            _rows_part(a, b, out, part, parts)
+
+
+@jit_inline
+def _summed_part(a, b, out, spare, part, parts):
+    lo, hi = part_rows(a.shape[0], part, parts)
+    np.dot(a[lo:hi].T, b[lo:hi], out if part == 0 else spare)
+
+
+@jit_inline
+def _add_part(out, spare, part):
+    lo, hi = part_rows(out.shape[0], part, 2)
+    for i in range(lo, hi):
+        for j in range(out.shape[1]):
+            out[i, j] += spare[i, j]
+
+
+@jit_parallel
+def summed_dot(a, b, out, spare, threads):
+    """``out = a.T @ b``: the sum over the rows of ``a`` and ``b`` cut as :func:`rows_dot`
+    cuts ``a``'s, the first part's product into ``out`` and the second's into ``spare``
+    (``out``'s shape), then added; on up to ``threads`` threads, as :func:`rows_dot`."""
+    parts = product_parts(a.shape[0], b.shape[1], a.shape[1])
+    if serial(parts, threads):
+        for part in range(parts):
+            _summed_part(a, b, out, spare, part, parts)
+        if parts == 2:
+            _add_part(out, spare, 0)
+            _add_part(out, spare, 1)
+    else:
+        for part in prange(parts):
+            _summed_part(a, b, out, spare, part, parts)
+        for part in prange(2):
+            _add_part(out, spare, part)

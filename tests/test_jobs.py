@@ -151,7 +151,8 @@ def test_bad_jobs_are_refused_before_anything_runs(three_studies, tmp_path, caps
     assert not (tmp_path / "r").exists()
 
 
-def test_a_slot_takes_its_share_of_blas_threads_unless_the_environment_says(monkeypatch):
+@pytest.mark.parametrize("policy", [None, "ACTIVE"])
+def test_a_slot_takes_its_share_of_blas_threads_unless_the_environment_says(monkeypatch, policy):
     seen = {}
 
     class Recorded:  # stands for the slot's process: what it would be started with
@@ -162,6 +163,11 @@ def test_a_slot_takes_its_share_of_blas_threads_unless_the_environment_says(monk
     monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
     monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
     monkeypatch.setenv("OMP_NUM_THREADS", "7")
+    if policy is None:
+        monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    else:
+        monkeypatch.setenv("OMP_WAIT_POLICY", policy)
     jobs.JobSlot(3).log.close()
     assert seen["OPENBLAS_NUM_THREADS"] == seen["MKL_NUM_THREADS"] == "3"
     assert seen["OMP_NUM_THREADS"] == "7"
+    assert seen["OMP_WAIT_POLICY"] == (policy or "PASSIVE")  # OpenMP's threads sleep while they wait

@@ -72,6 +72,11 @@ def next_study(families, running_families, previous):
 #: The thread-count variables of BLAS and OpenMP libraries that :class:`JobSlot` sets
 #: (where the environment does not) to the slot's share of the CPUs, as joblib's workers do.
 BLAS_THREADS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+#: OpenMP's threads (Numba's parallel loops: the halves of ``train``'s matrix products)
+#: sleep when they wait, instead of spinning, in a slot (where the environment does not
+#: set it): slots share the CPUs, and a spinning thread takes a CPU another slot needs
+#: (W4 took 4x the time of one thread beside a busy process, 1.1x waiting passively).
+SLOT_OPENMP = {"OMP_WAIT_POLICY": "PASSIVE"}
 
 
 class JobSlot:
@@ -88,7 +93,7 @@ class JobSlot:
 
     def __init__(self, blas_threads):
         self.log = tempfile.TemporaryFile()  # its stderr: the message of a command that fails
-        env = {name: str(blas_threads) for name in BLAS_THREADS} | dict(os.environ)  # the user's settings first
+        env = {name: str(blas_threads) for name in BLAS_THREADS} | SLOT_OPENMP | dict(os.environ)  # the user's first
         self.process = subprocess.Popen(python_argv("from gdsim.cli import serve_jobs; serve_jobs()"),
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log,
                                         start_new_session=True, text=True, env=env)

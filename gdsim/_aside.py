@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 
 #: The processes of :func:`compile_aside` not waited for yet (ended at exit).
 _ASIDE_PROCESSES: set = set()
@@ -56,18 +57,53 @@ class CompileAside:
 atexit.register(CompileAside.end_all)
 
 
+def idle_cpus(window=0.05):
+    """How many of this process's CPUs were idle over the next ``window`` seconds (this
+    process sleeps meanwhile, so its own counts), from Linux's ``/proc/stat``; None where
+    it cannot be read."""
+    try:
+        mine = {f"cpu{i}" for i in os.sched_getaffinity(0)}
+
+        def idle_and_total():
+            idle = total = 0
+            with open("/proc/stat") as stat:
+                for line in stat:
+                    name, *ticks = line.split()
+                    if name in mine:  # user nice system idle iowait irq softirq steal (guest: in user)
+                        values = [int(t) for t in ticks[:8]]
+                        idle += values[3] + values[4]
+                        total += sum(values)
+            return idle, total
+
+        idle0, total0 = idle_and_total()
+        time.sleep(window)
+        idle1, total1 = idle_and_total()
+    except (AttributeError, OSError, ValueError, IndexError):
+        return None
+    if total1 <= total0:
+        return None
+    return len(mine) * (idle1 - idle0) / (total1 - total0)
+
+
 def spare_core():
     """Whether a core of this process's CPUs is likely idle besides the one it runs on:
-    two CPUs or more, and the 1-minute load average below their number minus a half
-    (on a system that does not tell, as Windows, two CPUs or more)."""
+    two CPUs or more, and 1.5 of them idle over 50 ms (:func:`idle_cpus`; this process's
+    own included); where that cannot be read, the 1-minute load average below their
+    number minus a half (which lags: a machine just done with other work looks busy for a
+    minute), and where neither can, two CPUs or more (as on Windows)."""
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not on Linux
         cpus = os.cpu_count() or 1
+    if cpus < 2:
+        return False
+    idle = idle_cpus()
+    if idle is not None:
+        return idle >= 1.5
     try:
-        return cpus > 1 and os.getloadavg()[0] < cpus - 0.5
+        return os.getloadavg()[0] < cpus - 0.5
     except (AttributeError, OSError):  # pragma: no cover - no load average
-        return cpus > 1
+        return True
 
 
 def compile_aside(function):

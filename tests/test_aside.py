@@ -38,6 +38,11 @@ def test_a_process_compiled_aside_fills_the_cache_the_caller_loads(tmp_path):
 
 def test_a_process_compiles_aside_only_with_a_core_to_spare(monkeypatch):
     cpus = len(os.sched_getaffinity(0))
+    monkeypatch.setattr(_aside, "idle_cpus", lambda: 1.4)  # another process holds the other core
+    assert not _aside.spare_core()
+    monkeypatch.setattr(_aside, "idle_cpus", lambda: 1.6)
+    assert _aside.spare_core() == (cpus > 1)
+    monkeypatch.setattr(_aside, "idle_cpus", lambda: None)  # no /proc/stat: the load average
     monkeypatch.setattr(os, "getloadavg", lambda: (cpus - 0.4, 0.0, 0.0))
     assert not _aside.spare_core()
     assert _aside.compile_aside(_jit.num_threads) is None  # not started: its call would never come
@@ -59,3 +64,20 @@ def test_a_process_compiling_aside_ends_with_this_one():
     slow = _aside.CompileAside(subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]))
     slow.TIMEOUT = 0.1
     assert not slow.wait() and slow._process.returncode is not None
+
+
+def test_idle_cpus_counts_this_process_own_cpu_while_it_sleeps_and_sees_a_busy_one():
+    cpus = len(os.sched_getaffinity(0))
+    idle = _aside.idle_cpus(0.2)
+    if idle is None:  # not Linux
+        return
+    assert 0.0 <= idle <= cpus + 1e-9
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        import time
+
+        time.sleep(0.2)  # started and spinning
+        assert _aside.idle_cpus(0.3) <= cpus - 0.7  # one CPU is not idle
+    finally:
+        busy.kill()
+        busy.wait()

@@ -13,7 +13,8 @@ import os
 import subprocess
 import sys
 import threading
-import time
+
+from ._resources import idle_cpus
 
 #: The processes of :func:`compile_aside` not waited for yet (ended at exit).
 _ASIDE_PROCESSES: set = set()
@@ -55,34 +56,6 @@ class CompileAside:
 
 
 atexit.register(CompileAside.end_all)
-
-
-def idle_cpus(window=0.05):
-    """How many of this process's CPUs were idle over the next ``window`` seconds (this
-    process sleeps meanwhile, so its own counts), from Linux's ``/proc/stat``; None where
-    it cannot be read."""
-    try:
-        mine = {f"cpu{i}" for i in os.sched_getaffinity(0)}
-
-        def idle_and_total():
-            idle = total = 0
-            with open("/proc/stat") as stat:
-                for line in stat:
-                    name, *ticks = line.split()
-                    if name in mine:  # user nice system idle iowait irq softirq steal (guest: in user)
-                        values = [int(t) for t in ticks[:8]]
-                        idle += values[3] + values[4]
-                        total += sum(values)
-            return idle, total
-
-        idle0, total0 = idle_and_total()
-        time.sleep(window)
-        idle1, total1 = idle_and_total()
-    except (AttributeError, OSError, ValueError, IndexError):
-        return None
-    if total1 <= total0:
-        return None
-    return len(mine) * (idle1 - idle0) / (total1 - total0)
 
 
 def spare_core():

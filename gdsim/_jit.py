@@ -17,6 +17,7 @@ import numpy as np
 from numba.core import ir as _numba_ir
 
 from ._gc import gc_paused
+from ._resources import free_cpus
 
 #: LLVM fast-math flags allowed in gdsim kernels. Only ``contract`` (fused multiply-add):
 #: it is what torch's CPU kernels do for ``add(x, alpha=...)``. The other flags are left
@@ -287,13 +288,18 @@ def kernel_threads(n_threads):
 def loop_threads():
     """On how many of Numba's threads the calling thread's parallel loops
     (:func:`jit_parallel`) should run: its setting (``NUMBA_NUM_THREADS``,
-    :func:`numba.set_num_threads`, :func:`kernel_threads`), or 1 under Numba's
-    ``workqueue`` threading layer (the one left where neither OpenMP nor TBB loads): it
-    aborts the process when two threads enter parallel loops at once, and waking its
-    sleeping threads costs more than a matrix path's halves gain."""
+    :func:`numba.set_num_threads`, :func:`kernel_threads`), at most the CPUs free now
+    (:func:`gdsim._resources.free_cpus`; at least 1): OpenMP's threads wait for each other
+    by spinning, and a second thread on a CPU another process holds costs several times
+    what it gains (W4: 4x). 1 under Numba's ``workqueue`` threading layer (the one left
+    where neither OpenMP nor TBB loads): it aborts the process when two threads enter
+    parallel loops at once, and waking its sleeping threads costs more than a matrix
+    path's halves gain."""
     if numba.threading_layer() == "workqueue":
         return 1
-    return numba.get_num_threads()
+    threads = numba.get_num_threads()
+    free = free_cpus() if threads > 1 else None
+    return threads if free is None else max(1, min(threads, free))
 
 
 def numba_types(values):

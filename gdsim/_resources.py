@@ -1,10 +1,11 @@
 """Memory and disk checks: a request that cannot fit is refused, with an estimate, before
-anything is allocated or written."""
+anything is allocated or written; and how many CPUs are free now."""
 
 import contextlib
 import contextvars
 import os
 import shutil
+import time
 from pathlib import Path
 
 from ._validate import ParameterError, format_bytes
@@ -155,3 +156,46 @@ def free_disk(folder):
     folder = Path(folder)
     existing = next(f for f in (folder, *folder.resolve().parents) if f.exists())
     return shutil.disk_usage(existing).free
+
+
+def idle_cpus(window=0.05):
+    """How many of this process's CPUs were idle over the next ``window`` seconds (this
+    process sleeps meanwhile, so its own counts), from Linux's ``/proc/stat``; None where
+    it cannot be read."""
+    try:
+        mine = {f"cpu{i}" for i in os.sched_getaffinity(0)}
+
+        def idle_and_total():
+            idle = total = 0
+            with open("/proc/stat") as stat:
+                for line in stat:
+                    name, *ticks = line.split()
+                    if name in mine:  # user nice system idle iowait irq softirq steal (guest: in user)
+                        values = [int(t) for t in ticks[:8]]
+                        idle += values[3] + values[4]
+                        total += sum(values)
+            return idle, total
+
+        idle0, total0 = idle_and_total()
+        time.sleep(window)
+        idle1, total1 = idle_and_total()
+    except (AttributeError, OSError, ValueError, IndexError):
+        return None
+    if total1 <= total0:
+        return None
+    return len(mine) * (idle1 - idle0) / (total1 - total0)
+
+
+def free_cpus():
+    """This process's CPUs minus the other threads of the machine running or ready to run
+    now (Linux's ``/proc/stat`` ``procs_running``, which counts the caller), at least 0;
+    None where it cannot be read. An instant's reading, without a wait."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+        with open("/proc/stat") as stat:
+            for line in stat:
+                if line.startswith("procs_running"):
+                    return max(0, cpus - (int(line.split()[1]) - 1))
+    except (AttributeError, OSError, ValueError, IndexError):
+        pass
+    return None

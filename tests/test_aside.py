@@ -5,7 +5,7 @@ import os
 import subprocess
 import sys
 
-from gdsim import _aside, _jit
+from gdsim import _aside, _jit, _resources
 
 
 def test_a_process_compiled_aside_fills_the_cache_the_caller_loads(tmp_path):
@@ -66,18 +66,22 @@ def test_a_process_compiling_aside_ends_with_this_one():
     assert not slow.wait() and slow._process.returncode is not None
 
 
-def test_idle_cpus_counts_this_process_own_cpu_while_it_sleeps_and_sees_a_busy_one():
+def test_idle_and_free_cpus_see_a_busy_process():
+    # idle_cpus counts this process's own CPU (it sleeps while it samples); free_cpus counts
+    # the running threads of the machine now, this one included.
     cpus = len(os.sched_getaffinity(0))
-    idle = _aside.idle_cpus(0.2)
+    idle = _resources.idle_cpus(0.2)
     if idle is None:  # not Linux
         return
     assert 0.0 <= idle <= cpus + 1e-9
+    assert 0 <= _resources.free_cpus() <= cpus
     busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
         import time
 
         time.sleep(0.2)  # started and spinning
-        assert _aside.idle_cpus(0.3) <= cpus - 0.7  # one CPU is not idle
+        assert _resources.idle_cpus(0.3) <= cpus - 0.7  # one CPU is not idle
+        assert _resources.free_cpus() <= cpus - 1
     finally:
         busy.kill()
         busy.wait()

@@ -117,8 +117,11 @@ def test_products_cut_in_two_give_naives_loss_and_gradient():
 
 
 @pytest.mark.parametrize("bias", [True, False])
-def test_train_matrix_path_gives_the_same_bits_on_one_and_two_threads(bias):
+def test_train_matrix_path_gives_the_same_bits_on_one_and_two_threads(bias, monkeypatch):
     numba = pytest.importorskip("numba")
+    from gdsim import _jit
+
+    monkeypatch.setattr(_jit, "free_cpus", lambda: None)  # two threads even while other tests run
     model = gdsim.MLP(WIDE[0], activation="tanh", bias=bias)
     X, Y = make_data(model, n=WIDE_N, seed=7)
     optimizer = gdsim.SGD(lr=0.05, momentum=0.9, weight_decay=1e-3)
@@ -162,3 +165,16 @@ def test_matrix_path_runs_from_two_threads_under_numbas_workqueue_layer():
     env = dict(os.environ, NUMBA_THREADING_LAYER="workqueue", NUMBA_NUM_THREADS="2")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+def test_the_matrix_path_takes_a_second_thread_only_with_a_cpu_free(monkeypatch):
+    # OpenMP's threads spin while they wait: beside a busy process, two took 4x one's time.
+    numba = pytest.importorskip("numba")
+    from gdsim import _jit
+
+    threads = numba.get_num_threads()
+    if threads < 2:
+        pytest.skip("Numba has one thread here")
+    for free, expected in ((1, 1), (0, 1), (threads + 3, threads), (None, threads)):  # None: cannot tell
+        monkeypatch.setattr(_jit, "free_cpus", lambda free=free: free)
+        assert _jit.loop_threads() == expected

@@ -181,24 +181,75 @@ def _compare_compile_flags_cheaply():
 _compare_compile_flags_cheaply()
 
 
+def _live_maps_on_bitsets():
+    """Compute Numba's liveness of variables (``analysis.compute_live_map``, run after every
+    inlining and rewrite) on Python ints as sets of bits: the same least fixed point of the
+    same equations, without unions of large sets of names (the variables defined upstream
+    of each block: 0.6 s of a cold MLP sweep). With another Numba, nothing changes."""
+    from numba.core import analysis, ir_utils
+
+    if not numba.__version__.startswith("0.68."):
+        return
+
+    @functools.wraps(analysis.compute_live_map)  # __wrapped__: Numba's, for the test
+    def compute_live_map(cfg, blocks, var_use_map, var_def_map):
+        index = {}
+
+        def bits(variables):
+            b = 0
+            for name in variables:
+                b |= 1 << index.setdefault(name, len(index))
+            return b
+
+        use = {k: bits(v) for k, v in var_use_map.items()}
+        defined = {k: bits(v) for k, v in var_def_map.items()}
+        order, reach, changed = cfg.topo_order(), {}, True
+        while changed:  # what is defined or used on some path to each block (its own too)
+            changed = False
+            for offset in order:
+                reach[offset] = here = reach.get(offset, 0) | defined[offset] | use[offset]
+                for b, _ in cfg.successors(offset):
+                    changed |= reach.get(b, 0) | here != reach.get(b, 0)
+                    reach[b] = reach.get(b, 0) | here
+        live, changed = {offset: bits(var_use_map[offset]) for offset in blocks}, True
+        while changed:  # used later, reached, and not defined in the block
+            changed = False
+            for offset in reversed(order):
+                for b, _ in cfg.predecessors(offset):
+                    value = live[b] | (live[offset] & reach.get(b, 0) & ~defined[b])
+                    changed |= value != live[b]
+                    live[b] = value
+        names = sorted(index, key=index.get)
+        return {offset: {names[b.bit_length() - 1] for b in _low_bits(value)} for offset, value in live.items()}
+
+    analysis.compute_live_map = ir_utils.compute_live_map = compute_live_map
+
+
+def _low_bits(value):
+    """The set bits of the int ``value``, each alone, lowest first."""
+    while value:
+        low = value & -value
+        yield low
+        value ^= low
+
+
+_live_maps_on_bitsets()
+
+
 def jit(function):
     """Compile ``function`` for the CPU with gdsim's options (see :data:`JIT_OPTIONS`)."""
     return numba.njit(**JIT_OPTIONS)(function)
 
 
 def jit_parallel(function):
-    """Like :func:`jit`, with Numba's parallel loops: ``prange`` (:data:`prange`) runs its
-    iterations on Numba's threads (``NUMBA_NUM_THREADS``; :func:`numba.set_num_threads`).
-
-    Starts Numba's threads now (:func:`numba.get_num_threads` does): a compiled caller
-    loaded from the cache links the function's parallel loops without starting them, and
-    its first call would then crash the process (a segmentation fault)."""
+    """Like :func:`jit`, with parallel loops (:data:`prange`) on Numba's threads, started
+    now: a caller loaded from the cache would run its loops without starting them first
+    and crash the process (a segmentation fault)."""
     numba.get_num_threads()
     return numba.njit(parallel=True, **JIT_OPTIONS)(function)
 
 
-#: Numba's ``prange``, for :func:`jit_parallel` functions.
-prange = numba.prange
+prange = numba.prange  #: Numba's ``prange``, for :func:`jit_parallel` functions.
 
 
 def jit_inline(function):
@@ -267,16 +318,14 @@ def load_compiler_unless_cached(dispatcher, args):
 
 
 def num_threads():
-    """The number of threads CPU kernels may use: Numba's setting (``NUMBA_NUM_THREADS``,
-    :func:`numba.set_num_threads`)."""
+    """The threads CPU kernels may use: Numba's setting (:func:`numba.set_num_threads`)."""
     return numba.get_num_threads()
 
 
 @contextlib.contextmanager
 def kernel_threads(n_threads):
     """Run the block's parallel loops (:func:`jit_parallel`) on ``n_threads`` of Numba's
-    threads: in the calling thread only (Numba's setting is per thread), e.g. 1 in each
-    worker of a pool that already keeps the CPUs busy."""
+    threads, in the calling thread only (e.g. 1 in the workers of a busy pool)."""
     previous = numba.get_num_threads()
     numba.set_num_threads(n_threads)
     try:
@@ -286,15 +335,11 @@ def kernel_threads(n_threads):
 
 
 def loop_threads():
-    """On how many of Numba's threads the calling thread's parallel loops
-    (:func:`jit_parallel`) should run: its setting (``NUMBA_NUM_THREADS``,
-    :func:`numba.set_num_threads`, :func:`kernel_threads`), at most the CPUs free now
-    (:func:`gdsim._resources.free_cpus`; at least 1): OpenMP's threads wait for each other
-    by spinning, and a second thread on a CPU another process holds costs several times
-    what it gains (W4: 4x). 1 under Numba's ``workqueue`` threading layer (the one left
-    where neither OpenMP nor TBB loads): it aborts the process when two threads enter
-    parallel loops at once, and waking its sleeping threads costs more than a matrix
-    path's halves gain."""
+    """On how many of Numba's threads the calling thread's parallel loops should run: its
+    setting (:func:`kernel_threads`), at most the CPUs free now (at least 1; OpenMP's
+    threads spin while they wait: W4 took 4x beside a busy process); 1 under Numba's
+    ``workqueue`` layer (where neither OpenMP nor TBB loads), which aborts the process when
+    two threads enter parallel loops at once and wakes its threads slowly."""
     if numba.threading_layer() == "workqueue":
         return 1
     threads = numba.get_num_threads()

@@ -139,3 +139,33 @@ def test_compile_flags_hash_and_compare_as_numba_defines_them():
     assert [hash(f) for f in (a, b, c, d)] == [numbas_hash(f) for f in (a, b, c, d)]
     assert a == b and a == d and a != c and not (a == Flags())  # noqa: SIM201 - __eq__ itself
     assert (a == b) == (a.values() == b.values()) and (a == c) == (a.values() == c.values())
+
+
+def test_live_maps_on_bitsets_are_numbas(monkeypatch):
+    # gdsim computes Numba's liveness of variables on bitsets (_jit._live_maps_on_bitsets):
+    # while a kernel compiles from scratch here, every call gives Numba's own sets, block by block.
+    from numba.core import analysis, ir_utils
+
+    import gdsim
+    from gdsim import kernels
+
+    ours = analysis.compute_live_map
+    if not hasattr(ours, "__wrapped__"):
+        pytest.skip("another Numba: its own liveness")
+    same = []
+
+    def both(cfg, blocks, uses, defs):
+        mine, numbas = ours(cfg, blocks, uses, defs), ours.__wrapped__(cfg, blocks, uses, defs)
+        same.append(mine == numbas and list(mine) == list(numbas))
+        return mine
+
+    monkeypatch.setattr(analysis, "compute_live_map", both)
+    monkeypatch.setattr(ir_utils, "compute_live_map", both)
+    model = gdsim.MLP((3, 4, 2), activation="tanh")
+    rng = np.random.default_rng(0)
+    X, Y = rng.standard_normal((5, 3)), rng.standard_normal((5, 2))
+    fresh = numba.njit(kernels.batch_loss_grad.py_func)  # compiled now, its inlined helpers with it
+    acts, deltas = kernels.new_workspace(model.sizes_array)
+    grad = np.empty(model.n_params)
+    loss = fresh(model.init(0), *model.spec[:4], X, Y, np.arange(5), grad, acts, deltas, model.layer_code)
+    assert np.isfinite(loss) and len(same) > 20 and all(same)

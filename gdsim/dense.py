@@ -33,7 +33,7 @@ from .kernels import (
     output_loss_tangent,
     weight_scale,
 )
-from .products import rows_dot, summed_dot
+from .products import rows_dot
 from .scalar import STANDARD
 
 
@@ -65,17 +65,12 @@ def new_dense_workspace(sizes, rows, threads=1):
     Returns
     -------
     tuple
-        ``(acts, deltas, spare, outputs, threads)``: :func:`layer_buffers`, the second half
-        of a cut product of a layer's deltas (:func:`gdsim.products.summed_dot`;
-        ``rows * max(sizes[1:-1])`` floats), the network's outputs and their deltas
-        sample by sample (``2 * rows * sizes[-1]``), and ``threads``. Jitted, for training
-        loops compiled with Numba.
+        ``(acts, deltas, outputs, threads)``: :func:`layer_buffers`, the network's outputs
+        and their deltas sample by sample (``2 * rows * sizes[-1]`` floats), and
+        ``threads``. Jitted, for training loops compiled with Numba.
     """
-    hidden = 0
-    for layer in range(1, sizes.shape[0] - 1):
-        hidden = max(hidden, sizes[layer])
     acts, deltas = layer_buffers(sizes, rows)
-    return acts, deltas, np.empty(rows * hidden), np.empty(2 * rows * sizes[-1]), threads
+    return acts, deltas, np.empty(2 * rows * sizes[-1]), threads
 
 
 @jit_inline
@@ -141,7 +136,7 @@ def dense_loss_grad(theta, sizes, activation, loss, reduction, X, Y, rows, want_
     bias = has_bias(layer_code)
     ntk = is_ntk(layer_code)
     batch = rows.shape[0]
-    acts, delta_space, spare, outputs, threads = work
+    acts, delta_space, outputs, threads = work
     inputs = _batch_inputs(X, rows, acts)
     # Forward, feature-major: layer l's outputs [fan_out, batch] at batch * sum(sizes[:l + 1])
     # in acts, so that a part of a product is a block of a layer's weight rows.
@@ -155,9 +150,9 @@ def dense_loss_grad(theta, sizes, activation, loss, reduction, X, Y, rows, want_
         out = _rows_view(acts, start, fan_out, batch)
         weight = theta[w:b].reshape((fan_out, fan_in))
         if layer == 0:
-            rows_dot(weight, inputs.T, out, threads)
+            rows_dot(weight, inputs, True, out, threads)
         else:
-            rows_dot(weight, previous, out, threads)
+            rows_dot(weight, previous, False, out, threads)
         hidden = layer < n_layers - 1
         scale = weight_scale(layer_code, fan_in)
         for o in range(fan_out):
@@ -208,14 +203,13 @@ def dense_loss_grad(theta, sizes, activation, loss, reduction, X, Y, rows, want_
                         deltas[o, j] *= scale
             weight_grad = grad[w:b].reshape((fan_out, fan_in))
             if layer == 0:
-                rows_dot(deltas, inputs, weight_grad, threads)
+                rows_dot(deltas, inputs, False, weight_grad, threads)
             else:
                 below = _rows_view(acts, start_in, fan_in, batch)
-                rows_dot(deltas, below.T, weight_grad, threads)
+                rows_dot(deltas, below, True, weight_grad, threads)
                 side = 1 - side
                 lower = _rows_view(delta_space, side * half, fan_in, batch)
-                summed_dot(theta[w:b].reshape((fan_out, fan_in)), deltas, lower, _rows_view(spare, 0, fan_in, batch),
-                           threads)
+                np.dot(theta[w:b].reshape((fan_out, fan_in)).T, deltas, lower)
                 for i in range(fan_in):
                     for j in range(batch):
                         lower[i, j] *= activation_slope(activation, below[i, j])
@@ -264,7 +258,7 @@ def dense_workspace_bytes(sizes, rows, products=False):
     memory checks made before a run allocates them."""
     one = rows * sum(sizes) + 2 * rows * max(sizes[1:])
     if not products:
-        return 8 * (one + rows * max(sizes[1:-1], default=0) + 2 * rows * sizes[-1])
+        return 8 * (one + 2 * rows * sizes[-1])
     return 8 * (2 * one + max(sizes[k] * max(sizes[k - 1], rows) for k in range(1, len(sizes))))
 
 

@@ -4,14 +4,16 @@ On a small network one product of :func:`gdsim.train`'s matrix path
 (:mod:`gdsim.dense`) takes a fraction of a millisecond: too short for BLAS's own threads
 to pay, and BLAS splits a product by its thread count, which changes the last bits
 (:func:`gdsim._threads.one_blas_thread`). Here a product of at least :data:`SPLIT_FLOPS` is
-cut in two by rows of a layer's weights, each half one call of single-threaded BLAS; the
-halves run in a ``prange``: on two threads where Numba has them, one after the other
+cut in two by rows of a layer's weights (or deltas), each half one call of single-threaded
+BLAS; the halves run in a ``prange``: on two threads where Numba has them, one after the other
 where it has one. The same calls on the same operands, so the same bits for any number
 of threads.
 
 A layer's rows go to the same half in the forward product, the weight gradient and the
 update (:func:`gdsim.optim.sgd_update_rows`), so each thread finds its half of the
-weights in its own cache.
+weights in its own cache. (The product that carries deltas down a layer is not cut: on
+the networks this serves it is the small one, and a parallel function of its own would
+add a second to the first compile.)
 """
 
 import numpy as np
@@ -45,53 +47,24 @@ def serial(parts, threads):
 
 
 @jit_inline
-def _rows_part(a, b, out, part, parts):
+def _rows_part(a, b, transposed, out, part, parts):
     lo, hi = part_rows(a.shape[0], part, parts)
-    np.dot(a[lo:hi], b, out[lo:hi])
+    if transposed:
+        np.dot(a[lo:hi], b.T, out[lo:hi])
+    else:
+        np.dot(a[lo:hi], b, out[lo:hi])
 
 
 @jit_parallel
-def rows_dot(a, b, out, threads):
-    """``out = a @ b``, by parts of the rows of ``a`` and ``out`` (:func:`product_parts`),
-    on up to ``threads`` of Numba's threads (:func:`gdsim._jit.loop_threads`; 1: none
-    started)."""
-    parts = product_parts(a.shape[0], b.shape[1], a.shape[1])
+def rows_dot(a, b, transposed, out, threads):
+    """``out = a @ b`` (``a @ b.T`` if ``transposed``: one compiled function for both, each
+    parallel function costing most of a second to compile), by parts of the rows of ``a``
+    and ``out`` (:func:`product_parts`), on up to ``threads`` of Numba's threads
+    (:func:`gdsim._jit.loop_threads`; 1: none started)."""
+    parts = product_parts(a.shape[0], out.shape[1], a.shape[1])
     if serial(parts, threads):
         for part in range(parts):
-            _rows_part(a, b, out, part, parts)
+            _rows_part(a, b, transposed, out, part, parts)
     else:
         for part in prange(parts):
-            _rows_part(a, b, out, part, parts)
-
-
-@jit_inline
-def _summed_part(a, b, out, spare, part, parts):
-    lo, hi = part_rows(a.shape[0], part, parts)
-    np.dot(a[lo:hi].T, b[lo:hi], out if part == 0 else spare)
-
-
-@jit_inline
-def _add_part(out, spare, part):
-    lo, hi = part_rows(out.shape[0], part, 2)
-    for i in range(lo, hi):
-        for j in range(out.shape[1]):
-            out[i, j] += spare[i, j]
-
-
-@jit_parallel
-def summed_dot(a, b, out, spare, threads):
-    """``out = a.T @ b``: the sum over the rows of ``a`` and ``b`` cut as :func:`rows_dot`
-    cuts ``a``'s, the first part's product into ``out`` and the second's into ``spare``
-    (``out``'s shape), then added; on up to ``threads`` threads, as :func:`rows_dot`."""
-    parts = product_parts(a.shape[0], b.shape[1], a.shape[1])
-    if serial(parts, threads):
-        for part in range(parts):
-            _summed_part(a, b, out, spare, part, parts)
-        if parts == 2:
-            _add_part(out, spare, 0)
-            _add_part(out, spare, 1)
-    else:
-        for part in prange(parts):
-            _summed_part(a, b, out, spare, part, parts)
-        for part in prange(2):
-            _add_part(out, spare, part)
+            _rows_part(a, b, transposed, out, part, parts)

@@ -76,9 +76,9 @@ def test_a_workspace_holds_nothing_from_one_batch_to_the_next():
 
 
 def test_train_counts_the_workspace_in_its_memory_check(monkeypatch):
-    # A run whose matrix-path workspace (n * (sum(sizes) + 2 * widest + widest hidden
-    # + 2 * n_out) floats: 1.56 MB here) is most of what it allocates: refused with 0.5 MB
-    # available, run with 2.5 MB.
+    # A run whose matrix-path workspace (n * (sum(sizes) + 2 * widest + 2 * n_out) floats:
+    # 1.30 MB here) is most of what it allocates: refused with 0.5 MB available, run with
+    # 2.5 MB.
     from gdsim import _resources
 
     model = gdsim.MLP((64, 32, 1))
@@ -92,8 +92,8 @@ def test_train_counts_the_workspace_in_its_memory_check(monkeypatch):
 
 
 # Wide enough that every product is cut in two (gdsim.products): the forward products and
-# the weight gradients by rows (rows_dot), the hidden layers' deltas summed in two parts
-# (summed_dot), and the update by halves of each layer's rows (sgd_update_rows).
+# the weight gradients by rows (rows_dot), and the update by halves of each layer's rows
+# (sgd_update_rows).
 WIDE = ((256, 128, 128, 3), "tanh", "mse", "mean", {})
 WIDE_N = 64
 

@@ -5,15 +5,17 @@ The numbers README quotes for these come from here (``benchmarks/results/first_u
 
 Cases (each a small sweep or training whose time is all compiling or loading kernels):
 
-==============  ==========================================================================
-``linear``      ``Linear(1, 1)`` on the tutorial line, per-sample SGD with momentum (the
-                line model's fused kernels)
-``mlp``         ``MLP((10, 5, 1))`` on 64 random samples, batches of 16, momentum
-``mlp-general`` the same with weight decay and Nesterov (the full SGD update)
-``linear-f32``  ``linear`` in float32
-``mlp-f32``     ``mlp`` in float32
-``train``       ``gdsim.train`` of the MLP (its own compiled loop)
-==============  ==========================================================================
+================  ========================================================================
+``linear``        ``Linear(1, 1)`` on the tutorial line, per-sample SGD with momentum (the
+                  line model's fused kernels)
+``mlp``           ``MLP((10, 5, 1))`` on 64 random samples, batches of 16, momentum
+``mlp-general``   the same with weight decay and Nesterov (the full SGD update)
+``linear-f32``    ``linear`` in float32
+``mlp-f32``       ``mlp`` in float32
+``train``         ``gdsim.train`` of the MLP (its own compiled loop)
+``train-matrix``  ``gdsim.train`` of an MLP (64, 32, 1) in batches of 8: the matrix path
+                  (matrix products and their parallel halves, ``gdsim.products``)
+================  ========================================================================
 
 What is measured, each in fresh subprocesses (``--repeats`` times):
 
@@ -53,7 +55,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-CASES = ("linear", "mlp", "mlp-general", "linear-f32", "mlp-f32", "train")
+CASES = ("linear", "mlp", "mlp-general", "linear-f32", "mlp-f32", "train", "train-matrix")
 
 
 def run_case(name):
@@ -72,6 +74,10 @@ def run_case(name):
     X, Y = rng.standard_normal((64, 10)), rng.standard_normal((64, 1))
     if name == "train":
         gdsim.train(gdsim.MLP((10, 5, 1)), X, Y, gdsim.SGD(lr=0.01, momentum=0.9), epochs=2, batch_size=16)
+        return
+    if name == "train-matrix":
+        X = rng.standard_normal((64, 64))
+        gdsim.train(gdsim.MLP((64, 32, 1)), X, Y, gdsim.SGD(lr=0.01, momentum=0.9), epochs=2, batch_size=8)
         return
     options = {"weight_decay": 1e-4, "nesterov": True} if name == "mlp-general" else {}
     gdsim.sweep(gdsim.MLP((10, 5, 1)), X, Y, lr=np.array([1e-3, 1e-2]), momentum=[0.5, 0.9], epochs=2,

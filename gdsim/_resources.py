@@ -187,15 +187,21 @@ def idle_cpus(window=0.05):
 
 
 def free_cpus():
-    """This process's CPUs minus the other threads of the machine running or ready to run
-    now (Linux's ``/proc/stat`` ``procs_running``, which counts the caller), at least 0;
-    None where it cannot be read. An instant's reading, without a wait."""
+    """This process's CPUs minus the threads of other processes running or ready to run
+    now, at least 0; None where it cannot be read. An instant's reading from Linux's
+    ``/proc`` (the machine's running threads, less this process's own: its parallel
+    loops' threads may still be spinning after the last loop), without a wait."""
     try:
         cpus = len(os.sched_getaffinity(0))
         with open("/proc/stat") as stat:
-            for line in stat:
-                if line.startswith("procs_running"):
-                    return max(0, cpus - (int(line.split()[1]) - 1))
-    except (AttributeError, OSError, ValueError, IndexError):
-        pass
-    return None
+            running = next(int(line.split()[1]) for line in stat if line.startswith("procs_running"))
+        own = 0
+        for task in os.listdir("/proc/self/task"):
+            try:
+                with open(f"/proc/self/task/{task}/stat") as status:
+                    own += status.read().rsplit(")", 1)[1].split()[0] == "R"
+            except OSError:  # the thread ended meanwhile
+                continue
+    except (AttributeError, OSError, ValueError, IndexError, StopIteration):
+        return None
+    return max(0, cpus - max(0, running - own))

@@ -1,6 +1,8 @@
 """Compiling a kernel in another process (gdsim._aside): the cache it fills, when it starts,
-and that it never outlives this process."""
+and that it never outlives this process; and the idle and free CPUs that it and train's
+matrix path look at (gdsim._resources)."""
 
+import io
 import os
 import subprocess
 import sys
@@ -85,3 +87,19 @@ def test_idle_and_free_cpus_see_a_busy_process():
     finally:
         busy.kill()
         busy.wait()
+
+
+def test_free_cpus_leaves_out_this_process_own_running_threads(monkeypatch):
+    # The machine runs 3 threads now, 2 of them this process's (the caller, and a parallel
+    # loop's thread still spinning after its loop): 1 other, so 4 - 1 CPUs are free.
+    files = {"/proc/stat": "cpu  1 2 3 4\nprocs_running 3\nprocs_blocked 0\n",
+             "/proc/self/task/10/stat": "10 (python) R 1 2 3", "/proc/self/task/11/stat": "11 (numba (omp)) R 1 2",
+             "/proc/self/task/12/stat": "12 (python) S 1 2 3"}
+    monkeypatch.setattr(_resources, "open", lambda path: io.StringIO(files[path]), raising=False)
+    monkeypatch.setattr(os, "listdir", lambda path: ["10", "11", "12"] if path == "/proc/self/task" else [])
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    assert _resources.free_cpus() == 3
+    files["/proc/stat"] = "procs_running 9\n"  # busier than there are CPUs: none free
+    assert _resources.free_cpus() == 0
+    files["/proc/stat"] = "cpu  1 2 3 4\n"  # cannot tell
+    assert _resources.free_cpus() is None

@@ -54,13 +54,10 @@ def use_dense_kernels(model, batch_size):
     """Whether :func:`train` computes batches with matrix products (BLAS) rather than
     sample by sample: worth it for wide layers and batches of more than a few samples.
 
-    Returns the threads its products may run on (:func:`gdsim._jit.loop_threads`: the
-    calling thread's Numba setting) or None (not False): :func:`train_loop`'s ``dense``
-    argument, whose None is a compile-time constant, so that each build contains only
-    the kernels it uses.
+    Its callers pass :func:`train_loop`'s ``dense`` from it: a thread count, or None.
     """
     widest = max(a * b for a, b in zip(model.sizes[:-1], model.sizes[1:]))
-    return loop_threads() if widest >= 1024 and batch_size >= 8 else None
+    return widest >= 1024 and batch_size >= 8
 
 
 @jit
@@ -102,10 +99,9 @@ def train_loop(state, model, X, Y, batches, lr, hyper, maximize, divergence, out
         An int: compute each batch with matrix products (:func:`gdsim.dense.dense_loss_grad`,
         its scratch allocated once), their parts and the update on up to this many of
         Numba's threads (:mod:`gdsim.products`: the same bits for any); None: sample by
-        sample. A None
-        argument is a compile-time constant (Numba prunes its ``is None`` branches), so
-        the build of each choice compiles only its own kernels
-        (:func:`use_dense_kernels` gives it).
+        sample. A None argument is a compile-time constant (Numba prunes its ``is None``
+        branches), so the build of each choice compiles only its own kernels
+        (:func:`use_dense_kernels` decides which).
     tracks : tuple or None
         :func:`gdsim.tracks.new_tracks`: the observables to measure every ``every[i]``
         steps (0: never), where they go and their scratch; None: none. Numba prunes the
@@ -430,7 +426,7 @@ def train(model: MLP, X: ArrayLike, Y: ArrayLike, optimizer: SGD, *, epochs: int
     history_rows = n_steps + 1 if record_params else 0
     # Everything the run allocates (the schedule included), checked before anything is allocated.
     drawn = epoch0 + epochs if _drawn_orders(shuffle) else epochs
-    dense = use_dense_kernels(model, batch_size)
+    dense = loop_threads() if use_dense_kernels(model, batch_size) else None  # the matrix path's threads
     matrix_bytes = dense_workspace_bytes(model.sizes, n) if dense else 0
     check_memory(8 * (history_rows * model.n_params + drawn * n + 2 * n_steps + 2 * (epoch0 + epochs)
                       + 4 * model.n_params) + matrix_bytes

@@ -74,9 +74,9 @@ def new_dense_workspace(sizes, rows, threads=1):
 
 
 @jit_inline
-def _rows_view(buffer, start, batch, width):
-    """``buffer[start:start + batch * width]`` as a C-contiguous ``[batch, width]`` array."""
-    return buffer[start:start + batch * width].reshape((batch, width))
+def _rows_view(buffer, start, rows, columns):
+    """``buffer[start:start + rows * columns]`` as a C-contiguous ``[rows, columns]`` array."""
+    return buffer[start:start + rows * columns].reshape((rows, columns))
 
 
 @jit_inline

@@ -18,6 +18,7 @@ from numpy.typing import ArrayLike
 
 from . import scalar
 from ._jit import jit, jit_parallel, prange
+from .products import part_rows
 from ._resources import check_memory
 from ._validate import (
     SEED_MAX,
@@ -90,8 +91,7 @@ def sgd_update_rows(theta, grad, buf, sizes, bias, threads, lr, momentum, dampen
         for layer in range(sizes.shape[0] - 1):
             fan_in = sizes[layer]
             fan_out = sizes[layer + 1]
-            lo = fan_out * part // 2
-            hi = fan_out * (part + 1) // 2
+            lo, hi = part_rows(fan_out, part, 2)  # the rows of the layer's products' part
             b = w + fan_in * fan_out
             sgd_update(theta[w + lo * fan_in:w + hi * fan_in], grad[w + lo * fan_in:w + hi * fan_in],
                        buf[w + lo * fan_in:w + hi * fan_in], lr, momentum, dampening, weight_decay, nesterov, maximize,

@@ -35,15 +35,9 @@ def product_parts(m, n, k):
 
 @jit_inline
 def part_rows(m, part, parts):
-    """The rows ``[lo, hi)`` of part ``part`` of ``parts`` of ``m`` rows."""
+    """The rows ``[lo, hi)`` of part ``part`` of ``parts`` of ``m`` rows (also the rows of a
+    layer that :func:`gdsim.optim.sgd_update_rows` updates in that part)."""
     return m * part // parts, m * (part + 1) // parts
-
-
-@jit_inline
-def serial(parts, threads):
-    """Whether a loop over ``parts`` runs in the calling thread: one part, or one thread
-    (no parallel loop to start: each wakes Numba's threads)."""
-    return parts == 1 or threads == 1
 
 
 @jit_inline
@@ -62,7 +56,7 @@ def rows_dot(a, b, transposed, out, threads):
     and ``out`` (:func:`product_parts`), on up to ``threads`` of Numba's threads
     (:func:`gdsim._jit.loop_threads`; 1: none started)."""
     parts = product_parts(a.shape[0], out.shape[1], a.shape[1])
-    if serial(parts, threads):
+    if parts == 1 or threads == 1:  # no parallel loop to start (each wakes Numba's threads)
         for part in range(parts):
             _rows_part(a, b, transposed, out, part, parts)
     else:

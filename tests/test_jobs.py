@@ -6,20 +6,13 @@ import subprocess
 import time
 
 import pytest
+from conftest import LINE_STUDY
 from test_reliability import MLP_STUDY, assert_identical, gdsim_command, write
 
 from gdsim import cli
 from gdsim.studies import jobs, load_dataset, load_study, regions_saved, run_studies, run_study
 
-LINE_SWEEP = """
-title = "line"
-figure = "heatmap"
-[model]
-type = "linear"
-n_in = 1
-n_out = 1
-[data]
-name = "tutorial_line"
+LINE_SWEEP = 'title = "line"\nfigure = "heatmap"\n' + LINE_STUDY + """
 [train]
 lr = {geomspace = [0.01, 0.5, 12]}
 momentum = [0.0, 0.5, 0.9]
@@ -28,16 +21,7 @@ epochs = 4
 params0 = [-10.0, -20.0]
 """
 
-TRAIN_RUNS = """
-title = "train"
-figure = "trajectories"
-runner = "train"
-[model]
-type = "linear"
-n_in = 1
-n_out = 1
-[data]
-name = "tutorial_line"
+TRAIN_RUNS = 'title = "train"\nfigure = "trajectories"\nrunner = "train"\n' + LINE_STUDY + """
 [train]
 lr = [0.04, 0.123]
 batch_size = "full"

@@ -498,8 +498,6 @@ def child_run(key, impl, quick, repeats, out_path):
     implementation of :data:`PAIRED` also prepares and warms up its partner, and each of
     its timed calls is followed by one of the partner's (``paired_times_s``).
     """
-    if key in ("W2", "W3"):
-        limits.use_workqueue()
     wl = make_workload(key, quick)
     runner = make_runner(wl, impl)
     partner = make_runner(wl, PAIRED[impl]) if impl in PAIRED else None
@@ -559,6 +557,20 @@ def _spawn(child_args, out_path, env=None, timeout=3600):
     return True, None
 
 
+def _child_env(key):
+    """The environment of a ``run`` child of workload ``key``: for W2 and W3, whose limit
+    kernels run their blocks in a Numba ``prange``, ``OMP_WAIT_POLICY=passive`` (unless
+    set), so that the OpenMP threads sleep once a call ends rather than spin, and take no
+    CPU time from the gdsim call that follows it in the round-robin. (On Numba's
+    ``workqueue`` layer, used before for that reason, the W2 limit took 4.1-9.5 ms from
+    one process to the next, median 7.5 ms in one process against 4.2-4.3 ms on OpenMP,
+    passive or not: it made gdsim / limit look 1.3 when it was 1.9-2.0.) None otherwise:
+    this process's environment."""
+    if key not in ("W2", "W3"):
+        return None
+    return dict(os.environ, OMP_WAIT_POLICY=os.environ.get("OMP_WAIT_POLICY", "passive"))
+
+
 def measure(wl, impl, quick, repeats, tmp):
     """Run ``impl`` on ``wl`` in a fresh subprocess and collect its measurements.
 
@@ -577,7 +589,7 @@ def measure(wl, impl, quick, repeats, tmp):
         return row
     out = Path(tmp) / f"{wl.key}-{impl}.npz"
     args = ["run", "--workloads", wl.key, "--impl", impl, "--repeats", str(repeats)] + (["--quick"] if quick else [])
-    ok, error = _spawn(args, out)
+    ok, error = _spawn(args, out, env=_child_env(wl.key))
     if not ok:
         row.update(status="error", reason=error)
         return row

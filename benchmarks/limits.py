@@ -39,7 +39,6 @@ last bit or so (``tests/test_bench_limits.py``); ``fastmath=True`` would reassoc
 sums and delete the NaN checks the ``diverged`` flag needs.
 """
 
-import numba
 import numpy as np
 from numba import njit, prange
 
@@ -59,15 +58,6 @@ LINE_SAMPLES = 2
 FACTOR = 1e6
 #: A threshold that only non-finite losses pass (``not (v <= BIG)``), for an initial loss <= 0.
 BIG = np.finfo(np.float64).max
-
-
-def use_workqueue():
-    """Have Numba's parallel loops in this process run on its workqueue threading layer
-    (before the first one starts): its idle threads sleep (OpenMP's spin for a while), so
-    they do not take CPU time from what runs next (bench.py alternates these kernels with
-    gdsim's sweep). Not for W4, whose gdsim row runs train's matrix path, which cuts its
-    products on Numba's threads (gdsim.products) under the default layer."""
-    numba.config.THREADING_LAYER = "workqueue"
 
 
 def _threshold(initial, factor):

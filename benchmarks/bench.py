@@ -564,7 +564,7 @@ def _child_env(key):
     CPU time from the gdsim call that follows it in the round-robin. (On Numba's
     ``workqueue`` layer, used before for that reason, the W2 limit took 4.1-9.5 ms from
     one process to the next, median 7.5 ms in one process against 4.2-4.3 ms on OpenMP,
-    passive or not: it made gdsim / limit look 1.3 when it was 1.9-2.0.) None otherwise:
+    passive or not: it made gdsim / limit look 1.3 when it was 1.9-2.2.) None otherwise:
     this process's environment."""
     if key not in ("W2", "W3"):
         return None

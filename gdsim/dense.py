@@ -22,6 +22,7 @@ import numpy as np
 from ._jit import jit, jit_inline
 from .kernels import (
     activate,
+    activated_tangent,
     activation_slope,
     activation_slope_derivative,
     averages,
@@ -313,19 +314,8 @@ def dense_hvp(theta, sizes, activation, loss, reduction, X, Y, rows, v, hv, work
                 r = t_out[j, o]
                 if layer > 0:
                     r += carried[j, o]
-                if ntk:
-                    s = s * scale
-                    r = r * scale
-                if bias:
-                    s += theta[b + o]
-                    r += v[b + o]
-                if hidden:
-                    a = activate(activation, s)
-                    out[j, o] = a
-                    t_out[j, o] = activation_slope(activation, a) * r
-                else:
-                    out[j, o] = s
-                    t_out[j, o] = r
+                bias_s, bias_r = (theta[b + o], v[b + o]) if bias else (0.0, 0.0)
+                out[j, o], t_out[j, o] = activated_tangent(activation, s, r, scale, bias_s, bias_r, ntk, bias, hidden)
         a_in = out
         t_in = t_out
         start += batch * fan_out

@@ -64,7 +64,7 @@ import numpy as np
 
 from ._jit import jit
 from .dense import dense_hvp
-from .kernels import (activate, activation_slope, activation_slope_derivative, averages, has_bias, is_ntk,
+from .kernels import (activated_tangent, activation_slope, activation_slope_derivative, averages, has_bias, is_ntk,
                       output_loss_tangent, output_offset, store_row, weight_scale)
 from .scalar import STANDARD
 
@@ -137,19 +137,9 @@ def forward_tangent_sample(theta, sizes, activation, x, v, acts, tangents, layer
                 for i in range(fan_in):
                     s += theta[row + i] * acts[a_in + i]
                     r += v[row + i] * acts[a_in + i]
-            if ntk:  # the constant factor of the weighted sum multiplies its tangent too
-                s = s * scale
-                r = r * scale
-            if bias:
-                s += theta[b + o]
-                r += v[b + o]
-            if hidden:
-                a = activate(activation, s)
-                acts[a_out + o] = a
-                tangents[a_out + o] = activation_slope(activation, a) * r
-            else:
-                acts[a_out + o] = s
-                tangents[a_out + o] = r
+            bias_s, bias_r = (theta[b + o], v[b + o]) if bias else (0.0, 0.0)
+            acts[a_out + o], tangents[a_out + o] = activated_tangent(activation, s, r, scale, bias_s, bias_r, ntk,
+                                                                     bias, hidden)
         w = b + fan_out if bias else b
         a_in = a_out
 

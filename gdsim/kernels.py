@@ -176,7 +176,16 @@ def output_loss(loss, reduction, out, y, delta, scale):
                 delta[k] = scale * math.exp(out[k] - log_norm)
             delta[label] -= scale
         return log_norm - out[label]
-    c = mse_weight(reduction, n_out)  # MSE
+    return mse_loss(reduction, out, y, delta, scale)
+
+
+@jit_inline
+def mse_loss(reduction, out, y, delta, scale):
+    """The MSE part of :func:`output_loss`: one sample's own loss and, unless ``delta``
+    is empty, ``scale`` times its gradient into ``delta``."""
+    n_out = out.shape[0]
+    want_grad = delta.shape[0] > 0
+    c = mse_weight(reduction, n_out)
     total = 0.0
     for k in range(n_out):
         r = out[k] - y[k]
@@ -184,6 +193,25 @@ def output_loss(loss, reduction, out, y, delta, scale):
         if want_grad:
             delta[k] = scale * 2.0 * c * r
     return c * total
+
+
+@jit_inline
+def activated_tangent(activation, s, r, scale, bias_s, bias_r, ntk, bias, hidden):
+    """A layer output and its tangent (derivative along a direction) from its weighted
+    sum ``s`` and that sum's tangent ``r``: under NTK (``ntk``) both times ``scale``, then
+    (``bias``) the bias ``bias_s`` and its tangent ``bias_r`` added, then in a ``hidden``
+    layer the activation, whose tangent is its slope times ``r``. The forward passes of
+    the Hessian-vector products (:mod:`gdsim.hvp`, :func:`gdsim.dense.dense_hvp`) share it."""
+    if ntk:  # the constant factor of the weighted sum multiplies its tangent too
+        s = s * scale
+        r = r * scale
+    if bias:
+        s += bias_s
+        r += bias_r
+    if hidden:
+        a = activate(activation, s)
+        return a, activation_slope(activation, a) * r
+    return s, r
 
 
 @jit
@@ -226,14 +254,10 @@ def output_loss_tangent(loss, reduction, out, tangent, y, delta, tangent_delta, 
             tangent_delta[k] = scale * p * (tangent[k] - mean_tangent)
         delta[label] -= scale
         return log_norm - out[label]
-    c = mse_weight(reduction, n_out)  # MSE
-    total = 0.0
+    c = mse_weight(reduction, n_out)  # MSE: its Hessian in the outputs is 2 c I
     for k in range(n_out):
-        r = out[k] - y[k]
-        total += r * r
-        delta[k] = scale * 2.0 * c * r
         tangent_delta[k] = scale * 2.0 * c * tangent[k]
-    return c * total
+    return mse_loss(reduction, out, y, delta, scale)
 
 
 @jit_inline
